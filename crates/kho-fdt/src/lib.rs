@@ -1,1 +1,96 @@
-//! placeholder
+//! Build, parse and render the root FDT of Linux Kexec HandOver (KHO).
+//!
+//! The outgoing kernel publishes one page holding a flattened device tree:
+//!
+//! ```text
+//! / {
+//!     compatible = "kho-v2";                    // or "kho-v3"
+//!     preserved-memory-map = <le64 phys of the radix-tree root page>;
+//!     <client-name> {
+//!         preserved-data = <le64 phys of the client blob>;
+//!         blob-size = <le64 bytes>;             // blob-size revision, kho-v3
+//!     };
+//! };
+//! ```
+//!
+//! This crate writes it ([`KhoFdtBuilder`], on top of `vm-fdt`), validates
+//! and reads it ([`KhoFdt::parse`], panic-free on any input, with a named
+//! [`Error`] carrying the byte offset of what is wrong), and renders it, or
+//! any FDT sub-blob such as memblock's, as canonical DTS-like text for
+//! review and snapshot tests ([`render`], [`render_blob`]).
+//!
+//! KHO values are native-endian u64s (little-endian on every architecture
+//! KHO supports), not big-endian device-tree cells; see `kho_abi`. The
+//! rendering therefore prints them as `le64:0x…`, never as `<…>` cells.
+//!
+//! # Example
+//!
+//! ```
+//! use kho_abi::AbiVersion;
+//! use kho_fdt::{KhoFdt, KhoFdtBuilder};
+//! use kho_mem::PhysAddr;
+//!
+//! let mut builder = KhoFdtBuilder::new(AbiVersion::V3, PhysAddr::new(0x4123_4000));
+//! builder.add_subtree("memblock", PhysAddr::new(0x4124_5000), Some(4096))?;
+//! builder.add_subtree("kexec-metadata", PhysAddr::new(0x4124_6000), Some(73))?;
+//! let blob = builder.build()?;
+//! assert!(blob.len() <= 4096);
+//!
+//! let fdt = KhoFdt::parse(&blob)?;
+//! assert_eq!(fdt.version(), AbiVersion::V3);
+//! assert_eq!(fdt.memory_map(), PhysAddr::new(0x4123_4000));
+//! assert_eq!(fdt.total_size(), blob.len());
+//! let memblock = fdt.subtree("memblock").expect("memblock subtree");
+//! assert_eq!(memblock.data(), PhysAddr::new(0x4124_5000));
+//! assert_eq!(memblock.size(), Some(4096));
+//! let names: Vec<_> = fdt.subtrees().map(|s| s.name()).collect();
+//! assert_eq!(names, ["memblock", "kexec-metadata"]);
+//!
+//! // Anything a reader would refuse comes back as a named error.
+//! assert_eq!(
+//!     KhoFdt::parse(&blob[..blob.len() - 1]).unwrap_err().to_string(),
+//!     format!("FDT totalsize {} (offset 0x4) exceeds the {}-byte blob", blob.len(), blob.len() - 1),
+//! );
+//! # Ok::<(), kho_fdt::Error>(())
+//! ```
+//!
+//! # Robustness
+//!
+//! The incoming FDT comes from another kernel and is untrusted. Parsing first
+//! walks the whole structure block with a bounds-checked token walker of its
+//! own; only then does it use the `fdt` crate, and only its `Fdt::new`,
+//! `find_node`, `children` and `properties`, on blobs where the walk has
+//! proven they cannot panic (`fdt` 0.1.5's `chosen()`, `memory()`, `root()`
+//! and `cpus()` panic on a KHO FDT and are never called; `all_nodes` is not
+//! used either, as its fixed 64-entry parent stack overflows at the depth
+//! limit and it only stops at `FDT_END` by accident, knowing the token as 5
+//! instead of 9). The walker refuses `FDT_NOP` tokens, which no KHO writer or
+//! dtc emits but which `fdt` 0.1.5 mishandles. The library denies
+//! `unwrap`, `expect` and `panic!`, and property tests feed it mutated,
+//! truncated and random blobs.
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+extern crate alloc;
+
+mod blob;
+mod build;
+mod error;
+mod parse;
+mod render;
+
+pub use blob::{FdtHeader, MAX_DEPTH};
+pub use build::{KhoFdtBuilder, MAX_NAME_LEN};
+pub use error::{Block, Error, Malformed, Result};
+pub use parse::{KhoFdt, Subtree};
+pub use render::{render, render_blob};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;

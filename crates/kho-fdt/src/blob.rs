@@ -1,0 +1,557 @@
+//! Container validation of any FDT: header, blocks and a bounds-checked token walk.
+//!
+//! Everything the `fdt` 0.1.5 lookups would otherwise `unwrap`, `expect` or
+//! index out of bounds on is checked here first, so that [`ValidFdt::fdt`]
+//! only ever sees blobs on which its `find_node`, `children` and `properties`
+//! cannot panic: blocks inside `totalsize`, every token inside the structure
+//! block, names NUL-terminated printable ASCII, property values inside the
+//! structure block, name offsets inside the strings block, properties before
+//! children, no `FDT_NOP`, one root with an empty name, `FDT_END` present.
+
+use kho_abi::fdt::{FDT_HEADER_SIZE, FDT_MAGIC, FDT_VERSION};
+use zerocopy::big_endian::U32;
+use zerocopy::{FromBytes, Immutable, KnownLayout, Unaligned};
+
+use crate::error::{Block, Error, Malformed, Result};
+
+/// Deepest node nesting accepted, counting the root as depth 1 (as libfdt's
+/// `FDT_MAX_DEPTH` and vm-fdt's writer do).
+pub const MAX_DEPTH: usize = 64;
+
+pub(crate) const FDT_BEGIN_NODE: u32 = 1;
+pub(crate) const FDT_END_NODE: u32 = 2;
+pub(crate) const FDT_PROP: u32 = 3;
+pub(crate) const FDT_NOP: u32 = 4;
+pub(crate) const FDT_END: u32 = 9;
+
+/// The on-disk header: ten big-endian `u32`s.
+#[derive(FromBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct RawHeader {
+    magic: U32,
+    totalsize: U32,
+    off_dt_struct: U32,
+    off_dt_strings: U32,
+    off_mem_rsvmap: U32,
+    version: U32,
+    last_comp_version: U32,
+    boot_cpuid_phys: U32,
+    size_dt_strings: U32,
+    size_dt_struct: U32,
+}
+
+const _: () = assert!(size_of::<RawHeader>() == FDT_HEADER_SIZE);
+
+/// The decoded FDT header of a validated blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct FdtHeader {
+    /// Total size of the blob in bytes.
+    pub totalsize: u32,
+    /// Offset of the structure block.
+    pub off_dt_struct: u32,
+    /// Offset of the strings block.
+    pub off_dt_strings: u32,
+    /// Offset of the memory reservation map.
+    pub off_mem_rsvmap: u32,
+    /// Format version (17 for everything written today).
+    pub version: u32,
+    /// Oldest version this blob is compatible with (16 as written by libfdt,
+    /// dtc and vm-fdt).
+    pub last_comp_version: u32,
+    /// Physical id of the boot CPU (unused by KHO, 0).
+    pub boot_cpuid_phys: u32,
+    /// Size of the strings block.
+    pub size_dt_strings: u32,
+    /// Size of the structure block.
+    pub size_dt_struct: u32,
+}
+
+/// A blob whose header and structure block passed [`validate`].
+#[derive(Clone, Copy)]
+pub(crate) struct ValidFdt<'a> {
+    /// The blob cut to `totalsize`.
+    pub(crate) bytes: &'a [u8],
+    pub(crate) header: FdtHeader,
+    pub(crate) fdt: fdt::Fdt<'a>,
+}
+
+impl core::fmt::Debug for ValidFdt<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ValidFdt")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> ValidFdt<'a> {
+    /// Byte offset of `sub` (a slice of this blob, e.g. a property value or
+    /// node name returned by `fdt`) from the start of the blob.
+    pub(crate) fn offset_of(&self, sub: &[u8]) -> usize {
+        sub.as_ptr()
+            .addr()
+            .saturating_sub(self.bytes.as_ptr().addr())
+    }
+
+    /// The root node. Present in every validated blob.
+    pub(crate) fn root(&self) -> Result<fdt::node::FdtNode<'_, 'a>> {
+        self.fdt.find_node("/").ok_or(Error::MalformedStructure {
+            offset: self.header.off_dt_struct as usize,
+            reason: Malformed::NoRootNode(0),
+        })
+    }
+
+    /// Entries of the memory reservation map (address, size), terminator
+    /// excluded.
+    pub(crate) fn mem_reservations(&self) -> impl Iterator<Item = (u64, u64)> + 'a {
+        let start = self.header.off_mem_rsvmap as usize;
+        self.bytes
+            .get(start..)
+            .unwrap_or_default()
+            .chunks_exact(16)
+            .map(|e| (be64(&e[..8]), be64(&e[8..])))
+            .take_while(|&(a, s)| a != 0 || s != 0)
+    }
+}
+
+fn be64(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(b.get(..8).unwrap_or(&[0; 8]));
+    u64::from_be_bytes(w)
+}
+
+fn be32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    let w = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+}
+
+/// Checks the header and blocks of `blob` and walks its structure block.
+///
+/// `max_size` bounds `totalsize` (one page for a KHO root FDT).
+pub(crate) fn validate(blob: &[u8], max_size: usize) -> Result<ValidFdt<'_>> {
+    // Magic first, so a short non-FDT blob says "bad magic" when it can.
+    let magic = be32_at(blob, 0).ok_or(Error::Truncated {
+        len: blob.len(),
+        needed: 4,
+    })?;
+    if magic != FDT_MAGIC {
+        return Err(Error::BadMagic { found: magic });
+    }
+    let (raw, _) = RawHeader::ref_from_prefix(blob).map_err(|_| Error::Truncated {
+        len: blob.len(),
+        needed: FDT_HEADER_SIZE,
+    })?;
+    let header = FdtHeader {
+        totalsize: raw.totalsize.get(),
+        off_dt_struct: raw.off_dt_struct.get(),
+        off_dt_strings: raw.off_dt_strings.get(),
+        off_mem_rsvmap: raw.off_mem_rsvmap.get(),
+        version: raw.version.get(),
+        last_comp_version: raw.last_comp_version.get(),
+        boot_cpuid_phys: raw.boot_cpuid_phys.get(),
+        size_dt_strings: raw.size_dt_strings.get(),
+        size_dt_struct: raw.size_dt_struct.get(),
+    };
+    if header.version < FDT_VERSION || header.last_comp_version > FDT_VERSION {
+        return Err(Error::UnsupportedHeaderVersion {
+            version: header.version,
+            last_comp_version: header.last_comp_version,
+        });
+    }
+    let totalsize = header.totalsize as usize;
+    if totalsize > blob.len() {
+        return Err(Error::ExceedsBlob {
+            totalsize: header.totalsize,
+            len: blob.len(),
+        });
+    }
+    if totalsize > max_size {
+        return Err(Error::TotalSizeTooLarge {
+            totalsize: header.totalsize,
+            max: max_size,
+        });
+    }
+    if totalsize < FDT_HEADER_SIZE {
+        return Err(Error::TotalSizeTooSmall {
+            totalsize: header.totalsize,
+        });
+    }
+    let bytes = blob.get(..totalsize).unwrap_or_default();
+
+    check_block(Block::MemReserveMap, header.off_mem_rsvmap, 0, &header)?;
+    if header.off_mem_rsvmap % 8 != 0 {
+        return Err(Error::MisalignedBlock {
+            block: Block::MemReserveMap,
+            offset: header.off_mem_rsvmap,
+            align: 8,
+        });
+    }
+    check_block(
+        Block::Structure,
+        header.off_dt_struct,
+        header.size_dt_struct,
+        &header,
+    )?;
+    if header.off_dt_struct % 4 != 0 {
+        return Err(Error::MisalignedBlock {
+            block: Block::Structure,
+            offset: header.off_dt_struct,
+            align: 4,
+        });
+    }
+    check_block(
+        Block::Strings,
+        header.off_dt_strings,
+        header.size_dt_strings,
+        &header,
+    )?;
+    check_rsvmap(bytes, header.off_mem_rsvmap as usize)?;
+
+    let s_start = header.off_dt_struct as usize;
+    let s_end = s_start + header.size_dt_struct as usize;
+    let t_start = header.off_dt_strings as usize;
+    let t_end = t_start + header.size_dt_strings as usize;
+    let walker = Walker {
+        bytes,
+        structure: bytes.get(s_start..s_end).unwrap_or_default(),
+        base: s_start,
+        strings: bytes.get(t_start..t_end).unwrap_or_default(),
+    };
+    walker.walk()?;
+
+    let fdt = fdt::Fdt::new(bytes).map_err(|e| match e {
+        fdt::FdtError::BadMagic => Error::BadMagic { found: magic },
+        _ => Error::Truncated {
+            len: bytes.len(),
+            needed: FDT_HEADER_SIZE,
+        },
+    })?;
+    Ok(ValidFdt { bytes, header, fdt })
+}
+
+/// `[offset, offset + size)` must lie inside `[header size, totalsize)`.
+fn check_block(block: Block, offset: u32, size: u32, header: &FdtHeader) -> Result<()> {
+    let end = u64::from(offset) + u64::from(size);
+    if (offset as usize) < FDT_HEADER_SIZE || end > u64::from(header.totalsize) {
+        return Err(Error::BlockOutOfBounds {
+            block,
+            offset,
+            size,
+            totalsize: header.totalsize,
+        });
+    }
+    Ok(())
+}
+
+/// The reservation map must end with an all-zero entry inside the blob.
+fn check_rsvmap(bytes: &[u8], offset: usize) -> Result<()> {
+    let terminated = bytes
+        .get(offset..)
+        .unwrap_or_default()
+        .chunks_exact(16)
+        .any(|e| e.iter().all(|&b| b == 0));
+    if terminated {
+        Ok(())
+    } else {
+        Err(Error::UnterminatedMemReserveMap { offset })
+    }
+}
+
+/// The structure-block walker. Every read is bounds-checked; the walk is
+/// linear in the block size (each iteration consumes at least 4 bytes).
+struct Walker<'a> {
+    bytes: &'a [u8],
+    structure: &'a [u8],
+    /// Offset of `structure` in `bytes`, to report absolute offsets.
+    base: usize,
+    strings: &'a [u8],
+}
+
+impl Walker<'_> {
+    fn err(&self, pos: usize, reason: Malformed) -> Error {
+        Error::MalformedStructure {
+            offset: self.base + pos,
+            reason,
+        }
+    }
+
+    fn token(&self, pos: usize) -> Result<u32> {
+        be32_at(self.structure, pos).ok_or(self.err(pos, Malformed::TruncatedToken))
+    }
+
+    fn walk(&self) -> Result<()> {
+        debug_assert!(self.bytes.len() >= self.base + self.structure.len());
+        let mut pos = 0usize;
+        let mut depth = 0usize;
+        let mut root_done = false;
+        // Whether the previous token allows a property next: only right after
+        // FDT_BEGIN_NODE or another property.
+        let mut props_allowed = false;
+        loop {
+            let tok = self.token(pos)?;
+            if root_done && tok != FDT_END {
+                return Err(self.err(pos, Malformed::AfterRoot(tok)));
+            }
+            if pos == 0 && tok != FDT_BEGIN_NODE {
+                return Err(self.err(pos, Malformed::NoRootNode(tok)));
+            }
+            match tok {
+                FDT_BEGIN_NODE => {
+                    if depth >= MAX_DEPTH {
+                        return Err(self.err(pos, Malformed::TooDeep));
+                    }
+                    let name_start = pos + 4;
+                    let rest = self.structure.get(name_start..).unwrap_or_default();
+                    let nul = rest
+                        .iter()
+                        .position(|&b| b == 0)
+                        .ok_or(self.err(pos, Malformed::UnterminatedNodeName))?;
+                    let name = rest.get(..nul).unwrap_or_default();
+                    if depth == 0 {
+                        if !name.is_empty() {
+                            return Err(self.err(pos, Malformed::RootNameNotEmpty));
+                        }
+                    } else if !valid_node_name(name) {
+                        return Err(self.err(pos, Malformed::BadNodeName));
+                    }
+                    depth += 1;
+                    props_allowed = true;
+                    pos = align4(name_start + nul + 1);
+                }
+                FDT_END_NODE => {
+                    depth = depth
+                        .checked_sub(1)
+                        .ok_or(self.err(pos, Malformed::UnbalancedEnd))?;
+                    root_done = depth == 0;
+                    props_allowed = false;
+                    pos += 4;
+                }
+                FDT_PROP => {
+                    if !props_allowed {
+                        return Err(self.err(pos, Malformed::PropertyAfterChild));
+                    }
+                    let len = self.token(pos + 4)?;
+                    let nameoff = self.token(pos + 8)?;
+                    let value_start = pos + 12;
+                    let value_end = value_start
+                        .checked_add(len as usize)
+                        .filter(|&end| end <= self.structure.len())
+                        .ok_or(self.err(pos, Malformed::PropertyValueOutOfBounds { len }))?;
+                    self.check_prop_name(pos, nameoff)?;
+                    pos = align4(value_end);
+                }
+                FDT_NOP => return Err(self.err(pos, Malformed::Nop)),
+                FDT_END => {
+                    if depth != 0 || !root_done {
+                        return Err(self.err(pos, Malformed::UnbalancedEnd));
+                    }
+                    return Ok(());
+                }
+                other => return Err(self.err(pos, Malformed::UnknownToken(other))),
+            }
+            if pos >= self.structure.len() {
+                return Err(self.err(pos, Malformed::MissingEnd));
+            }
+        }
+    }
+
+    fn check_prop_name(&self, pos: usize, nameoff: u32) -> Result<()> {
+        let rest = self
+            .strings
+            .get(nameoff as usize..)
+            .filter(|r| !r.is_empty())
+            .ok_or(self.err(pos, Malformed::NameOffsetOutOfBounds { nameoff }))?;
+        let nul = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(self.err(pos, Malformed::UnterminatedPropertyName { nameoff }))?;
+        let name = rest.get(..nul).unwrap_or_default();
+        if name.is_empty() || !name.iter().all(|b| b.is_ascii_graphic()) {
+            return Err(self.err(pos, Malformed::BadPropertyName { nameoff }));
+        }
+        Ok(())
+    }
+}
+
+fn valid_node_name(name: &[u8]) -> bool {
+    !name.is_empty() && name.iter().all(|&b| b.is_ascii_graphic() && b != b'/')
+}
+
+fn align4(x: usize) -> usize {
+    x.saturating_add(3) & !3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    /// A minimal valid blob: header, empty rsvmap, `/ { p = "x"; c { }; };`.
+    fn minimal() -> Vec<u8> {
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_string("p", "x").unwrap();
+        let c = w.begin_node("c").unwrap();
+        w.end_node(c).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    fn set_be32(b: &mut [u8], at: usize, v: u32) {
+        b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    }
+
+    #[test]
+    fn minimal_is_valid() {
+        let b = minimal();
+        let v = validate(&b, 4096).unwrap();
+        assert_eq!(v.header.version, 17);
+        assert_eq!(v.header.last_comp_version, 16);
+        assert_eq!(v.header.off_mem_rsvmap, 40);
+        assert_eq!(v.header.off_dt_struct, 56);
+        assert_eq!(v.mem_reservations().count(), 0);
+    }
+
+    #[test]
+    fn header_errors() {
+        assert_eq!(
+            validate(&[0xd0, 0x0d], 4096).unwrap_err(),
+            Error::Truncated { len: 2, needed: 4 }
+        );
+        let b = minimal();
+        assert_eq!(
+            validate(&b[..20], 4096).unwrap_err(),
+            Error::Truncated {
+                len: 20,
+                needed: 40
+            }
+        );
+        let mut v = b.clone();
+        set_be32(&mut v, 20, 16);
+        assert!(matches!(
+            validate(&v, 4096),
+            Err(Error::UnsupportedHeaderVersion { version: 16, .. })
+        ));
+        let mut v = b.clone();
+        set_be32(&mut v, 4, 20);
+        assert_eq!(
+            validate(&v, 4096).unwrap_err(),
+            Error::TotalSizeTooSmall { totalsize: 20 }
+        );
+        let mut v = b.clone();
+        set_be32(&mut v, 16, 44);
+        assert_eq!(
+            validate(&v, 4096).unwrap_err(),
+            Error::MisalignedBlock {
+                block: Block::MemReserveMap,
+                offset: 44,
+                align: 8
+            }
+        );
+        let mut v = b.clone();
+        set_be32(&mut v, 8, 58);
+        assert!(matches!(
+            validate(&v, 4096),
+            Err(Error::BlockOutOfBounds {
+                block: Block::Structure,
+                ..
+            }) | Err(Error::MisalignedBlock {
+                block: Block::Structure,
+                ..
+            })
+        ));
+        let mut v = b.clone();
+        set_be32(&mut v, 12, u32::MAX);
+        assert!(matches!(
+            validate(&v, 4096),
+            Err(Error::BlockOutOfBounds {
+                block: Block::Strings,
+                ..
+            })
+        ));
+        // Fill the reservation map with non-zero bytes up to totalsize.
+        let mut v = b.clone();
+        for x in &mut v[40..] {
+            *x = 0xff;
+        }
+        assert_eq!(
+            validate(&v, 4096).unwrap_err(),
+            Error::UnterminatedMemReserveMap { offset: 40 }
+        );
+    }
+
+    #[test]
+    fn structure_errors() {
+        let b = minimal();
+        let s = 56; // off_dt_struct
+        // NOP in place of the root's first property token.
+        let mut v = b.clone();
+        set_be32(&mut v, s + 8, FDT_NOP);
+        assert_eq!(
+            validate(&v, 4096).unwrap_err(),
+            Error::MalformedStructure {
+                offset: s + 8,
+                reason: Malformed::Nop
+            }
+        );
+        // Property name offset past the strings block.
+        let mut v = b.clone();
+        set_be32(&mut v, s + 16, 1000);
+        assert_eq!(
+            validate(&v, 4096).unwrap_err(),
+            Error::MalformedStructure {
+                offset: s + 8,
+                reason: Malformed::NameOffsetOutOfBounds { nameoff: 1000 }
+            }
+        );
+        // Property length past the block.
+        let mut v = b.clone();
+        set_be32(&mut v, s + 12, 0x1000);
+        assert!(matches!(
+            validate(&v, 4096),
+            Err(Error::MalformedStructure {
+                reason: Malformed::PropertyValueOutOfBounds { len: 0x1000 },
+                ..
+            })
+        ));
+        // Root name not empty.
+        let mut v = b.clone();
+        v[s + 4] = b'r';
+        assert!(matches!(
+            validate(&v, 4096),
+            Err(Error::MalformedStructure {
+                reason: Malformed::RootNameNotEmpty,
+                ..
+            })
+        ));
+        // Drop FDT_END by shrinking the structure block by 4.
+        let mut v = b.clone();
+        let size = u32::from_be_bytes(v[36..40].try_into().unwrap());
+        set_be32(&mut v, 36, size - 4);
+        assert!(matches!(
+            validate(&v, 4096),
+            Err(Error::MalformedStructure {
+                reason: Malformed::MissingEnd,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn depth_limit() {
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let mut open = Vec::new();
+        open.push(w.begin_node("").unwrap());
+        for _ in 1..MAX_DEPTH {
+            open.push(w.begin_node("n").unwrap());
+        }
+        while let Some(n) = open.pop() {
+            w.end_node(n).unwrap();
+        }
+        let b = w.finish().unwrap();
+        let v = validate(&b, 1 << 20).unwrap();
+        // The lookups the crate uses stay panic-free at the depth limit.
+        let root = v.root().unwrap();
+        assert_eq!(root.children().count(), 1);
+    }
+}

@@ -1,0 +1,313 @@
+//! Reading a root KHO FDT: [`KhoFdt::parse`] and the typed view it returns.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt::Write as _;
+
+use kho_abi::AbiVersion;
+use kho_abi::fdt::{
+    MAX_FDT_SIZE, PROP_BLOB_SIZE, PROP_COMPATIBLE, PROP_PRESERVED_DATA, PROP_PRESERVED_MEMORY_MAP,
+    U64_PROP_LEN,
+};
+use kho_mem::PhysAddr;
+
+use crate::blob::{FdtHeader, ValidFdt, validate};
+use crate::error::{Error, Result};
+
+/// A validated root KHO FDT.
+///
+/// Borrowed from the blob it was parsed from; everything the KHO ABI defines
+/// has been checked (see [`KhoFdt::parse`]). Properties the ABI does not
+/// define, and nodes below the root's children, are accepted and ignored
+/// (they still appear in [`KhoFdt::render`]).
+#[derive(Clone, Debug)]
+pub struct KhoFdt<'a> {
+    pub(crate) blob: ValidFdt<'a>,
+    version: AbiVersion,
+    memory_map: PhysAddr,
+    subtrees: Vec<Subtree<'a>>,
+}
+
+/// Two views are equal when they were parsed from the same bytes (everything
+/// else is derived from them).
+impl PartialEq for KhoFdt<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.blob.bytes == other.blob.bytes
+    }
+}
+
+impl Eq for KhoFdt<'_> {}
+
+/// One child of the root: a client blob handed over by physical address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Subtree<'a> {
+    name: &'a str,
+    data: PhysAddr,
+    size: Option<u64>,
+    offset: usize,
+}
+
+impl<'a> Subtree<'a> {
+    /// The node name the client registered the blob under.
+    pub fn name(&self) -> &'a str {
+        self.name
+    }
+
+    /// `preserved-data`: physical address of the blob (never zero).
+    pub fn data(&self) -> PhysAddr {
+        self.data
+    }
+
+    /// `blob-size`: the blob's length, if the node carries one (always
+    /// `Some` under [`AbiVersion::V3`]).
+    pub fn size(&self) -> Option<u64> {
+        self.size
+    }
+
+    /// Byte offset of the node (its `FDT_BEGIN_NODE` token) in the blob.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+}
+
+impl<'a> KhoFdt<'a> {
+    /// Validates `blob` as a root KHO FDT. Never panics, whatever the bytes.
+    ///
+    /// `blob` may be longer than the FDT (for example the whole page it was
+    /// handed over in); only the header's `totalsize` bytes are used. The
+    /// checks run in the order upstream's `kho_populate` performs them, plus
+    /// the ones it leaves to `kho_retrieve_subtree`, and the first failure is
+    /// returned:
+    ///
+    /// 1. header: magic, version 17 (`last_comp_version` <= 17), `totalsize`
+    ///    within the slice and within one page
+    ///    ([`kho_abi::fdt::MAX_FDT_SIZE`]), every block inside `totalsize`
+    ///    and aligned;
+    /// 2. structure block well-formed (a bounds-checked token walk, nesting
+    ///    at most [`crate::MAX_DEPTH`] deep, `FDT_END` present);
+    /// 3. root `compatible` exactly `"kho-v2"` or `"kho-v3"` (`"kho-v1"` is
+    ///    [`Error::LegacyVersion`]);
+    /// 4. root `preserved-memory-map`: present, 8 bytes, non-zero,
+    ///    page-aligned;
+    /// 5. every child of the root, in blob order: unique name,
+    ///    `preserved-data` present, 8 bytes, non-zero; `blob-size` 8 bytes
+    ///    when present, and present under kho-v3.
+    ///
+    /// Any valid DTB layout is accepted (spec §2.1): block order, string
+    /// sharing and child order are not checked.
+    pub fn parse(blob: &'a [u8]) -> Result<KhoFdt<'a>> {
+        let valid = validate(blob, MAX_FDT_SIZE)?;
+        let root = valid.root()?;
+        let root_offset = valid.offset_of(root.name.as_bytes()).saturating_sub(4);
+
+        let compatible = root
+            .property(PROP_COMPATIBLE)
+            .ok_or(Error::MissingCompatible {
+                offset: root_offset,
+            })?;
+        let version = version_of(compatible.value, valid.offset_of(compatible.value))?;
+
+        let map = root
+            .property(PROP_PRESERVED_MEMORY_MAP)
+            .ok_or(Error::MissingMemoryMap {
+                offset: root_offset,
+            })?;
+        let map_offset = valid.offset_of(map.value);
+        let map_addr = le64(map.value).ok_or(Error::BadMemoryMapLength {
+            len: map.value.len(),
+            offset: map_offset,
+        })?;
+        let memory_map = PhysAddr::new(map_addr);
+        if map_addr == 0 {
+            return Err(Error::ZeroMemoryMap { offset: map_offset });
+        }
+        if !memory_map.is_page_aligned() {
+            return Err(Error::MisalignedMemoryMap {
+                addr: memory_map,
+                offset: map_offset,
+            });
+        }
+
+        let mut subtrees: Vec<Subtree<'a>> = Vec::new();
+        for child in root.children() {
+            let name = child.name;
+            let node_offset = valid.offset_of(name.as_bytes()).saturating_sub(4);
+            if subtrees.iter().any(|s| s.name == name) {
+                return Err(Error::DuplicateSubtree {
+                    name: name.to_string(),
+                    offset: Some(node_offset),
+                });
+            }
+            let data =
+                child
+                    .property(PROP_PRESERVED_DATA)
+                    .ok_or_else(|| Error::MissingPreservedData {
+                        node: name.to_string(),
+                        offset: node_offset,
+                    })?;
+            let data_offset = valid.offset_of(data.value);
+            let data_addr = le64(data.value).ok_or_else(|| Error::BadPreservedDataLength {
+                node: name.to_string(),
+                len: data.value.len(),
+                offset: data_offset,
+            })?;
+            if data_addr == 0 {
+                return Err(Error::ZeroPreservedData {
+                    node: name.to_string(),
+                    offset: data_offset,
+                });
+            }
+            let size = match child.property(PROP_BLOB_SIZE) {
+                Some(p) => Some(le64(p.value).ok_or_else(|| Error::BadBlobSizeLength {
+                    node: name.to_string(),
+                    len: p.value.len(),
+                    offset: valid.offset_of(p.value),
+                })?),
+                None if version.requires_blob_size() => {
+                    return Err(Error::MissingBlobSize {
+                        node: name.to_string(),
+                        version,
+                        offset: node_offset,
+                    });
+                }
+                None => None,
+            };
+            subtrees.push(Subtree {
+                name,
+                data: PhysAddr::new(data_addr),
+                size,
+                offset: node_offset,
+            });
+        }
+
+        Ok(KhoFdt {
+            blob: valid,
+            version,
+            memory_map,
+            subtrees,
+        })
+    }
+
+    /// The ABI version named by the root `compatible`.
+    pub fn version(&self) -> AbiVersion {
+        self.version
+    }
+
+    /// `preserved-memory-map`: physical address of the radix-tree root page
+    /// (non-zero, page-aligned).
+    pub fn memory_map(&self) -> PhysAddr {
+        self.memory_map
+    }
+
+    /// The header's `totalsize`: bytes the FDT occupies (at most one page).
+    pub fn total_size(&self) -> usize {
+        self.blob.header.totalsize as usize
+    }
+
+    /// The decoded FDT header.
+    pub fn header(&self) -> &FdtHeader {
+        &self.blob.header
+    }
+
+    /// The FDT's bytes (the parsed slice cut to `totalsize`).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.blob.bytes
+    }
+
+    /// The root's children in blob order.
+    pub fn subtrees(
+        &self,
+    ) -> impl ExactSizeIterator<Item = Subtree<'a>> + DoubleEndedIterator + '_ {
+        self.subtrees.iter().copied()
+    }
+
+    /// The child named exactly `name` (no unit-address matching), as
+    /// upstream's `kho_retrieve_subtree` looks it up.
+    pub fn subtree(&self, name: &str) -> Option<Subtree<'a>> {
+        self.subtrees.iter().find(|s| s.name == name).copied()
+    }
+
+    /// The canonical text rendering (see [`crate::render`]).
+    pub fn render(&self) -> String {
+        crate::render::render_valid(&self.blob, Some(self.version))
+    }
+}
+
+/// A KHO native u64: exactly 8 bytes, little-endian (see `kho_abi`).
+pub(crate) fn le64(value: &[u8]) -> Option<u64> {
+    let bytes: [u8; U64_PROP_LEN] = value.try_into().ok()?;
+    Some(kho_abi::Le64::from_bytes(bytes).get())
+}
+
+/// The version whose compatible string `value` is, exactly (one string, one
+/// NUL terminator).
+fn version_of(value: &[u8], offset: usize) -> Result<AbiVersion> {
+    let known = |s: &str| value.strip_suffix(&[0]) == Some(s.as_bytes());
+    if let Some(v) = AbiVersion::ALL.into_iter().find(|v| known(v.compatible())) {
+        return Ok(v);
+    }
+    if known(kho_abi::fdt::COMPATIBLE_V1) {
+        return Err(Error::LegacyVersion { offset });
+    }
+    Err(Error::UnknownCompatible {
+        compatible: escape(value.strip_suffix(&[0]).unwrap_or(value)),
+        offset,
+    })
+}
+
+/// Printable ASCII as is; `"` and `\` backslash-escaped; NUL as `\0`; other
+/// bytes as `\xNN`. One line, whatever the input.
+pub(crate) fn escape(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'"' | b'\\' => {
+                s.push('\\');
+                s.push(char::from(b));
+            }
+            0 => s.push_str("\\0"),
+            0x20..=0x7e => s.push(char::from(b)),
+            _ => {
+                let _ = write!(s, "\\x{b:02x}");
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_strings() {
+        assert_eq!(version_of(b"kho-v2\0", 0), Ok(AbiVersion::V2));
+        assert_eq!(version_of(b"kho-v3\0", 0), Ok(AbiVersion::V3));
+        assert_eq!(
+            version_of(b"kho-v1\0", 7),
+            Err(Error::LegacyVersion { offset: 7 })
+        );
+        // Unterminated, list, and trailing garbage are all unknown.
+        for (value, quoted) in [
+            (&b"kho-v2"[..], "kho-v2"),
+            (b"kho-v2\0kho-v3\0", "kho-v2\\0kho-v3"),
+            (b"kho-v2\0\0", "kho-v2\\0"),
+            (b"\xff\"x\0", "\\xff\\\"x"),
+        ] {
+            assert_eq!(
+                version_of(value, 1),
+                Err(Error::UnknownCompatible {
+                    compatible: quoted.into(),
+                    offset: 1
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn le64_is_exactly_eight_bytes() {
+        assert_eq!(le64(&[0, 0x40, 0x23, 0x41, 0, 0, 0, 0]), Some(0x4123_4000));
+        assert_eq!(le64(&[0; 4]), None);
+        assert_eq!(le64(&[0; 9]), None);
+    }
+}
