@@ -1,0 +1,96 @@
+//! The dtc-compiled fixtures in `tests/dtb` (sources and recipe in `tests/dts`).
+
+use kho_abi::AbiVersion;
+use kho_fdt::{Error, KhoFdt};
+use kho_mem::PhysAddr;
+
+const KHO_V2_BASIC: &[u8] = include_bytes!("dtb/kho-v2-basic.dtb");
+const KHO_V3_BLOB_SIZE: &[u8] = include_bytes!("dtb/kho-v3-blob-size.dtb");
+const KHO_V2_CELL_MAP: &[u8] = include_bytes!("dtb/kho-v2-cell-map.dtb");
+const MEMBLOCK_V1: &[u8] = include_bytes!("dtb/memblock-v1.dtb");
+
+fn subtrees<'a>(fdt: &KhoFdt<'a>) -> Vec<(&'a str, u64, Option<u64>)> {
+    fdt.subtrees()
+        .map(|s| (s.name(), s.data().as_u64(), s.size()))
+        .collect()
+}
+
+#[test]
+fn kho_v2_basic() {
+    let fdt = KhoFdt::parse(KHO_V2_BASIC).unwrap();
+    assert_eq!(fdt.version(), AbiVersion::V2);
+    assert_eq!(fdt.memory_map(), PhysAddr::new(0x4123_4000));
+    assert_eq!(fdt.total_size(), KHO_V2_BASIC.len());
+    assert_eq!(
+        subtrees(&fdt),
+        [
+            ("memblock", 0x4124_5000, None),
+            ("kho_test", 0x4124_6000, None)
+        ]
+    );
+}
+
+#[test]
+fn kho_v3_blob_size() {
+    let fdt = KhoFdt::parse(KHO_V3_BLOB_SIZE).unwrap();
+    assert_eq!(fdt.version(), AbiVersion::V3);
+    assert_eq!(fdt.memory_map(), PhysAddr::new(0x4123_4000));
+    assert_eq!(
+        subtrees(&fdt),
+        [
+            ("kexec-metadata", 0x4124_7000, Some(73)),
+            ("memblock", 0x4124_5000, Some(4096))
+        ]
+    );
+}
+
+#[test]
+fn kho_v2_cell_map_is_refused() {
+    let err = KhoFdt::parse(KHO_V2_CELL_MAP).unwrap_err();
+    assert!(
+        matches!(err, Error::BadMemoryMapLength { len: 4, .. }),
+        "{err:?}"
+    );
+    // The offset points at the 4-byte value, which holds the big-endian cell.
+    let Error::BadMemoryMapLength { offset, .. } = err else {
+        unreachable!()
+    };
+    assert_eq!(
+        &KHO_V2_CELL_MAP[offset..offset + 4],
+        &0x4123_4000u32.to_be_bytes()
+    );
+    assert!(kho_fdt::render(KHO_V2_CELL_MAP).is_err());
+    // As a plain FDT it is fine, and renders as bytes.
+    let text = kho_fdt::render_blob(KHO_V2_CELL_MAP).unwrap();
+    assert!(
+        text.contains("preserved-memory-map = [41 23 40 00];"),
+        "{text}"
+    );
+}
+
+#[test]
+fn memblock_sub_blob_is_not_a_kho_root() {
+    assert!(matches!(
+        KhoFdt::parse(MEMBLOCK_V1),
+        Err(Error::UnknownCompatible { ref compatible, .. }) if compatible == "memblock-v1"
+    ));
+    let text = kho_fdt::render_blob(MEMBLOCK_V1).unwrap();
+    assert!(text.contains("start = le64:0x000000007f000000;"), "{text}");
+    assert!(text.contains("size = le64:0x0000000000100000;"), "{text}");
+}
+
+/// The builder and dtc agree on the tree: both render the same.
+#[test]
+fn builder_matches_dtc_fixture() {
+    let mut b = kho_fdt::KhoFdtBuilder::new(AbiVersion::V2, PhysAddr::new(0x4123_4000));
+    b.add_subtree("memblock", PhysAddr::new(0x4124_5000), None)
+        .unwrap();
+    b.add_subtree("kho_test", PhysAddr::new(0x4124_6000), None)
+        .unwrap();
+    let ours = b.build().unwrap();
+    let body = |t: String| t.split_once("/dts-v1/;").unwrap().1.to_string();
+    assert_eq!(
+        body(kho_fdt::render(&ours).unwrap()),
+        body(kho_fdt::render(KHO_V2_BASIC).unwrap())
+    );
+}
