@@ -1,0 +1,173 @@
+//! insta snapshots of the canonical rendering, stored in `snapshots/kho-fdt/`.
+//!
+//! How to update: after a deliberate change to the rendering or to a fixture,
+//! run `cargo insta test -p kho-fdt` (or `INSTA_UPDATE=new cargo test -p
+//! kho-fdt`), then `cargo insta review` to inspect each `.snap.new` diff and
+//! accept or reject it; read every accepted file by hand (addresses, order,
+//! formatting) before committing. CI runs with `INSTA_UPDATE=no` (or
+//! `cargo insta test --check`), so an unreviewed change fails. The snapshots
+//! live at the workspace root, not next to this file, so that all rendered
+//! FDTs (these and the VM harness's) are reviewed in one place.
+
+mod common;
+
+use common::{le, raw_fdt};
+use kho_abi::AbiVersion;
+use kho_fdt::{KhoFdt, KhoFdtBuilder, render, render_blob};
+use kho_mem::PhysAddr;
+
+/// `assert_snapshot!` into `<workspace>/snapshots/kho-fdt/<name>.snap`.
+macro_rules! snapshot {
+    ($name:expr, $text:expr) => {
+        insta::with_settings!({
+            snapshot_path => "../../../snapshots/kho-fdt",
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+        }, {
+            insta::assert_snapshot!($name, $text);
+        })
+    };
+}
+
+const MAP: PhysAddr = PhysAddr::new(0x4123_4000);
+
+#[test]
+fn render_empty() {
+    let blob = KhoFdtBuilder::new(AbiVersion::V2, MAP).build().unwrap();
+    snapshot!("render_empty", render(&blob).unwrap());
+}
+
+#[test]
+fn render_one_child() {
+    let mut b = KhoFdtBuilder::new(AbiVersion::V2, MAP);
+    b.add_subtree("memblock", PhysAddr::new(0x4124_5000), None)
+        .unwrap();
+    snapshot!("render_one_child", render(&b.build().unwrap()).unwrap());
+}
+
+/// As many children as fit in the page, added in reverse name order so the
+/// snapshot also shows the sorting.
+#[test]
+fn render_many_children() {
+    let mut b = KhoFdtBuilder::new(AbiVersion::V2, MAP);
+    for i in (0..98u64).rev() {
+        let data = PhysAddr::new(0x4200_0000 + i * 0x1000);
+        b.add_subtree(&format!("client-{i:02}"), data, None)
+            .unwrap();
+    }
+    assert!(
+        b.add_subtree("client-98", PhysAddr::new(0x4206_2000), None)
+            .is_err()
+    );
+    snapshot!("render_many_children", render(&b.build().unwrap()).unwrap());
+}
+
+/// kho-v3: every child with blob-size; children added out of order.
+#[test]
+fn render_v3_profile() {
+    let mut b = KhoFdtBuilder::new(AbiVersion::V3, MAP);
+    b.add_subtree("memblock", PhysAddr::new(0x4124_5000), Some(0x1000))
+        .unwrap();
+    b.add_subtree("kexec-metadata", PhysAddr::new(0x4124_7000), Some(73))
+        .unwrap();
+    b.add_subtree("LUO", PhysAddr::new(0x4130_0000), Some(0x4000))
+        .unwrap();
+    let blob = b.build().unwrap();
+    let fdt = KhoFdt::parse(&blob).unwrap();
+    snapshot!("render_v3_profile", fdt.render());
+}
+
+/// kho-v2 of the blob-size revision: blob-size on some children only.
+#[test]
+fn render_v2_blob_size() {
+    let mut b = KhoFdtBuilder::new(AbiVersion::V2, MAP);
+    b.add_subtree("memblock", PhysAddr::new(0x4124_5000), Some(0x1000))
+        .unwrap();
+    b.add_subtree("kho_test", PhysAddr::new(0x4124_6000), None)
+        .unwrap();
+    snapshot!("render_v2_blob_size", render(&b.build().unwrap()).unwrap());
+}
+
+#[test]
+fn render_dtc_fixture_kho_v2_basic() {
+    let blob = include_bytes!("dtb/kho-v2-basic.dtb");
+    snapshot!("render_dtc_kho_v2_basic", render(blob).unwrap());
+}
+
+#[test]
+fn render_dtc_fixture_kho_v3_blob_size() {
+    let blob = include_bytes!("dtb/kho-v3-blob-size.dtb");
+    snapshot!("render_dtc_kho_v3_blob_size", render(blob).unwrap());
+}
+
+/// A client sub-blob rendered without the KHO root checks.
+#[test]
+fn render_blob_dtc_fixture_memblock() {
+    let blob = include_bytes!("dtb/memblock-v1.dtb");
+    snapshot!("render_blob_dtc_memblock_v1", render_blob(blob).unwrap());
+}
+
+/// The invalid fixture as a plain FDT: the wrong-length map shows as bytes.
+#[test]
+fn render_blob_dtc_fixture_cell_map() {
+    let blob = include_bytes!("dtb/kho-v2-cell-map.dtb");
+    snapshot!(
+        "render_blob_dtc_kho_v2_cell_map",
+        render_blob(blob).unwrap()
+    );
+}
+
+/// One line per refused blob: the message the xtask prints for each.
+#[test]
+fn error_messages() {
+    let good = KhoFdtBuilder::new(AbiVersion::V2, MAP).build().unwrap();
+    let patch = |at: usize, v: u32| {
+        let mut b = good.clone();
+        b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+        b
+    };
+    let mut legacy = good.clone();
+    legacy[0x4c..0x52].copy_from_slice(b"kho-v1");
+    let mut unknown = good.clone();
+    unknown[0x4c..0x52].copy_from_slice(b"kho-v9");
+    let mut big = patch(4, 8192);
+    big.resize(8192, 0);
+    let v2 = ("compatible", &b"kho-v2\0"[..]);
+    let map = le(MAP.as_u64());
+    let map = ("preserved-memory-map", &map[..]);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated header", good[..20].to_vec()),
+        ("totalsize larger than the slice", good[..100].to_vec()),
+        ("bad magic", patch(0, 0xfeed_d00d)),
+        ("old header version", patch(0x14, 16)),
+        ("totalsize over a page", big),
+        ("struct block out of range", patch(8, 0x1000)),
+        ("unknown token", patch(0x40, 7)),
+        ("missing compatible", raw_fdt(&[map], &[])),
+        ("kho-v1", legacy),
+        ("unknown compatible", unknown),
+        ("missing memory map", raw_fdt(&[v2], &[])),
+        (
+            "4-byte memory map",
+            raw_fdt(&[v2, ("preserved-memory-map", &[0x41, 0x23, 0x40, 0])], &[]),
+        ),
+        ("zero memory map", patch(0x60, 0)),
+        (
+            "child without preserved-data",
+            raw_fdt(&[v2, map], &[("memblock", &[])]),
+        ),
+        (
+            "kho-v3 child without blob-size",
+            raw_fdt(
+                &[("compatible", b"kho-v3\0"), map],
+                &[("memblock", &[("preserved-data", &le(0x4124_5000))])],
+            ),
+        ),
+    ];
+    let mut text = String::new();
+    for (what, blob) in &cases {
+        let err = KhoFdt::parse(blob).unwrap_err();
+        text.push_str(&format!("{what}: {err}\n"));
+    }
+    snapshot!("error_messages", text);
+}
