@@ -2,7 +2,7 @@
 //! scratch-only early allocation and reuse across handovers.
 //!
 //! This first part holds the command-line syntax (`kho=`, `kho_scratch=`),
-//! the memory-map types and the sizing of the areas.
+//! the memory-map types, the sizing and the placement of the areas.
 //!
 //! ```
 //! use kho_scratch::{parse_kho_scratch, BootUsage, ScratchSizes};
@@ -27,6 +27,7 @@ mod area;
 mod cmdline;
 mod error;
 mod memmap;
+mod place;
 mod sizing;
 
 pub use area::{AreaKind, ScratchArea, ScratchAreas, check_no_overlap};
@@ -36,6 +37,7 @@ pub use cmdline::{
 };
 pub use error::{Error, Param, Result, TOKEN_CAPACITY, Token};
 pub use memmap::{LowLimit, MemKind, MemRegion, NodeId};
+pub use place::place_scratch;
 pub use sizing::{BootUsage, ScratchSizes};
 
 use kho_abi::scratch::FIRST_NODE_INDEX;
