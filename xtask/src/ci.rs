@@ -1,0 +1,122 @@
+//! `cargo xtask test`, `lint` and `ci`: every check CI runs, in order.
+
+use anyhow::{Context, Result, bail};
+use xshell::cmd;
+
+use crate::util::{self, project_root};
+use crate::{fixtures, tidy};
+
+/// The bare-metal targets every library crate must build for.
+pub(crate) const BARE_TARGETS: [&str; 2] = ["x86_64-unknown-none", "aarch64-unknown-none"];
+
+/// Crates under `crates/` that are not `no_std` libraries (they are built
+/// by their own tasks, not by the bare-metal library check).
+const NON_LIBRARY_CRATES: [&str; 1] = ["kho-stub"];
+
+/// The `no_std` library crates: every directory under `crates/` with a
+/// Cargo.toml, except [`NON_LIBRARY_CRATES`].
+pub(crate) fn library_crates() -> Result<Vec<String>> {
+    let dir = project_root().join("crates");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().join("Cargo.toml").is_file() && !NON_LIBRARY_CRATES.contains(&name.as_str()) {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn package_args(crates: &[String]) -> Vec<String> {
+    crates.iter().flat_map(|c| ["-p".to_owned(), c.clone()]).collect()
+}
+
+/// Host tests (with snapshot checks), dtc interop, bare-metal builds.
+pub(crate) fn test() -> Result<()> {
+    let sh = util::shell()?;
+    util::ensure_tool(&sh, "dtc", "device-tree-compiler")?;
+
+    tracing::info!("step: host tests (snapshots must match; review changes with `cargo insta review`)");
+    // Under CI=true insta never writes .snap.new files and fails on any
+    // mismatch; locally it writes them for `cargo insta review`.
+    cmd!(sh, "cargo test --workspace --all-features --locked")
+        .run()
+        .context("host tests failed")?;
+    pending_snapshots()?;
+
+    tracing::info!("step: dtc interop (fixtures and builder output)");
+    fixtures::run(true)?;
+
+    let libs = library_crates()?;
+    let pkgs = package_args(&libs);
+    for target in BARE_TARGETS {
+        tracing::info!("step: build {} for {target}", libs.join(", "));
+        let pkgs = &pkgs;
+        cmd!(sh, "cargo build --locked --target {target} {pkgs...}")
+            .run()
+            .with_context(|| format!("library crates do not build for {target}"))?;
+    }
+    tracing::info!("all tests passed");
+    Ok(())
+}
+
+/// Fail if insta left snapshots waiting for review.
+fn pending_snapshots() -> Result<()> {
+    let mut pending = Vec::new();
+    let mut stack = vec![project_root()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if path.is_dir() {
+                if name != "target" && !name.starts_with('.') {
+                    stack.push(path);
+                }
+            } else if name.ends_with(".snap.new") || name.ends_with(".pending-snap") {
+                pending.push(path);
+            }
+        }
+    }
+    if !pending.is_empty() {
+        bail!(
+            "snapshots pending review (run `cargo insta review`): {}",
+            pending.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// rustfmt, clippy (host and bare-metal), rustdoc with warnings denied, tidy.
+pub(crate) fn lint() -> Result<()> {
+    let sh = util::shell()?;
+    tracing::info!("step: rustfmt");
+    cmd!(sh, "cargo fmt --all -- --check").run().context("code is not formatted: run `cargo fmt --all`")?;
+
+    tracing::info!("step: clippy (host, all targets and features)");
+    cmd!(sh, "cargo clippy --locked --workspace --all-targets --all-features -- -D warnings")
+        .run()
+        .context("clippy found problems")?;
+
+    let libs = library_crates()?;
+    let pkgs = package_args(&libs);
+    for target in BARE_TARGETS {
+        tracing::info!("step: clippy for {target}");
+        let pkgs = &pkgs;
+        cmd!(sh, "cargo clippy --locked --target {target} {pkgs...} -- -D warnings")
+            .run()
+            .with_context(|| format!("clippy found problems for {target}"))?;
+    }
+
+    tracing::info!("step: rustdoc");
+    {
+        let _flags = sh.push_env("RUSTDOCFLAGS", "-D warnings");
+        cmd!(sh, "cargo doc --locked --workspace --no-deps --all-features")
+            .run()
+            .context("rustdoc found problems")?;
+    }
+
+    tracing::info!("step: tidy");
+    tidy::run()
+}

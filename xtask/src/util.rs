@@ -1,0 +1,68 @@
+//! Shared helpers of the xtask: project root, shells, tool installation, logging.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use xshell::{Shell, cmd};
+
+/// The workspace root (the parent of this crate's directory).
+pub(crate) fn project_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// A shell whose working directory is the workspace root.
+pub(crate) fn shell() -> Result<Shell> {
+    let sh = Shell::new().context("creating a shell")?;
+    sh.change_dir(project_root());
+    Ok(sh)
+}
+
+/// Where xtask writes its artifacts (never into the source tree).
+pub(crate) fn artifacts_dir(sub: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"));
+    target.join("kho").join(sub)
+}
+
+/// Log to stderr; `RUST_LOG` overrides the default `info` level.
+pub(crate) fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Whether `program` is on PATH.
+pub(crate) fn have(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
+    })
+}
+
+/// Make sure `program` is installed: install `package` with apt-get when we
+/// are root on a Debian-like system, otherwise fail naming the package.
+pub(crate) fn ensure_tool(sh: &Shell, program: &str, package: &str) -> Result<()> {
+    if have(program) {
+        return Ok(());
+    }
+    let root = cmd!(sh, "id -u").quiet().read().map(|u| u.trim() == "0").unwrap_or(false);
+    if !root || !have("apt-get") {
+        bail!("`{program}` is not installed: install the Debian package `{package}` (or your distribution's equivalent)");
+    }
+    tracing::info!("installing {package} (provides {program})");
+    let _env = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
+    cmd!(sh, "apt-get update -qq").run().context("apt-get update")?;
+    cmd!(sh, "apt-get install -y -qq --no-install-recommends {package}")
+        .run()
+        .with_context(|| format!("installing {package}"))?;
+    if !have(program) {
+        bail!("installed {package} but `{program}` is still not on PATH");
+    }
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! `cargo xtask fdt-dump` as users run it: exit status, output and one-line errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kho_abi::AbiVersion;
+use kho_fdt::KhoFdtBuilder;
+use kho_mem::PhysAddr;
+use vm_fdt::FdtWriter;
+
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kho-fdt-dump-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn dump(path: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("fdt-dump")
+        .args(extra)
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
+fn write_blob(name: &str, bytes: &[u8]) -> PathBuf {
+    let path = scratch_dir().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn valid_blob() -> Vec<u8> {
+    let mut b = KhoFdtBuilder::new(AbiVersion::V2, PhysAddr::new(0x4100_0000));
+    b.add_subtree("memblock", PhysAddr::new(0x4123_4000), None).unwrap();
+    b.build().unwrap()
+}
+
+/// A root node with the given properties and children, each child a list of
+/// properties; values are raw bytes (KHO u64s are little-endian).
+fn hand_built(root: &[(&str, Vec<u8>)], children: &[(&str, Vec<(&str, Vec<u8>)>)]) -> Vec<u8> {
+    let mut w = FdtWriter::new().unwrap();
+    let r = w.begin_node("").unwrap();
+    for (name, value) in root {
+        w.property(name, value).unwrap();
+    }
+    for (child, props) in children {
+        let c = w.begin_node(child).unwrap();
+        for (name, value) in props {
+            w.property(name, value).unwrap();
+        }
+        w.end_node(c).unwrap();
+    }
+    w.end_node(r).unwrap();
+    w.finish().unwrap()
+}
+
+fn compat(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+fn le64(v: u64) -> Vec<u8> {
+    v.to_le_bytes().to_vec()
+}
+
+/// Run fdt-dump on a bad blob: exit 1, nothing on stdout, exactly one line on stderr.
+fn one_line_error(name: &str, bytes: &[u8]) -> String {
+    let out = dump(&write_blob(&format!("{name}.dtb"), bytes), &[]);
+    assert_eq!(out.status.code(), Some(1), "{name}: {out:?}");
+    assert!(out.stdout.is_empty(), "{name}: printed {:?}", String::from_utf8_lossy(&out.stdout));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{name}: {stderr:?}");
+    assert!(stderr.starts_with("error: "), "{name}: {stderr:?}");
+    stderr
+}
+
+#[test]
+fn renders_a_valid_blob() {
+    let out = dump(&write_blob("valid.dtb", &valid_blob()), &[]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("\"kho-v2\""), "{text}");
+    assert!(text.contains("memblock"), "{text}");
+    assert!(text.contains("41234000"), "{text}");
+}
+
+#[test]
+fn accepts_a_blob_made_by_dtc() {
+    let dtc_blob = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/kho-fdt/tests/dtb/kho-v2-basic.dtb");
+    let out = dump(&dtc_blob, &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8(out.stdout).unwrap().contains("\"kho-v2\""));
+}
+
+#[test]
+fn each_bad_input_has_its_own_one_line_error() {
+    let good = valid_blob();
+    let mut bad_magic = good.clone();
+    bad_magic[0] ^= 0xff;
+    let pmm = |len: usize| vec![0x10u8; len];
+    let names: Vec<String> = (0..200).map(|i| format!("client-{i:03}")).collect();
+    let children: Vec<(&str, Vec<(&str, Vec<u8>)>)> = names
+        .iter()
+        .map(|n| (n.as_str(), vec![("preserved-data", le64(0x4200_0000))]))
+        .collect();
+    let over_page = hand_built(
+        &[("compatible", compat("kho-v2")), ("preserved-memory-map", le64(0x4100_0000))],
+        &children,
+    );
+    assert!(over_page.len() > 4096);
+
+    // (case, blob, what the message must name)
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", good[..good.len() / 2].to_vec(), "exceeds"),
+        ("bad-magic", bad_magic, "magic"),
+        (
+            "wrong-compatible",
+            hand_built(&[("compatible", compat("kho-v9")), ("preserved-memory-map", le64(0x4100_0000))], &[]),
+            "\"kho-v9\"",
+        ),
+        (
+            "memory-map-4-bytes",
+            hand_built(&[("compatible", compat("kho-v2")), ("preserved-memory-map", pmm(4))], &[]),
+            "4 bytes",
+        ),
+        (
+            "child-without-preserved-data",
+            hand_built(
+                &[("compatible", compat("kho-v2")), ("preserved-memory-map", le64(0x4100_0000))],
+                &[("memblock", vec![("blob-size", le64(0x1000))])],
+            ),
+            "preserved-data",
+        ),
+        ("over-one-page", over_page, "4096"),
+    ];
+    let mut messages = Vec::new();
+    for (name, bytes, names) in &cases {
+        let line = one_line_error(name, bytes);
+        assert!(line.contains(names), "{name}: {line:?} does not mention {names:?}");
+        // The message names the file, then says what is wrong.
+        let what = line.rsplit_once(".dtb: ").map(|(_, w)| w.to_owned()).unwrap_or_default();
+        assert!(!what.is_empty(), "{name}: {line:?}");
+        messages.push(what);
+    }
+    let mut unique = messages.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), messages.len(), "messages are not distinct: {messages:#?}");
+}
+
+#[test]
+fn missing_file_is_a_one_line_error() {
+    let out = dump(Path::new("/nonexistent/kho.dtb"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+}
+
+#[test]
+fn no_arguments_prints_help() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("fdt-dump") && text.contains("Usage"), "{text}");
+}
