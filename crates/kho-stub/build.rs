@@ -1,0 +1,16 @@
+//! Build script: links bare-metal images with the arch's linker script.
+
+fn main() {
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    println!("cargo:rerun-if-changed=build.rs");
+    if os != "none" {
+        return;
+    }
+    let script = format!("{dir}/src/arch/{arch}/link.ld");
+    println!("cargo:rerun-if-changed={script}");
+    println!("cargo:rerun-if-changed={dir}/src/arch/{arch}/entry.S");
+    println!("cargo:rustc-link-arg-bins=-T{script}");
+    println!("cargo:rustc-link-arg-bins=--no-pie");
+}

@@ -1,0 +1,348 @@
+//! x86_64 handoff: the boot_params "zero page" and its KHO `setup_data` entry.
+//!
+//! The outgoing kernel writes a zero page for the next one: an e820 memory
+//! map, the command line pointer and a `setup_data` chain holding one entry
+//! of type 10 whose payload is `kho_data` (FDT and scratch-array locations).
+//! The incoming kernel reads the same structures, all of which are
+//! untrusted: the chain is bounded, cycle-checked and every length checked.
+
+use kho_abi::x86::{
+    E820Entry, KHO_DATA_SIZE, KhoData, SETUP_DATA_HEADER_SIZE, SETUP_KEXEC_KHO, SetupDataHeader,
+    boot_params as bp,
+};
+use kho_abi::{Le32, Le64};
+use kho_mem::{PhysAddr, PhysMem, PhysRange};
+
+use crate::{Error, Handover, Result};
+
+/// Most `setup_data` entries a reader follows before calling the chain a cycle.
+pub const MAX_SETUP_DATA_ENTRIES: usize = 64;
+
+/// One e820 map entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryEntry {
+    /// The range.
+    pub range: PhysRange,
+    /// Its e820 type ([`kho_abi::x86::e820`]).
+    pub kind: u32,
+}
+
+/// What the next kernel needs from its zero page.
+#[derive(Clone, Copy, Debug)]
+pub struct BootParamsOut<'a> {
+    /// The memory map.
+    pub memory: &'a [MemoryEntry],
+    /// Phys of the NUL-terminated command line, with its length (no NUL).
+    pub cmdline: Option<(PhysAddr, u32)>,
+    /// Where to put the KHO setup_data entry (48 bytes), and what it says.
+    pub kho: Option<(PhysAddr, Handover)>,
+}
+
+/// Write a zero page at `at` (4096 bytes, zeroed first).
+pub fn write_boot_params<M: PhysMem>(
+    mem: &mut M,
+    at: PhysAddr,
+    params: &BootParamsOut<'_>,
+) -> Result<()> {
+    if params.memory.len() > bp::E820_MAX_ENTRIES {
+        return Err(Error::TooManyMemoryEntries {
+            count: params.memory.len(),
+            max: bp::E820_MAX_ENTRIES,
+        });
+    }
+    let field = |off: usize| {
+        at.checked_add(off as u64)
+            .ok_or(Error::Mem(kho_mem::Error::Overflow {
+                addr: at.as_u64(),
+                len: bp::SIZE as u64,
+            }))
+    };
+    mem.fill(at, bp::SIZE as u64, 0)?;
+    mem.write(field(bp::BOOT_FLAG)?, &bp::BOOT_FLAG_MAGIC.to_le_bytes())?;
+    mem.write(field(bp::HEADER)?, &bp::HEADER_MAGIC.to_le_bytes())?;
+    mem.write(field(bp::VERSION)?, &bp::PROTOCOL_VERSION.to_le_bytes())?;
+    mem.write(field(bp::TYPE_OF_LOADER)?, &[bp::LOADER_UNDEFINED])?;
+    mem.write(field(bp::E820_ENTRIES)?, &[params.memory.len() as u8])?;
+    for (i, e) in params.memory.iter().enumerate() {
+        let entry = E820Entry {
+            addr: Le64::new(e.range.start().as_u64()),
+            size: Le64::new(e.range.size()),
+            type_: Le32::new(e.kind),
+        };
+        mem.write_obj(field(bp::E820_TABLE + i * size_of::<E820Entry>())?, &entry)?;
+    }
+    if let Some((cmdline, len)) = params.cmdline {
+        let addr = cmdline.as_u64();
+        mem.write(field(bp::CMD_LINE_PTR)?, &(addr as u32).to_le_bytes())?;
+        mem.write(
+            field(bp::EXT_CMD_LINE_PTR)?,
+            &((addr >> 32) as u32).to_le_bytes(),
+        )?;
+        mem.write(field(bp::CMDLINE_SIZE)?, &len.to_le_bytes())?;
+    }
+    if let Some((entry, handover)) = params.kho {
+        let header = SetupDataHeader {
+            next: Le64::new(0),
+            type_: Le32::new(SETUP_KEXEC_KHO),
+            len: Le32::new(KHO_DATA_SIZE as u32),
+        };
+        mem.write_obj(entry, &header)?;
+        let payload = entry
+            .checked_add(SETUP_DATA_HEADER_SIZE as u64)
+            .ok_or(Error::Mem(kho_mem::Error::Overflow {
+                addr: entry.as_u64(),
+                len: 48,
+            }))?;
+        mem.write_obj(payload, &handover.to_kho_data())?;
+        mem.write_u64(field(bp::SETUP_DATA)?, entry.as_u64())?;
+    }
+    Ok(())
+}
+
+/// What a kernel learns from the zero page it was booted with.
+#[derive(Clone, Debug)]
+pub struct BootParamsIn {
+    entries: [MemoryEntry; bp::E820_MAX_ENTRIES],
+    count: usize,
+    /// Phys of the command line, if any.
+    pub cmdline: Option<PhysAddr>,
+    /// The KHO handover, if the setup_data chain has one.
+    pub kho: Option<Handover>,
+}
+
+impl BootParamsIn {
+    /// The e820 entries, in table order.
+    pub fn memory(&self) -> &[MemoryEntry] {
+        &self.entries[..self.count]
+    }
+}
+
+/// Read and validate the zero page at `at`.
+///
+/// A malformed memory map or header is an error (the kernel cannot boot
+/// without one); a malformed KHO entry is reported as
+/// [`Error::BadSetupData`] so the caller can boot cold.
+pub fn read_boot_params<M: PhysMem>(mem: &M, at: PhysAddr) -> Result<BootParamsIn> {
+    let mut page = [0u8; bp::SIZE];
+    mem.read(at, &mut page)?;
+    let u16_at = |o: usize| u16::from_le_bytes([page[o], page[o + 1]]);
+    let u32_at = |o: usize| u32::from_le_bytes([page[o], page[o + 1], page[o + 2], page[o + 3]]);
+    if u16_at(bp::BOOT_FLAG) != bp::BOOT_FLAG_MAGIC || u32_at(bp::HEADER) != bp::HEADER_MAGIC {
+        return Err(Error::BadBootParams { at });
+    }
+    let count = usize::from(page[bp::E820_ENTRIES]);
+    if count > bp::E820_MAX_ENTRIES {
+        return Err(Error::TooManyMemoryEntries {
+            count,
+            max: bp::E820_MAX_ENTRIES,
+        });
+    }
+    let empty = MemoryEntry {
+        range: PhysRange::try_new(PhysAddr::ZERO, 0)?,
+        kind: 0,
+    };
+    let mut entries = [empty; bp::E820_MAX_ENTRIES];
+    for (i, slot) in entries.iter_mut().take(count).enumerate() {
+        let o = bp::E820_TABLE + i * size_of::<E820Entry>();
+        let addr = u64::from(u32_at(o)) | (u64::from(u32_at(o + 4)) << 32);
+        let size = u64::from(u32_at(o + 8)) | (u64::from(u32_at(o + 12)) << 32);
+        let range = PhysRange::try_new(PhysAddr::new(addr), size)
+            .map_err(|_| Error::BadMemoryEntry { index: i })?;
+        *slot = MemoryEntry {
+            range,
+            kind: u32_at(o + 16),
+        };
+    }
+    let cmd = u64::from(u32_at(bp::CMD_LINE_PTR)) | (u64::from(u32_at(bp::EXT_CMD_LINE_PTR)) << 32);
+    let setup_data =
+        u64::from(u32_at(bp::SETUP_DATA)) | (u64::from(u32_at(bp::SETUP_DATA + 4)) << 32);
+    Ok(BootParamsIn {
+        entries,
+        count,
+        cmdline: (cmd != 0).then_some(PhysAddr::new(cmd)),
+        kho: find_kho(mem, setup_data)?,
+    })
+}
+
+/// Follow a `setup_data` chain from `head` and return the KHO entry's payload.
+///
+/// Entries must be RAM; the walk stops after [`MAX_SETUP_DATA_ENTRIES`]
+/// (a longer chain is reported as a cycle); a type-10 entry must have
+/// `len == 32`. The first KHO entry wins, as in Linux.
+pub fn find_kho<M: PhysMem>(mem: &M, head: u64) -> Result<Option<Handover>> {
+    let mut next = head;
+    let mut seen = [0u64; MAX_SETUP_DATA_ENTRIES];
+    for index in 0..MAX_SETUP_DATA_ENTRIES {
+        if next == 0 {
+            return Ok(None);
+        }
+        if seen[..index].contains(&next) {
+            return Err(Error::BadSetupData {
+                at: PhysAddr::new(next),
+                reason: "setup_data chain has a cycle",
+            });
+        }
+        seen[index] = next;
+        let at = PhysAddr::new(next);
+        let header: SetupDataHeader = mem.read_obj(at).map_err(|_| Error::BadSetupData {
+            at,
+            reason: "setup_data entry outside RAM",
+        })?;
+        if header.type_.get() == SETUP_KEXEC_KHO {
+            if header.len.get() as usize != KHO_DATA_SIZE {
+                return Err(Error::BadSetupData {
+                    at,
+                    reason: "KHO setup_data length is not 32",
+                });
+            }
+            let payload =
+                at.checked_add(SETUP_DATA_HEADER_SIZE as u64)
+                    .ok_or(Error::BadSetupData {
+                        at,
+                        reason: "setup_data entry wraps",
+                    })?;
+            let data: KhoData = mem.read_obj(payload).map_err(|_| Error::BadSetupData {
+                at,
+                reason: "kho_data outside RAM",
+            })?;
+            return Ok(Some(Handover::from_kho_data(&data)));
+        }
+        next = header.next.get();
+    }
+    Err(Error::BadSetupData {
+        at: PhysAddr::new(next),
+        reason: "setup_data chain longer than 64 entries",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kho_mem::HostMem;
+
+    fn range(a: u64, s: u64) -> PhysRange {
+        PhysRange::try_new(PhysAddr::new(a), s).unwrap()
+    }
+
+    fn mem() -> HostMem {
+        HostMem::with_ram(&[range(0, 0x9f000), range(0x10_0000, 0x3f0_0000)]).unwrap()
+    }
+
+    fn handover() -> Handover {
+        Handover {
+            fdt: PhysAddr::new(0x20_0000),
+            fdt_size: 4096,
+            scratch: PhysAddr::new(0x21_0000),
+            scratch_len: 48,
+        }
+    }
+
+    #[test]
+    fn zero_page_round_trip() {
+        let mut m = mem();
+        let memory = [
+            MemoryEntry {
+                range: range(0, 0x9fc00),
+                kind: 1,
+            },
+            MemoryEntry {
+                range: range(0x10_0000, 0x3f0_0000),
+                kind: 1,
+            },
+        ];
+        let params = BootParamsOut {
+            memory: &memory,
+            cmdline: Some((PhysAddr::new(0x8000), 20)),
+            kho: Some((PhysAddr::new(0x9000), handover())),
+        };
+        write_boot_params(&mut m, PhysAddr::new(0x7000), &params).unwrap();
+        let back = read_boot_params(&m, PhysAddr::new(0x7000)).unwrap();
+        assert_eq!(back.memory(), &memory);
+        assert_eq!(back.cmdline, Some(PhysAddr::new(0x8000)));
+        assert_eq!(back.kho, Some(handover()));
+    }
+
+    #[test]
+    fn zero_page_bytes_at_linux_offsets() {
+        let mut m = mem();
+        let memory = [MemoryEntry {
+            range: range(0x10_0000, 0x100_0000),
+            kind: 1,
+        }];
+        let params = BootParamsOut {
+            memory: &memory,
+            cmdline: Some((PhysAddr::new(0x1_2345_6000), 10)),
+            kho: Some((PhysAddr::new(0x9000), handover())),
+        };
+        write_boot_params(&mut m, PhysAddr::new(0x7000), &params).unwrap();
+        let mut p = [0u8; 4096];
+        m.read(PhysAddr::new(0x7000), &mut p).unwrap();
+        assert_eq!(&p[0x1fe..0x200], &[0x55, 0xaa]);
+        assert_eq!(&p[0x202..0x206], b"HdrS");
+        assert_eq!(p[0x1e8], 1);
+        assert_eq!(&p[0x228..0x22c], &0x2345_6000u32.to_le_bytes());
+        assert_eq!(&p[0x0c8..0x0cc], &1u32.to_le_bytes());
+        assert_eq!(&p[0x250..0x258], &0x9000u64.to_le_bytes());
+        assert_eq!(&p[0x2d0..0x2d8], &0x10_0000u64.to_le_bytes());
+        assert_eq!(&p[0x2e0..0x2e4], &1u32.to_le_bytes());
+        let mut sd = [0u8; 48];
+        m.read(PhysAddr::new(0x9000), &mut sd).unwrap();
+        assert_eq!(&sd[8..16], &[10, 0, 0, 0, 32, 0, 0, 0]);
+        assert_eq!(&sd[16..24], &0x20_0000u64.to_le_bytes());
+        assert_eq!(&sd[40..48], &48u64.to_le_bytes());
+    }
+
+    fn setup_entry(m: &mut HostMem, at: u64, next: u64, type_: u32, len: u32) {
+        let h = SetupDataHeader {
+            next: Le64::new(next),
+            type_: Le32::new(type_),
+            len: Le32::new(len),
+        };
+        m.write_obj(PhysAddr::new(at), &h).unwrap();
+    }
+
+    #[test]
+    fn kho_entry_found_after_other_entries() {
+        let mut m = mem();
+        setup_entry(&mut m, 0x5000, 0x6000, 1, 0);
+        setup_entry(&mut m, 0x6000, 0, SETUP_KEXEC_KHO, 32);
+        m.write_obj(PhysAddr::new(0x6010), &handover().to_kho_data())
+            .unwrap();
+        assert_eq!(find_kho(&m, 0x5000).unwrap(), Some(handover()));
+        assert_eq!(find_kho(&m, 0).unwrap(), None);
+    }
+
+    #[test]
+    fn malformed_chains_are_named_errors() {
+        let mut m = mem();
+        setup_entry(&mut m, 0x5000, 0x6000, 1, 0);
+        setup_entry(&mut m, 0x6000, 0x5000, 1, 0);
+        assert!(
+            matches!(find_kho(&m, 0x5000), Err(Error::BadSetupData { reason, .. }) if reason.contains("cycle"))
+        );
+        setup_entry(&mut m, 0x6000, 0, SETUP_KEXEC_KHO, 16);
+        assert!(
+            matches!(find_kho(&m, 0x5000), Err(Error::BadSetupData { reason, .. }) if reason.contains("length"))
+        );
+        setup_entry(&mut m, 0x6000, 0xa0000, 1, 0);
+        assert!(
+            matches!(find_kho(&m, 0x5000), Err(Error::BadSetupData { reason, .. }) if reason.contains("outside RAM"))
+        );
+        // A long acyclic chain is cut off too.
+        for i in 0..70u64 {
+            setup_entry(&mut m, 0x10_0000 + i * 16, 0x10_0000 + (i + 1) * 16, 1, 0);
+        }
+        assert!(
+            matches!(find_kho(&m, 0x10_0000), Err(Error::BadSetupData { reason, .. }) if reason.contains("longer"))
+        );
+    }
+
+    #[test]
+    fn bad_zero_page_header() {
+        let m = mem();
+        assert!(matches!(
+            read_boot_params(&m, PhysAddr::new(0x7000)),
+            Err(Error::BadBootParams { .. })
+        ));
+    }
+}

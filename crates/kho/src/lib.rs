@@ -1,0 +1,74 @@
+//! The KHO engine a kernel embeds: handover state in both directions.
+//!
+//! This crate ties the KHO building blocks together the way a kernel needs
+//! them. It also encodes the handoff in Linux's per-arch formats: x86_64's
+//! zero page with a `setup_data` entry of type 10, and the device-tree
+//! `/chosen` properties of arm64. It stays `no_std` and knows nothing about
+//! QEMU.
+//!
+//! # Example
+//!
+//! ```
+//! use kho::Handover;
+//! use kho_mem::PhysAddr;
+//!
+//! let h = Handover {
+//!     fdt: PhysAddr::new(0x4100_0000),
+//!     fdt_size: 4096,
+//!     scratch: PhysAddr::new(0x4200_0000),
+//!     scratch_len: 48,
+//! };
+//! assert_eq!(Handover::from_kho_data(&h.to_kho_data()), h);
+//! ```
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod handoff;
+
+mod error;
+
+pub use error::{Error, Result};
+
+use kho_abi::Le64;
+use kho_abi::x86::KhoData;
+use kho_mem::PhysAddr;
+
+/// Where the next kernel finds the KHO state: what `kho_populate` receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handover {
+    /// Phys of the root KHO FDT.
+    pub fdt: PhysAddr,
+    /// Bytes mapped for the FDT (one page).
+    pub fdt_size: u64,
+    /// Phys of the scratch descriptor array.
+    pub scratch: PhysAddr,
+    /// Byte length of the scratch descriptor array.
+    pub scratch_len: u64,
+}
+
+impl Handover {
+    /// The x86 `kho_data` payload for this handover.
+    pub fn to_kho_data(&self) -> KhoData {
+        KhoData {
+            fdt_addr: Le64::new(self.fdt.as_u64()),
+            fdt_size: Le64::new(self.fdt_size),
+            scratch_addr: Le64::new(self.scratch.as_u64()),
+            scratch_size: Le64::new(self.scratch_len),
+        }
+    }
+
+    /// The handover an x86 `kho_data` payload names.
+    pub fn from_kho_data(data: &KhoData) -> Handover {
+        Handover {
+            fdt: PhysAddr::new(data.fdt_addr.get()),
+            fdt_size: data.fdt_size.get(),
+            scratch: PhysAddr::new(data.scratch_addr.get()),
+            scratch_len: data.scratch_size.get(),
+        }
+    }
+}
