@@ -21,7 +21,8 @@ pub(crate) fn library_crates() -> Result<Vec<String>> {
     for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.path().join("Cargo.toml").is_file() && !NON_LIBRARY_CRATES.contains(&name.as_str()) {
+        if entry.path().join("Cargo.toml").is_file() && !NON_LIBRARY_CRATES.contains(&name.as_str())
+        {
             names.push(name);
         }
     }
@@ -30,7 +31,10 @@ pub(crate) fn library_crates() -> Result<Vec<String>> {
 }
 
 fn package_args(crates: &[String]) -> Vec<String> {
-    crates.iter().flat_map(|c| ["-p".to_owned(), c.clone()]).collect()
+    crates
+        .iter()
+        .flat_map(|c| ["-p".to_owned(), c.clone()])
+        .collect()
 }
 
 /// Host tests (with snapshot checks), dtc interop, bare-metal builds.
@@ -38,7 +42,9 @@ pub(crate) fn test() -> Result<()> {
     let sh = util::shell()?;
     util::ensure_tool(&sh, "dtc", "device-tree-compiler")?;
 
-    tracing::info!("step: host tests (snapshots must match; review changes with `cargo insta review`)");
+    tracing::info!(
+        "step: host tests (snapshots must match; review changes with `cargo insta review`)"
+    );
     // Under CI=true insta never writes .snap.new files and fails on any
     // mismatch; locally it writes them for `cargo insta review`.
     cmd!(sh, "cargo test --workspace --all-features --locked")
@@ -69,7 +75,10 @@ fn pending_snapshots() -> Result<()> {
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if path.is_dir() {
                 if name != "target" && !name.starts_with('.') {
                     stack.push(path);
@@ -82,7 +91,11 @@ fn pending_snapshots() -> Result<()> {
     if !pending.is_empty() {
         bail!(
             "snapshots pending review (run `cargo insta review`): {}",
-            pending.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            pending
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(())
@@ -92,29 +105,40 @@ fn pending_snapshots() -> Result<()> {
 pub(crate) fn lint() -> Result<()> {
     let sh = util::shell()?;
     tracing::info!("step: rustfmt");
-    cmd!(sh, "cargo fmt --all -- --check").run().context("code is not formatted: run `cargo fmt --all`")?;
+    cmd!(sh, "cargo fmt --all -- --check")
+        .run()
+        .context("code is not formatted: run `cargo fmt --all`")?;
 
     tracing::info!("step: clippy (host, all targets and features)");
-    cmd!(sh, "cargo clippy --locked --workspace --all-targets --all-features -- -D warnings")
-        .run()
-        .context("clippy found problems")?;
+    cmd!(
+        sh,
+        "cargo clippy --locked --workspace --all-targets --all-features -- -D warnings"
+    )
+    .run()
+    .context("clippy found problems")?;
 
     let libs = library_crates()?;
     let pkgs = package_args(&libs);
     for target in BARE_TARGETS {
         tracing::info!("step: clippy for {target}");
         let pkgs = &pkgs;
-        cmd!(sh, "cargo clippy --locked --target {target} {pkgs...} -- -D warnings")
-            .run()
-            .with_context(|| format!("clippy found problems for {target}"))?;
+        cmd!(
+            sh,
+            "cargo clippy --locked --target {target} {pkgs...} -- -D warnings"
+        )
+        .run()
+        .with_context(|| format!("clippy found problems for {target}"))?;
     }
 
     tracing::info!("step: rustdoc");
     {
         let _flags = sh.push_env("RUSTDOCFLAGS", "-D warnings");
-        cmd!(sh, "cargo doc --locked --workspace --no-deps --all-features")
-            .run()
-            .context("rustdoc found problems")?;
+        cmd!(
+            sh,
+            "cargo doc --locked --workspace --no-deps --all-features"
+        )
+        .run()
+        .context("rustdoc found problems")?;
     }
 
     tracing::info!("step: tidy");

@@ -41,7 +41,10 @@ fn compile_fixtures(sh: &Shell, check: bool, out_dir: &Path) -> Result<()> {
     }
     let mut stale = Vec::new();
     for dts in &sources {
-        let stem = dts.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = dts
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let fresh = out_dir.join(format!("{stem}.dtb"));
         dtc_quiet(sh, &["-I", "dts", "-O", "dtb"], dts, &fresh)?;
         let committed = dtb_dir.join(format!("{stem}.dtb"));
@@ -56,9 +59,16 @@ fn compile_fixtures(sh: &Shell, check: bool, out_dir: &Path) -> Result<()> {
         }
     }
     if !stale.is_empty() {
-        bail!("fixtures differ from what dtc makes (run `cargo xtask fixtures`): {}", stale.join(", "));
+        bail!(
+            "fixtures differ from what dtc makes (run `cargo xtask fixtures`): {}",
+            stale.join(", ")
+        );
     }
-    tracing::info!("{} dtc fixtures {}", sources.len(), if check { "up to date" } else { "written" });
+    tracing::info!(
+        "{} dtc fixtures {}",
+        sources.len(),
+        if check { "up to date" } else { "written" }
+    );
     Ok(())
 }
 
@@ -70,7 +80,12 @@ fn dtc_quiet(sh: &Shell, format_args: &[&str], input: &Path, output: &Path) -> R
         .context("running dtc")?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() || !stderr.trim().is_empty() {
-        bail!("dtc on {} ({}): {}", input.display(), out.status, stderr.trim());
+        bail!(
+            "dtc on {} ({}): {}",
+            input.display(),
+            out.status,
+            stderr.trim()
+        );
     }
     Ok(())
 }
@@ -82,7 +97,11 @@ fn sample_handovers() -> Vec<(&'static str, AbiVersion, Vec<(String, u64, Option
         .collect();
     vec![
         ("empty", AbiVersion::V2, vec![]),
-        ("one-child", AbiVersion::V2, vec![("memblock".to_owned(), 0x4123_4000, None)]),
+        (
+            "one-child",
+            AbiVersion::V2,
+            vec![("memblock".to_owned(), 0x4123_4000, None)],
+        ),
         ("many-children", AbiVersion::V2, many),
         (
             "v3",
@@ -103,14 +122,25 @@ fn builder_output_accepted_by_dtc(sh: &Shell, out_dir: &Path) -> Result<()> {
                 .add_subtree(child, PhysAddr::new(*data), *size)
                 .with_context(|| format!("building {name}: {child}"))?;
         }
-        let blob = builder.build().with_context(|| format!("building {name}"))?;
+        let blob = builder
+            .build()
+            .with_context(|| format!("building {name}"))?;
         let path = out_dir.join(format!("builder-{name}.dtb"));
         std::fs::write(&path, &blob)?;
-        dtc_quiet(sh, &["-I", "dtb", "-O", "dts"], &path, &out_dir.join(format!("builder-{name}.dts")))?;
+        dtc_quiet(
+            sh,
+            &["-I", "dtb", "-O", "dts"],
+            &path,
+            &out_dir.join(format!("builder-{name}.dts")),
+        )?;
         // And our own reader agrees with what we wrote.
         let parsed = kho_fdt::KhoFdt::parse(&blob).with_context(|| format!("re-parsing {name}"))?;
         if parsed.subtrees().count() != children.len() {
-            bail!("{name}: wrote {} children, read back {}", children.len(), parsed.subtrees().count());
+            bail!(
+                "{name}: wrote {} children, read back {}",
+                children.len(),
+                parsed.subtrees().count()
+            );
         }
     }
     tracing::info!("dtc accepts every builder sample without warnings");

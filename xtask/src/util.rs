@@ -40,9 +40,8 @@ pub(crate) fn init_tracing() {
 
 /// Whether `program` is on PATH.
 pub(crate) fn have(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 /// Make sure `program` is installed: install `package` with apt-get when we
@@ -51,16 +50,27 @@ pub(crate) fn ensure_tool(sh: &Shell, program: &str, package: &str) -> Result<()
     if have(program) {
         return Ok(());
     }
-    let root = cmd!(sh, "id -u").quiet().read().map(|u| u.trim() == "0").unwrap_or(false);
+    let root = cmd!(sh, "id -u")
+        .quiet()
+        .read()
+        .map(|u| u.trim() == "0")
+        .unwrap_or(false);
     if !root || !have("apt-get") {
-        bail!("`{program}` is not installed: install the Debian package `{package}` (or your distribution's equivalent)");
+        bail!(
+            "`{program}` is not installed: install the Debian package `{package}` (or your distribution's equivalent)"
+        );
     }
     tracing::info!("installing {package} (provides {program})");
     let _env = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
-    cmd!(sh, "apt-get update -qq").run().context("apt-get update")?;
-    cmd!(sh, "apt-get install -y -qq --no-install-recommends {package}")
+    cmd!(sh, "apt-get update -qq")
         .run()
-        .with_context(|| format!("installing {package}"))?;
+        .context("apt-get update")?;
+    cmd!(
+        sh,
+        "apt-get install -y -qq --no-install-recommends {package}"
+    )
+    .run()
+    .with_context(|| format!("installing {package}"))?;
     if !have(program) {
         bail!("installed {package} but `{program}` is still not on PATH");
     }

@@ -31,7 +31,8 @@ fn write_blob(name: &str, bytes: &[u8]) -> PathBuf {
 
 fn valid_blob() -> Vec<u8> {
     let mut b = KhoFdtBuilder::new(AbiVersion::V2, PhysAddr::new(0x4100_0000));
-    b.add_subtree("memblock", PhysAddr::new(0x4123_4000), None).unwrap();
+    b.add_subtree("memblock", PhysAddr::new(0x4123_4000), None)
+        .unwrap();
     b.build().unwrap()
 }
 
@@ -68,7 +69,11 @@ fn le64(v: u64) -> Vec<u8> {
 fn one_line_error(name: &str, bytes: &[u8]) -> String {
     let out = dump(&write_blob(&format!("{name}.dtb"), bytes), &[]);
     assert_eq!(out.status.code(), Some(1), "{name}: {out:?}");
-    assert!(out.stdout.is_empty(), "{name}: printed {:?}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "{name}: printed {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{name}: {stderr:?}");
     assert!(stderr.starts_with("error: "), "{name}: {stderr:?}");
@@ -87,10 +92,15 @@ fn renders_a_valid_blob() {
 
 #[test]
 fn accepts_a_blob_made_by_dtc() {
-    let dtc_blob = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/kho-fdt/tests/dtb/kho-v2-basic.dtb");
+    let dtc_blob =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/kho-fdt/tests/dtb/kho-v2-basic.dtb");
     let out = dump(&dtc_blob, &[]);
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8(out.stdout).unwrap().contains("\"kho-v2\""));
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("\"kho-v2\"")
+    );
 }
 
 #[test]
@@ -105,7 +115,10 @@ fn each_bad_input_has_its_own_one_line_error() {
         .map(|n| (n.as_str(), vec![("preserved-data", le64(0x4200_0000))]))
         .collect();
     let over_page = hand_built(
-        &[("compatible", compat("kho-v2")), ("preserved-memory-map", le64(0x4100_0000))],
+        &[
+            ("compatible", compat("kho-v2")),
+            ("preserved-memory-map", le64(0x4100_0000)),
+        ],
         &children,
     );
     assert!(over_page.len() > 4096);
@@ -116,18 +129,33 @@ fn each_bad_input_has_its_own_one_line_error() {
         ("bad-magic", bad_magic, "magic"),
         (
             "wrong-compatible",
-            hand_built(&[("compatible", compat("kho-v9")), ("preserved-memory-map", le64(0x4100_0000))], &[]),
+            hand_built(
+                &[
+                    ("compatible", compat("kho-v9")),
+                    ("preserved-memory-map", le64(0x4100_0000)),
+                ],
+                &[],
+            ),
             "\"kho-v9\"",
         ),
         (
             "memory-map-4-bytes",
-            hand_built(&[("compatible", compat("kho-v2")), ("preserved-memory-map", pmm(4))], &[]),
+            hand_built(
+                &[
+                    ("compatible", compat("kho-v2")),
+                    ("preserved-memory-map", pmm(4)),
+                ],
+                &[],
+            ),
             "4 bytes",
         ),
         (
             "child-without-preserved-data",
             hand_built(
-                &[("compatible", compat("kho-v2")), ("preserved-memory-map", le64(0x4100_0000))],
+                &[
+                    ("compatible", compat("kho-v2")),
+                    ("preserved-memory-map", le64(0x4100_0000)),
+                ],
                 &[("memblock", vec![("blob-size", le64(0x1000))])],
             ),
             "preserved-data",
@@ -137,16 +165,26 @@ fn each_bad_input_has_its_own_one_line_error() {
     let mut messages = Vec::new();
     for (name, bytes, names) in &cases {
         let line = one_line_error(name, bytes);
-        assert!(line.contains(names), "{name}: {line:?} does not mention {names:?}");
+        assert!(
+            line.contains(names),
+            "{name}: {line:?} does not mention {names:?}"
+        );
         // The message names the file, then says what is wrong.
-        let what = line.rsplit_once(".dtb: ").map(|(_, w)| w.to_owned()).unwrap_or_default();
+        let what = line
+            .rsplit_once(".dtb: ")
+            .map(|(_, w)| w.to_owned())
+            .unwrap_or_default();
         assert!(!what.is_empty(), "{name}: {line:?}");
         messages.push(what);
     }
     let mut unique = messages.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), messages.len(), "messages are not distinct: {messages:#?}");
+    assert_eq!(
+        unique.len(),
+        messages.len(),
+        "messages are not distinct: {messages:#?}"
+    );
 }
 
 #[test]
@@ -160,6 +198,10 @@ fn missing_file_is_a_one_line_error() {
 #[test]
 fn no_arguments_prints_help() {
     let out = Command::new(env!("CARGO_BIN_EXE_xtask")).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("fdt-dump") && text.contains("Usage"), "{text}");
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("fdt-dump") && text.contains("Usage"),
+        "{text}"
+    );
 }
