@@ -2,14 +2,20 @@
 
 use core::fmt;
 
-use kho_mem::PhysAddr;
+use kho_mem::{Order, PhysAddr};
 
-/// Why a handover could not be built or accepted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a handover could not be built, accepted or used.
+#[derive(Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
     /// Physical memory access failed.
     Mem(kho_mem::Error),
+    /// The root FDT could not be built or the incoming one was rejected.
+    Fdt(kho_fdt::Error),
+    /// The radix tree refused an operation or the incoming tree is corrupt.
+    Radix(kho_radix::Error),
+    /// Scratch areas: bad incoming array, or preserved memory inside scratch.
+    Scratch(kho_scratch::Error),
     /// The zero page lacks the boot-flag / "HdrS" magic.
     BadBootParams {
         /// Where the zero page was read.
@@ -34,6 +40,42 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
+    /// The handover names an FDT mapping that is not one page of RAM.
+    BadFdtMapping {
+        /// The FDT address passed.
+        addr: PhysAddr,
+        /// The FDT size passed.
+        size: u64,
+    },
+    /// A range the next kernel needs at boot lies outside every scratch area.
+    OutsideScratch {
+        /// Start of the range.
+        addr: PhysAddr,
+        /// Its length.
+        len: u64,
+    },
+    /// `restore_folio` of memory that was not preserved as a block of that
+    /// order (or was restored already).
+    NotRestorable {
+        /// The address asked for.
+        addr: PhysAddr,
+        /// The order asked for.
+        order: Order,
+        /// The order it was preserved with, if it is a preserved block at all.
+        preserved: Option<Order>,
+    },
+    /// The `kexec-metadata` blob is malformed.
+    BadMetadata {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A subtree's blob is larger than the reader accepts.
+    BlobTooLarge {
+        /// The subtree.
+        name: &'static str,
+        /// Its size.
+        size: u64,
+    },
 }
 
 /// Result with [`Error`] as the default error.
@@ -43,6 +85,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Mem(e) => write!(f, "memory access: {e}"),
+            Error::Fdt(e) => write!(f, "KHO FDT: {e}"),
+            Error::Radix(e) => write!(f, "preserved-memory map: {e}"),
+            Error::Scratch(e) => write!(f, "scratch: {e}"),
             Error::BadBootParams { at } => write!(f, "no boot_params magic at {at}"),
             Error::TooManyMemoryEntries { count, max } => {
                 write!(f, "{count} memory map entries, the format holds {max}")
@@ -51,6 +96,33 @@ impl fmt::Display for Error {
                 write!(f, "memory map entry {index} wraps the address space")
             }
             Error::BadSetupData { at, reason } => write!(f, "setup_data at {at}: {reason}"),
+            Error::BadFdtMapping { addr, size } => {
+                write!(
+                    f,
+                    "handover FDT {addr} size {size:#x} is not one page of RAM"
+                )
+            }
+            Error::OutsideScratch { addr, len } => {
+                write!(f, "[{addr}, +{len:#x}) must lie inside a scratch area")
+            }
+            Error::NotRestorable {
+                addr,
+                order,
+                preserved: Some(p),
+            } => {
+                write!(f, "{addr} was preserved with order {p}, not {order}")
+            }
+            Error::NotRestorable {
+                addr,
+                order,
+                preserved: None,
+            } => {
+                write!(f, "{addr} is not a preserved order-{order} block")
+            }
+            Error::BadMetadata { reason } => write!(f, "kexec-metadata: {reason}"),
+            Error::BlobTooLarge { name, size } => {
+                write!(f, "subtree {name:?}: blob of {size:#x} bytes is too large")
+            }
         }
     }
 }
@@ -59,6 +131,9 @@ impl core::error::Error for Error {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Error::Mem(e) => Some(e),
+            Error::Fdt(e) => Some(e),
+            Error::Radix(e) => Some(e),
+            Error::Scratch(e) => Some(e),
             _ => None,
         }
     }
@@ -67,5 +142,23 @@ impl core::error::Error for Error {
 impl From<kho_mem::Error> for Error {
     fn from(e: kho_mem::Error) -> Self {
         Error::Mem(e)
+    }
+}
+
+impl From<kho_fdt::Error> for Error {
+    fn from(e: kho_fdt::Error) -> Self {
+        Error::Fdt(e)
+    }
+}
+
+impl From<kho_radix::Error> for Error {
+    fn from(e: kho_radix::Error) -> Self {
+        Error::Radix(e)
+    }
+}
+
+impl From<kho_scratch::Error> for Error {
+    fn from(e: kho_scratch::Error) -> Self {
+        Error::Scratch(e)
     }
 }

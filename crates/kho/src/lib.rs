@@ -1,10 +1,21 @@
 //! The KHO engine a kernel embeds: handover state in both directions.
 //!
 //! This crate ties the KHO building blocks together the way a kernel needs
-//! them. It also encodes the handoff in Linux's per-arch formats: x86_64's
-//! zero page with a `setup_data` entry of type 10, and the device-tree
-//! `/chosen` properties of arm64. It stays `no_std` and knows nothing about
-//! QEMU.
+//! them:
+//!
+//! - [`KhoOut`]: the outgoing state, a radix tree of preserved blocks and
+//!   the one-page root FDT naming it and every client blob (plus the
+//!   `kexec-metadata` subtree), and the check that everything the next
+//!   kernel needs at boot lies inside scratch;
+//! - [`KhoIn`]: the incoming state, validated in upstream's order (FDT
+//!   mapping, header, compatible, memory map, scratch array). It reserves
+//!   every preserved block by walking the untrusted tree, and lets clients
+//!   restore a block only with the order it was preserved with;
+//! - [`handoff`]: Linux's per-arch encodings of where that state is, x86_64's
+//!   zero page with a `setup_data` entry of type 10 (and, later, arm64's
+//!   `/chosen` properties).
+//!
+//! It is `no_std` with `alloc`, and knows nothing about QEMU.
 //!
 //! # Example
 //!
@@ -28,11 +39,17 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+extern crate alloc;
+
 pub mod handoff;
 
 mod error;
+mod incoming;
+mod outgoing;
 
 pub use error::{Error, Result};
+pub use incoming::{KhoIn, WalkStats};
+pub use outgoing::KhoOut;
 
 use kho_abi::Le64;
 use kho_abi::x86::KhoData;

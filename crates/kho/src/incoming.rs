@@ -1,0 +1,222 @@
+//! The incoming side: validate what the previous kernel handed over, reserve
+//! every preserved block, let clients restore their memory.
+
+use alloc::collections::BTreeMap;
+use core::ops::ControlFlow;
+
+use kho_abi::metadata::{self, KexecMetadata};
+use kho_abi::{AbiVersion, PAGE_SIZE};
+use kho_fdt::KhoFdt;
+use kho_mem::{Order, PhysAddr, PhysMem, PhysRange};
+use kho_radix::{PageBlocks, VisitedSet};
+use kho_scratch::{ReadPolicy, ScratchAreas};
+
+use crate::{Error, Handover, Result};
+
+/// A handover that passed `kho_populate`'s checks.
+///
+/// Build it with [`KhoIn::populate`]; then call
+/// [`KhoIn::reserve_preserved`] before allocating anything outside scratch.
+#[derive(Debug)]
+pub struct KhoIn {
+    handover: Handover,
+    fdt: [u8; PAGE_SIZE],
+    fdt_len: usize,
+    version: AbiVersion,
+    memory_map: PhysAddr,
+    areas: ScratchAreas,
+    /// Preserved blocks not restored yet: phys -> order.
+    blocks: BTreeMap<u64, Order>,
+}
+
+/// What [`KhoIn::reserve_preserved`] found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalkStats {
+    /// Preserved blocks.
+    pub blocks: u64,
+    /// Pages in those blocks.
+    pub pages: u64,
+    /// Runs of adjacent blocks of one order (as the walk visits them).
+    pub ranges: u64,
+}
+
+impl KhoIn {
+    /// Validate a handover in upstream's order: the FDT mapping (one page of
+    /// RAM), the FDT header, the root `compatible`, the
+    /// `preserved-memory-map` property, then the scratch array (every entry
+    /// non-empty, page-aligned, RAM, disjoint).
+    ///
+    /// Any error means "no revival": the caller boots cold and treats the
+    /// previous kernel's memory as free.
+    pub fn populate<M: PhysMem>(mem: &M, handover: Handover) -> Result<KhoIn> {
+        let size = handover.fdt_size;
+        if size == 0 || size > PAGE_SIZE as u64 || !mem.is_ram(handover.fdt, size) {
+            return Err(Error::BadFdtMapping {
+                addr: handover.fdt,
+                size,
+            });
+        }
+        let mut fdt = [0u8; PAGE_SIZE];
+        let fdt_len = size as usize;
+        mem.read(handover.fdt, &mut fdt[..fdt_len])?;
+        let (version, memory_map) = {
+            let parsed = KhoFdt::parse(&fdt[..fdt_len])?;
+            (parsed.version(), parsed.memory_map())
+        };
+        let areas = ScratchAreas::read_array(
+            mem,
+            handover.scratch,
+            handover.scratch_len,
+            ReadPolicy::STRICT,
+        )?;
+        Ok(KhoIn {
+            handover,
+            fdt,
+            fdt_len,
+            version,
+            memory_map,
+            areas,
+            blocks: BTreeMap::new(),
+        })
+    }
+
+    /// The handover this state came from.
+    pub fn handover(&self) -> Handover {
+        self.handover
+    }
+
+    /// The ABI version the previous kernel wrote.
+    pub fn version(&self) -> AbiVersion {
+        self.version
+    }
+
+    /// Phys of the radix root.
+    pub fn memory_map(&self) -> PhysAddr {
+        self.memory_map
+    }
+
+    /// The incoming root FDT, exactly its `totalsize` bytes.
+    pub fn fdt_bytes(&self) -> &[u8] {
+        let total = KhoFdt::parse(&self.fdt[..self.fdt_len])
+            .map(|f| f.total_size())
+            .unwrap_or(self.fdt_len);
+        &self.fdt[..total.min(self.fdt_len)]
+    }
+
+    /// The inherited scratch areas, to be reused as they are.
+    pub fn scratch_areas(&self) -> &ScratchAreas {
+        &self.areas
+    }
+
+    /// Walk the untrusted radix tree and call `reserve` for every preserved
+    /// block, in key order (highest order first). A block overlapping
+    /// scratch is an error: scratch was handed out before the walk, so that
+    /// block may already be overwritten.
+    ///
+    /// On error the blocks already reported stay reserved (as in Linux) and
+    /// the caller must treat the boot as a failed revival.
+    pub fn reserve_preserved<M: PhysMem>(
+        &mut self,
+        mem: &M,
+        visited: &mut VisitedSet<'_>,
+        mut reserve: impl FnMut(PhysRange, Order) -> Result<()>,
+    ) -> Result<WalkStats> {
+        let mut stats = WalkStats::default();
+        let mut last: Option<(u64, Order)> = None;
+        let areas = &self.areas;
+        let blocks = &mut self.blocks;
+        let flow = kho_radix::walk(mem, self.memory_map, visited, |phys, order| {
+            let mut step = || -> Result<()> {
+                let range = PhysRange::try_new(phys, order.bytes())?;
+                kho_scratch::check_no_overlap(areas, [range])?;
+                reserve(range, order)?;
+                blocks.insert(phys.as_u64(), order);
+                Ok(())
+            };
+            if let Err(e) = step() {
+                return ControlFlow::Break(e);
+            }
+            stats.blocks += 1;
+            stats.pages += order.pages();
+            let adjacent = matches!(last, Some((end, o)) if o == order && end == phys.as_u64());
+            if !adjacent {
+                stats.ranges += 1;
+            }
+            last = Some((phys.as_u64().wrapping_add(order.bytes()), order));
+            ControlFlow::Continue(())
+        })?;
+        match flow {
+            ControlFlow::Break(e) => Err(e),
+            ControlFlow::Continue(()) => Ok(stats),
+        }
+    }
+
+    /// The client blob registered as `name`: its phys and, when the previous
+    /// kernel wrote `blob-size`, its size.
+    pub fn subtree(&self, name: &str) -> Option<(PhysAddr, Option<u64>)> {
+        let fdt = KhoFdt::parse(&self.fdt[..self.fdt_len]).ok()?;
+        fdt.subtree(name).map(|s| (s.data(), s.size()))
+    }
+
+    /// Take ownership of a preserved block back: it must have been preserved
+    /// as exactly this block and not restored before.
+    pub fn restore_folio(&mut self, phys: PhysAddr, order: Order) -> Result<()> {
+        match self.blocks.get(&phys.as_u64()) {
+            Some(&o) if o == order => {
+                self.blocks.remove(&phys.as_u64());
+                Ok(())
+            }
+            found => Err(Error::NotRestorable {
+                addr: phys,
+                order,
+                preserved: found.copied(),
+            }),
+        }
+    }
+
+    /// Restore a page range preserved with `preserve_pages`: the same
+    /// decomposition into blocks, each restored in turn (blocks restored
+    /// before a failure stay restored, as in Linux).
+    pub fn restore_pages(&mut self, range: PhysRange) -> Result<()> {
+        let start = kho_mem::Pfn::try_from_phys(range.start())?;
+        let pages = range.size() / PAGE_SIZE as u64;
+        for block in PageBlocks::new(start, pages)? {
+            let (pfn, order) = block;
+            self.restore_folio(pfn.phys(), order)?;
+        }
+        Ok(())
+    }
+
+    /// Preserved blocks nobody restored (yet): they stay reserved.
+    pub fn unrestored(&self) -> impl Iterator<Item = (PhysAddr, Order)> + '_ {
+        self.blocks.iter().map(|(&p, &o)| (PhysAddr::new(p), o))
+    }
+
+    /// The kexec count from the `kexec-metadata` subtree, `None` if the
+    /// previous kernel did not publish one.
+    pub fn kexec_count<M: PhysMem>(&self, mem: &M) -> Result<Option<u32>> {
+        let Some((data, size)) = self.subtree(metadata::SUBTREE_NAME) else {
+            return Ok(None);
+        };
+        let size = size.ok_or(Error::BadMetadata {
+            reason: "no blob-size",
+        })?;
+        if size < metadata::MIN_SIZE_FOR_VERSION as u64 {
+            return Err(Error::BadMetadata {
+                reason: "blob smaller than its version field",
+            });
+        }
+        let version = mem.read_obj::<kho_abi::Le32>(data)?.get();
+        if version != metadata::VERSION {
+            return Err(Error::BadMetadata {
+                reason: "unknown version",
+            });
+        }
+        if size < size_of::<KexecMetadata>() as u64 {
+            return Err(Error::BadMetadata {
+                reason: "blob shorter than version 1",
+            });
+        }
+        Ok(Some(mem.read_obj::<KexecMetadata>(data)?.kexec_count.get()))
+    }
+}

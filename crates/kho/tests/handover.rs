@@ -1,0 +1,247 @@
+//! A full handover through the host arena: preserve, publish, hand over, revive, restore.
+
+use kho::{Error, Handover, KhoIn, KhoOut};
+use kho_abi::AbiVersion;
+use kho_mem::{HostMem, Order, PhysAddr, PhysMem, PhysRange};
+use kho_radix::VisitedSet;
+use kho_scratch::{AreaKind, ScratchArea, ScratchAreas};
+
+const BASE: u64 = 0x4000_0000;
+const RAM: u64 = 256 << 20;
+
+fn r(a: u64, s: u64) -> PhysRange {
+    PhysRange::try_new(PhysAddr::new(a), s).unwrap()
+}
+
+fn order(o: u32) -> Order {
+    Order::try_new(o).unwrap()
+}
+
+/// Scratch at the top 32 MiB of RAM, kept away from the arena's allocator.
+fn setup() -> (HostMem, ScratchAreas) {
+    let mut mem = HostMem::new(PhysAddr::new(BASE), RAM).unwrap();
+    let mut areas = ScratchAreas::new();
+    areas
+        .push(ScratchArea {
+            kind: AreaKind::Lowmem,
+            range: r(BASE + RAM - (32 << 20), 16 << 20),
+        })
+        .unwrap();
+    areas
+        .push(ScratchArea {
+            kind: AreaKind::Global,
+            range: r(BASE + RAM - (16 << 20), 16 << 20),
+        })
+        .unwrap();
+    for a in areas.as_slice() {
+        mem.reserve(a.range).unwrap();
+    }
+    (mem, areas)
+}
+
+/// Generation N: preserve folios with content, a blob, metadata; write the
+/// scratch array inside scratch; return the handover and what was preserved.
+fn hand_over(mem: &mut HostMem, areas: &ScratchAreas) -> (Handover, Vec<(PhysAddr, Order)>) {
+    let mut out = KhoOut::new(mem, AbiVersion::V2).unwrap();
+    let mut folios = Vec::new();
+    for (i, o) in [0u32, 1, 3, 9].into_iter().enumerate() {
+        let phys = mem.alloc_pages(order(o)).unwrap();
+        mem.fill(phys, order(o).bytes(), 0xa0 + i as u8).unwrap();
+        out.preserve_folio(mem, phys, order(o)).unwrap();
+        folios.push((phys, order(o)));
+    }
+    let blob = mem.alloc_page().unwrap();
+    mem.write(blob, b"client state").unwrap();
+    out.preserve_folio(mem, blob, Order::ZERO).unwrap();
+    out.add_subtree(mem, "client", blob, Some(12)).unwrap();
+    out.add_kexec_metadata(mem, 4, "kho-rs-test").unwrap();
+    let array_at = areas.as_slice()[0].range.start();
+    let array = areas.write_array(mem, array_at).unwrap();
+    out.check_handover(mem, areas.as_slice(), &[array]).unwrap();
+    (out.handover(array), folios)
+}
+
+#[test]
+fn one_generation_hands_over_to_the_next() {
+    let (mut mem, areas) = setup();
+    let (handover, folios) = hand_over(&mut mem, &areas);
+
+    let mut kin = KhoIn::populate(&mem, handover).unwrap();
+    assert_eq!(kin.version(), AbiVersion::V2);
+    assert_eq!(kin.scratch_areas().as_slice(), areas.as_slice());
+    let mut buf = vec![0u64; VisitedSet::words_for(1024)];
+    let mut reserved = Vec::new();
+    let stats = kin
+        .reserve_preserved(&mem, &mut VisitedSet::new(&mut buf), |range, o| {
+            reserved.push((range.start(), o));
+            Ok(())
+        })
+        .unwrap();
+    // 4 folios + blob + metadata page + the FDT page itself.
+    assert_eq!(stats.blocks, 7);
+    assert_eq!(stats.pages, 1 + 2 + 8 + 512 + 3);
+    // Key order: highest order first.
+    let orders: Vec<u32> = reserved.iter().map(|(_, o)| o.get()).collect();
+    assert!(orders.windows(2).all(|w| w[0] >= w[1]), "{orders:?}");
+
+    assert_eq!(kin.kexec_count(&mem).unwrap(), Some(4));
+    let (blob, size) = kin.subtree("client").unwrap();
+    assert_eq!(size, Some(12));
+    let mut text = [0u8; 12];
+    mem.read(blob, &mut text).unwrap();
+    assert_eq!(&text, b"client state");
+
+    for (i, &(phys, o)) in folios.iter().enumerate() {
+        // The wrong order is refused, the right one accepted exactly once.
+        let wrong = order(o.get() + 1);
+        assert_eq!(
+            kin.restore_folio(phys, wrong),
+            Err(Error::NotRestorable {
+                addr: phys,
+                order: wrong,
+                preserved: Some(o)
+            })
+        );
+        kin.restore_folio(phys, o).unwrap();
+        assert!(matches!(
+            kin.restore_folio(phys, o),
+            Err(Error::NotRestorable {
+                preserved: None,
+                ..
+            })
+        ));
+        let mut first = [0u8; 1];
+        mem.read(phys, &mut first).unwrap();
+        assert_eq!(first[0], 0xa0 + i as u8);
+    }
+    assert_eq!(kin.unrestored().count(), 3);
+}
+
+#[test]
+fn wrong_compatible_is_no_revival() {
+    let (mut mem, areas) = setup();
+    let (handover, _) = hand_over(&mut mem, &areas);
+    let mut page = [0u8; 4096];
+    mem.read(handover.fdt, &mut page).unwrap();
+    let at = page.windows(6).position(|w| w == b"kho-v2").unwrap();
+    mem.write(handover.fdt.checked_add(at as u64).unwrap(), b"kho-v9")
+        .unwrap();
+    let err = KhoIn::populate(&mem, handover).unwrap_err();
+    assert!(
+        matches!(err, Error::Fdt(kho_fdt::Error::UnknownCompatible { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("kho-v9"), "{err}");
+}
+
+#[test]
+fn bad_mappings_and_arrays_are_no_revival() {
+    let (mut mem, areas) = setup();
+    let (handover, _) = hand_over(&mut mem, &areas);
+    let outside = Handover {
+        fdt: PhysAddr::new(0x1000),
+        ..handover
+    };
+    assert!(matches!(
+        KhoIn::populate(&mem, outside),
+        Err(Error::BadFdtMapping { .. })
+    ));
+    let two_pages = Handover {
+        fdt_size: 8192,
+        ..handover
+    };
+    assert!(matches!(
+        KhoIn::populate(&mem, two_pages),
+        Err(Error::BadFdtMapping { .. })
+    ));
+    let odd_array = Handover {
+        scratch_len: 24,
+        ..handover
+    };
+    assert!(matches!(
+        KhoIn::populate(&mem, odd_array),
+        Err(Error::Scratch(_))
+    ));
+}
+
+#[test]
+fn preserved_block_inside_scratch_fails_the_walk() {
+    let (mut mem, areas) = setup();
+    let (handover, folios) = hand_over(&mut mem, &areas);
+    // A scratch array that claims the first folio's memory as scratch.
+    let (victim, o) = folios[3];
+    let mut bad = ScratchAreas::new();
+    bad.push(areas.as_slice()[0]).unwrap();
+    bad.push(ScratchArea {
+        kind: AreaKind::Global,
+        range: r(victim.as_u64(), o.bytes()),
+    })
+    .unwrap();
+    let array = bad
+        .write_array(&mut mem, areas.as_slice()[1].range.start())
+        .unwrap();
+    let h = Handover {
+        scratch: array.start(),
+        scratch_len: array.size(),
+        ..handover
+    };
+    let mut kin = KhoIn::populate(&mem, h).unwrap();
+    let mut buf = vec![0u64; VisitedSet::words_for(1024)];
+    let err = kin
+        .reserve_preserved(&mem, &mut VisitedSet::new(&mut buf), |_, _| Ok(()))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Scratch(kho_scratch::Error::PreservedInScratch { .. })
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn handover_check_catches_boot_ranges_outside_scratch() {
+    let (mut mem, areas) = setup();
+    let mut out = KhoOut::new(&mut mem, AbiVersion::V2).unwrap();
+    let outside = r(BASE, 4096);
+    assert_eq!(
+        out.check_handover(&mem, areas.as_slice(), &[outside]),
+        Err(Error::OutsideScratch {
+            addr: PhysAddr::new(BASE),
+            len: 4096
+        })
+    );
+    // A block preserved inside scratch is caught too.
+    let inside = areas.as_slice()[1].range.start();
+    out.preserve_folio(&mut mem, inside, Order::ZERO).unwrap();
+    assert!(matches!(
+        out.check_handover(&mem, areas.as_slice(), &[]),
+        Err(Error::Scratch(
+            kho_scratch::Error::PreservedInScratch { .. }
+        ))
+    ));
+}
+
+#[test]
+fn subtrees_are_replaced_and_removed() {
+    let (mut mem, _) = setup();
+    let mut out = KhoOut::new(&mut mem, AbiVersion::V3).unwrap();
+    assert!(matches!(
+        out.add_subtree(&mut mem, "a", PhysAddr::new(BASE), None),
+        Err(Error::Fdt(kho_fdt::Error::BlobSizeRequired { .. }))
+    ));
+    out.add_subtree(&mut mem, "a", PhysAddr::new(BASE), Some(8))
+        .unwrap();
+    out.add_subtree(&mut mem, "a", PhysAddr::new(BASE + 0x1000), Some(16))
+        .unwrap();
+    let mut page = [0u8; 4096];
+    mem.read(out.fdt(), &mut page).unwrap();
+    let fdt = kho_fdt::KhoFdt::parse(&page).unwrap();
+    assert_eq!(fdt.subtrees().count(), 1);
+    assert_eq!(
+        fdt.subtree("a").unwrap().data(),
+        PhysAddr::new(BASE + 0x1000)
+    );
+    assert!(out.remove_subtree(&mut mem, "a").unwrap());
+    assert!(!out.remove_subtree(&mut mem, "a").unwrap());
+}
