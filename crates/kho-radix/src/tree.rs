@@ -130,6 +130,7 @@ fn write<M: PhysMem + ?Sized>(mem: &mut M, addr: u64, value: u64) -> Result<()> 
 /// Whether every `u64` of the node page is zero, knowing that slot `hint`
 /// is. Scans outward from `hint`, where a neighbour is most likely set when
 /// blocks are removed in address order (either direction).
+#[inline(never)]
 fn node_is_empty<M: PhysMem + ?Sized>(mem: &M, node: u64, hint: usize) -> Result<bool> {
     for d in 1..TABLE_ENTRIES {
         if let Some(below) = hint.checked_sub(d) {
@@ -237,6 +238,7 @@ impl RadixTree {
     /// preserved block of another order shares a page), [`Error::NodeAlloc`]
     /// (nothing was inserted and every page allocated by this call was
     /// freed), [`Error::NodeAccess`].
+    #[inline]
     pub fn preserve<M: PhysMem + ?Sized>(
         &mut self,
         mem: &mut M,
@@ -248,10 +250,10 @@ impl RadixTree {
         if self.present & !(1u64 << o) != 0 {
             self.check_overlap(mem, pfn, order)?;
         }
-        let mut leaf = self.find_leaf_cached(mem, key, o)?;
-        if leaf == 0 {
-            leaf = self.create_path(mem, key, o)?;
-        }
+        let leaf = match self.cached_leaf(key, o) {
+            Some(leaf) => leaf,
+            None => self.leaf_for_insert(mem, key, o)?,
+        };
         let bit = leaf_bit(key);
         let addr = slot(leaf, bit / 64);
         let mask = 1u64 << (bit % 64);
@@ -260,10 +262,35 @@ impl RadixTree {
             return Err(Error::AlreadyPreserved { pfn, order });
         }
         self.write_word(mem, addr, word | mask)?;
-        self.blocks[o as usize] += 1;
+        if let Some(n) = self.blocks.get_mut(o as usize) {
+            *n += 1;
+        }
         self.present |= 1u64 << o;
         self.pages += order.pages();
         Ok(())
+    }
+
+    /// The leaf for `key` if the cache knows it.
+    #[inline(always)]
+    fn cached_leaf(&self, key: u64, order: u32) -> Option<u64> {
+        let c = &self.cache[order as usize % CACHE_SLOTS];
+        (c.leaf != 0 && c.leaf_tag == key >> BITMAP_SIZE_LOG2).then_some(c.leaf)
+    }
+
+    /// The leaf for `key`, looked up in the tree and created if missing
+    /// (the slow path of [`preserve`](Self::preserve), kept out of line).
+    #[inline(never)]
+    fn leaf_for_insert<M: PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        key: u64,
+        order: u32,
+    ) -> Result<u64> {
+        let leaf = self.find_leaf_cached(mem, key, order)?;
+        if leaf != 0 {
+            return Ok(leaf);
+        }
+        self.create_path(mem, key, order)
     }
 
     /// Remove the block of `2^order` pages at `pfn`, which must have been
@@ -272,6 +299,7 @@ impl RadixTree {
     ///
     /// Errors: [`Error::Misaligned`], [`Error::OrderTooLarge`],
     /// [`Error::NotPreserved`], [`Error::NodeAccess`].
+    #[inline]
     pub fn unpreserve<M: PhysMem + ?Sized>(
         &mut self,
         mem: &mut M,
@@ -284,7 +312,10 @@ impl RadixTree {
             return Err(not_preserved);
         }
         let key = key_of(pfn.as_u64(), o);
-        let leaf = self.find_leaf_cached(mem, key, o)?;
+        let leaf = match self.cached_leaf(key, o) {
+            Some(leaf) => leaf,
+            None => self.find_leaf_cached(mem, key, o)?,
+        };
         if leaf == 0 {
             return Err(not_preserved);
         }
@@ -297,9 +328,11 @@ impl RadixTree {
         }
         let word = word & !mask;
         self.write_word(mem, addr, word)?;
-        self.blocks[o as usize] -= 1;
-        if self.blocks[o as usize] == 0 {
-            self.present &= !(1u64 << o);
+        if let Some(n) = self.blocks.get_mut(o as usize) {
+            *n -= 1;
+            if *n == 0 {
+                self.present &= !(1u64 << o);
+            }
         }
         self.pages -= order.pages();
         if word == 0 && node_is_empty(mem, leaf, bit / 64)? {
@@ -436,6 +469,7 @@ impl RadixTree {
 
     /// Reject the block if a preserved block of another order shares a page
     /// with it.
+    #[inline(never)]
     fn check_overlap<M: PhysMem + ?Sized>(
         &mut self,
         mem: &M,
@@ -573,7 +607,7 @@ impl RadixTree {
 
     /// As [`find_leaf`](Self::find_leaf), remembering what it found; returns
     /// the leaf (0 if absent).
-    #[inline(always)]
+    #[inline(never)]
     fn find_leaf_cached<M: PhysMem + ?Sized>(
         &mut self,
         mem: &M,
@@ -620,9 +654,11 @@ impl RadixTree {
         addr: u64,
         value: u64,
     ) -> Result<()> {
-        // Forget the copy first: if the write fails, memory is the truth.
-        self.word_addr = NO_WORD;
-        write(mem, addr, value)?;
+        if let Err(err) = write(mem, addr, value) {
+            // Memory is the truth: forget the copy.
+            self.word_addr = NO_WORD;
+            return Err(err);
+        }
         self.word_addr = addr;
         self.word = value;
         Ok(())
@@ -704,6 +740,7 @@ impl RadixTree {
 
     /// Free the (empty) leaf of `key` and every table the removal empties;
     /// the root stays.
+    #[inline(never)]
     fn prune<M: PhysMem + ?Sized>(&mut self, mem: &mut M, key: u64) -> Result<()> {
         // path[l] = the node at level l on key's path (path[0] = leaf).
         let mut path = [0u64; ROOT_LEVEL as usize + 1];
