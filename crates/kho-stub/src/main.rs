@@ -1,13 +1,29 @@
 //! kho-stub: a bare-metal kernel that performs KHO handovers under QEMU.
 //!
-//! Built for `x86_64-unknown-none` (and later `aarch64-unknown-none`) it is a
-//! bootable image; built for the host it is an ordinary program whose only
+//! Built for `x86_64-unknown-none` it is a bootable image: each run is one
+//! generation that revives the previous generation's handover, verifies every
+//! preserved byte, changes the preserved set and kexecs into the next (see
+//! docs/HANDOVER.md). Built for the host it is an ordinary program whose only
 //! job is to run the unit tests of the arch-independent code.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
+// On the host only the unit tests use the arch-independent modules.
+#![cfg_attr(not(target_os = "none"), allow(dead_code))]
+
+extern crate alloc;
+
+mod blob;
+mod config;
+mod content;
 
 #[cfg(target_os = "none")]
 mod arch;
+#[cfg(target_os = "none")]
+mod generation;
+#[cfg(target_os = "none")]
+mod heap;
+#[cfg(target_os = "none")]
+mod mem;
 
 #[cfg(not(target_os = "none"))]
 fn main() {

@@ -106,8 +106,10 @@ pub struct BootParamsIn {
     count: usize,
     /// Phys of the command line, if any.
     pub cmdline: Option<PhysAddr>,
-    /// The KHO handover, if the setup_data chain has one.
-    pub kho: Option<Handover>,
+    /// Phys of the first `setup_data` entry (0: none). Follow it with
+    /// [`find_kho`] over a [`PhysMem`] bounded by the memory map just read,
+    /// so an untrusted chain cannot point the reader at MMIO.
+    pub setup_data: u64,
 }
 
 impl BootParamsIn {
@@ -117,11 +119,8 @@ impl BootParamsIn {
     }
 }
 
-/// Read and validate the zero page at `at`.
-///
-/// A malformed memory map or header is an error (the kernel cannot boot
-/// without one); a malformed KHO entry is reported as
-/// [`Error::BadSetupData`] so the caller can boot cold.
+/// Read and validate the zero page at `at`: header magic, memory map,
+/// command line pointer and the head of the `setup_data` chain.
 pub fn read_boot_params<M: PhysMem>(mem: &M, at: PhysAddr) -> Result<BootParamsIn> {
     let mut page = [0u8; bp::SIZE];
     mem.read(at, &mut page)?;
@@ -160,11 +159,14 @@ pub fn read_boot_params<M: PhysMem>(mem: &M, at: PhysAddr) -> Result<BootParamsI
         entries,
         count,
         cmdline: (cmd != 0).then_some(PhysAddr::new(cmd)),
-        kho: find_kho(mem, setup_data)?,
+        setup_data,
     })
 }
 
 /// Follow a `setup_data` chain from `head` and return the KHO entry's payload.
+///
+/// A malformed chain or KHO entry is [`Error::BadSetupData`]: the caller
+/// reports it and boots cold.
 ///
 /// Entries must be RAM; the walk stops after [`MAX_SETUP_DATA_ENTRIES`]
 /// (a longer chain is reported as a cycle); a type-10 entry must have
@@ -259,7 +261,8 @@ mod tests {
         let back = read_boot_params(&m, PhysAddr::new(0x7000)).unwrap();
         assert_eq!(back.memory(), &memory);
         assert_eq!(back.cmdline, Some(PhysAddr::new(0x8000)));
-        assert_eq!(back.kho, Some(handover()));
+        assert_eq!(back.setup_data, 0x9000);
+        assert_eq!(find_kho(&m, back.setup_data).unwrap(), Some(handover()));
     }
 
     #[test]

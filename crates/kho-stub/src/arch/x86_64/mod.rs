@@ -1,14 +1,46 @@
-//! x86_64: PVH and Linux 64-bit entry, COM1 console, isa-debug-exit.
+//! x86_64: PVH and Linux 64-bit entry, COM1 console, isa-debug-exit, kexec.
+//!
+//! Generation 0 is booted by QEMU through the PVH entry (`hvm_start_info`).
+//! Later generations are entered at `_start64` with `%rsi` = a boot_params
+//! zero page, the way a Linux kernel is entered by kexec; the KHO handover
+//! is the zero page's `setup_data` entry of type 10.
 
+use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt::Write;
+
+use kho::handoff::x86::{self as handoff, BootParamsOut, MemoryEntry};
+use kho_mem::{PhysAddr, PhysMem, PhysRange};
+use kho_scratch::{LowLimit, MemKind, MemRegion, NodeId, ScratchAllocator};
+
+use crate::generation::{self, BootInfo};
+use crate::mem::StubMem;
 
 core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
 
+/// Architecture name in protocol lines.
+pub const NAME: &str = "x86_64";
+/// End of the boot page tables' identity map (4 GiB).
+pub const MAPPED_LIMIT: u64 = 4 << 30;
+
 const COM1: u16 = 0x3f8;
 const DEBUG_EXIT_PORT: u16 = 0xf4;
+/// Written to isa-debug-exit: QEMU exits with `(code << 1) | 1`.
+const EXIT_SUCCESS: u32 = 0x10;
+const EXIT_FAILURE: u32 = 0x11;
+const PVH_MAGIC: u32 = 0x336e_c578;
+const MAX_CMDLINE: usize = 4096;
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+    static __bss_end: u8;
+    fn kexec_trampoline(src: u64, dst: u64, len: u64, entry: u64, boot_params: u64) -> !;
+    fn _start64() -> !;
+}
 
 fn outb(port: u16, value: u8) {
-    // SAFETY: port I/O to COM1 and isa-debug-exit only; no memory is touched.
+    // SAFETY: port I/O to COM1 only; no memory is touched.
     unsafe {
         core::arch::asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack))
     }
@@ -16,12 +48,14 @@ fn outb(port: u16, value: u8) {
 
 fn inb(port: u16) -> u8 {
     let v: u8;
-    // SAFETY: reading the COM1 line status register has no side effect on memory.
+    // SAFETY: reading the COM1 line status register has no memory effect.
     unsafe { core::arch::asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack)) }
     v
 }
 
-struct Serial;
+/// The COM1 serial console.
+#[derive(Debug)]
+pub struct Serial;
 
 impl Write for Serial {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
@@ -33,84 +67,282 @@ impl Write for Serial {
     }
 }
 
-fn exit(code: u32) -> ! {
+/// The console protocol lines go to.
+pub fn console() -> Serial {
+    Serial
+}
+
+/// Leave QEMU through isa-debug-exit with the success or failure code.
+pub fn exit(success: bool) -> ! {
+    let code = if success { EXIT_SUCCESS } else { EXIT_FAILURE };
     // SAFETY: isa-debug-exit terminates QEMU; nothing runs after it.
     unsafe {
         core::arch::asm!("out dx, eax", in("dx") DEBUG_EXIT_PORT, in("eax") code, options(nomem, nostack))
     }
     loop {
-        // SAFETY: halting with interrupts off parks the CPU if QEMU has no exit device.
+        // SAFETY: without the exit device, park the CPU with interrupts off.
         unsafe { core::arch::asm!("cli; hlt", options(nomem, nostack)) }
+    }
+}
+
+/// The CPU's timestamp counter.
+pub fn ticks() -> u64 {
+    // SAFETY: rdtsc only reads the timestamp counter.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+fn symbol(s: *const u8) -> u64 {
+    s as u64
+}
+
+/// (the file-backed image that kexec copies, the whole image with .bss and stack).
+pub fn image() -> (PhysRange, PhysRange) {
+    let start = symbol(&raw const __image_start);
+    let end = symbol(&raw const __image_end);
+    let bss_end = symbol(&raw const __bss_end);
+    let r = |len| PhysRange::try_new(PhysAddr::new(start), len).unwrap_or_else(|_| exit(false));
+    (r(end - start), r(bss_end - start))
+}
+
+/// Memory the stub never allocates or places scratch in: the first MiB
+/// (real-mode structures, BIOS, the PVH start_info).
+pub fn boot_in_use() -> [PhysRange; 1] {
+    [PhysRange::try_new(PhysAddr::ZERO, 1 << 20).unwrap_or_else(|_| exit(false))]
+}
+
+/// Linux's `ARCH_LOW_ADDRESS_LIMIT` on x86_64.
+pub fn low_limit(_memory: &[MemRegion]) -> LowLimit {
+    LowLimit::X86_64
+}
+
+/// What the next generation needs besides the KHO state: the raw e820 map.
+#[derive(Debug)]
+pub struct ArchBoot {
+    e820: Vec<MemoryEntry>,
+}
+
+fn regions(e820: &[MemoryEntry]) -> Vec<MemRegion> {
+    e820.iter()
+        .map(|e| MemRegion::new(e.range, MemKind::from_e820(e.kind), NodeId::ZERO))
+        .collect()
+}
+
+/// A reader for boot structures before the memory map is known: the whole
+/// identity map except address 0.
+fn probe() -> StubMem {
+    let all =
+        PhysRange::try_new(PhysAddr::new(1), MAPPED_LIMIT - 1).unwrap_or_else(|_| exit(false));
+    StubMem::new([all], MAPPED_LIMIT)
+}
+
+fn read_cstr(mem: &StubMem, at: PhysAddr, max: usize) -> String {
+    let mut bytes = Vec::new();
+    let mut b = [0u8; 1];
+    for i in 0..max as u64 {
+        let Some(a) = at.checked_add(i) else { break };
+        if mem.read(a, &mut b).is_err() || b[0] == 0 {
+            break;
+        }
+        bytes.push(b[0]);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn boot_from_pvh(start_info: u64) -> BootInfo {
+    let mem = probe();
+    let at = PhysAddr::new(start_info);
+    let field = |off: u64, len: usize| -> u64 {
+        let mut b = [0u8; 8];
+        let ok = at
+            .checked_add(off)
+            .map(|a| mem.read(a, &mut b[..len]).is_ok())
+            .unwrap_or(false);
+        if !ok {
+            generation::fail(0, &"hvm_start_info is not readable");
+        }
+        u64::from_le_bytes(b)
+    };
+    if field(0, 4) as u32 != PVH_MAGIC {
+        generation::fail(0, &"bad hvm_start_info magic");
+    }
+    let cmdline_at = field(24, 8);
+    let memmap = field(40, 8);
+    let entries = field(48, 4);
+    let mut e820 = Vec::new();
+    for i in 0..entries.min(128) {
+        let e = PhysAddr::new(memmap + i * 24);
+        let mut raw = [0u8; 24];
+        if mem.read(e, &mut raw).is_err() {
+            generation::fail(
+                0,
+                &alloc::format!("PVH memory map entry at {e} is not readable"),
+            );
+        }
+        let word = |o: usize| {
+            u64::from_le_bytes([
+                raw[o],
+                raw[o + 1],
+                raw[o + 2],
+                raw[o + 3],
+                raw[o + 4],
+                raw[o + 5],
+                raw[o + 6],
+                raw[o + 7],
+            ])
+        };
+        let size = word(8);
+        if size == 0 {
+            continue;
+        }
+        if let Ok(range) = PhysRange::try_new(PhysAddr::new(word(0)), size) {
+            e820.push(MemoryEntry {
+                range,
+                kind: u32::from_le_bytes([raw[16], raw[17], raw[18], raw[19]]),
+            });
+        }
+    }
+    e820.sort_by_key(|e| e.range.start());
+    let cmdline = if cmdline_at == 0 {
+        String::new()
+    } else {
+        read_cstr(&mem, PhysAddr::new(cmdline_at), MAX_CMDLINE)
+    };
+    BootInfo {
+        memory: regions(&e820),
+        cmdline,
+        handover: Ok(None),
+        arch: ArchBoot { e820 },
+    }
+}
+
+fn boot_from_boot_params(at: u64) -> BootInfo {
+    let params = match handoff::read_boot_params(&probe(), PhysAddr::new(at)) {
+        Ok(p) => p,
+        Err(e) => generation::fail(0, &e),
+    };
+    let e820: Vec<MemoryEntry> = params.memory().to_vec();
+    let memory = regions(&e820);
+    // Follow the untrusted setup_data chain over RAM only.
+    let ram = StubMem::new(
+        memory.iter().filter(|r| r.is_usable_ram()).map(|r| r.range),
+        MAPPED_LIMIT,
+    );
+    let cmdline = params
+        .cmdline
+        .map(|c| read_cstr(&ram, c, MAX_CMDLINE))
+        .unwrap_or_default();
+    let handover = handoff::find_kho(&ram, params.setup_data).map_err(|e| alloc::format!("{e}"));
+    BootInfo {
+        memory,
+        cmdline,
+        handover,
+        arch: ArchBoot { e820 },
     }
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn rust_entry(ptr: u64, kind: u64) -> ! {
-    let _ = writeln!(Serial, "kho-stub: hello kind={kind} ptr={ptr:#x}");
-    if kind == 0 {
-        // SAFETY: QEMU's PVH boot put a valid hvm_start_info at `ptr`, identity mapped.
-        let (magic, entries, memmap) = unsafe {
-            let p = ptr as *const u8;
-            (
-                core::ptr::read_unaligned(p as *const u32),
-                core::ptr::read_unaligned(p.add(48) as *const u32),
-                core::ptr::read_unaligned(p.add(40) as *const u64),
-            )
-        };
-        let _ = writeln!(
-            Serial,
-            "kho-stub: start_info magic={magic:#x} memmap entries={entries}"
-        );
-        for i in 0..entries as usize {
-            // SAFETY: the PVH memmap holds `entries` 24-byte entries at `memmap`.
-            let (a, s, t) = unsafe {
-                let e = (memmap as *const u8).add(i * 24);
-                (
-                    core::ptr::read_unaligned(e as *const u64),
-                    core::ptr::read_unaligned(e.add(8) as *const u64),
-                    core::ptr::read_unaligned(e.add(16) as *const u32),
-                )
-            };
-            let _ = writeln!(Serial, "kho-stub: mem {a:#x} +{s:#x} type {t}");
-        }
-    }
-    if kind == 0 {
-        kexec_self(0x200_0000, 0x300_0000);
-    }
-    // SAFETY: test handoff: the previous generation wrote a u64 marker at ptr.
-    let marker = unsafe { core::ptr::read_volatile(ptr as *const u64) };
-    let _ = writeln!(
-        Serial,
-        "kho-stub: reentered via boot_params, marker={marker:#x}"
-    );
-    exit(0x10)
+    let boot = if kind == 0 {
+        boot_from_pvh(ptr)
+    } else {
+        boot_from_boot_params(ptr)
+    };
+    generation::run(boot)
 }
 
-unsafe extern "C" {
-    static __image_start: u8;
-    static __image_end: u8;
-    fn kexec_trampoline(src: u64, dst: u64, len: u64, entry: u64, boot_params: u64) -> !;
-    fn _start64() -> !;
+/// A prepared kexec: the staged image and the zero page, all in scratch.
+#[derive(Debug)]
+pub struct Kexec {
+    staging: PhysRange,
+    boot_params: PhysAddr,
+    ranges: [PhysRange; 3],
 }
 
-fn kexec_self(staging: u64, params: u64) -> ! {
-    let start = &raw const __image_start as u64;
-    let end = &raw const __image_end as u64;
-    let len = end - start;
-    // SAFETY: staging and params are free RAM below 4 GiB (identity mapped).
-    unsafe {
-        core::ptr::copy_nonoverlapping(start as *const u8, staging as *mut u8, len as usize);
-        core::ptr::write_volatile(params as *mut u64, 0x1234_5678);
+impl Kexec {
+    /// The scratch ranges the next generation reads at boot.
+    pub fn ranges(&self) -> &[PhysRange] {
+        &self.ranges
     }
-    let tramp = staging + (kexec_trampoline as *const () as u64 - start);
-    let _ = writeln!(Serial, "kho-stub: kexec {len} bytes via {tramp:#x}");
-    // SAFETY: the staged copy is a byte-identical image; its trampoline is PIC.
+}
+
+/// Write the zero page (e820, command line, KHO setup_data) and stage a copy
+/// of this image, all inside scratch.
+pub fn prepare_kexec(
+    mem: &mut StubMem,
+    scratch: &mut ScratchAllocator,
+    boot: &BootInfo,
+    cmdline: &str,
+    handover: kho::Handover,
+) -> Result<Kexec, String> {
+    let err = |what: &str, e: &dyn core::fmt::Display| alloc::format!("{what}: {e}");
+    let cmd = scratch
+        .alloc(cmdline.len() as u64 + 1, 16)
+        .map_err(|e| err("command line", &e))?;
+    mem.write(cmd.start(), cmdline.as_bytes())
+        .map_err(|e| err("command line", &e))?;
+    let nul = cmd
+        .start()
+        .checked_add(cmdline.len() as u64)
+        .ok_or("command line wraps")?;
+    mem.write(nul, &[0]).map_err(|e| err("command line", &e))?;
+
+    let bp = scratch
+        .alloc(4096 + 64, 4096)
+        .map_err(|e| err("boot_params", &e))?;
+    let setup_data = bp.start().checked_add(4096).ok_or("boot_params wraps")?;
+    let out = BootParamsOut {
+        memory: &boot.arch.e820,
+        cmdline: Some((cmd.start(), cmdline.len() as u32)),
+        kho: Some((setup_data, handover)),
+    };
+    handoff::write_boot_params(mem, bp.start(), &out).map_err(|e| err("boot_params", &e))?;
+
+    let (image, _) = image();
+    let staging = scratch
+        .alloc(image.size(), 4096)
+        .map_err(|e| err("image staging", &e))?;
+    let mut chunk = [0u8; 4096];
+    let mut off = 0;
+    while off < image.size() {
+        let n = (image.size() - off).min(4096) as usize;
+        let src = image.start().checked_add(off).ok_or("image wraps")?;
+        let dst = staging.start().checked_add(off).ok_or("staging wraps")?;
+        mem.read(src, &mut chunk[..n])
+            .map_err(|e| err("image", &e))?;
+        mem.write(dst, &chunk[..n])
+            .map_err(|e| err("image staging", &e))?;
+        off += n as u64;
+    }
+    Ok(Kexec {
+        staging,
+        boot_params: bp.start(),
+        ranges: [cmd, bp, staging],
+    })
+}
+
+/// Jump into the next generation: the trampoline inside the staged copy
+/// copies it over this image and enters `_start64` with `%rsi` = boot_params.
+pub fn kexec(k: &Kexec) -> ! {
+    let (image, _) = image();
+    let tramp_offset = kexec_trampoline as *const () as u64 - image.start().as_u64();
+    let tramp = k.staging.start().as_u64() + tramp_offset;
+    let entry = _start64 as *const () as u64;
+    // SAFETY: the staged copy is byte-identical to this image, so at
+    // `tramp` lies the position-independent trampoline; it copies the
+    // staged image over [image.start, +len) (never overlapping scratch) and
+    // jumps to the Linux 64-bit entry of the fresh copy.
     let f: extern "C" fn(u64, u64, u64, u64, u64) -> ! = unsafe { core::mem::transmute(tramp) };
-    f(staging, start, len, _start64 as *const () as u64, params)
+    f(
+        k.staging.start().as_u64(),
+        image.start().as_u64(),
+        image.size(),
+        entry,
+        k.boot_params.as_u64(),
+    )
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    let _ = writeln!(Serial, "kho-stub: PANIC {info}");
-    exit(0x11)
+    let _ = writeln!(Serial, "KHO panic msg=\"{info}\"");
+    exit(false)
 }

@@ -1,0 +1,225 @@
+//! The stub's configuration, read from the kernel command line.
+
+use alloc::string::String;
+use core::fmt;
+
+use kho_scratch::KhoCmdline;
+
+/// A way to corrupt the outgoing handover (fault injection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FaultClass {
+    /// The root FDT's `compatible` becomes `"kho-v9"`.
+    Compatible,
+}
+
+impl FaultClass {
+    fn parse(s: &str) -> Option<FaultClass> {
+        match s {
+            "compatible" => Some(FaultClass::Compatible),
+            _ => None,
+        }
+    }
+}
+
+/// `kho_stub.fault=CLASS@GEN`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// What to corrupt.
+    pub class: FaultClass,
+    /// The generation whose outgoing handover is corrupted.
+    pub generation: u32,
+}
+
+/// Everything the command line configures.
+#[derive(Debug)]
+pub struct Config {
+    /// This generation's number (`kho_stub.gen`).
+    pub generation: u32,
+    /// Total generations (`kho_stub.generations`); at least 1.
+    pub generations: u32,
+    /// Seed of the preserved content (`kho_stub.seed`).
+    pub seed: u64,
+    /// Fault injection (`kho_stub.fault`).
+    pub fault: Option<Fault>,
+    /// `kho=` and `kho_scratch=`, parsed as Linux parses them.
+    pub kho: KhoCmdline,
+}
+
+/// A malformed `kho_stub.*` parameter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The parameter, as written.
+    pub param: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bad parameter {:?}: {}", self.param, self.reason)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            generation: 0,
+            generations: 1,
+            seed: 0x6b68_6f2d_7273,
+            fault: None,
+            kho: KhoCmdline::default(),
+        }
+    }
+}
+
+fn parse_u64(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+impl Config {
+    /// Parse the whole command line. `kho=`/`kho_scratch=` errors are kept in
+    /// `kho.error` (Linux ignores a bad early parameter and boots on); a bad
+    /// `kho_stub.*` parameter is an error because the test cannot run.
+    pub fn parse(cmdline: &str) -> Result<Config, ConfigError> {
+        let mut cfg = Config {
+            kho: kho_scratch::parse_cmdline(cmdline),
+            ..Config::default()
+        };
+        for word in cmdline.split_ascii_whitespace() {
+            let Some((key, value)) = word.split_once('=') else {
+                continue;
+            };
+            let bad = |reason| ConfigError {
+                param: String::from(word),
+                reason,
+            };
+            match key {
+                "kho_stub.gen" => {
+                    cfg.generation = parse_u64(value)
+                        .and_then(|v| u32::try_from(v).ok())
+                        .ok_or_else(|| bad("not a 32-bit number"))?;
+                }
+                "kho_stub.generations" => {
+                    cfg.generations = parse_u64(value)
+                        .and_then(|v| u32::try_from(v).ok())
+                        .filter(|&v| v >= 1)
+                        .ok_or_else(|| bad("not a number from 1 up"))?;
+                }
+                "kho_stub.seed" => {
+                    cfg.seed = parse_u64(value).ok_or_else(|| bad("not a number"))?
+                }
+                "kho_stub.fault" => {
+                    let (class, generation) = value
+                        .split_once('@')
+                        .ok_or_else(|| bad("expected CLASS@GEN"))?;
+                    let class =
+                        FaultClass::parse(class).ok_or_else(|| bad("unknown fault class"))?;
+                    let generation = parse_u64(generation)
+                        .and_then(|v| u32::try_from(v).ok())
+                        .ok_or_else(|| bad("bad generation"))?;
+                    cfg.fault = Some(Fault { class, generation });
+                }
+                k if k.starts_with("kho_stub.") => return Err(bad("unknown kho_stub parameter")),
+                _ => {}
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Whether KHO is on (`kho=` given and true; the stub's default is off,
+    /// as Linux's is unless built with `KEXEC_HANDOVER_ENABLE_DEFAULT`).
+    pub fn kho_enabled(&self) -> bool {
+        self.kho.enable == Some(true)
+    }
+
+    /// Whether this is the last generation of the run.
+    pub fn is_last(&self) -> bool {
+        self.generation + 1 >= self.generations
+    }
+}
+
+/// The command line for the next generation: `kho_stub.gen` set to `next`,
+/// everything else unchanged.
+pub fn next_cmdline(cmdline: &str, next: u32) -> String {
+    let mut out = String::new();
+    for word in cmdline
+        .split_ascii_whitespace()
+        .filter(|w| !w.starts_with("kho_stub.gen="))
+    {
+        out.push_str(word);
+        out.push(' ');
+    }
+    out.push_str("kho_stub.gen=");
+    let mut digits = [0u8; 10];
+    let mut n = next;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&b| char::from(b)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stub_knobs_and_kho_params() {
+        let c = Config::parse("console=ttyS0 kho=on kho_scratch=16M,64M,32M kho_stub.gen=3 kho_stub.generations=10 kho_stub.seed=0x1234 kho_stub.fault=compatible@3").unwrap();
+        assert_eq!((c.generation, c.generations, c.seed), (3, 10, 0x1234));
+        assert_eq!(
+            c.fault,
+            Some(Fault {
+                class: FaultClass::Compatible,
+                generation: 3
+            })
+        );
+        assert!(c.kho_enabled());
+        assert!(c.kho.scratch.is_some());
+        assert!(!c.is_last());
+        let d = Config::parse("").unwrap();
+        assert_eq!((d.generation, d.generations), (0, 1));
+        assert!(!d.kho_enabled() && d.is_last());
+    }
+
+    #[test]
+    fn bad_knobs_are_errors_naming_the_parameter() {
+        for (line, reason) in [
+            ("kho_stub.gen=x", "not a 32-bit number"),
+            ("kho_stub.generations=0", "not a number from 1 up"),
+            ("kho_stub.fault=compatible", "expected CLASS@GEN"),
+            ("kho_stub.fault=nonsense@1", "unknown fault class"),
+            ("kho_stub.bogus=1", "unknown kho_stub parameter"),
+        ] {
+            let e = Config::parse(line).unwrap_err();
+            assert_eq!((e.param.as_str(), e.reason), (line, reason));
+        }
+        // Linux keeps booting on a bad kho_scratch=; so do we, noting it.
+        assert!(
+            Config::parse("kho_scratch=nonsense")
+                .unwrap()
+                .kho
+                .error
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn next_cmdline_advances_the_generation() {
+        assert_eq!(
+            next_cmdline("kho=on kho_stub.gen=9 x=y", 10),
+            "kho=on x=y kho_stub.gen=10"
+        );
+        assert_eq!(next_cmdline("kho=on", 1), "kho=on kho_stub.gen=1");
+    }
+}

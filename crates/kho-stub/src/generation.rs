@@ -1,0 +1,524 @@
+//! One generation of the stub: revive, verify, change the preserved set, hand over.
+//!
+//! The order follows Linux: validate the handover (`kho_populate`), take the
+//! scratch areas, walk the radix tree and reserve every preserved block
+//! before allocating anything outside scratch (`kho_memory_init`), then let
+//! the "clients" (the folios, the stub's blob, `kexec-metadata`) restore
+//! their memory. Any failure before the reservation is "no revival": the
+//! generation boots cold with a one-line reason.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use kho::{KhoIn, KhoOut};
+use kho_abi::AbiVersion;
+use kho_mem::{Order, PhysAddr, PhysMem, PhysRange};
+use kho_radix::VisitedSet;
+use kho_scratch::{AreaKind, BootUsage, MemRegion, ScratchAllocator, ScratchAreas, ScratchSizes};
+use zerocopy::IntoBytes;
+use zerocopy::little_endian::{U32, U64};
+
+use crate::arch;
+use crate::blob::{self, Header, Record};
+use crate::config::{Config, FaultClass, next_cmdline};
+use crate::content::{self, Checksum};
+use crate::mem::StubMem;
+
+/// What the arch layer learned at entry.
+#[derive(Debug)]
+pub struct BootInfo {
+    /// The firmware's (or previous generation's) memory map.
+    pub memory: Vec<MemRegion>,
+    /// The kernel command line.
+    pub cmdline: String,
+    /// The handover, if one was passed; `Err` if the handoff itself (the
+    /// setup_data entry or `/chosen` properties) is malformed.
+    pub handover: Result<Option<kho::Handover>, String>,
+    /// Arch-private boot state needed to write the next handoff.
+    pub arch: arch::ArchBoot,
+}
+
+/// Folios preserved per generation, by order.
+const ORDERS: [u32; 4] = [0, 1, 3, 9];
+/// A folio is kept this many generations after the one that filled it.
+const KEEP_GENERATIONS: u32 = 3;
+/// Most radix nodes an incoming walk may visit.
+const MAX_WALK_NODES: usize = 16 * 1024;
+
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut console = arch::console();
+        let _ = writeln!(console, $($arg)*);
+    }};
+}
+
+/// Report a fatal error and exit the VM with the failure code.
+pub fn fail(generation: u32, reason: &dyn core::fmt::Display) -> ! {
+    say!("KHO fail gen={generation} reason=\"{reason}\"");
+    arch::exit(false)
+}
+
+fn print_hex(verb: &str, generation: u32, bytes: &[u8]) {
+    let mut console = arch::console();
+    let _ = write!(
+        console,
+        "KHO {verb} gen={generation} bytes={} hex=",
+        bytes.len()
+    );
+    for b in bytes {
+        let _ = write!(console, "{b:02x}");
+    }
+    let _ = writeln!(console);
+}
+
+/// Run one generation; never returns.
+pub fn run(boot: BootInfo) -> ! {
+    let t0 = arch::ticks();
+    let cfg = match Config::parse(&boot.cmdline) {
+        Ok(c) => c,
+        Err(e) => fail(0, &e),
+    };
+    let g = cfg.generation;
+    let mode = if matches!(boot.handover, Ok(None)) {
+        "cold"
+    } else {
+        "kho"
+    };
+    say!(
+        "KHO boot gen={g} arch={} mode={mode} cmdline=\"{}\"",
+        arch::NAME,
+        boot.cmdline.trim()
+    );
+    if !cfg.kho_enabled() {
+        fail(g, &"kho=on is not set: nothing to hand over");
+    }
+
+    let memory: Vec<MemRegion> = boot
+        .memory
+        .iter()
+        .filter_map(|r| clip(r, arch::MAPPED_LIMIT))
+        .collect();
+    let mut mem = StubMem::new(
+        memory.iter().filter(|r| r.is_usable_ram()).map(|r| r.range),
+        arch::MAPPED_LIMIT,
+    );
+    for r in arch::boot_in_use() {
+        mem.reserve(r);
+    }
+    mem.reserve(arch::image().1);
+
+    // kho_populate: validate the handover, or boot cold with a reason.
+    let mut incoming = None;
+    let mut failure: Option<String> = None;
+    match &boot.handover {
+        Ok(None) => {}
+        Err(reason) => failure = Some(reason.clone()),
+        Ok(Some(h)) => match KhoIn::populate(&mem, *h) {
+            Ok(k) => incoming = Some(k),
+            Err(e) => failure = Some(format!("{e}")),
+        },
+    }
+
+    // Scratch: inherited as is on a KHO boot, placed fresh on a cold one.
+    let areas = match &incoming {
+        Some(k) => *k.scratch_areas(),
+        None => place_cold(&cfg, &memory).unwrap_or_else(|e| fail(g, &e)),
+    };
+    for a in areas.as_slice() {
+        mem.reserve(a.range);
+    }
+
+    // kho_memory_init: reserve every preserved block before any allocation
+    // outside scratch.
+    let t_walk = arch::ticks();
+    let mut walk = kho::WalkStats::default();
+    if let Some(k) = incoming.as_mut() {
+        let mut buf = vec![0u64; VisitedSet::words_for(MAX_WALK_NODES)];
+        let mut blocks = Vec::new();
+        let result = k.reserve_preserved(&mem, &mut VisitedSet::new(&mut buf), |range, _| {
+            blocks.push(range);
+            Ok(())
+        });
+        // Reservations made before a failure stay, as in Linux.
+        for r in &blocks {
+            mem.reserve(*r);
+        }
+        match result {
+            Ok(stats) => walk = stats,
+            Err(e) => {
+                failure = Some(format!("{e}"));
+                incoming = None;
+            }
+        }
+    }
+    let walk_ticks = arch::ticks() - t_walk;
+
+    match (&incoming, &failure) {
+        (Some(k), _) => {
+            let h = k.handover();
+            say!(
+                "KHO revival gen={g} result=ok fdt={} scratch={}+{:#x}",
+                h.fdt,
+                h.scratch,
+                h.scratch_len
+            );
+            print_hex("fdt-in", g, k.fdt_bytes());
+        }
+        (None, Some(reason)) => say!("KHO revival gen={g} result=failed reason=\"{reason}\""),
+        (None, None) => say!("KHO revival gen={g} result=none reason=\"no handover\""),
+    }
+    for (i, a) in areas.as_slice().iter().enumerate() {
+        let kind = match a.kind {
+            AreaKind::Lowmem => String::from("lowmem"),
+            AreaKind::Global => String::from("global"),
+            AreaKind::Node(n) => format!("node{}", n.get()),
+        };
+        say!(
+            "KHO scratch gen={g} index={i} kind={kind} addr={} size={:#x}",
+            a.range.start(),
+            a.range.size()
+        );
+    }
+    say!(
+        "KHO walk gen={g} blocks={} pages={} ranges={} ticks={walk_ticks}",
+        walk.blocks,
+        walk.pages,
+        walk.ranges
+    );
+
+    // Restore and verify what the previous generation preserved.
+    let t_verify = arch::ticks();
+    let mut kept: Vec<Record> = Vec::new();
+    let mut verified = Verified::default();
+    if let Some(k) = incoming.as_mut() {
+        match verify(k, &mut mem, &cfg, &mut kept) {
+            Ok(v) => verified = v,
+            Err(reason) => {
+                say!(
+                    "KHO verify gen={g} folios={} bytes={} vmalloc-pages=0 log-lines=0 result=failed reason=\"{reason}\"",
+                    verified.folios,
+                    verified.bytes
+                );
+                arch::exit(false);
+            }
+        }
+    }
+    let verify_ticks = arch::ticks() - t_verify;
+    say!(
+        "KHO verify gen={g} folios={} bytes={} vmalloc-pages=0 log-lines=0 kexec-count={} result=ok",
+        verified.folios,
+        verified.bytes,
+        verified.kexec_count
+    );
+
+    // Build this generation's handover.
+    let t_build = arch::ticks();
+    let out =
+        build_outgoing(&mut mem, &cfg, kept, verified.kexec_count).unwrap_or_else(|e| fail(g, &e));
+    let build_ticks = arch::ticks() - t_build;
+
+    if let Some(fault) = cfg.fault.filter(|f| f.generation == g) {
+        inject(&mut mem, &out, fault.class).unwrap_or_else(|e| fail(g, &e));
+    }
+    let fdt = read_fdt(&mem, out.fdt()).unwrap_or_else(|e| fail(g, &e));
+    print_hex("fdt-out", g, &fdt);
+
+    if cfg.is_last() {
+        say!("KHO done gen={g} generations={} result=ok", cfg.generations);
+        arch::exit(true);
+    }
+
+    // The handoff: everything the next kernel needs at boot goes in scratch.
+    let mut scratch: ScratchAllocator = ScratchAllocator::new(&areas);
+    let result = (|| -> Result<arch::Kexec, String> {
+        let array_len = areas.array_byte_len();
+        let array = scratch
+            .alloc(array_len, kho_abi::scratch::ARRAY_SEGMENT_ALIGN)
+            .map_err(|e| format!("scratch array: {e}"))?;
+        let array = areas
+            .write_array(&mut mem, array.start())
+            .map_err(|e| format!("scratch array: {e}"))?;
+        let cmdline = next_cmdline(&boot.cmdline, g + 1);
+        let kexec =
+            arch::prepare_kexec(&mut mem, &mut scratch, &boot, &cmdline, out.handover(array))?;
+        let mut ranges = vec![array];
+        ranges.extend_from_slice(kexec.ranges());
+        out.check_handover(&mem, areas.as_slice(), &ranges)
+            .map_err(|e| format!("{e}"))?;
+        Ok(kexec)
+    })();
+    let kexec = result.unwrap_or_else(|e| fail(g, &e));
+    let now = arch::ticks();
+    say!(
+        "KHO kexec gen={g} next={} ticks-walk={walk_ticks} ticks-verify={verify_ticks} ticks-build={build_ticks} ticks-total={}",
+        g + 1,
+        now - t0
+    );
+    arch::kexec(&kexec)
+}
+
+/// Clip a memory-map entry to the identity map's reach.
+fn clip(r: &MemRegion, limit: u64) -> Option<MemRegion> {
+    let start = r.range.start().as_u64();
+    if start >= limit || r.range.is_empty() {
+        return None;
+    }
+    let end = r.range.end().map_or(limit, |e| e.as_u64().min(limit));
+    let range = PhysRange::try_new(r.range.start(), end - start).ok()?;
+    Some(MemRegion::new(range, r.kind, r.node))
+}
+
+/// Place scratch on a cold boot from `kho_scratch=` (or the default sizing,
+/// where "memory the kernel allocated during boot" is the stub's image).
+fn place_cold(cfg: &Config, memory: &[MemRegion]) -> Result<ScratchAreas, String> {
+    let image = arch::image().1;
+    let usage = BootUsage::new(image.size(), image.size());
+    let sizes =
+        ScratchSizes::compute(cfg.kho.scratch_or_default(), &usage).map_err(|e| format!("{e}"))?;
+    let mut in_use: Vec<PhysRange> = arch::boot_in_use().to_vec();
+    in_use.push(image);
+    kho_scratch::place_scratch(memory, &in_use, &sizes, arch::low_limit(memory))
+        .map_err(|e| format!("{e}"))
+}
+
+#[derive(Debug, Default)]
+struct Verified {
+    folios: u64,
+    bytes: u64,
+    kexec_count: u32,
+}
+
+/// Smallest order whose block holds `bytes`.
+fn order_for(bytes: u64) -> Order {
+    let pages = bytes.div_ceil(kho_mem::PAGE_SIZE as u64).max(1);
+    Order::try_new(pages.next_power_of_two().trailing_zeros()).unwrap_or(Order::MAX)
+}
+
+/// Restore and check everything the previous generation preserved; every
+/// preserved block must be accounted for.
+fn verify(
+    k: &mut KhoIn,
+    mem: &mut StubMem,
+    cfg: &Config,
+    kept: &mut Vec<Record>,
+) -> Result<Verified, String> {
+    let g = cfg.generation;
+    let kexec_count = k
+        .kexec_count(mem)
+        .map_err(|e| format!("{e}"))?
+        .ok_or("no kexec-metadata subtree")?;
+    let mut v = Verified {
+        kexec_count,
+        ..Verified::default()
+    };
+    let (meta, _) = k
+        .subtree(kho_abi::metadata::SUBTREE_NAME)
+        .ok_or("no kexec-metadata subtree")?;
+    k.restore_folio(meta, Order::ZERO)
+        .map_err(|e| format!("kexec-metadata page: {e}"))?;
+    mem.free_page(meta).map_err(|e| format!("{e}"))?;
+
+    let (blob_at, size) = k.subtree(blob::SUBTREE_NAME).ok_or("no kho-stub subtree")?;
+    let size = size.ok_or("kho-stub subtree has no blob-size")?;
+    if size > 1 << 20 {
+        return Err(format!("kho-stub blob of {size:#x} bytes is too large"));
+    }
+    let mut bytes = vec![0u8; size as usize];
+    mem.read(blob_at, &mut bytes)
+        .map_err(|e| format!("kho-stub blob: {e}"))?;
+    let (header, records) = blob::parse(&bytes).map_err(|e| format!("{e}"))?;
+    if header.seed.get() != cfg.seed {
+        return Err(format!(
+            "seed {:#x} in the blob, {:#x} on the command line",
+            header.seed.get(),
+            cfg.seed
+        ));
+    }
+    let blob_order = order_for(size);
+    k.restore_folio(blob_at, blob_order)
+        .map_err(|e| format!("kho-stub blob: {e}"))?;
+    mem.free_pages(blob_at, blob_order)
+        .map_err(|e| format!("{e}"))?;
+
+    for rec in records {
+        let phys = PhysAddr::new(rec.phys.get());
+        let order = Order::try_new(rec.order.get()).map_err(|e| format!("{e}"))?;
+        k.restore_folio(phys, order)
+            .map_err(|e| format!("folio {phys}: {e}"))?;
+        let sum = check_folio(mem, cfg.seed, rec, phys, order)?;
+        if sum != rec.checksum.get() {
+            return Err(format!(
+                "folio {phys}: checksum {sum:#x}, blob says {:#x}",
+                rec.checksum.get()
+            ));
+        }
+        v.folios += 1;
+        v.bytes += order.bytes();
+        if rec.generation.get() + KEEP_GENERATIONS > g {
+            kept.push(*rec);
+        } else {
+            mem.free_pages(phys, order).map_err(|e| format!("{e}"))?;
+        }
+    }
+    // The root FDT page was preserved too; its bytes are already copied.
+    let fdt = k.handover().fdt;
+    k.restore_folio(fdt, Order::ZERO)
+        .map_err(|e| format!("root FDT page: {e}"))?;
+    mem.free_page(fdt).map_err(|e| format!("{e}"))?;
+
+    let left = k.unrestored().count();
+    if left != 0 {
+        return Err(format!("{left} preserved blocks were restored by nobody"));
+    }
+    Ok(v)
+}
+
+/// Compare every word of a folio with the content its generation wrote;
+/// return the checksum.
+fn check_folio(
+    mem: &StubMem,
+    seed: u64,
+    rec: &Record,
+    phys: PhysAddr,
+    order: Order,
+) -> Result<u64, String> {
+    let mut sum = Checksum::new();
+    let mut words = [0u64; 512];
+    let total = order.bytes() / 8;
+    let mut i = 0u64;
+    while i < total {
+        let at = phys.checked_add(i * 8).ok_or("folio wraps")?;
+        mem.read_u64s(at, &mut words)
+            .map_err(|e| format!("folio {phys}: {e}"))?;
+        for (j, &w) in words.iter().enumerate() {
+            let index = i + j as u64;
+            let want = content::word(seed, rec.generation.get(), rec.block.get(), index);
+            if w != want {
+                return Err(format!(
+                    "folio {phys} word {index}: {w:#x}, expected {want:#x}"
+                ));
+            }
+            sum.add(w);
+        }
+        i += words.len() as u64;
+    }
+    Ok(sum.get())
+}
+
+/// Fill a new folio with this generation's content; return its checksum.
+fn fill_folio(
+    mem: &mut StubMem,
+    seed: u64,
+    generation: u32,
+    block: u32,
+    phys: PhysAddr,
+    order: Order,
+) -> Result<u64, String> {
+    let mut sum = Checksum::new();
+    let mut chunk = [0u8; 4096];
+    for page in 0..order.pages() {
+        for (j, w) in chunk.chunks_exact_mut(8).enumerate() {
+            let value = content::word(seed, generation, block, page * 512 + j as u64);
+            w.copy_from_slice(&value.to_le_bytes());
+            sum.add(value);
+        }
+        let at = phys.checked_add(page * 4096).ok_or("folio wraps")?;
+        mem.write(at, &chunk).map_err(|e| format!("{e}"))?;
+    }
+    Ok(sum.get())
+}
+
+/// Preserve the kept folios and new ones, the stub blob and kexec-metadata.
+fn build_outgoing(
+    mem: &mut StubMem,
+    cfg: &Config,
+    kept: Vec<Record>,
+    kexec_count: u32,
+) -> Result<KhoOut, String> {
+    let g = cfg.generation;
+    let e = |e: kho::Error| format!("{e}");
+    let mut out = KhoOut::new(mem, AbiVersion::V2).map_err(e)?;
+    let mut records = kept;
+    for rec in &records {
+        let order = Order::try_new(rec.order.get()).map_err(|e| format!("{e}"))?;
+        out.preserve_folio(mem, PhysAddr::new(rec.phys.get()), order)
+            .map_err(e)?;
+    }
+    for (block, &o) in ORDERS.iter().enumerate() {
+        let order = Order::try_new(o).map_err(|e| format!("{e}"))?;
+        let phys = mem.alloc_pages(order).map_err(|e| format!("folio: {e}"))?;
+        let checksum = fill_folio(mem, cfg.seed, g, block as u32, phys, order)?;
+        out.preserve_folio(mem, phys, order).map_err(e)?;
+        records.push(Record {
+            phys: U64::new(phys.as_u64()),
+            checksum: U64::new(checksum),
+            order: U32::new(o),
+            generation: U32::new(g),
+            block: U32::new(block as u32),
+            reserved: U32::new(0),
+        });
+    }
+    // Exercise unpreserve on the outgoing side: a block preserved and
+    // dropped again before the handover must leave no trace.
+    let temp = mem.alloc_page().map_err(|e| format!("{e}"))?;
+    out.preserve_folio(mem, temp, Order::ZERO).map_err(e)?;
+    out.unpreserve_folio(mem, temp, Order::ZERO).map_err(e)?;
+    mem.free_page(temp).map_err(|e| format!("{e}"))?;
+
+    let header = Header {
+        magic: blob::MAGIC,
+        generation: U32::new(g),
+        count: U32::new(records.len() as u32),
+        seed: U64::new(cfg.seed),
+        vmalloc: U64::new(0),
+        reserved: [U64::new(0); 2],
+    };
+    let size = blob::blob_size(records.len()) as u64;
+    let order = order_for(size);
+    let at = mem.alloc_pages(order).map_err(|e| format!("blob: {e}"))?;
+    mem.write(at, header.as_bytes())
+        .map_err(|e| format!("{e}"))?;
+    mem.write(at.checked_add(48).ok_or("blob wraps")?, records.as_bytes())
+        .map_err(|e| format!("{e}"))?;
+    out.preserve_folio(mem, at, order).map_err(e)?;
+    out.add_subtree(mem, blob::SUBTREE_NAME, at, Some(size))
+        .map_err(e)?;
+    out.add_kexec_metadata(mem, kexec_count + 1, "kho-stub")
+        .map_err(e)?;
+    let folios = records.len() as u64;
+    let bytes: u64 = records.iter().map(|r| 4096u64 << r.order.get()).sum();
+    say!(
+        "KHO preserve gen={g} folios={folios} bytes={bytes} unpreserved=1 vmalloc-pages=0 radix-tables={} radix-leaves={}",
+        out.node_stats().tables,
+        out.node_stats().leaves
+    );
+    Ok(out)
+}
+
+/// Corrupt the outgoing handover on purpose (fault injection).
+fn inject(mem: &mut StubMem, out: &KhoOut, class: FaultClass) -> Result<(), String> {
+    match class {
+        FaultClass::Compatible => {
+            let mut page = [0u8; 4096];
+            mem.read(out.fdt(), &mut page).map_err(|e| format!("{e}"))?;
+            let at = page
+                .windows(6)
+                .position(|w| w == b"kho-v2")
+                .ok_or("no compatible to corrupt")?;
+            let addr = out.fdt().checked_add(at as u64).ok_or("FDT wraps")?;
+            mem.write(addr, b"kho-v9").map_err(|e| format!("{e}"))
+        }
+    }
+}
+
+/// The root FDT page, cut to its `totalsize`.
+fn read_fdt(mem: &StubMem, at: PhysAddr) -> Result<Vec<u8>, String> {
+    let mut page = vec![0u8; 4096];
+    mem.read(at, &mut page).map_err(|e| format!("{e}"))?;
+    let total = u32::from_be_bytes([page[4], page[5], page[6], page[7]]) as usize;
+    page.truncate(total.min(4096));
+    Ok(page)
+}
