@@ -55,9 +55,27 @@ macro_rules! say {
     }};
 }
 
+/// A reason for a quoted protocol field: one line, no double quotes
+/// (they become single quotes), so the field ends at the line's last `"`.
+struct Quoted<'a>(&'a dyn core::fmt::Display);
+
+impl core::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let text = format!("{}", self.0);
+        for c in text.chars() {
+            f.write_char(match c {
+                '"' => '\'',
+                '\n' | '\r' => ' ',
+                c => c,
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// Report a fatal error and exit the VM with the failure code.
 pub fn fail(generation: u32, reason: &dyn core::fmt::Display) -> ! {
-    say!("KHO fail gen={generation} reason=\"{reason}\"");
+    say!("KHO fail gen={generation} reason=\"{}\"", Quoted(reason));
     arch::exit(false)
 }
 
@@ -167,7 +185,12 @@ pub fn run(boot: BootInfo) -> ! {
             );
             print_hex("fdt-in", g, k.fdt_bytes());
         }
-        (None, Some(reason)) => say!("KHO revival gen={g} result=failed reason=\"{reason}\""),
+        (None, Some(reason)) => {
+            say!(
+                "KHO revival gen={g} result=failed reason=\"{}\"",
+                Quoted(reason)
+            )
+        }
         (None, None) => say!("KHO revival gen={g} result=none reason=\"no handover\""),
     }
     for (i, a) in areas.as_slice().iter().enumerate() {
@@ -198,9 +221,10 @@ pub fn run(boot: BootInfo) -> ! {
             Ok(v) => verified = v,
             Err(reason) => {
                 say!(
-                    "KHO verify gen={g} folios={} bytes={} vmalloc-pages=0 log-lines=0 result=failed reason=\"{reason}\"",
+                    "KHO verify gen={g} folios={} bytes={} vmalloc-pages=0 log-lines=0 result=failed reason=\"{}\"",
                     verified.folios,
-                    verified.bytes
+                    verified.bytes,
+                    Quoted(&reason)
                 );
                 arch::exit(false);
             }
