@@ -80,6 +80,7 @@ extern crate alloc;
 
 mod blob;
 mod build;
+pub mod dtb;
 mod error;
 mod parse;
 mod render;

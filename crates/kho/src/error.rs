@@ -40,6 +40,12 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
+    /// `/chosen` names a handover in a form Linux ignores (one property
+    /// without the other, or a length that is not one address/size pair).
+    BadChosen {
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// The handover names an FDT mapping that is not one page of RAM.
     BadFdtMapping {
         /// The FDT address passed.
@@ -96,6 +102,7 @@ impl fmt::Display for Error {
                 write!(f, "memory map entry {index} wraps the address space")
             }
             Error::BadSetupData { at, reason } => write!(f, "setup_data at {at}: {reason}"),
+            Error::BadChosen { reason } => write!(f, "/chosen: {reason}"),
             Error::BadFdtMapping { addr, size } => {
                 write!(
                     f,

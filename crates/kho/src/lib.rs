@@ -12,8 +12,8 @@
 //!   every preserved block by walking the untrusted tree, and lets clients
 //!   restore a block only with the order it was preserved with;
 //! - [`handoff`]: Linux's per-arch encodings of where that state is, x86_64's
-//!   zero page with a `setup_data` entry of type 10 (and, later, arm64's
-//!   `/chosen` properties).
+//!   zero page with a `setup_data` entry of type 10, and the boot DTB's
+//!   `/chosen` `linux,kho-fdt` / `linux,kho-scratch` of arm64.
 //!
 //! It is `no_std` with `alloc`, and knows nothing about QEMU.
 //!

@@ -1,0 +1,364 @@
+//! Boot device trees (not KHO blobs): validated lookups and property edits.
+//!
+//! The arm64 handoff lives in the ordinary boot DTB: `/chosen` carries
+//! `linux,kho-fdt` and `linux,kho-scratch`, and the next kernel's DTB is the
+//! current one with those properties (and `bootargs`) replaced. [`Dtb`]
+//! gives panic-free access to any DTB after the same structure validation
+//! as the KHO root FDT, and [`Dtb::rewrite`] re-serialises it with edits.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use vm_fdt::{FdtReserveEntry, FdtWriter};
+
+use crate::blob::{self, ValidFdt};
+use crate::{Error, Result};
+
+/// Largest boot DTB accepted (QEMU pads its DTB to 1 MiB).
+pub const MAX_DTB_SIZE: usize = 2 << 20;
+
+/// A validated boot device tree.
+#[derive(Clone, Copy, Debug)]
+pub struct Dtb<'a> {
+    valid: ValidFdt<'a>,
+}
+
+/// One change [`Dtb::rewrite`] makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Edit<'e> {
+    /// Set property `name` of the node at `path` to `value`, replacing any
+    /// old value; the node is created under the root if it is missing
+    /// (`path` must then be `/name`).
+    Set {
+        /// Absolute node path, e.g. `/chosen`.
+        path: &'e str,
+        /// Property name.
+        name: &'e str,
+        /// New value.
+        value: &'e [u8],
+    },
+    /// Remove property `name` of the node at `path`, if present.
+    Delete {
+        /// Absolute node path.
+        path: &'e str,
+        /// Property name.
+        name: &'e str,
+    },
+}
+
+impl<'a> Dtb<'a> {
+    /// Validate `blob` (header, blocks, structure) as any FDT up to
+    /// [`MAX_DTB_SIZE`].
+    pub fn parse(blob: &'a [u8]) -> Result<Dtb<'a>> {
+        Ok(Dtb {
+            valid: blob::validate(blob, MAX_DTB_SIZE)?,
+        })
+    }
+
+    /// The blob cut to its `totalsize`.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.valid.bytes
+    }
+
+    /// The value of property `name` of the node at absolute `path`.
+    pub fn property(&self, path: &str, name: &str) -> Option<&'a [u8]> {
+        let node = self.valid.fdt.find_node(path)?;
+        node.properties().find(|p| p.name == name).map(|p| p.value)
+    }
+
+    /// The root's `#address-cells` and `#size-cells` (device-tree defaults 2
+    /// and 1 when absent; `None` if present but not one 4-byte cell).
+    pub fn root_cells(&self) -> Option<(u32, u32)> {
+        let cell = |name, default| match self.property("/", name) {
+            None => Some(default),
+            Some(v) => Some(u32::from_be_bytes(v.try_into().ok()?)),
+        };
+        Some((
+            cell(
+                kho_abi::chosen::PROP_ADDRESS_CELLS,
+                kho_abi::chosen::DEFAULT_ADDRESS_CELLS,
+            )?,
+            cell(
+                kho_abi::chosen::PROP_SIZE_CELLS,
+                kho_abi::chosen::DEFAULT_SIZE_CELLS,
+            )?,
+        ))
+    }
+
+    /// `(address, size)` pairs of the `reg` property of every direct child
+    /// of the root whose name is `base` or starts with `base@` (e.g. the
+    /// `memory` nodes), decoded with the root's cell sizes. A `reg` whose
+    /// length is not a multiple of the pair size is skipped.
+    pub fn root_child_regs(&self, base: &str) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let (Some((ac, sc)), Ok(root)) = (self.root_cells(), self.valid.root()) else {
+            return out;
+        };
+        for child in root.children() {
+            let named = child.name == base
+                || child
+                    .name
+                    .strip_prefix(base)
+                    .is_some_and(|rest| rest.starts_with('@'));
+            if !named {
+                continue;
+            }
+            let Some(reg) = child.properties().find(|p| p.name == "reg") else {
+                continue;
+            };
+            out.extend(decode_pairs(reg.value, ac, sc));
+        }
+        out
+    }
+
+    /// Re-serialise the tree with `edits` applied: every node, property and
+    /// memory reservation is copied in order, edited properties are replaced
+    /// in place (deleted ones dropped, new ones appended after the node's
+    /// existing properties).
+    pub fn rewrite(&self, edits: &[Edit<'_>]) -> Result<Vec<u8>> {
+        let reservations = self
+            .valid
+            .mem_reservations()
+            .map(|(a, s)| FdtReserveEntry::new(a, s))
+            .collect::<core::result::Result<Vec<_>, _>>()
+            .map_err(Error::Writer)?;
+        let mut w = FdtWriter::new_with_mem_reserv(&reservations).map_err(Error::Writer)?;
+        w.set_boot_cpuid_phys(self.valid.header.boot_cpuid_phys);
+        let root = self.valid.root()?;
+        copy_node(&mut w, root, String::from("/"), edits, 0)?;
+        w.finish().map_err(Error::Writer)
+    }
+}
+
+/// Decode big-endian (address, size) pairs of `ac` and `sc` cells each.
+pub fn decode_pairs(value: &[u8], ac: u32, sc: u32) -> impl Iterator<Item = (u64, u64)> + '_ {
+    let cells = (ac + sc) as usize;
+    let ok = cells > 0 && ac <= 2 && sc <= 2 && value.len() % (cells * 4) == 0;
+    let pair_len = if ok { cells * 4 } else { 1 };
+    value
+        .chunks_exact(pair_len)
+        .filter(move |_| ok)
+        .map(move |pair| {
+            let (a, s) = pair.split_at(ac as usize * 4);
+            (be_cells(a), be_cells(s))
+        })
+}
+
+/// Encode one (address, size) pair in `ac` + `sc` big-endian cells.
+pub fn encode_pair(address: u64, size: u64, ac: u32, sc: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(((ac + sc) * 4) as usize);
+    for (value, cells) in [(address, ac), (size, sc)] {
+        for i in (0..cells).rev() {
+            let shift = 32 * i;
+            let word = if shift >= 64 {
+                0
+            } else {
+                (value >> shift) as u32
+            };
+            out.extend_from_slice(&word.to_be_bytes());
+        }
+    }
+    out
+}
+
+fn be_cells(bytes: &[u8]) -> u64 {
+    bytes.chunks_exact(4).fold(0u64, |acc, c| {
+        (acc << 32) | u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+    })
+}
+
+fn copy_node(
+    w: &mut FdtWriter,
+    node: fdt::node::FdtNode<'_, '_>,
+    path: String,
+    edits: &[Edit<'_>],
+    depth: usize,
+) -> Result<()> {
+    let name = if depth == 0 { "" } else { node.name };
+    let handle = w.begin_node(name).map_err(Error::Writer)?;
+    let edited = |prop: &str| {
+        edits.iter().any(|e| match *e {
+            Edit::Set { path: p, name, .. } | Edit::Delete { path: p, name } => {
+                p == path && name == prop
+            }
+        })
+    };
+    let mut set_here = Vec::new();
+    for e in edits {
+        if let Edit::Set {
+            path: p,
+            name,
+            value,
+        } = *e
+        {
+            if p == path {
+                set_here.push((name, value));
+            }
+        }
+    }
+    for prop in node.properties() {
+        if let Some(&(n, v)) = set_here.iter().find(|(n, _)| *n == prop.name) {
+            w.property(n, v).map_err(Error::Writer)?;
+        } else if !edited(prop.name) {
+            w.property(prop.name, prop.value).map_err(Error::Writer)?;
+        }
+    }
+    for &(n, v) in &set_here {
+        if node.properties().all(|p| p.name != n) {
+            w.property(n, v).map_err(Error::Writer)?;
+        }
+    }
+    let mut children = Vec::new();
+    for child in node.children() {
+        let child_path = if depth == 0 {
+            alloc::format!("/{}", child.name)
+        } else {
+            alloc::format!("{path}/{}", child.name)
+        };
+        children.push(child_path.clone());
+        copy_node(w, child, child_path, edits, depth + 1)?;
+    }
+    if depth == 0 {
+        // Create missing direct children of the root that edits set
+        // properties in (e.g. `/chosen` in a DTB without one).
+        let mut created: Vec<&str> = Vec::new();
+        for e in edits {
+            if let Edit::Set { path: p, .. } = *e {
+                let top_level = p.len() > 1 && p[1..].find('/').is_none();
+                if top_level && !children.iter().any(|c| c == p) && !created.contains(&p) {
+                    created.push(p);
+                    let node = w.begin_node(&p[1..]).map_err(Error::Writer)?;
+                    for e2 in edits {
+                        if let Edit::Set {
+                            path: p2,
+                            name,
+                            value,
+                        } = *e2
+                        {
+                            if p2 == p {
+                                w.property(name, value).map_err(Error::Writer)?;
+                            }
+                        }
+                    }
+                    w.end_node(node).map_err(Error::Writer)?;
+                }
+            }
+        }
+    }
+    w.end_node(handle).map_err(Error::Writer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        let mut w =
+            FdtWriter::new_with_mem_reserv(&[FdtReserveEntry::new(0x4800_0000, 0x1000).unwrap()])
+                .unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        w.property_string("model", "linux,dummy-virt").unwrap();
+        let mem = w.begin_node("memory@40000000").unwrap();
+        w.property_string("device_type", "memory").unwrap();
+        w.property_array_u64("reg", &[0x4000_0000, 0x2000_0000])
+            .unwrap();
+        w.end_node(mem).unwrap();
+        let chosen = w.begin_node("chosen").unwrap();
+        w.property_string("bootargs", "console=ttyAMA0").unwrap();
+        w.property("linux,kho-fdt", &encode_pair(0x1, 0x2, 2, 2))
+            .unwrap();
+        w.end_node(chosen).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn lookups_and_regs() {
+        let blob = sample();
+        let dtb = Dtb::parse(&blob).unwrap();
+        assert_eq!(dtb.root_cells(), Some((2, 2)));
+        assert_eq!(
+            dtb.property("/chosen", "bootargs"),
+            Some(&b"console=ttyAMA0\0"[..])
+        );
+        assert_eq!(dtb.root_child_regs("memory"), [(0x4000_0000, 0x2000_0000)]);
+        assert_eq!(dtb.property("/nope", "x"), None);
+    }
+
+    #[test]
+    fn pairs_round_trip_with_any_cell_sizes() {
+        for (ac, sc) in [(2, 2), (2, 1), (1, 1), (1, 2)] {
+            let bytes = encode_pair(0x4321_0000, 0x1000, ac, sc);
+            assert_eq!(bytes.len(), ((ac + sc) * 4) as usize);
+            assert_eq!(
+                decode_pairs(&bytes, ac, sc).collect::<Vec<_>>(),
+                [(0x4321_0000, 0x1000)]
+            );
+        }
+        assert_eq!(
+            encode_pair(0x1_2345_6789, 0x10, 2, 1),
+            [0, 0, 0, 1, 0x23, 0x45, 0x67, 0x89, 0, 0, 0, 0x10]
+        );
+        assert_eq!(decode_pairs(&[0; 12], 2, 2).count(), 0);
+    }
+
+    #[test]
+    fn rewrite_replaces_deletes_and_creates() {
+        let blob = sample();
+        let dtb = Dtb::parse(&blob).unwrap();
+        let fdt = encode_pair(0x4100_0000, 0x1000, 2, 2);
+        let out = dtb
+            .rewrite(&[
+                Edit::Set {
+                    path: "/chosen",
+                    name: "linux,kho-fdt",
+                    value: &fdt,
+                },
+                Edit::Set {
+                    path: "/chosen",
+                    name: "bootargs",
+                    value: b"kho=on\0",
+                },
+                Edit::Delete {
+                    path: "/",
+                    name: "model",
+                },
+                Edit::Set {
+                    path: "/extra",
+                    name: "x",
+                    value: &[1],
+                },
+            ])
+            .unwrap();
+        let again = Dtb::parse(&out).unwrap();
+        assert_eq!(again.property("/chosen", "linux,kho-fdt"), Some(&fdt[..]));
+        assert_eq!(
+            again.property("/chosen", "bootargs"),
+            Some(&b"kho=on\0"[..])
+        );
+        assert_eq!(again.property("/", "model"), None);
+        assert_eq!(again.property("/extra", "x"), Some(&[1u8][..]));
+        assert_eq!(
+            again.root_child_regs("memory"),
+            [(0x4000_0000, 0x2000_0000)]
+        );
+        assert_eq!(
+            again.valid.mem_reservations().collect::<Vec<_>>(),
+            [(0x4800_0000, 0x1000)]
+        );
+        // Without edits the tree is unchanged.
+        let same = Dtb::parse(&blob).unwrap().rewrite(&[]).unwrap();
+        assert_eq!(same, blob);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(Dtb::parse(&[0u8; 64]).is_err());
+        let blob = sample();
+        for cut in [10, 40, blob.len() / 2] {
+            assert!(Dtb::parse(&blob[..cut]).is_err());
+        }
+    }
+}
