@@ -13,4 +13,9 @@ fn main() {
     println!("cargo:rerun-if-changed={dir}/src/arch/{arch}/entry.S");
     println!("cargo:rustc-link-arg-bins=-T{script}");
     println!("cargo:rustc-link-arg-bins=--no-pie");
+    if arch == "aarch64" {
+        // QEMU boots a flat arm64 Image (header at offset 0), not an ELF:
+        // rust-lld writes the raw binary directly.
+        println!("cargo:rustc-link-arg-bins=--oformat=binary");
+    }
 }

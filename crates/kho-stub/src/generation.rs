@@ -302,7 +302,7 @@ fn place_cold(cfg: &Config, memory: &[MemRegion]) -> Result<ScratchAreas, String
     let usage = BootUsage::new(image.size(), image.size());
     let sizes =
         ScratchSizes::compute(cfg.kho.scratch_or_default(), &usage).map_err(|e| format!("{e}"))?;
-    let mut in_use: Vec<PhysRange> = arch::boot_in_use().to_vec();
+    let mut in_use: Vec<PhysRange> = arch::boot_in_use();
     in_use.push(image);
     kho_scratch::place_scratch(memory, &in_use, &sizes, arch::low_limit(memory))
         .map_err(|e| format!("{e}"))

@@ -106,8 +106,8 @@ pub fn image() -> (PhysRange, PhysRange) {
 
 /// Memory the stub never allocates or places scratch in: the first MiB
 /// (real-mode structures, BIOS, the PVH start_info).
-pub fn boot_in_use() -> [PhysRange; 1] {
-    [PhysRange::try_new(PhysAddr::ZERO, 1 << 20).unwrap_or_else(|_| exit(false))]
+pub fn boot_in_use() -> Vec<PhysRange> {
+    alloc::vec![PhysRange::try_new(PhysAddr::ZERO, 1 << 20).unwrap_or_else(|_| exit(false))]
 }
 
 /// Linux's `ARCH_LOW_ADDRESS_LIMIT` on x86_64.

@@ -1,0 +1,272 @@
+//! aarch64 (QEMU virt): Linux Image entry, PL011 console, semihosting exit, DTB handoff.
+//!
+//! Every generation is entered the same way, as an arm64 Linux kernel is:
+//! at the Image's first instruction, MMU off, `x0` = phys of the DTB. QEMU
+//! passes its own DTB to generation 0. Later generations get a copy that the
+//! previous generation rewrote: new `bootargs`, and `/chosen`
+//! `linux,kho-fdt` / `linux,kho-scratch` naming the handover.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use kho::handoff::dt;
+use kho_mem::{PhysAddr, PhysMem, PhysRange};
+use kho_scratch::{LowLimit, MemRegion, NodeId, ScratchAllocator};
+
+use crate::generation::{self, BootInfo};
+use crate::mem::StubMem;
+
+core::arch::global_asm!(include_str!("entry.S"));
+
+/// Architecture name in protocol lines.
+pub const NAME: &str = "aarch64";
+/// The stub runs with the MMU off: every address below this is reachable
+/// (QEMU virt's RAM starts at 1 GiB; the stub supports RAM below 4 GiB).
+pub const MAPPED_LIMIT: u64 = 4 << 30;
+
+/// PL011 UART of QEMU's virt machine.
+const PL011: usize = 0x0900_0000;
+/// Semihosting `SYS_EXIT` exit status QEMU reports for success / failure
+/// (the same numbers as the x86_64 isa-debug-exit codes).
+const EXIT_SUCCESS: u64 = 33;
+const EXIT_FAILURE: u64 = 35;
+const MAX_DTB: u64 = 2 << 20;
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+    static __bss_end: u8;
+    fn kexec_trampoline(src: u64, dst: u64, len: u64, entry: u64, dtb: u64) -> !;
+}
+
+/// The PL011 serial console.
+#[derive(Debug)]
+pub struct Serial;
+
+impl Write for Serial {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for b in s.bytes() {
+            // SAFETY: PL011 registers of QEMU virt, identity-addressed with
+            // the MMU off: FR at +0x18 (bit 5 = TX FIFO full), DR at +0.
+            unsafe {
+                while core::ptr::read_volatile((PL011 + 0x18) as *const u32) & (1 << 5) != 0 {}
+                core::ptr::write_volatile(PL011 as *mut u32, u32::from(b));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The console protocol lines go to.
+pub fn console() -> Serial {
+    Serial
+}
+
+/// Leave QEMU through semihosting `SYS_EXIT` (needs
+/// `-semihosting-config enable=on,target=native`), with the success or
+/// failure status.
+pub fn exit(success: bool) -> ! {
+    let block: [u64; 2] = [0x20026, if success { EXIT_SUCCESS } else { EXIT_FAILURE }];
+    // SAFETY: semihosting call 0x18 (SYS_EXIT) with x1 pointing at the
+    // two-word parameter block; QEMU terminates and nothing runs after it.
+    unsafe {
+        core::arch::asm!("hlt #0xf000", in("x0") 0x18u64, in("x1") block.as_ptr(), options(nostack))
+    }
+    loop {
+        // SAFETY: without semihosting, park the CPU.
+        unsafe { core::arch::asm!("wfe", options(nomem, nostack)) }
+    }
+}
+
+/// The virtual counter.
+pub fn ticks() -> u64 {
+    let t: u64;
+    // SAFETY: reading CNTVCT_EL0 has no side effect.
+    unsafe { core::arch::asm!("mrs {}, cntvct_el0", out(reg) t, options(nomem, nostack)) }
+    t
+}
+
+fn symbol(s: *const u8) -> u64 {
+    s as u64
+}
+
+/// (the file-backed image that kexec copies, the whole image with .bss and stack).
+pub fn image() -> (PhysRange, PhysRange) {
+    let start = symbol(&raw const __image_start);
+    let end = symbol(&raw const __image_end);
+    let bss_end = symbol(&raw const __bss_end);
+    let r = |len| PhysRange::try_new(PhysAddr::new(start), len).unwrap_or_else(|_| exit(false));
+    (r(end - start), r(bss_end - start))
+}
+
+/// Nothing outside the image needs protecting on virt: the DTB is copied to
+/// the heap before anything is allocated.
+pub fn boot_in_use() -> Vec<PhysRange> {
+    Vec::new()
+}
+
+/// arm64's low limit: the end of 32-bit-addressable RAM (kho-scratch's
+/// `LowLimit::arm64` over the RAM span).
+pub fn low_limit(memory: &[MemRegion]) -> LowLimit {
+    let usable = memory.iter().filter(|r| r.is_usable_ram());
+    let start = usable
+        .clone()
+        .map(|r| r.range.start().as_u64())
+        .min()
+        .unwrap_or(0);
+    let end = usable
+        .filter_map(|r| r.range.end())
+        .map(|e| e.as_u64())
+        .max()
+        .unwrap_or(start);
+    match PhysRange::try_new(PhysAddr::new(start), end - start) {
+        Ok(span) => LowLimit::arm64(span),
+        Err(_) => LowLimit::NONE,
+    }
+}
+
+/// What the next generation needs besides the KHO state: the boot DTB.
+#[derive(Debug)]
+pub struct ArchBoot {
+    dtb: Vec<u8>,
+}
+
+fn boot_from_dtb(at: u64) -> BootInfo {
+    let probe = StubMem::new(
+        [PhysRange::try_new(PhysAddr::new(1), MAPPED_LIMIT - 1).unwrap_or_else(|_| exit(false))],
+        MAPPED_LIMIT,
+    );
+    let mut header = [0u8; 8];
+    if probe.read(PhysAddr::new(at), &mut header).is_err() {
+        generation::fail(0, &alloc::format!("no DTB at {at:#x}"));
+    }
+    let total = u64::from(u32::from_be_bytes([
+        header[4], header[5], header[6], header[7],
+    ]))
+    .min(MAX_DTB);
+    let mut blob = alloc::vec![0u8; total as usize];
+    if probe.read(PhysAddr::new(at), &mut blob).is_err() {
+        generation::fail(0, &alloc::format!("DTB at {at:#x} is not readable"));
+    }
+    let dtb = match kho_fdt::dtb::Dtb::parse(&blob) {
+        Ok(d) => d,
+        Err(e) => generation::fail(0, &alloc::format!("boot DTB: {e}")),
+    };
+    let memory = dtb
+        .root_child_regs("memory")
+        .into_iter()
+        .filter_map(|(a, s)| PhysRange::try_new(PhysAddr::new(a), s).ok())
+        .map(|r| MemRegion::ram(r, NodeId::ZERO))
+        .collect();
+    let cmdline = dtb
+        .property("/chosen", "bootargs")
+        .map(|v| {
+            String::from_utf8_lossy(v.split(|&b| b == 0).next().unwrap_or_default()).into_owned()
+        })
+        .unwrap_or_default();
+    let handover = dt::read_chosen(&blob).map_err(|e| alloc::format!("{e}"));
+    BootInfo {
+        memory,
+        cmdline,
+        handover,
+        arch: ArchBoot { dtb: blob },
+    }
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn rust_entry(dtb: u64) -> ! {
+    generation::run(boot_from_dtb(dtb))
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn rust_exception(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
+    let _ = writeln!(
+        Serial,
+        "KHO panic msg=\"exception {kind} esr={esr:#x} elr={elr:#x} far={far:#x}\""
+    );
+    exit(false)
+}
+
+/// A prepared kexec: the staged image and the next DTB, all in scratch.
+#[derive(Debug)]
+pub struct Kexec {
+    staging: PhysRange,
+    dtb: PhysAddr,
+    ranges: [PhysRange; 2],
+}
+
+impl Kexec {
+    /// The scratch ranges the next generation reads at boot.
+    pub fn ranges(&self) -> &[PhysRange] {
+        &self.ranges
+    }
+}
+
+/// Write the next DTB (bootargs and `/chosen` KHO properties replaced) and
+/// stage a copy of this image, all inside scratch.
+pub fn prepare_kexec(
+    mem: &mut StubMem,
+    scratch: &mut ScratchAllocator,
+    boot: &BootInfo,
+    cmdline: &str,
+    handover: kho::Handover,
+) -> Result<Kexec, String> {
+    let err = |what: &str, e: &dyn core::fmt::Display| alloc::format!("{what}: {e}");
+    let next = dt::write_chosen(&boot.arch.dtb, Some(&handover), Some(cmdline))
+        .map_err(|e| err("next DTB", &e))?;
+    let dtb = scratch
+        .alloc(next.len() as u64, 4096)
+        .map_err(|e| err("next DTB", &e))?;
+    mem.write(dtb.start(), &next)
+        .map_err(|e| err("next DTB", &e))?;
+
+    let (image, _) = image();
+    let staging = scratch
+        .alloc(image.size(), 4096)
+        .map_err(|e| err("image staging", &e))?;
+    let mut chunk = [0u8; 4096];
+    let mut off = 0;
+    while off < image.size() {
+        let n = (image.size() - off).min(4096) as usize;
+        let src = image.start().checked_add(off).ok_or("image wraps")?;
+        let dst = staging.start().checked_add(off).ok_or("staging wraps")?;
+        mem.read(src, &mut chunk[..n])
+            .map_err(|e| err("image", &e))?;
+        mem.write(dst, &chunk[..n])
+            .map_err(|e| err("image staging", &e))?;
+        off += n as u64;
+    }
+    Ok(Kexec {
+        staging,
+        dtb: dtb.start(),
+        ranges: [dtb, staging],
+    })
+}
+
+/// Jump into the next generation: the trampoline inside the staged copy
+/// copies it over this image and enters it with `x0` = the next DTB.
+pub fn kexec(k: &Kexec) -> ! {
+    let (image, _) = image();
+    let tramp_offset = kexec_trampoline as *const () as u64 - image.start().as_u64();
+    let tramp = k.staging.start().as_u64() + tramp_offset;
+    // SAFETY: the staged copy is byte-identical to this image, so `tramp`
+    // is its position-independent trampoline; it copies the staged image
+    // over [image.start, +len) (page multiples, never overlapping scratch),
+    // invalidates the instruction cache and enters the fresh copy at its
+    // first instruction with x0 = DTB, as the arm64 boot protocol does.
+    let f: extern "C" fn(u64, u64, u64, u64, u64) -> ! = unsafe { core::mem::transmute(tramp) };
+    f(
+        k.staging.start().as_u64(),
+        image.start().as_u64(),
+        image.size(),
+        image.start().as_u64(),
+        k.dtb.as_u64(),
+    )
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let _ = writeln!(Serial, "KHO panic msg=\"{info}\"");
+    exit(false)
+}
