@@ -90,8 +90,11 @@ fn dtc_quiet(sh: &Shell, format_args: &[&str], input: &Path, output: &Path) -> R
     Ok(())
 }
 
+/// One subtree of a sample handover: (name, preserved-data, blob-size).
+type SampleChild = (String, u64, Option<u64>);
+
 /// The handovers the dtc check builds: (name, version, children).
-fn sample_handovers() -> Vec<(&'static str, AbiVersion, Vec<(String, u64, Option<u64>)>)> {
+fn sample_handovers() -> Vec<(&'static str, AbiVersion, Vec<SampleChild>)> {
     let many = (0..40u64)
         .map(|i| (format!("client-{i:02}"), 0x4200_0000 + i * 0x1000, None))
         .collect();

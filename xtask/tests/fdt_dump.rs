@@ -36,9 +36,15 @@ fn valid_blob() -> Vec<u8> {
     b.build().unwrap()
 }
 
+/// A property: name and raw value bytes.
+type Prop<'a> = (&'a str, Vec<u8>);
+
+/// A child node: name and properties.
+type Child<'a> = (&'a str, Vec<Prop<'a>>);
+
 /// A root node with the given properties and children, each child a list of
 /// properties; values are raw bytes (KHO u64s are little-endian).
-fn hand_built(root: &[(&str, Vec<u8>)], children: &[(&str, Vec<(&str, Vec<u8>)>)]) -> Vec<u8> {
+fn hand_built(root: &[Prop<'_>], children: &[Child<'_>]) -> Vec<u8> {
     let mut w = FdtWriter::new().unwrap();
     let r = w.begin_node("").unwrap();
     for (name, value) in root {
@@ -110,7 +116,7 @@ fn each_bad_input_has_its_own_one_line_error() {
     bad_magic[0] ^= 0xff;
     let pmm = |len: usize| vec![0x10u8; len];
     let names: Vec<String> = (0..200).map(|i| format!("client-{i:03}")).collect();
-    let children: Vec<(&str, Vec<(&str, Vec<u8>)>)> = names
+    let children: Vec<Child<'_>> = names
         .iter()
         .map(|n| (n.as_str(), vec![("preserved-data", le64(0x4200_0000))]))
         .collect();
