@@ -1,0 +1,1171 @@
+//! The transcript checker: serial lines + how QEMU ended → pass/fail, pure and QEMU-free.
+//!
+//! [`check`] judges a whole run against a [`Plan`] (docs/HANDOVER.md is the
+//! contract). [`Wait`] classifies lines while the run is still going, so the
+//! driver can stop at the first failure instead of waiting for a timeout.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::arch::ArchSpec;
+use super::protocol::{self, Line, ParseError, Verb};
+use super::scenario::{Expect, Scenario};
+
+/// What a run must show.
+#[derive(Clone, Debug)]
+pub(crate) struct Plan<'a> {
+    pub(crate) arch: &'static ArchSpec,
+    pub(crate) generations: u32,
+    /// One entry per generation.
+    pub(crate) expect: &'a [Expect],
+    /// The generation whose outgoing handover is deliberately corrupted.
+    pub(crate) fault: Option<u32>,
+    /// The command line passed to generation 0 (`-append`).
+    pub(crate) cmdline: &'a str,
+}
+
+impl<'a> Plan<'a> {
+    pub(crate) fn new(
+        scenario: &'a Scenario,
+        arch: &'static ArchSpec,
+        cmdline: &'a str,
+    ) -> Plan<'a> {
+        Plan {
+            arch,
+            generations: scenario.generations,
+            expect: &scenario.expect,
+            fault: scenario.fault.as_ref().map(|f| f.generation),
+            cmdline,
+        }
+    }
+
+    fn expect(&self, generation: u32) -> &Expect {
+        self.expect
+            .get(generation as usize)
+            .unwrap_or(&Expect::Verified)
+    }
+}
+
+/// How the QEMU process ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RunEnd {
+    /// QEMU exited on its own with this status.
+    Exited(i32),
+    /// QEMU died from a signal the harness did not send.
+    Signaled(String),
+    /// The harness killed QEMU: a wait ran out of time.
+    TimedOut {
+        waiting_for: String,
+        after: Duration,
+    },
+    /// The harness killed QEMU for another reason (a failure line, an I/O error).
+    Killed { reason: String },
+}
+
+impl fmt::Display for RunEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunEnd::Exited(code) => write!(f, "exited with status {code}"),
+            RunEnd::Signaled(sig) => write!(f, "killed by {sig}"),
+            RunEnd::TimedOut { waiting_for, after } => {
+                write!(
+                    f,
+                    "timed out after {:.1} s waiting for {waiting_for}; QEMU killed",
+                    after.as_secs_f64()
+                )
+            }
+            RunEnd::Killed { reason } => write!(f, "stopped by the harness: {reason}"),
+        }
+    }
+}
+
+/// A root FDT the stub printed (`fdt-in` / `fdt-out`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Fdt {
+    pub(crate) bytes: Vec<u8>,
+    /// Why [`kho_fdt::KhoFdt::parse`] rejected it, if it did.
+    pub(crate) parse_error: Option<String>,
+}
+
+impl Fdt {
+    fn decode(line: &Line) -> Result<Fdt, String> {
+        let hex = line.get("hex").ok_or("no hex= field")?;
+        let bytes = protocol::decode_hex(hex).map_err(|e| format!("hex=: {e}"))?;
+        match line.num("bytes") {
+            Some(n) if n == bytes.len() as u64 => {}
+            Some(n) => return Err(format!("bytes={n} but hex= holds {} bytes", bytes.len())),
+            None => return Err("no numeric bytes= field".to_owned()),
+        }
+        let parse_error = kho_fdt::KhoFdt::parse(&bytes).err().map(|e| e.to_string());
+        Ok(Fdt { bytes, parse_error })
+    }
+
+    /// The canonical rendering (`kho_fdt::render`); for a blob that is not a
+    /// valid KHO root, the plain-FDT rendering under a comment saying why.
+    pub(crate) fn dts(&self) -> String {
+        match kho_fdt::render(&self.bytes) {
+            Ok(text) => text,
+            Err(e) => match kho_fdt::render_blob(&self.bytes) {
+                Ok(text) => format!("// not a valid KHO root FDT: {e}\n{text}"),
+                Err(e) => format!("// not a valid FDT: {e}\n"),
+            },
+        }
+    }
+}
+
+/// What one generation reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct GenReport {
+    pub(crate) generation: u32,
+    /// `revival result=` (`ok`, `none`, `failed`).
+    pub(crate) revival: Option<String>,
+    /// `revival reason=`.
+    pub(crate) reason: Option<String>,
+    /// `verify bytes=` of a `result=ok` verify.
+    pub(crate) verified_bytes: Option<u64>,
+    pub(crate) fdt_in: Option<Fdt>,
+    pub(crate) fdt_out: Option<Fdt>,
+}
+
+/// The verdict on a run.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Report {
+    /// Every generation that printed anything, in order.
+    pub(crate) generations: Vec<GenReport>,
+    /// Whether `KHO done … result=ok` was seen for the last generation.
+    pub(crate) done: bool,
+    /// Sum of `verify … bytes=` over every generation.
+    pub(crate) verified_bytes: u64,
+    /// Every problem found; empty means the run passed.
+    pub(crate) failures: Vec<String>,
+}
+
+impl Report {
+    pub(crate) fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// Why a single console line means the run failed, whatever it was waiting
+/// for: `KHO fail`, a panic, a QEMU error, or a `result=failed` that the plan
+/// does not expect.
+fn fatal_line(
+    plan: &Plan<'_>,
+    text: &str,
+    parsed: Option<&Result<Line, ParseError>>,
+) -> Option<String> {
+    match parsed {
+        Some(Ok(line)) => {
+            let g = line.generation();
+            let at = g.map(|g| format!("generation {g}: ")).unwrap_or_default();
+            match &line.verb {
+                Verb::Fail => {
+                    return Some(format!(
+                        "{at}KHO fail: {}",
+                        line.get("reason").unwrap_or("(no reason)")
+                    ));
+                }
+                Verb::Other(w) if w.eq_ignore_ascii_case("panic") => {
+                    return Some(format!("{at}stub panic: {text}"));
+                }
+                _ => {}
+            }
+            if line.get("result") == Some("failed") {
+                let expected = line.verb == Verb::Revival
+                    && g.is_some_and(|g| matches!(plan.expect(g), Expect::Failed { .. }));
+                if !expected {
+                    let reason = line.get("reason").unwrap_or("(no reason)");
+                    return Some(format!(
+                        "{at}unexpected `{} result=failed`: {reason}",
+                        line.verb
+                    ));
+                }
+            }
+            None
+        }
+        Some(Err(_)) => None,
+        None if text.contains("PANIC") || text.contains("panicked at") => {
+            Some(format!("panic: {text}"))
+        }
+        None if text.starts_with("qemu-system-") && !text.contains(": warning:") => {
+            Some(format!("QEMU error: {text}"))
+        }
+        None => None,
+    }
+}
+
+/// The verbs a generation prints, in protocol order, with whether each is
+/// required under `expect` for a middle (`last == false`) or last generation.
+fn required(expect: &Expect, last: bool, verb: &Verb) -> bool {
+    match verb {
+        Verb::Boot | Verb::Revival => true,
+        Verb::FdtIn | Verb::Verify => *expect == Expect::Verified,
+        Verb::Preserve | Verb::FdtOut | Verb::Kexec => !last,
+        Verb::Done => last,
+        _ => false,
+    }
+}
+
+const ORDER: [Verb; 8] = [
+    Verb::Boot,
+    Verb::Revival,
+    Verb::FdtIn,
+    Verb::Verify,
+    Verb::Preserve,
+    Verb::FdtOut,
+    Verb::Kexec,
+    Verb::Done,
+];
+
+/// Judge a finished run: `lines` is the whole serial transcript (with or
+/// without `\r`), `end` how QEMU ended.
+pub(crate) fn check(plan: &Plan<'_>, lines: &[String], end: &RunEnd) -> Report {
+    let mut report = Report::default();
+    let fail = |report: &mut Report, msg: String| report.failures.push(msg);
+
+    // Pass 1: every line on its own.
+    let mut protocol_lines: Vec<(usize, Line)> = Vec::new();
+    let mut last_gen = 0u32;
+    let mut order_broken = false;
+    for (i, raw) in lines.iter().enumerate() {
+        let n = i + 1;
+        let text = protocol::clean(raw);
+        let parsed = protocol::parse(text);
+        if let Some(msg) = fatal_line(plan, text, parsed.as_ref()) {
+            fail(&mut report, format!("line {n}: {msg}"));
+        }
+        match parsed {
+            None => {}
+            Some(Err(e)) => fail(
+                &mut report,
+                format!("line {n}: malformed protocol line ({e}): {text}"),
+            ),
+            Some(Ok(line)) => match line.generation() {
+                None => fail(
+                    &mut report,
+                    format!("line {n}: `KHO {}` has no numeric gen= field", line.verb),
+                ),
+                Some(g) if g >= plan.generations => fail(
+                    &mut report,
+                    format!(
+                        "line {n}: generation {g} is past the last generation {}",
+                        plan.generations - 1
+                    ),
+                ),
+                Some(g) => {
+                    if g < last_gen && !order_broken {
+                        order_broken = true;
+                        fail(
+                            &mut report,
+                            format!(
+                                "line {n}: generation {g} output after generation {last_gen}'s"
+                            ),
+                        );
+                    }
+                    last_gen = last_gen.max(g);
+                    protocol_lines.push((n, line));
+                }
+            },
+        }
+    }
+
+    // Pass 2: each generation's lines against its expectation.
+    let mut prev_out: Option<Fdt> = None;
+    for g in 0..plan.generations {
+        let mine: Vec<&(usize, Line)> = protocol_lines
+            .iter()
+            .filter(|(_, l)| l.generation() == Some(g))
+            .collect();
+        if mine.is_empty() {
+            let after = if g == 0 {
+                "no generation printed a protocol line".to_owned()
+            } else {
+                format!("the transcript has nothing after generation {}", g - 1)
+            };
+            fail(&mut report, format!("generation {g}: missing ({after})"));
+            break;
+        }
+        let expect = plan.expect(g);
+        let last = g + 1 == plan.generations;
+        // After `KHO fail` (already reported) the missing lines are no news.
+        let failed = mine.iter().any(|(_, l)| l.verb == Verb::Fail);
+        let mut this = GenReport {
+            generation: g,
+            ..GenReport::default()
+        };
+        let find = |verb: &Verb| {
+            mine.iter()
+                .find(|(_, l)| &l.verb == verb)
+                .map(|(n, l)| (*n, l))
+        };
+
+        // Presence, uniqueness and order of the fixed lines.
+        let mut prev_pos: Option<(usize, &Verb)> = None;
+        // Required lines that are missing, each with whether a later fixed line is present.
+        let mut missing: Vec<(&Verb, bool)> = Vec::new();
+        for verb in &ORDER {
+            let count = mine.iter().filter(|(_, l)| &l.verb == verb).count();
+            if count > 1 {
+                fail(
+                    &mut report,
+                    format!("generation {g}: `KHO {verb}` appears {count} times"),
+                );
+            }
+            match find(verb) {
+                None if required(expect, last, verb) && !failed => missing.push((verb, false)),
+                None => {}
+                Some((n, _))
+                    if !required(expect, last, verb)
+                        && matches!(verb, Verb::Kexec | Verb::Done) =>
+                {
+                    let why = if last {
+                        "the last generation must finish with `KHO done`"
+                    } else {
+                        "only the last generation prints `KHO done`"
+                    };
+                    fail(
+                        &mut report,
+                        format!("line {n}: generation {g}: unexpected `KHO {verb}` ({why})"),
+                    );
+                }
+                Some((n, _)) => {
+                    missing.iter_mut().for_each(|(_, later)| *later = true);
+                    if let Some((pn, pv)) = prev_pos {
+                        if n < pn {
+                            fail(
+                                &mut report,
+                                format!(
+                                    "line {n}: generation {g}: `KHO {verb}` before `KHO {pv}` (line {pn})"
+                                ),
+                            );
+                        }
+                    }
+                    prev_pos = Some((n, verb));
+                }
+            }
+        }
+
+        let truncated =
+            g == last_gen && !missing.is_empty() && missing.iter().all(|(_, later)| !later);
+        if truncated {
+            // The transcript stops inside this generation: one failure, not one per line.
+            let (n, l) = mine
+                .last()
+                .map(|(n, l)| (*n, l.verb.as_str()))
+                .unwrap_or((0, "?"));
+            let names: Vec<&str> = missing.iter().map(|(v, _)| v.as_str()).collect();
+            fail(
+                &mut report,
+                format!(
+                    "generation {g} ({expect}): the transcript stops after `KHO {l}` (line {n}); missing {}",
+                    names.join(", ")
+                ),
+            );
+        } else {
+            for (verb, _) in &missing {
+                fail(
+                    &mut report,
+                    format!("generation {g} ({expect}): no `KHO {verb}` line"),
+                );
+            }
+        }
+
+        if let Some((n, boot)) = find(&Verb::Boot) {
+            check_boot(plan, g, expect, n, boot, &mut report.failures);
+        }
+        if let Some((n, rev)) = find(&Verb::Revival) {
+            let result = rev.get("result").unwrap_or("");
+            this.revival = Some(result.to_owned());
+            this.reason = rev.get("reason").map(str::to_owned);
+            let reason = rev.get("reason").unwrap_or("");
+            match (expect, result) {
+                (Expect::Cold, "none") | (Expect::Verified, "ok") => {}
+                (Expect::Failed { reason: want }, "failed") => {
+                    if !reason.contains(want.as_str()) {
+                        fail(
+                            &mut report,
+                            format!(
+                                "line {n}: generation {g}: revival failed as expected, but reason {reason:?} does not contain {want:?}"
+                            ),
+                        );
+                    }
+                }
+                // An unexpected result=failed was already reported by fatal_line.
+                (_, "failed") => {}
+                _ => fail(
+                    &mut report,
+                    format!(
+                        "line {n}: generation {g}: expected {expect}, got `revival result={result}`"
+                    ),
+                ),
+            }
+        }
+        if let Some((n, line)) = find(&Verb::FdtIn) {
+            match Fdt::decode(line) {
+                Err(e) => fail(
+                    &mut report,
+                    format!("line {n}: generation {g}: fdt-in: {e}"),
+                ),
+                Ok(fdt) => {
+                    if *expect == Expect::Verified {
+                        if let Some(e) = &fdt.parse_error {
+                            fail(
+                                &mut report,
+                                format!("line {n}: generation {g}: fdt-in does not parse: {e}"),
+                            );
+                        }
+                        if let Some(prev) = &prev_out {
+                            if prev.bytes != fdt.bytes {
+                                fail(
+                                    &mut report,
+                                    format!(
+                                        "line {n}: generation {g}: fdt-in differs from generation {}'s fdt-out ({} vs {} bytes{})",
+                                        g - 1,
+                                        fdt.bytes.len(),
+                                        prev.bytes.len(),
+                                        first_difference(&prev.bytes, &fdt.bytes)
+                                    ),
+                                );
+                            }
+                        }
+                    } else if *expect == Expect::Cold {
+                        fail(
+                            &mut report,
+                            format!(
+                                "line {n}: generation {g}: fdt-in on a cold boot (revival result=none)"
+                            ),
+                        );
+                    }
+                    this.fdt_in = Some(fdt);
+                }
+            }
+        }
+        for (n, verify) in mine.iter().filter(|(_, l)| l.verb == Verb::Verify) {
+            match (verify.get("result"), verify.num("bytes")) {
+                (Some("ok"), Some(bytes)) => {
+                    this.verified_bytes = Some(this.verified_bytes.unwrap_or(0) + bytes);
+                    report.verified_bytes += bytes;
+                }
+                (Some("ok"), None) => fail(
+                    &mut report,
+                    format!("line {n}: generation {g}: verify without numeric bytes="),
+                ),
+                // result=failed was reported by fatal_line.
+                (Some("failed"), _) => {}
+                (other, _) => fail(
+                    &mut report,
+                    format!(
+                        "line {n}: generation {g}: verify result={}",
+                        other.unwrap_or("(missing)")
+                    ),
+                ),
+            }
+        }
+        if let Some((n, line)) = find(&Verb::FdtOut) {
+            match Fdt::decode(line) {
+                Err(e) => fail(
+                    &mut report,
+                    format!("line {n}: generation {g}: fdt-out: {e}"),
+                ),
+                Ok(fdt) => {
+                    if let (Some(e), false) = (&fdt.parse_error, plan.fault == Some(g)) {
+                        fail(
+                            &mut report,
+                            format!("line {n}: generation {g}: fdt-out does not parse: {e}"),
+                        );
+                    }
+                    this.fdt_out = Some(fdt);
+                }
+            }
+        }
+        prev_out = this.fdt_out.clone();
+        if let Some((n, kexec)) = find(&Verb::Kexec) {
+            if kexec.num("next") != Some(u64::from(g) + 1) {
+                fail(
+                    &mut report,
+                    format!(
+                        "line {n}: generation {g}: kexec next={} (want {})",
+                        kexec.get("next").unwrap_or("?"),
+                        g + 1
+                    ),
+                );
+            }
+        }
+        if let Some((n, done)) = find(&Verb::Done) {
+            if last {
+                let generations_ok = done.num("generations") == Some(u64::from(plan.generations));
+                let result_ok = done.get("result") == Some("ok");
+                if generations_ok && result_ok {
+                    report.done = true;
+                } else {
+                    fail(
+                        &mut report,
+                        format!(
+                            "line {n}: generation {g}: want `KHO done gen={g} generations={} result=ok`",
+                            plan.generations
+                        ),
+                    );
+                }
+            }
+        }
+        report.generations.push(this);
+    }
+
+    // How QEMU ended; a harness stop is the headline, it explains the rest.
+    let success = plan.arch.success_code();
+    match end {
+        RunEnd::Exited(code) if *code == success => {}
+        RunEnd::Exited(code) => fail(
+            &mut report,
+            format!(
+                "QEMU exited with status {code} ({}); success is {success}",
+                plan.arch.describe_exit(*code)
+            ),
+        ),
+        other => report.failures.insert(0, format!("QEMU {other}")),
+    }
+    report
+}
+
+fn check_boot(
+    plan: &Plan<'_>,
+    g: u32,
+    expect: &Expect,
+    n: usize,
+    boot: &Line,
+    failures: &mut Vec<String>,
+) {
+    if boot.get("arch") != Some(plan.arch.name) {
+        failures.push(format!(
+            "line {n}: generation {g}: boot arch={} (want {})",
+            boot.get("arch").unwrap_or("?"),
+            plan.arch.name
+        ));
+    }
+    let mode = boot.get("mode").unwrap_or("?");
+    let mode_ok = match expect {
+        Expect::Cold => mode == "cold",
+        Expect::Verified => mode == "kho",
+        Expect::Failed { .. } => mode == "kho" || mode == "cold",
+    };
+    if !mode_ok {
+        failures.push(format!(
+            "line {n}: generation {g}: boot mode={mode} but the generation is expected {expect}"
+        ));
+    }
+    let Some(cmdline) = boot.get("cmdline") else {
+        failures.push(format!(
+            "line {n}: generation {g}: boot without cmdline=\"…\""
+        ));
+        return;
+    };
+    let tokens: Vec<&str> = cmdline.split_whitespace().collect();
+    let gen_tokens: Vec<&&str> = tokens
+        .iter()
+        .filter(|t| t.starts_with("kho_stub.gen="))
+        .collect();
+    let gen_ok = match gen_tokens.as_slice() {
+        [] => g == 0,
+        [t] => {
+            t.strip_prefix("kho_stub.gen=")
+                .and_then(protocol::parse_num)
+                == Some(u64::from(g))
+        }
+        _ => false,
+    };
+    if !gen_ok {
+        failures.push(format!(
+            "line {n}: generation {g}: cmdline does not carry kho_stub.gen={g}: {cmdline:?}"
+        ));
+    }
+    let missing: Vec<&str> = plan
+        .cmdline
+        .split_whitespace()
+        .filter(|t| !tokens.contains(t))
+        .collect();
+    if !missing.is_empty() {
+        failures.push(format!(
+            "line {n}: generation {g}: cmdline lost {}: {cmdline:?}",
+            missing.join(" ")
+        ));
+    }
+}
+
+fn first_difference(a: &[u8], b: &[u8]) -> String {
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => format!(", first difference at byte {i:#x}"),
+        None => String::new(),
+    }
+}
+
+/// One progress phrase for generation `g`, from the lines seen so far.
+pub(crate) fn summarize(lines: &[String], g: u32) -> String {
+    let mut parts = Vec::new();
+    for line in lines
+        .iter()
+        .filter_map(|l| protocol::parse(l)?.ok())
+        .filter(|l| l.generation() == Some(g))
+    {
+        match (&line.verb, line.get("result")) {
+            (Verb::Revival, Some("none")) => parts.push("cold boot".to_owned()),
+            (Verb::Revival, Some("failed")) => {
+                parts.push(format!(
+                    "revival failed: {}",
+                    line.get("reason").unwrap_or("(no reason)")
+                ));
+            }
+            (Verb::Revival, Some(result)) => parts.push(format!("revival {result}")),
+            (Verb::Verify, Some("ok")) => {
+                parts.push(format!(
+                    "verified {} bytes",
+                    line.get("bytes").unwrap_or("?")
+                ));
+            }
+            (Verb::Done, _) => parts.push("done".to_owned()),
+            _ => {}
+        }
+    }
+    if parts.is_empty() {
+        "no revival line".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// One wait on the console: a success pattern, the failure patterns and a timeout.
+#[derive(Clone, Debug)]
+pub(crate) struct Wait {
+    /// The generation this wait is for.
+    pub(crate) generation: u32,
+    /// The line that ends it successfully: `KHO kexec gen=G`, or `KHO done gen=G` for the last.
+    pub(crate) verb: Verb,
+    pub(crate) timeout: Duration,
+}
+
+/// What a line means to a [`Wait`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// The success pattern.
+    Success,
+    /// A failure pattern, with the reason.
+    Failure(String),
+}
+
+impl Wait {
+    /// The wait for generation `g` of `plan`.
+    pub(crate) fn for_generation(plan: &Plan<'_>, g: u32, timeout: Duration) -> Wait {
+        let verb = if g + 1 == plan.generations {
+            Verb::Done
+        } else {
+            Verb::Kexec
+        };
+        Wait {
+            generation: g,
+            verb,
+            timeout,
+        }
+    }
+
+    /// The success pattern, for messages.
+    pub(crate) fn describe(&self) -> String {
+        format!("`KHO {} gen={}`", self.verb, self.generation)
+    }
+
+    /// Classify one console line (free of `\r`).
+    pub(crate) fn classify(&self, plan: &Plan<'_>, text: &str) -> Option<Event> {
+        let parsed = protocol::parse(text);
+        if let Some(msg) = fatal_line(plan, text, parsed.as_ref()) {
+            return Some(Event::Failure(msg));
+        }
+        let line = parsed?.ok()?;
+        let g = line.generation()?;
+        if line.verb == self.verb && g == self.generation {
+            return Some(Event::Success);
+        }
+        if line.verb == Verb::Done {
+            return Some(Event::Failure(format!(
+                "`KHO done` at generation {g}, but the run has {} generations",
+                plan.generations
+            )));
+        }
+        if g > self.generation {
+            return Some(Event::Failure(format!(
+                "generation {g} started before {} was seen",
+                self.describe()
+            )));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::scenario;
+    use kho_abi::AbiVersion;
+    use kho_fdt::KhoFdtBuilder;
+    use kho_mem::PhysAddr;
+
+    fn scenario(generations: u32, fault: bool) -> Scenario {
+        let mut text = format!(
+            "description = \"t\"\narches = [\"x86_64\"]\nmemory = \"512M\"\ncmdline = \"kho_scratch=16M,64M,32M\"\ngenerations = {generations}\nseed = 1\n"
+        );
+        if fault {
+            text.push_str("fault = \"compatible@1\"\n[[expect]]\ngeneration = 2\nresult = \"failed\"\nreason = \"kho-v9\"\n");
+        }
+        scenario::parse("t", &text).unwrap()
+    }
+
+    fn x86() -> &'static ArchSpec {
+        ArchSpec::find("x86_64").unwrap()
+    }
+
+    fn fdt_hex(memory_map: u64, compatible_v9: bool) -> (usize, String) {
+        let mut b = KhoFdtBuilder::new(AbiVersion::V2, PhysAddr::new(memory_map));
+        b.add_subtree("memblock", PhysAddr::new(memory_map + 0x1000), None)
+            .unwrap();
+        let mut blob = b.build().unwrap();
+        if compatible_v9 {
+            // "kho-v2" -> "kho-v9" in place, as the stub's `compatible` fault does.
+            let at = blob.windows(6).position(|w| w == b"kho-v2").unwrap();
+            blob[at + 5] = b'9';
+        }
+        (
+            blob.len(),
+            blob.iter().map(|b| format!("{b:02x}")).collect(),
+        )
+    }
+
+    /// A transcript as the stub would print it through a PTY (`\r\n`).
+    fn transcript(s: &Scenario) -> Vec<String> {
+        let cmdline = s.compose_cmdline(None);
+        let mut out = vec![
+            "SeaBIOS (version 1.16.2-debian-1.16.2-1)\r".to_owned(),
+            "kho-stub: hello\r".to_owned(),
+        ];
+        let mut push = |l: String| out.push(format!("{l}\r"));
+        for g in 0..s.generations {
+            let (mode, gen_param) = if g == 0 {
+                ("cold", String::new())
+            } else {
+                ("kho", format!(" kho_stub.gen={g}"))
+            };
+            push(format!(
+                "KHO boot gen={g} arch=x86_64 mode={mode} cmdline=\"{cmdline}{gen_param}\""
+            ));
+            match &s.expect[g as usize] {
+                Expect::Cold => push(format!(
+                    "KHO revival gen={g} result=none reason=\"cold boot\""
+                )),
+                Expect::Verified => {
+                    push(format!(
+                        "KHO revival gen={g} result=ok fdt=0x7fe000 scratch=0x1000000+0x4000000"
+                    ));
+                    let (in_len, in_hex) = fdt_hex(0x100_0000 * u64::from(g), false);
+                    push(format!("KHO fdt-in gen={g} bytes={in_len} hex={in_hex}"));
+                    push(format!(
+                        "KHO scratch gen={g} index=0 kind=lowmem addr=0x1000000 size=0x1000000"
+                    ));
+                    push(format!(
+                        "KHO walk gen={g} blocks=3 pages=40 ranges=2 ticks=1234"
+                    ));
+                    push(format!(
+                        "KHO verify gen={g} folios=10 bytes=1000 vmalloc-pages=2 log-lines={g} result=ok"
+                    ));
+                }
+                Expect::Failed { .. } => {
+                    push(format!(
+                        "KHO revival gen={g} result=failed reason=\"unknown KHO root compatible \"kho-v9\" at /\""
+                    ));
+                }
+            }
+            if g + 1 < s.generations {
+                push(format!(
+                    "KHO preserve gen={g} folios=10 bytes=1000 unpreserved=0 vmalloc-pages=2"
+                ));
+                let (len, hex) = fdt_hex(0x100_0000 * u64::from(g + 1), s.faulty_generation(g));
+                push(format!("KHO fdt-out gen={g} bytes={len} hex={hex}"));
+                push(format!(
+                    "KHO kexec gen={g} next={} ticks-walk=1 ticks-verify=2 ticks-build=3 ticks-total=6",
+                    g + 1
+                ));
+            } else {
+                push(format!(
+                    "KHO done gen={g} generations={} result=ok",
+                    s.generations
+                ));
+            }
+        }
+        out
+    }
+
+    fn run(s: &Scenario, lines: &[String], end: RunEnd) -> Report {
+        let cmdline = s.compose_cmdline(None);
+        check(&Plan::new(s, x86(), &cmdline), lines, &end)
+    }
+
+    fn assert_fails(report: &Report, want: &str) {
+        assert!(!report.passed(), "expected a failure containing {want:?}");
+        assert!(
+            report.failures.iter().any(|f| f.contains(want)),
+            "no failure contains {want:?}: {:#?}",
+            report.failures
+        );
+    }
+
+    #[test]
+    fn passing_three_generation_transcript() {
+        let s = scenario(3, false);
+        let lines = transcript(&s);
+        let r = run(&s, &lines, RunEnd::Exited(33));
+        assert!(r.passed(), "{:#?}", r.failures);
+        assert!(r.done);
+        assert_eq!(r.generations.len(), 3);
+        assert_eq!(r.verified_bytes, 2000);
+        assert_eq!(r.generations[0].revival.as_deref(), Some("none"));
+        assert_eq!(r.generations[2].verified_bytes, Some(1000));
+        // Every generation's FDT renderings are available for review and snapshots.
+        assert!(
+            r.generations[0]
+                .fdt_out
+                .as_ref()
+                .unwrap()
+                .dts()
+                .contains("compatible = \"kho-v2\";")
+        );
+        assert!(
+            r.generations[1]
+                .fdt_in
+                .as_ref()
+                .unwrap()
+                .dts()
+                .contains("memblock {")
+        );
+        assert!(r.generations[2].fdt_out.is_none());
+    }
+
+    #[test]
+    fn fault_transcript_passes_when_the_reason_matches() {
+        let s = scenario(4, true);
+        let lines = transcript(&s);
+        let r = run(&s, &lines, RunEnd::Exited(33));
+        assert!(r.passed(), "{:#?}", r.failures);
+        assert_eq!(r.generations[2].revival.as_deref(), Some("failed"));
+        assert!(
+            r.generations[1]
+                .fdt_out
+                .as_ref()
+                .unwrap()
+                .parse_error
+                .is_some()
+        );
+        assert!(
+            r.generations[1]
+                .fdt_out
+                .as_ref()
+                .unwrap()
+                .dts()
+                .starts_with("// not a valid KHO root FDT")
+        );
+        assert_eq!(r.verified_bytes, 2000, "generations 1 and 3 verified");
+    }
+
+    #[test]
+    fn fault_transcript_with_the_wrong_reason_fails() {
+        let s = scenario(4, true);
+        let lines: Vec<String> = transcript(&s)
+            .into_iter()
+            .map(|l| l.replace("kho-v9", "kho-v7"))
+            .collect();
+        assert_fails(
+            &run(&s, &lines, RunEnd::Exited(33)),
+            "does not contain \"kho-v9\"",
+        );
+    }
+
+    #[test]
+    fn missing_generation_fails() {
+        let s = scenario(3, false);
+        let lines: Vec<String> = transcript(&s)
+            .into_iter()
+            .filter(|l| !l.contains("gen=2"))
+            .collect();
+        let r = run(&s, &lines, RunEnd::Exited(33));
+        assert_fails(
+            &r,
+            "generation 2: missing (the transcript has nothing after generation 1)",
+        );
+        assert!(!r.done);
+    }
+
+    #[test]
+    fn unexpected_result_failed_fails() {
+        let s = scenario(3, false);
+        let lines: Vec<String> = transcript(&s)
+            .into_iter()
+            .map(|l| {
+                if l.starts_with("KHO verify gen=2") {
+                    "KHO verify gen=2 folios=10 bytes=1000 vmalloc-pages=2 log-lines=2 result=failed reason=\"folio 3 byte 7\"".into()
+                } else {
+                    l
+                }
+            })
+            .collect();
+        let r = run(&s, &lines, RunEnd::Exited(35));
+        assert_fails(
+            &r,
+            "generation 2: unexpected `verify result=failed`: folio 3 byte 7",
+        );
+        assert_fails(&r, "QEMU exited with status 35");
+    }
+
+    #[test]
+    fn fdt_in_differing_from_previous_fdt_out_fails() {
+        let s = scenario(3, false);
+        let (len, hex) = fdt_hex(0x4000_0000, false);
+        let lines: Vec<String> = transcript(&s)
+            .into_iter()
+            .map(|l| {
+                if l.starts_with("KHO fdt-in gen=2") {
+                    format!("KHO fdt-in gen=2 bytes={len} hex={hex}\r")
+                } else {
+                    l
+                }
+            })
+            .collect();
+        assert_fails(
+            &run(&s, &lines, RunEnd::Exited(33)),
+            "generation 2: fdt-in differs from generation 1's fdt-out",
+        );
+    }
+
+    #[test]
+    fn wrong_exit_codes_fail() {
+        let s = scenario(3, false);
+        let lines = transcript(&s);
+        let r = run(&s, &lines, RunEnd::Exited(0));
+        assert_fails(
+            &r,
+            "QEMU exited with status 0 (triple fault under -no-reboot",
+        );
+        assert_eq!(r.failures.len(), 1, "{:#?}", r.failures);
+        assert_fails(
+            &run(&s, &lines, RunEnd::Signaled("SIGSEGV".into())),
+            "killed by SIGSEGV",
+        );
+    }
+
+    #[test]
+    fn timeout_fails() {
+        let s = scenario(3, false);
+        let lines: Vec<String> = transcript(&s)
+            .into_iter()
+            .take_while(|l| !l.starts_with("KHO kexec gen=1"))
+            .collect();
+        let end = RunEnd::TimedOut {
+            waiting_for: "`KHO kexec gen=1`".into(),
+            after: Duration::from_secs(30),
+        };
+        let r = run(&s, &lines, end);
+        assert_eq!(
+            r.failures,
+            [
+                "QEMU timed out after 30.0 s waiting for `KHO kexec gen=1`; QEMU killed",
+                "generation 1 (verified): the transcript stops after `KHO fdt-out` (line 15); missing kexec",
+                "generation 2: missing (the transcript has nothing after generation 1)",
+            ]
+        );
+        // A line missing in the middle is named on its own.
+        let lines: Vec<String> = transcript(&s)
+            .into_iter()
+            .filter(|l| !l.starts_with("KHO preserve gen=1"))
+            .collect();
+        assert_eq!(
+            run(&s, &lines, RunEnd::Exited(33)).failures,
+            ["generation 1 (verified): no `KHO preserve` line"]
+        );
+    }
+
+    #[test]
+    fn kho_fail_panic_and_qemu_errors_fail() {
+        let s = scenario(3, false);
+        let mut lines = transcript(&s);
+        lines.insert(3, "KHO fail gen=0 reason=\"out of scratch\"\r".into());
+        assert_fails(
+            &run(&s, &lines, RunEnd::Exited(33)),
+            "line 4: generation 0: KHO fail: out of scratch",
+        );
+        let lines = vec!["KHO fail gen=0 reason=\"bad parameter\"".to_owned()];
+        let r = run(&s, &lines, RunEnd::Exited(35));
+        assert_eq!(
+            r.failures,
+            [
+                "line 1: generation 0: KHO fail: bad parameter",
+                "generation 1: missing (the transcript has nothing after generation 0)",
+                "QEMU exited with status 35 (the stub wrote 0x11 to isa-debug-exit (KHO fail)); success is 33",
+            ]
+        );
+        let mut lines = transcript(&s);
+        lines.push("kho-stub: PANIC at src/main.rs:9".into());
+        assert_fails(
+            &run(&s, &lines, RunEnd::Exited(33)),
+            "panic: kho-stub: PANIC",
+        );
+        let lines = vec!["qemu-system-x86_64: -numa node: bad".to_owned()];
+        let r = run(&s, &lines, RunEnd::Exited(1));
+        assert_fails(&r, "QEMU error: qemu-system-x86_64: -numa node: bad");
+        assert_fails(
+            &r,
+            "generation 0: missing (no generation printed a protocol line)",
+        );
+        assert_fails(&r, "QEMU itself failed");
+        let mut lines = transcript(&s);
+        lines.insert(
+            0,
+            "qemu-system-x86_64: warning: host doesn't support requested feature".into(),
+        );
+        assert!(run(&s, &lines, RunEnd::Exited(33)).passed());
+    }
+
+    #[test]
+    fn protocol_shape_errors_fail() {
+        let s = scenario(3, false);
+        let base = transcript(&s);
+        let edit = |from: &str, to: &str| -> Vec<String> {
+            base.iter().map(|l| l.replacen(from, to, 1)).collect()
+        };
+        let cases = [
+            (
+                edit("arch=x86_64 mode=kho", "arch=aarch64 mode=kho"),
+                "boot arch=aarch64",
+            ),
+            (
+                edit("gen=1 arch=x86_64 mode=kho", "gen=1 arch=x86_64 mode=cold"),
+                "boot mode=cold but the generation is expected verified",
+            ),
+            (
+                edit(" kho_stub.gen=2", ""),
+                "cmdline does not carry kho_stub.gen=2",
+            ),
+            (
+                edit("kho_scratch=16M,64M,32M kho_stub.gen=1", "kho_stub.gen=1"),
+                "cmdline lost kho_scratch=16M,64M,32M",
+            ),
+            (
+                edit("gen=1 result=ok", "gen=1 result=none"),
+                "expected verified, got `revival result=none`",
+            ),
+            (edit("next=2", "next=3"), "kexec next=3 (want 2)"),
+            (
+                edit("generations=3 result=ok", "generations=4 result=ok"),
+                "want `KHO done gen=2 generations=3 result=ok`",
+            ),
+            (
+                edit("KHO walk gen=1", "KHO walk gen=x"),
+                "has no numeric gen= field",
+            ),
+            (
+                edit("KHO walk gen=1 blocks=3", "KHO walk gen=1 blocks"),
+                "malformed protocol line",
+            ),
+        ];
+        for (lines, want) in cases {
+            assert_fails(&run(&s, &lines, RunEnd::Exited(33)), want);
+        }
+        let mut lines = base.clone();
+        let fdt_in = lines
+            .iter()
+            .position(|l| l.starts_with("KHO fdt-in gen=1"))
+            .unwrap();
+        lines[fdt_in] = lines[fdt_in].replacen("bytes=", "bytes=1", 1);
+        assert_fails(&run(&s, &lines, RunEnd::Exited(33)), "fdt-in: bytes=1");
+        let mut lines = base.clone();
+        let verify = lines
+            .iter()
+            .position(|l| l.starts_with("KHO verify gen=1"))
+            .unwrap();
+        let v = lines.remove(verify);
+        lines.insert(fdt_in, v);
+        assert_fails(
+            &run(&s, &lines, RunEnd::Exited(33)),
+            "`KHO verify` before `KHO fdt-in`",
+        );
+        let mut lines = base.clone();
+        lines.push("KHO boot gen=0 arch=x86_64 mode=cold cmdline=\"\"".into());
+        assert_fails(
+            &run(&s, &lines, RunEnd::Exited(33)),
+            "generation 0 output after generation 2's",
+        );
+        let mut lines = base.clone();
+        lines.push("KHO boot gen=3 arch=x86_64 mode=kho cmdline=\"\"".into());
+        assert_fails(
+            &run(&s, &lines, RunEnd::Exited(33)),
+            "generation 3 is past the last generation 2",
+        );
+    }
+
+    #[test]
+    fn progress_summaries() {
+        let s = scenario(4, true);
+        let lines = transcript(&s);
+        assert_eq!(summarize(&lines, 0), "cold boot");
+        assert_eq!(summarize(&lines, 1), "revival ok, verified 1000 bytes");
+        assert_eq!(
+            summarize(&lines, 2),
+            "revival failed: unknown KHO root compatible \"kho-v9\" at /"
+        );
+        assert_eq!(
+            summarize(&lines, 3),
+            "revival ok, verified 1000 bytes, done"
+        );
+        assert_eq!(summarize(&lines, 9), "no revival line");
+    }
+
+    #[test]
+    fn waits_classify_lines() {
+        let s = scenario(3, false);
+        let cmdline = s.compose_cmdline(None);
+        let plan = Plan::new(&s, x86(), &cmdline);
+        let w1 = Wait::for_generation(&plan, 1, Duration::from_secs(5));
+        assert_eq!(w1.describe(), "`KHO kexec gen=1`");
+        assert_eq!(
+            w1.classify(&plan, "KHO kexec gen=1 next=2 ticks-total=3"),
+            Some(Event::Success)
+        );
+        assert_eq!(w1.classify(&plan, "KHO kexec gen=0 next=1"), None);
+        assert_eq!(w1.classify(&plan, "free-form text"), None);
+        assert!(
+            matches!(w1.classify(&plan, "KHO fail gen=1 reason=\"x\""), Some(Event::Failure(m)) if m.contains("KHO fail: x"))
+        );
+        assert!(
+            matches!(w1.classify(&plan, "KHO boot gen=2 arch=x86_64"), Some(Event::Failure(m)) if m.contains("generation 2 started"))
+        );
+        assert!(
+            matches!(w1.classify(&plan, "KHO done gen=1 generations=2 result=ok"), Some(Event::Failure(m)) if m.contains("`KHO done` at generation 1"))
+        );
+        assert!(matches!(
+            w1.classify(&plan, "qemu-system-x86_64: terminating on signal 15"),
+            Some(Event::Failure(_))
+        ));
+        let w2 = Wait::for_generation(&plan, 2, Duration::from_secs(5));
+        assert_eq!(w2.describe(), "`KHO done gen=2`");
+        assert_eq!(
+            w2.classify(&plan, "KHO done gen=2 generations=3 result=ok"),
+            Some(Event::Success)
+        );
+
+        let f = scenario(4, true);
+        let fc = f.compose_cmdline(None);
+        let fplan = Plan::new(&f, x86(), &fc);
+        let w = Wait::for_generation(&fplan, 2, Duration::from_secs(5));
+        assert_eq!(
+            w.classify(&fplan, "KHO revival gen=2 result=failed reason=\"kho-v9\""),
+            None,
+            "expected failure"
+        );
+        assert!(matches!(
+            w.classify(&fplan, "KHO revival gen=3 result=failed reason=\"x\""),
+            Some(Event::Failure(_))
+        ));
+    }
+}

@@ -1,0 +1,404 @@
+//! `cargo xtask build`, `run` and `test-vm`: the kho-stub image under QEMU.
+//!
+//! - [`arch`]: the per-arch table (target, QEMU binary, board, exit codes);
+//! - [`scenario`]: `vm-images/*.toml`, one scenario each;
+//! - [`protocol`]: the stub's `KHO …` serial line protocol (docs/HANDOVER.md);
+//! - [`check`]: the pure transcript checker and the per-generation waits;
+//! - [`qemu`]: the command line and the rexpect-driven console.
+
+pub(crate) mod arch;
+pub(crate) mod check;
+pub(crate) mod protocol;
+pub(crate) mod qemu;
+pub(crate) mod scenario;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use xshell::{Shell, cmd};
+
+use crate::util::{self, artifacts_dir, project_root};
+use arch::ArchSpec;
+use check::{Plan, Report, RunEnd, Wait};
+use qemu::{Accel, AccelChoice, Console, VmConfig, WaitResult};
+use scenario::Scenario;
+
+/// Lines of the serial log shown when a run fails.
+const LOG_TAIL: usize = 40;
+
+/// The directory of scenario files.
+fn scenario_dir() -> PathBuf {
+    project_root().join("vm-images")
+}
+
+/// `cargo xtask build --arch A`.
+pub(crate) fn build(arch: &'static ArchSpec) -> Result<()> {
+    let sh = util::shell()?;
+    build_image(&sh, arch).map(|_| ())
+}
+
+/// Build the stub for `arch` (release profile) and return its image.
+fn build_image(sh: &Shell, arch: &'static ArchSpec) -> Result<PathBuf> {
+    if !arch.stub_supported() {
+        bail!(
+            "kho-stub has no {} support yet (crates/kho-stub/src/arch/{}/ does not exist)",
+            arch.name,
+            arch.stub_dir
+        );
+    }
+    let triple = arch.triple;
+    cmd!(sh, "cargo build -p kho-stub --target {triple} --release")
+        .run()
+        .with_context(|| format!("building kho-stub for {triple}"))?;
+    let image = arch.image_path();
+    let size = std::fs::metadata(&image)
+        .with_context(|| format!("the build did not produce {}", image.display()))?
+        .len();
+    println!("image: {} ({size} bytes)", image.display());
+    Ok(image)
+}
+
+/// `cargo xtask run`: boot one scenario's configuration interactively.
+pub(crate) fn run(
+    arch: &'static ArchSpec,
+    scenario: &str,
+    append: Option<&str>,
+    accel: AccelChoice,
+) -> Result<()> {
+    let scenario = scenario::load_file(&scenario_dir().join(format!("{scenario}.toml")))?;
+    if !scenario.arches.iter().any(|a| a == arch.name) {
+        eprintln!(
+            "note: scenario {} does not list {}; running it anyway",
+            scenario.name, arch.name
+        );
+    }
+    let sh = util::shell()?;
+    let image = build_image(&sh, arch)?;
+    util::ensure_tool(&sh, arch.qemu, arch.qemu_package)?;
+    let accel = qemu::resolve_accel(accel, arch)?;
+    let cmdline = scenario.compose_cmdline(append);
+    let qemu = qemu::command(&vm_config(&scenario, arch, &image, accel, &cmdline));
+    println!("accel: {} ({})", accel.name(), accel_reason(accel));
+    eprintln!("$ {}", qemu.shell_line());
+    let status = qemu
+        .to_command()
+        .status()
+        .with_context(|| format!("starting {}", qemu.program))?;
+    match status.code() {
+        Some(code) if code == arch.success_code() => {
+            println!("QEMU exited with {code}: {}", arch.describe_exit(code));
+            Ok(())
+        }
+        Some(code) => bail!("QEMU exited with {code}: {}", arch.describe_exit(code)),
+        None => bail!("QEMU was killed by a signal ({status})"),
+    }
+}
+
+fn vm_config<'a>(
+    s: &Scenario,
+    arch: &'static ArchSpec,
+    image: &'a Path,
+    accel: Accel,
+    cmdline: &'a str,
+) -> VmConfig<'a> {
+    VmConfig {
+        arch,
+        image,
+        memory_mib: s.memory_mib,
+        numa_nodes: s.numa_nodes,
+        accel,
+        cmdline,
+    }
+}
+
+fn accel_reason(accel: Accel) -> &'static str {
+    match accel {
+        Accel::Tcg => "TCG: faster than this machine's nested KVM for short boots",
+        Accel::Kvm => "KVM, default CPU model",
+    }
+}
+
+/// `cargo xtask test-vm` options.
+#[derive(Debug)]
+pub(crate) struct TestVmArgs {
+    /// Only these arches (empty: every arch a scenario lists that the stub supports).
+    pub(crate) arches: Vec<&'static ArchSpec>,
+    /// Only these scenarios (empty: all of `vm-images/`).
+    pub(crate) scenarios: Vec<String>,
+    pub(crate) accel: AccelChoice,
+    /// Stream the serial console live.
+    pub(crate) verbose: bool,
+}
+
+/// One finished run.
+#[derive(Debug)]
+struct Outcome {
+    scenario: String,
+    arch: &'static str,
+    accel: Accel,
+    generations: u32,
+    report: Report,
+    wall: Duration,
+}
+
+/// `cargo xtask test-vm`.
+pub(crate) fn test_vm(args: &TestVmArgs) -> Result<()> {
+    let runs = select(&scenario::load_dir(&scenario_dir())?, args)?;
+    let sh = util::shell()?;
+    let mut images: Vec<(&'static str, PathBuf, Accel)> = Vec::new();
+    for (_, arch) in &runs {
+        if !images.iter().any(|(name, _, _)| *name == arch.name) {
+            let image = build_image(&sh, arch)?;
+            util::ensure_tool(&sh, arch.qemu, arch.qemu_package)?;
+            let accel = qemu::resolve_accel(args.accel, arch)?;
+            images.push((arch.name, image, accel));
+        }
+    }
+    let mut outcomes = Vec::new();
+    for (scenario, arch) in &runs {
+        let Some((_, image, accel)) = images.iter().find(|(name, _, _)| *name == arch.name) else {
+            bail!("internal error: no image for {}", arch.name);
+        };
+        outcomes.push(run_scenario(scenario, arch, image, *accel, args.verbose)?);
+    }
+    print_table(&outcomes);
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !o.report.passed())
+        .map(|o| format!("{} on {}", o.scenario, o.arch))
+        .collect();
+    if !failed.is_empty() {
+        bail!("VM tests failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// The (scenario, arch) pairs to run, in file and arch-table order.
+fn select(all: &[Scenario], args: &TestVmArgs) -> Result<Vec<(Scenario, &'static ArchSpec)>> {
+    for name in &args.scenarios {
+        if !all.iter().any(|s| &s.name == name) {
+            let known: Vec<_> = all.iter().map(|s| s.name.as_str()).collect();
+            bail!(
+                "no scenario `{name}` in vm-images/ (known: {})",
+                known.join(", ")
+            );
+        }
+    }
+    for arch in &args.arches {
+        if !arch.stub_supported() {
+            bail!(
+                "--arch {}: kho-stub has no {} support yet",
+                arch.name,
+                arch.name
+            );
+        }
+    }
+    let mut runs = Vec::new();
+    for s in all
+        .iter()
+        .filter(|s| args.scenarios.is_empty() || args.scenarios.contains(&s.name))
+    {
+        for arch in arch::ARCHES
+            .iter()
+            .filter(|a| s.arches.iter().any(|n| n == a.name))
+        {
+            if !args.arches.is_empty() && !args.arches.iter().any(|a| a.name == arch.name) {
+                continue;
+            }
+            if !arch.stub_supported() {
+                println!(
+                    "SKIP {} on {}: kho-stub has no {} support yet",
+                    s.name, arch.name, arch.name
+                );
+                continue;
+            }
+            runs.push((s.clone(), arch));
+        }
+    }
+    if runs.is_empty() {
+        bail!("nothing to run: no selected scenario lists a selected arch the stub supports");
+    }
+    Ok(runs)
+}
+
+/// Boot `s` on `arch`, drive every generation, check the transcript, write the logs.
+fn run_scenario(
+    s: &Scenario,
+    arch: &'static ArchSpec,
+    image: &Path,
+    accel: Accel,
+    verbose: bool,
+) -> Result<Outcome> {
+    let log_dir = artifacts_dir("vm").join(format!("{}-{}", s.name, arch.name));
+    if log_dir.exists() {
+        std::fs::remove_dir_all(&log_dir)
+            .with_context(|| format!("clearing {}", log_dir.display()))?;
+    }
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+    let cmdline = s.compose_cmdline(None);
+    let qemu = qemu::command(&vm_config(s, arch, image, accel, &cmdline));
+    let command_line = qemu.shell_line();
+    std::fs::write(log_dir.join("command.txt"), format!("{command_line}\n"))?;
+    let numa = if s.numa_nodes > 0 {
+        format!(", {} NUMA nodes", s.numa_nodes)
+    } else {
+        String::new()
+    };
+    println!(
+        "==> {} on {}: {} ({} generations, {}{numa}, accel {})",
+        s.name,
+        arch.name,
+        s.description,
+        s.generations,
+        s.memory,
+        accel.name()
+    );
+    eprintln!("$ {command_line}");
+
+    let plan = Plan::new(s, arch, &cmdline);
+    let start = Instant::now();
+    let run_deadline = start + s.run_timeout;
+    let log_path = log_dir.join("serial.log");
+    let mut console = Console::spawn(&qemu, &log_path, verbose)?;
+    let mut end = None;
+    for g in 0..s.generations {
+        let wait = Wait::for_generation(&plan, g, s.generation_timeout);
+        let gen_start = Instant::now();
+        let first_line = console.lines.len();
+        let result = console.wait(&plan, &wait, run_deadline)?;
+        let summary = check::summarize(&console.lines[first_line..], g);
+        let elapsed = gen_start.elapsed().as_secs_f64();
+        let last = s.generations - 1;
+        match result {
+            WaitResult::Success => println!(
+                "    {} {} gen {g}/{last}: {summary} ({elapsed:.2} s)",
+                s.name, arch.name
+            ),
+            WaitResult::Failure(why) => {
+                println!("    {} {} gen {g}/{last}: FAILED: {why}", s.name, arch.name);
+                end = Some(console.stop_after_failure(&why)?);
+                break;
+            }
+            WaitResult::TimedOut { after } => {
+                println!(
+                    "    {} {} gen {g}/{last}: TIMEOUT waiting for {}",
+                    s.name,
+                    arch.name,
+                    wait.describe()
+                );
+                console.kill();
+                let mut waiting_for = wait.describe();
+                if Instant::now() >= run_deadline {
+                    waiting_for.push_str(&format!(" (run timeout {} s)", s.run_timeout.as_secs()));
+                }
+                end = Some(RunEnd::TimedOut { waiting_for, after });
+                break;
+            }
+            WaitResult::Eof => {
+                println!(
+                    "    {} {} gen {g}/{last}: QEMU exited before {}",
+                    s.name,
+                    arch.name,
+                    wait.describe()
+                );
+                end = Some(console.finish(Duration::from_secs(5), "QEMU to exit")?);
+                break;
+            }
+        }
+    }
+    let end = match end {
+        Some(end) => end,
+        None => {
+            let left = run_deadline.saturating_duration_since(Instant::now());
+            console.finish(
+                s.generation_timeout.min(left),
+                "QEMU to exit after `KHO done`",
+            )?
+        }
+    };
+    let lines = std::mem::take(&mut console.lines);
+    drop(console);
+    let wall = start.elapsed();
+
+    let report = check::check(&plan, &lines, &end);
+    for g in &report.generations {
+        for (fdt, dir) in [(&g.fdt_in, "in"), (&g.fdt_out, "out")] {
+            if let Some(fdt) = fdt {
+                let path = log_dir.join(format!("fdt-gen{}-{dir}.dts", g.generation));
+                std::fs::write(&path, fdt.dts())
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+    }
+    if report.passed() {
+        println!(
+            "    {} on {}: ok ({:.2} s, QEMU {end})",
+            s.name,
+            arch.name,
+            wall.as_secs_f64()
+        );
+    } else {
+        print_failure(s, arch, &report, &lines, &log_path, &command_line);
+    }
+    Ok(Outcome {
+        scenario: s.name.clone(),
+        arch: arch.name,
+        accel,
+        generations: s.generations,
+        report,
+        wall,
+    })
+}
+
+fn print_failure(
+    s: &Scenario,
+    arch: &ArchSpec,
+    report: &Report,
+    lines: &[String],
+    log: &Path,
+    command: &str,
+) {
+    println!("---- {} on {} FAILED ----", s.name, arch.name);
+    for f in &report.failures {
+        println!("  - {f}");
+    }
+    let tail = lines.len().saturating_sub(LOG_TAIL);
+    println!(
+        "serial log, last {} of {} lines ({}):",
+        lines.len() - tail,
+        lines.len(),
+        log.display()
+    );
+    for line in &lines[tail..] {
+        println!("  | {line}");
+    }
+    println!("QEMU command: {command}");
+    println!("---- end of {} on {} ----", s.name, arch.name);
+}
+
+fn print_table(outcomes: &[Outcome]) {
+    let width = outcomes
+        .iter()
+        .map(|o| o.scenario.len())
+        .max()
+        .unwrap_or(0)
+        .max("scenario".len());
+    println!();
+    println!(
+        "{:<width$}  {:<8}  {:>11}  {:>14}  {:<6}  {:>8}  accel",
+        "scenario", "arch", "generations", "verified bytes", "result", "time"
+    );
+    for o in outcomes {
+        let gens = format!("{}/{}", o.report.generations.len(), o.generations);
+        let result = if o.report.passed() { "ok" } else { "FAIL" };
+        println!(
+            "{:<width$}  {:<8}  {gens:>11}  {:>14}  {result:<6}  {:>6.2} s  {}",
+            o.scenario,
+            o.arch,
+            o.report.verified_bytes,
+            o.wall.as_secs_f64(),
+            o.accel.name()
+        );
+    }
+}

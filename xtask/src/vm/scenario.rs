@@ -1,0 +1,563 @@
+//! VM scenarios: one TOML file per scenario in `vm-images/`, validated into a [`Scenario`].
+//!
+//! The schema (every key but the optional ones is required; unknown keys are
+//! errors):
+//!
+//! ```toml
+//! description = "ten handovers in a row"
+//! arches = ["x86_64"]
+//! memory = "512M"               # QEMU -m, in M or G
+//! numa_nodes = 0                # optional; > 0 splits memory evenly over that many nodes
+//! cmdline = "kho_scratch=16M,64M,32M reserve_mem=64K:4K:kho_log"
+//! generations = 10
+//! seed = 0x5eed
+//! fault = "compatible@3"        # optional: kho_stub.fault=CLASS@G
+//! generation_timeout = 30       # optional, seconds per generation (default 30)
+//! run_timeout = 330             # optional, seconds per run (default 30 + generations * generation_timeout)
+//!
+//! [[expect]]                    # optional overrides of the default per generation:
+//! generation = 4                # generation 0 "cold", every later one "verified"
+//! result = "failed"             # "cold" | "verified" | "failed"
+//! reason = "kho-v9"             # "failed" only: a substring of the revival's reason="…"
+//! ```
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::Deserialize;
+
+use super::arch::ArchSpec;
+
+/// Default seconds one generation may take.
+const DEFAULT_GENERATION_TIMEOUT: u64 = 30;
+
+/// The file as written (before validation).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    description: String,
+    arches: Vec<String>,
+    memory: String,
+    #[serde(default)]
+    numa_nodes: u32,
+    #[serde(default)]
+    cmdline: String,
+    generations: u32,
+    seed: u64,
+    fault: Option<String>,
+    generation_timeout: Option<u64>,
+    run_timeout: Option<u64>,
+    #[serde(default)]
+    expect: Vec<ExpectFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectFile {
+    generation: u32,
+    result: ResultKind,
+    reason: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum ResultKind {
+    Cold,
+    Verified,
+    Failed,
+}
+
+/// What one generation must report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// A cold boot: `revival result=none` (generation 0).
+    Cold,
+    /// `revival result=ok`, `fdt-in` equal to the previous `fdt-out`, `verify result=ok`.
+    Verified,
+    /// `revival result=failed` with a reason containing this text; the
+    /// generation then boots cold and the chain continues.
+    Failed { reason: String },
+}
+
+impl fmt::Display for Expect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expect::Cold => f.write_str("cold"),
+            Expect::Verified => f.write_str("verified"),
+            Expect::Failed { reason } => write!(f, "failed (reason contains {reason:?})"),
+        }
+    }
+}
+
+/// `kho_stub.fault=CLASS@G`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Fault {
+    pub(crate) class: String,
+    pub(crate) generation: u32,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.class, self.generation)
+    }
+}
+
+/// A validated scenario.
+#[derive(Clone, Debug)]
+pub(crate) struct Scenario {
+    /// The file stem.
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) arches: Vec<String>,
+    /// `-m`, as written (`512M`).
+    pub(crate) memory: String,
+    pub(crate) memory_mib: u64,
+    pub(crate) numa_nodes: u32,
+    /// Extra kernel parameters.
+    pub(crate) cmdline: String,
+    pub(crate) generations: u32,
+    pub(crate) seed: u64,
+    pub(crate) fault: Option<Fault>,
+    /// One entry per generation.
+    pub(crate) expect: Vec<Expect>,
+    pub(crate) generation_timeout: Duration,
+    pub(crate) run_timeout: Duration,
+}
+
+/// Every `*.toml` in `dir`, sorted by name.
+pub(crate) fn load_dir(dir: &Path) -> Result<Vec<Scenario>> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| load_file(p)).collect()
+}
+
+/// One scenario file.
+pub(crate) fn load_file(path: &Path) -> Result<Scenario> {
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .with_context(|| format!("{}: file name is not UTF-8", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse(name, &text).with_context(|| format!("scenario {}", path.display()))
+}
+
+/// Parse and validate the text of scenario `name`.
+pub(crate) fn parse(name: &str, text: &str) -> Result<Scenario> {
+    ensure!(
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'),
+        "scenario name `{name}` must be lower-case letters, digits, `-` and `_`"
+    );
+    let file: ScenarioFile = toml::from_str(text)?;
+    validate(name, file)
+}
+
+fn validate(name: &str, f: ScenarioFile) -> Result<Scenario> {
+    ensure!(f.generations >= 1, "generations must be at least 1");
+    ensure!(
+        !f.arches.is_empty(),
+        "arches is empty (known: {})",
+        ArchSpec::names()
+    );
+    for (i, arch) in f.arches.iter().enumerate() {
+        ensure!(
+            ArchSpec::find(arch).is_some(),
+            "unknown arch `{arch}` (known: {})",
+            ArchSpec::names()
+        );
+        ensure!(!f.arches[..i].contains(arch), "arch `{arch}` listed twice");
+    }
+    let memory_mib = parse_memory(&f.memory)?;
+    if f.numa_nodes > 0 {
+        ensure!(
+            f.numa_nodes <= 64,
+            "numa_nodes = {} is more than 64",
+            f.numa_nodes
+        );
+        ensure!(
+            memory_mib % u64::from(f.numa_nodes) == 0,
+            "memory {} does not split evenly over {} NUMA nodes (whole MiB per node)",
+            f.memory,
+            f.numa_nodes
+        );
+    }
+    check_cmdline(&f.cmdline)?;
+    let fault = f.fault.as_deref().map(parse_fault).transpose()?;
+
+    let mut expect: Vec<Expect> = (0..f.generations)
+        .map(|g| {
+            if g == 0 {
+                Expect::Cold
+            } else {
+                Expect::Verified
+            }
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for e in f.expect {
+        let g = e.generation;
+        ensure!(
+            g < f.generations,
+            "[[expect]] generation {g} is past the last generation {}",
+            f.generations - 1
+        );
+        ensure!(
+            !seen.contains(&g),
+            "[[expect]] generation {g} is given twice"
+        );
+        seen.push(g);
+        let value = match (e.result, e.reason) {
+            (ResultKind::Failed, Some(reason)) if !reason.is_empty() => Expect::Failed { reason },
+            (ResultKind::Failed, _) => {
+                bail!("[[expect]] generation {g}: result \"failed\" needs a non-empty reason")
+            }
+            (_, Some(_)) => {
+                bail!("[[expect]] generation {g}: reason is only for result \"failed\"")
+            }
+            (ResultKind::Cold, None) => Expect::Cold,
+            (ResultKind::Verified, None) => Expect::Verified,
+        };
+        ensure!(
+            g != 0 || value == Expect::Cold,
+            "[[expect]] generation 0 boots cold from QEMU: its result can only be \"cold\""
+        );
+        expect[g as usize] = value;
+    }
+    if let Some(fault) = &fault {
+        let next = fault.generation + 1;
+        ensure!(
+            next < f.generations,
+            "fault {fault} needs generation {next} to see it, but the run has {} generations",
+            f.generations
+        );
+        ensure!(
+            matches!(expect[next as usize], Expect::Failed { .. }),
+            "fault {fault}: add an [[expect]] with generation = {next}, result = \"failed\" and the reason substring it must report"
+        );
+    }
+
+    let generation_timeout = f.generation_timeout.unwrap_or(DEFAULT_GENERATION_TIMEOUT);
+    ensure!(
+        generation_timeout > 0,
+        "generation_timeout must be at least 1 second"
+    );
+    let run_timeout = f
+        .run_timeout
+        .unwrap_or(DEFAULT_GENERATION_TIMEOUT + u64::from(f.generations) * generation_timeout);
+    ensure!(run_timeout > 0, "run_timeout must be at least 1 second");
+
+    Ok(Scenario {
+        name: name.to_owned(),
+        description: f.description,
+        arches: f.arches,
+        memory: f.memory,
+        memory_mib,
+        numa_nodes: f.numa_nodes,
+        cmdline: f.cmdline,
+        generations: f.generations,
+        seed: f.seed,
+        fault,
+        expect,
+        generation_timeout: Duration::from_secs(generation_timeout),
+        run_timeout: Duration::from_secs(run_timeout),
+    })
+}
+
+/// `512M` / `1G` to MiB.
+fn parse_memory(text: &str) -> Result<u64> {
+    let (digits, scale) = match text.as_bytes().last() {
+        Some(b'M') => (&text[..text.len() - 1], 1),
+        Some(b'G') => (&text[..text.len() - 1], 1024),
+        _ => bail!("memory {text:?} must be a number of MiB or GiB, such as \"512M\" or \"2G\""),
+    };
+    let n: u64 = digits.parse().ok().filter(|n| *n > 0).with_context(|| {
+        format!("memory {text:?} must be a positive whole number followed by M or G")
+    })?;
+    n.checked_mul(scale)
+        .with_context(|| format!("memory {text:?} is too large"))
+}
+
+/// The xtask owns `kho=` and `kho_stub.*`; quotes would break the protocol's
+/// `cmdline="…"` field.
+fn check_cmdline(cmdline: &str) -> Result<()> {
+    ensure!(
+        !cmdline.contains(['"', '\n', '\r']),
+        "cmdline must not contain quotes or line breaks (the stub echoes it in cmdline=\"…\")"
+    );
+    for token in cmdline.split_whitespace() {
+        ensure!(
+            !(token == "kho" || token.starts_with("kho=") || token.starts_with("kho_stub.")),
+            "cmdline sets `{token}`, which the xtask composes from generations/seed/fault"
+        );
+    }
+    Ok(())
+}
+
+fn parse_fault(text: &str) -> Result<Fault> {
+    let (class, generation) = text.split_once('@').with_context(|| {
+        format!("fault {text:?} must be CLASS@GENERATION, such as \"compatible@3\"")
+    })?;
+    ensure!(
+        !class.is_empty()
+            && class
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        "fault class {class:?} must be letters, digits, `-` and `_`"
+    );
+    let generation = generation
+        .parse()
+        .with_context(|| format!("fault {text:?}: {generation:?} is not a generation number"))?;
+    Ok(Fault {
+        class: class.to_owned(),
+        generation,
+    })
+}
+
+impl Scenario {
+    /// The kernel command line: `kho=on kho_stub.generations=N kho_stub.seed=S
+    /// [kho_stub.fault=CLASS@G] <cmdline> [extra]` (docs/HANDOVER.md).
+    pub(crate) fn compose_cmdline(&self, extra: Option<&str>) -> String {
+        let mut parts = vec![
+            "kho=on".to_owned(),
+            format!("kho_stub.generations={}", self.generations),
+            format!("kho_stub.seed={:#x}", self.seed),
+        ];
+        if let Some(fault) = &self.fault {
+            parts.push(format!("kho_stub.fault={fault}"));
+        }
+        parts.extend(self.cmdline.split_whitespace().map(str::to_owned));
+        if let Some(extra) = extra {
+            parts.extend(extra.split_whitespace().map(str::to_owned));
+        }
+        parts.join(" ")
+    }
+
+    /// Whether this generation's outgoing handover is deliberately corrupted.
+    #[cfg(test)]
+    pub(crate) fn faulty_generation(&self, generation: u32) -> bool {
+        self.fault
+            .as_ref()
+            .is_some_and(|f| f.generation == generation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASIC: &str = r#"
+description = "ten handovers"
+arches = ["x86_64"]
+memory = "512M"
+cmdline = "kho_scratch=16M,64M,32M  reserve_mem=64K:4K:kho_log"
+generations = 10
+seed = 0x5eed
+"#;
+
+    const FAULT: &str = r#"
+description = "bad compatible"
+arches = ["x86_64"]
+memory = "512M"
+cmdline = "kho_scratch=16M,64M,32M"
+generations = 6
+seed = 7
+fault = "compatible@3"
+generation_timeout = 20
+run_timeout = 100
+
+[[expect]]
+generation = 4
+result = "failed"
+reason = "kho-v9"
+"#;
+
+    fn err(name: &str, text: &str) -> String {
+        format!("{:#}", parse(name, text).unwrap_err())
+    }
+
+    #[test]
+    fn basic_defaults() {
+        let s = parse("basic", BASIC).unwrap();
+        assert_eq!(s.name, "basic");
+        assert_eq!(s.memory_mib, 512);
+        assert_eq!(s.numa_nodes, 0);
+        assert_eq!(s.seed, 0x5eed);
+        assert_eq!(s.fault, None);
+        assert_eq!(s.expect.len(), 10);
+        assert_eq!(s.expect[0], Expect::Cold);
+        assert!(s.expect[1..].iter().all(|e| *e == Expect::Verified));
+        assert_eq!(s.generation_timeout, Duration::from_secs(30));
+        assert_eq!(s.run_timeout, Duration::from_secs(30 + 10 * 30));
+    }
+
+    #[test]
+    fn fault_scenario() {
+        let s = parse("fault-compatible", FAULT).unwrap();
+        assert_eq!(
+            s.fault,
+            Some(Fault {
+                class: "compatible".into(),
+                generation: 3
+            })
+        );
+        assert_eq!(
+            s.expect[4],
+            Expect::Failed {
+                reason: "kho-v9".into()
+            }
+        );
+        assert_eq!(s.expect[5], Expect::Verified);
+        assert!(s.faulty_generation(3) && !s.faulty_generation(4));
+        assert_eq!(s.run_timeout, Duration::from_secs(100));
+        assert_eq!(s.generation_timeout, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn composed_cmdline() {
+        let s = parse("basic", BASIC).unwrap();
+        assert_eq!(
+            s.compose_cmdline(None),
+            "kho=on kho_stub.generations=10 kho_stub.seed=0x5eed kho_scratch=16M,64M,32M reserve_mem=64K:4K:kho_log"
+        );
+        assert!(
+            s.compose_cmdline(Some(" loglevel=8  x "))
+                .ends_with("kho_log loglevel=8 x")
+        );
+        let f = parse("f", FAULT).unwrap();
+        assert_eq!(
+            f.compose_cmdline(None),
+            "kho=on kho_stub.generations=6 kho_stub.seed=0x7 kho_stub.fault=compatible@3 kho_scratch=16M,64M,32M"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_the_key_named() {
+        let e = err("basic", &format!("{BASIC}memroy = \"1G\"\n"));
+        assert!(e.contains("unknown field `memroy`"), "{e}");
+        let e = err("f", &FAULT.replace("reason = ", "reasons = "));
+        assert!(e.contains("unknown field `reasons`"), "{e}");
+    }
+
+    #[test]
+    fn missing_and_mistyped_keys() {
+        let e = err("basic", &BASIC.replace("generations = 10\n", ""));
+        assert!(e.contains("missing field `generations`"), "{e}");
+        let e = err(
+            "basic",
+            &BASIC.replace("generations = 10", "generations = \"10\""),
+        );
+        assert!(
+            e.contains("generations") || e.contains("invalid type"),
+            "{e}"
+        );
+        let e = err("f", &FAULT.replace("\"failed\"", "\"broken\""));
+        assert!(e.contains("broken"), "{e}");
+    }
+
+    #[test]
+    fn memory_and_numa() {
+        assert_eq!(parse_memory("2G").unwrap(), 2048);
+        for bad in ["512", "512K", "M", "0M", "-1G", "1.5G"] {
+            assert!(parse_memory(bad).is_err(), "{bad}");
+        }
+        let s = parse("n", &format!("{BASIC}numa_nodes = 2\n")).unwrap();
+        assert_eq!(s.numa_nodes, 2);
+        let e = err("n", &format!("{BASIC}numa_nodes = 3\n"));
+        assert!(e.contains("split evenly over 3 NUMA nodes"), "{e}");
+    }
+
+    #[test]
+    fn validation_errors() {
+        let cases = [
+            (
+                BASIC.replace("generations = 10", "generations = 0"),
+                "at least 1",
+            ),
+            (
+                BASIC.replace("[\"x86_64\"]", "[\"riscv\"]"),
+                "unknown arch `riscv`",
+            ),
+            (BASIC.replace("[\"x86_64\"]", "[]"), "arches is empty"),
+            (
+                BASIC.replace("[\"x86_64\"]", "[\"x86_64\", \"x86_64\"]"),
+                "listed twice",
+            ),
+            (
+                BASIC.replace("kho_scratch", "kho=off kho_scratch"),
+                "`kho=off`",
+            ),
+            (
+                BASIC.replace("kho_scratch", "kho_stub.gen=3 kho_scratch"),
+                "`kho_stub.gen=3`",
+            ),
+            (BASIC.replace("kho_log", "kho_log\\\"x"), "quotes"),
+            (
+                FAULT.replace("compatible@3", "compatible"),
+                "CLASS@GENERATION",
+            ),
+            (
+                FAULT.replace("compatible@3", "compatible@x"),
+                "not a generation number",
+            ),
+            (
+                FAULT.replace("compatible@3", "compatible@5"),
+                "needs generation 6",
+            ),
+            (
+                FAULT.replace("generation = 4", "generation = 2"),
+                "add an [[expect]] with generation = 4",
+            ),
+            (
+                FAULT.replace("reason = \"kho-v9\"", ""),
+                "needs a non-empty reason",
+            ),
+            (
+                FAULT.replace("generation = 4", "generation = 9"),
+                "past the last generation 5",
+            ),
+            (
+                format!("{BASIC}[[expect]]\ngeneration = 0\nresult = \"verified\"\n"),
+                "generation 0 boots cold",
+            ),
+            (
+                format!(
+                    "{BASIC}[[expect]]\ngeneration = 2\nresult = \"verified\"\nreason = \"x\"\n"
+                ),
+                "reason is only for",
+            ),
+            (
+                format!(
+                    "{BASIC}[[expect]]\ngeneration = 2\nresult = \"cold\"\n[[expect]]\ngeneration = 2\nresult = \"cold\"\n"
+                ),
+                "given twice",
+            ),
+            (
+                format!("{BASIC}generation_timeout = 0\n"),
+                "generation_timeout",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = err("s", &text);
+            assert!(e.contains(want), "want {want:?} in: {e}");
+        }
+        assert!(err("Bad Name", BASIC).contains("lower-case"));
+    }
+
+    #[test]
+    fn the_committed_scenarios_load() {
+        let dir = crate::util::project_root().join("vm-images");
+        let all = load_dir(&dir).unwrap();
+        let names: Vec<_> = all.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&"basic"), "{names:?}");
+        assert!(names.contains(&"fault-compatible"), "{names:?}");
+    }
+}
