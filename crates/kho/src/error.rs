@@ -16,6 +16,10 @@ pub enum Error {
     Radix(kho_radix::Error),
     /// Scratch areas: bad incoming array, or preserved memory inside scratch.
     Scratch(kho_scratch::Error),
+    /// A vmalloc area could not be preserved or its chain is corrupt.
+    Vmalloc(kho_vmalloc::Error),
+    /// The memblock (`reserve_mem`) sub-blob could not be built or read.
+    Memblock(kho_memblock::Error),
     /// The zero page lacks the boot-flag / "HdrS" magic.
     BadBootParams {
         /// Where the zero page was read.
@@ -94,6 +98,8 @@ impl fmt::Display for Error {
             Error::Fdt(e) => write!(f, "KHO FDT: {e}"),
             Error::Radix(e) => write!(f, "preserved-memory map: {e}"),
             Error::Scratch(e) => write!(f, "scratch: {e}"),
+            Error::Vmalloc(e) => write!(f, "vmalloc: {e}"),
+            Error::Memblock(e) => write!(f, "memblock: {e}"),
             Error::BadBootParams { at } => write!(f, "no boot_params magic at {at}"),
             Error::TooManyMemoryEntries { count, max } => {
                 write!(f, "{count} memory map entries, the format holds {max}")
@@ -141,6 +147,8 @@ impl core::error::Error for Error {
             Error::Fdt(e) => Some(e),
             Error::Radix(e) => Some(e),
             Error::Scratch(e) => Some(e),
+            Error::Vmalloc(e) => Some(e),
+            Error::Memblock(e) => Some(e),
             _ => None,
         }
     }
@@ -167,5 +175,17 @@ impl From<kho_radix::Error> for Error {
 impl From<kho_scratch::Error> for Error {
     fn from(e: kho_scratch::Error) -> Self {
         Error::Scratch(e)
+    }
+}
+
+impl From<kho_vmalloc::Error> for Error {
+    fn from(e: kho_vmalloc::Error) -> Self {
+        Error::Vmalloc(e)
+    }
+}
+
+impl From<kho_memblock::Error> for Error {
+    fn from(e: kho_memblock::Error) -> Self {
+        Error::Memblock(e)
     }
 }

@@ -5,11 +5,14 @@ use alloc::collections::BTreeMap;
 use core::ops::ControlFlow;
 
 use kho_abi::metadata::{self, KexecMetadata};
+use kho_abi::vmalloc::VmallocDescriptor;
 use kho_abi::{AbiVersion, PAGE_SIZE};
 use kho_fdt::KhoFdt;
 use kho_mem::{Order, PhysAddr, PhysMem, PhysRange};
+use kho_memblock::MemblockFdt;
 use kho_radix::{PageBlocks, VisitedSet};
 use kho_scratch::{ReadPolicy, ScratchAreas};
+use kho_vmalloc::VmallocArea;
 
 use crate::{Error, Handover, Result};
 
@@ -185,6 +188,42 @@ impl KhoIn {
             self.restore_folio(pfn.phys(), order)?;
         }
         Ok(())
+    }
+
+    /// Restore a vmalloc area from its descriptor: the chain is validated
+    /// (every chunk and block must also be a block the walk reported with
+    /// that order), then every block and chunk page is restored.
+    pub fn restore_vmalloc<M: PhysMem>(
+        &mut self,
+        mem: &M,
+        desc: &VmallocDescriptor,
+    ) -> Result<VmallocArea> {
+        let blocks = &self.blocks;
+        let area = kho_vmalloc::restore_vmalloc_checked(mem, desc, |p, o| {
+            blocks.get(&p.as_u64()) == Some(&o)
+        })?;
+        for block in area.iter_blocks(mem) {
+            self.restore_folio(block?, area.order())?;
+        }
+        for chunk in area.iter_chunks(mem) {
+            self.restore_folio(chunk?, Order::ZERO)?;
+        }
+        Ok(area)
+    }
+
+    /// The `memblock` (`reserve_mem`) sub-blob, read into `buf` and
+    /// validated (compatibles, sizes, regions in RAM); `None` if the
+    /// previous kernel published none. Its page stays preserved: restore it
+    /// with [`KhoIn::restore_folio`] when done.
+    pub fn memblock<'b, M: PhysMem>(
+        &self,
+        mem: &M,
+        buf: &'b mut [u8; PAGE_SIZE],
+    ) -> Result<Option<MemblockFdt<'b>>> {
+        let Some((phys, size)) = self.subtree(kho_abi::memblock::SUBTREE_NAME) else {
+            return Ok(None);
+        };
+        Ok(Some(kho_memblock::retrieve(mem, phys, size, buf)?))
     }
 
     /// Preserved blocks nobody restored (yet): they stay reserved.

@@ -1,9 +1,11 @@
 //! The outgoing side: what the kernel that preserves owns and hands over.
 
 use kho_abi::metadata::{self, KexecMetadata};
+use kho_abi::vmalloc::VmallocDescriptor;
 use kho_abi::{AbiVersion, Le32, PAGE_SIZE};
 use kho_fdt::KhoFdtBuilder;
 use kho_mem::{Order, Pfn, PhysAddr, PhysMem, PhysRange};
+use kho_memblock::{MemblockBlob, Region};
 use kho_radix::{NodeStats, RadixTree};
 use kho_scratch::ScratchArea;
 
@@ -133,6 +135,51 @@ impl KhoOut {
             self.write_fdt(mem)?;
         }
         Ok(removed)
+    }
+
+    /// Preserve a vmalloc-style area: `blocks` (each `2^order` pages,
+    /// naturally aligned, in virtual-address order) and the chunk chain
+    /// listing them. The returned 16-byte descriptor is for the caller to
+    /// store in its own preserved data. All or nothing.
+    pub fn preserve_vmalloc<M, I>(
+        &mut self,
+        mem: &mut M,
+        blocks: I,
+        order: Order,
+        flags: u16,
+    ) -> Result<VmallocDescriptor>
+    where
+        M: PhysMem,
+        I: IntoIterator<Item = PhysAddr>,
+    {
+        Ok(kho_vmalloc::preserve_vmalloc(
+            mem,
+            &mut self.tree,
+            blocks,
+            order,
+            flags,
+        )?)
+    }
+
+    /// Preserve `reserve_mem` regions: their memory and the `memblock`
+    /// sub-blob naming them, registered as the `memblock` subtree (with its
+    /// size). All or nothing.
+    pub fn preserve_memblock<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        regions: &[Region<'_>],
+    ) -> Result<MemblockBlob> {
+        let blob = kho_memblock::preserve_memblock(mem, &mut self.tree, regions)?;
+        if let Err(e) = self.add_subtree(
+            mem,
+            kho_abi::memblock::SUBTREE_NAME,
+            blob.phys,
+            Some(blob.size),
+        ) {
+            kho_memblock::unpreserve_memblock(mem, &mut self.tree, blob)?;
+            return Err(e);
+        }
+        Ok(blob)
     }
 
     /// Publish the `kexec-metadata` subtree: a preserved page holding the

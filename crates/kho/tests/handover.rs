@@ -245,3 +245,75 @@ fn subtrees_are_replaced_and_removed() {
     assert!(out.remove_subtree(&mut mem, "a").unwrap());
     assert!(!out.remove_subtree(&mut mem, "a").unwrap());
 }
+
+#[test]
+fn vmalloc_area_and_reserve_mem_region_survive() {
+    let (mut mem, areas) = setup();
+    let mut out = KhoOut::new(&mut mem, AbiVersion::V2).unwrap();
+    // 600 scattered pages: more than one chunk (511 entries).
+    let mut pages = Vec::new();
+    for i in 0..600u64 {
+        let p = mem.alloc_page().unwrap();
+        let gap = mem.alloc_page().unwrap();
+        mem.write_u64(p, i).unwrap();
+        pages.push(p);
+        let _ = gap;
+    }
+    let desc = out
+        .preserve_vmalloc(&mut mem, pages.iter().copied(), Order::ZERO, 1)
+        .unwrap();
+    let log = mem.alloc_pages(order(4)).unwrap();
+    mem.write(log, b"gen 0\n").unwrap();
+    let region = kho_memblock::Region::new("kho_log", log, 64 << 10).unwrap();
+    out.preserve_memblock(&mut mem, &[region]).unwrap();
+    let array = areas
+        .write_array(&mut mem, areas.as_slice()[0].range.start())
+        .unwrap();
+    let handover = out.handover(array);
+
+    let mut kin = KhoIn::populate(&mem, handover).unwrap();
+    let mut buf = vec![0u64; VisitedSet::words_for(4096)];
+    kin.reserve_preserved(&mem, &mut VisitedSet::new(&mut buf), |_, _| Ok(()))
+        .unwrap();
+    let area = kin.restore_vmalloc(&mem, &desc).unwrap();
+    assert_eq!((area.total_pages(), area.chunks()), (600, 2));
+    let back: Vec<PhysAddr> = area.iter_blocks(&mem).map(|b| b.unwrap()).collect();
+    assert_eq!(back, pages);
+    assert_eq!(mem.read_u64(back[599]).unwrap(), 599);
+    // Restoring again fails: the blocks are no longer preserved blocks.
+    assert!(matches!(
+        kin.restore_vmalloc(&mem, &desc),
+        Err(Error::Vmalloc(_))
+    ));
+
+    let mut page = [0u8; 4096];
+    let blob_phys = kin.subtree("memblock").unwrap().0;
+    let memblock = kin.memblock(&mem, &mut page).unwrap().unwrap();
+    let found = memblock.find("kho_log").unwrap();
+    assert_eq!((found.start(), found.size()), (log, 64 << 10));
+    kin.restore_pages(found.range()).unwrap();
+    kin.restore_folio(blob_phys, Order::ZERO).unwrap();
+    // Left: the FDT page.
+    assert_eq!(kin.unrestored().count(), 1);
+}
+
+#[test]
+fn vmalloc_chain_naming_unpreserved_memory_is_refused() {
+    let (mut mem, areas) = setup();
+    let mut out = KhoOut::new(&mut mem, AbiVersion::V2).unwrap();
+    let p = mem.alloc_page().unwrap();
+    let desc = out.preserve_vmalloc(&mut mem, [p], Order::ZERO, 1).unwrap();
+    // The block is dropped from the tree behind the descriptor's back.
+    out.unpreserve_folio(&mut mem, p, Order::ZERO).unwrap();
+    let array = areas
+        .write_array(&mut mem, areas.as_slice()[0].range.start())
+        .unwrap();
+    let mut kin = KhoIn::populate(&mem, out.handover(array)).unwrap();
+    let mut buf = vec![0u64; VisitedSet::words_for(64)];
+    kin.reserve_preserved(&mem, &mut VisitedSet::new(&mut buf), |_, _| Ok(()))
+        .unwrap();
+    assert!(matches!(
+        kin.restore_vmalloc(&mem, &desc),
+        Err(Error::Vmalloc(kho_vmalloc::Error::BlockNotPreserved { .. }))
+    ));
+}
