@@ -92,8 +92,6 @@ pub struct RadixTree {
     blocks: [u64; NUM_ORDERS],
     /// Bit `o` set iff `blocks[o] != 0`.
     present: u64,
-    /// Preserved pages (sum of `2^order` over the blocks); at most `2^52`.
-    pages: u64,
     cache: [PathCache; CACHE_SLOTS],
     /// Write-through copy of the last leaf word read or written.
     word_addr: u64,
@@ -184,7 +182,6 @@ impl RadixTree {
             freed: 0,
             blocks: [0; NUM_ORDERS],
             present: 0,
-            pages: 0,
             cache: [PathCache::default(); CACHE_SLOTS],
             word_addr: NO_WORD,
             word: 0,
@@ -222,8 +219,9 @@ impl RadixTree {
     }
 
     /// Number of preserved pages (blocks weighted by their size).
-    pub const fn preserved_pages(&self) -> u64 {
-        self.pages
+    pub fn preserved_pages(&self) -> u64 {
+        // Blocks never overlap, so the sum is at most 2^52.
+        self.blocks.iter().enumerate().map(|(o, &n)| n << o).sum()
     }
 
     /// Whether no block is preserved.
@@ -266,7 +264,6 @@ impl RadixTree {
             *n += 1;
         }
         self.present |= 1u64 << o;
-        self.pages += order.pages();
         Ok(())
     }
 
@@ -334,7 +331,6 @@ impl RadixTree {
                 self.present &= !(1u64 << o);
             }
         }
-        self.pages -= order.pages();
         if word == 0 && node_is_empty(mem, leaf, bit / 64)? {
             self.prune(mem, key)?;
         }

@@ -353,23 +353,64 @@ fn emit_blocks<B>(
         return ControlFlow::Continue(());
     };
     let shift = PAGE_SHIFT + order.get();
+    let leaf_phys = leaf.base << shift;
+    // Decode set bits into a batch of bit indices, four at a time without a
+    // data-dependent branch per bit (the loop runs popcount/4 times), then
+    // call `f` for the batch: one unpredictable branch per word at most,
+    // instead of one per set bit.
+    let mut batch = [0u16; BATCH + 64];
+    let mut n = 0usize;
     for (w, &word) in buf.iter().enumerate().take(info.end).skip(info.first) {
-        let word_phys = (leaf.base | (w as u64 * 64)) << shift;
-        if word == u64::MAX {
-            for j in 0..64u64 {
-                f(PhysAddr::new(word_phys.wrapping_add(j << shift)), order)?;
-            }
+        if word == 0 {
             continue;
         }
-        let mut bits = word;
-        while bits != 0 {
-            let j = u64::from(bits.trailing_zeros());
-            bits &= bits - 1;
-            f(PhysAddr::new(word_phys.wrapping_add(j << shift)), order)?;
+        let first = (w * 64) as u16;
+        let Some(out) = batch.get_mut(n..n + 64) else {
+            break;
+        };
+        if word == u64::MAX {
+            for (j, slot) in out.iter_mut().enumerate() {
+                *slot = first + j as u16;
+            }
+            n += 64;
+        } else {
+            let mut bits = word;
+            let mut k = 0usize;
+            for quad in out.chunks_exact_mut(4) {
+                for slot in quad {
+                    // Past the last set bit this writes first + 64 and
+                    // does not advance: the slot is overwritten or unused.
+                    *slot = first + bits.trailing_zeros() as u16;
+                    k += usize::from(bits != 0);
+                    bits &= bits.wrapping_sub(1);
+                }
+                if bits == 0 {
+                    break;
+                }
+            }
+            n += k;
         }
+        if n >= BATCH {
+            for &bit in batch.iter().take(n) {
+                f(
+                    PhysAddr::new(leaf_phys.wrapping_add(u64::from(bit) << shift)),
+                    order,
+                )?;
+            }
+            n = 0;
+        }
+    }
+    for &bit in batch.iter().take(n) {
+        f(
+            PhysAddr::new(leaf_phys.wrapping_add(u64::from(bit) << shift)),
+            order,
+        )?;
     }
     ControlFlow::Continue(())
 }
+
+/// Bit indices decoded before the callbacks run (see [`emit_blocks`]).
+const BATCH: usize = 256;
 
 /// The shared walk: per-block callbacks over validated leaves.
 pub(crate) fn walk_with<M: PhysMem + ?Sized, B>(
@@ -546,6 +587,7 @@ impl<'a, 'b, M: PhysMem + ?Sized> Ranges<'a, 'b, M> {
 
     /// Continue through the current leaf; returns a finished run as soon as
     /// one is complete, `None` when the leaf is exhausted.
+    #[inline]
     fn scan_leaf(&mut self) -> Option<Run> {
         let mut s = self.scan;
         let mut out = None;
@@ -602,6 +644,7 @@ impl<'a, 'b, M: PhysMem + ?Sized> Ranges<'a, 'b, M> {
 
     /// Move to the next leaf; returns a finished run if loading a full leaf
     /// completed one.
+    #[inline(never)]
     fn load_next(&mut self) -> Result<Option<Run>> {
         self.scan = Scan::default();
         let Some(cursor) = self.cursor.as_mut() else {
@@ -638,6 +681,7 @@ impl<'a, 'b, M: PhysMem + ?Sized> Ranges<'a, 'b, M> {
 impl<M: PhysMem + ?Sized> Iterator for Ranges<'_, '_, M> {
     type Item = Result<PreservedRange>;
 
+    #[inline]
     fn next(&mut self) -> Option<Result<PreservedRange>> {
         loop {
             if self.error.is_some() {
