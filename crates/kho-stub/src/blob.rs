@@ -9,11 +9,11 @@
 //! | 8 | u32 generation that wrote the blob |
 //! | 12 | u32 record count |
 //! | 16 | u64 seed |
-//! | 24 | u64 phys of the vmalloc descriptor (0: none) |
-//! | 32 | u64 reserved (0) |
+//! | 24 | the 16-byte `kho_vmalloc` descriptor of the stub's vmalloc area (all zero: none) |
 //! | 40 | u64 reserved (0) |
 //! | 48 | records: u64 phys, u64 checksum, u32 order, u32 generation that filled it, u32 block id, u32 reserved |
 
+use kho_abi::vmalloc::VmallocDescriptor;
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
@@ -36,10 +36,10 @@ pub struct Header {
     pub count: U32,
     /// Seed of the content.
     pub seed: U64,
-    /// Phys of the vmalloc descriptor, 0 for none.
-    pub vmalloc: U64,
+    /// The vmalloc area's descriptor (`total_pages` 0: none).
+    pub vmalloc: VmallocDescriptor,
     /// Reserved, 0.
-    pub reserved: [U64; 2],
+    pub reserved: U64,
 }
 
 /// One preserved folio.
@@ -122,8 +122,8 @@ mod tests {
             generation: U32::new(4),
             count: U32::new(count),
             seed: U64::new(7),
-            vmalloc: U64::new(0),
-            reserved: [U64::new(0); 2],
+            vmalloc: VmallocDescriptor::default(),
+            reserved: U64::new(0),
         };
         let mut v = h.as_bytes().to_vec();
         for i in 0..count {

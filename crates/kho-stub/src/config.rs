@@ -44,6 +44,24 @@ pub struct Config {
     pub fault: Option<Fault>,
     /// `kho=` and `kho_scratch=`, parsed as Linux parses them.
     pub kho: KhoCmdline,
+    /// Pages of the vmalloc area each generation preserves
+    /// (`kho_stub.vmalloc_pages`, default 600: more than one chunk).
+    pub vmalloc_pages: u32,
+    /// The `reserve_mem=` region used as the log (the one named
+    /// [`LOG_REGION`]), if any.
+    pub log: Option<LogRegion>,
+}
+
+/// Name of the `reserve_mem=` region every generation appends a line to.
+pub const LOG_REGION: &str = "kho_log";
+
+/// A `reserve_mem=size:align:name` request for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogRegion {
+    /// Bytes.
+    pub size: u64,
+    /// Alignment of the start.
+    pub align: u64,
 }
 
 /// A malformed `kho_stub.*` parameter.
@@ -69,6 +87,8 @@ impl Default for Config {
             seed: 0x6b68_6f2d_7273,
             fault: None,
             kho: KhoCmdline::default(),
+            vmalloc_pages: 600,
+            log: None,
         }
     }
 }
@@ -122,6 +142,24 @@ impl Config {
                         .and_then(|v| u32::try_from(v).ok())
                         .ok_or_else(|| bad("bad generation"))?;
                     cfg.fault = Some(Fault { class, generation });
+                }
+                "kho_stub.vmalloc_pages" => {
+                    cfg.vmalloc_pages = parse_u64(value)
+                        .and_then(|v| u32::try_from(v).ok())
+                        .filter(|&v| v <= 1 << 20)
+                        .ok_or_else(|| bad("not a page count up to 1048576"))?;
+                }
+                "reserve_mem" => {
+                    // Linux parses every reserve_mem= (a bad one is an error
+                    // there too); the stub uses the one named kho_log.
+                    let r = kho_memblock::parse_reserve_mem(value)
+                        .map_err(|_| bad("not size:align:name"))?;
+                    if r.name == LOG_REGION {
+                        cfg.log = Some(LogRegion {
+                            size: r.size,
+                            align: r.align,
+                        });
+                    }
                 }
                 k if k.starts_with("kho_stub.") => return Err(bad("unknown kho_stub parameter")),
                 _ => {}
@@ -187,6 +225,19 @@ mod tests {
         assert!(c.kho_enabled());
         assert!(c.kho.scratch.is_some());
         assert!(!c.is_last());
+        assert_eq!((c.vmalloc_pages, c.log), (600, None));
+        let l = Config::parse(
+            "reserve_mem=64K:4K:kho_log reserve_mem=1M:4K:other kho_stub.vmalloc_pages=5000",
+        )
+        .unwrap();
+        assert_eq!(
+            l.log,
+            Some(LogRegion {
+                size: 64 << 10,
+                align: 4096
+            })
+        );
+        assert_eq!(l.vmalloc_pages, 5000);
         let d = Config::parse("").unwrap();
         assert_eq!((d.generation, d.generations), (0, 1));
         assert!(!d.kho_enabled() && d.is_last());
@@ -200,6 +251,11 @@ mod tests {
             ("kho_stub.fault=compatible", "expected CLASS@GEN"),
             ("kho_stub.fault=nonsense@1", "unknown fault class"),
             ("kho_stub.bogus=1", "unknown kho_stub parameter"),
+            (
+                "kho_stub.vmalloc_pages=99999999",
+                "not a page count up to 1048576",
+            ),
+            ("reserve_mem=0:4K:kho_log", "not size:align:name"),
         ] {
             let e = Config::parse(line).unwrap_err();
             assert_eq!((e.param.as_str(), e.reason), (line, reason));

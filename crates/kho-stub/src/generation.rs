@@ -15,6 +15,7 @@ use core::fmt::Write;
 
 use kho::{KhoIn, KhoOut};
 use kho_abi::AbiVersion;
+use kho_abi::vmalloc::VmallocDescriptor;
 use kho_mem::{Order, PhysAddr, PhysMem, PhysRange};
 use kho_radix::VisitedSet;
 use kho_scratch::{AreaKind, BootUsage, MemRegion, ScratchAllocator, ScratchAreas, ScratchSizes};
@@ -215,15 +216,14 @@ pub fn run(boot: BootInfo) -> ! {
     // Restore and verify what the previous generation preserved.
     let t_verify = arch::ticks();
     let mut kept: Vec<Record> = Vec::new();
+    let mut log = None;
     let mut verified = Verified::default();
     if let Some(k) = incoming.as_mut() {
-        match verify(k, &mut mem, &cfg, &mut kept) {
+        match verify(k, &mut mem, &cfg, &mut kept, &mut log) {
             Ok(v) => verified = v,
             Err(reason) => {
                 say!(
-                    "KHO verify gen={g} folios={} bytes={} vmalloc-pages=0 log-lines=0 result=failed reason=\"{}\"",
-                    verified.folios,
-                    verified.bytes,
+                    "KHO verify gen={g} folios=0 bytes=0 vmalloc-pages=0 log-lines=0 result=failed reason=\"{}\"",
                     Quoted(&reason)
                 );
                 arch::exit(false);
@@ -232,16 +232,18 @@ pub fn run(boot: BootInfo) -> ! {
     }
     let verify_ticks = arch::ticks() - t_verify;
     say!(
-        "KHO verify gen={g} folios={} bytes={} vmalloc-pages=0 log-lines=0 kexec-count={} result=ok",
+        "KHO verify gen={g} folios={} bytes={} vmalloc-pages={} log-lines={} kexec-count={} result=ok",
         verified.folios,
         verified.bytes,
+        verified.vmalloc_pages,
+        verified.log_lines,
         verified.kexec_count
     );
 
     // Build this generation's handover.
     let t_build = arch::ticks();
-    let out =
-        build_outgoing(&mut mem, &cfg, kept, verified.kexec_count).unwrap_or_else(|e| fail(g, &e));
+    let out = build_outgoing(&mut mem, &cfg, kept, log, verified.kexec_count)
+        .unwrap_or_else(|e| fail(g, &e));
     let build_ticks = arch::ticks() - t_build;
 
     if let Some(fault) = cfg.fault.filter(|f| f.generation == g) {
@@ -312,13 +314,36 @@ fn place_cold(cfg: &Config, memory: &[MemRegion]) -> Result<ScratchAreas, String
 struct Verified {
     folios: u64,
     bytes: u64,
+    vmalloc_pages: u64,
+    log_lines: u32,
     kexec_count: u32,
+}
+
+/// The `reserve_mem` log region, kept at the same address across
+/// generations.
+#[derive(Debug)]
+struct Log {
+    range: PhysRange,
+    lines: u32,
+    used: u64,
+}
+
+/// Block ids of vmalloc pages start here (folios use small ids).
+const VMALLOC_BLOCK_BASE: u32 = 1 << 16;
+
+/// The line generation `generation` appends to the log.
+fn log_line(generation: u32, seed: u64) -> String {
+    format!("kho-stub gen={generation} seed={seed:#x}\n")
 }
 
 /// Smallest order whose block holds `bytes`.
 fn order_for(bytes: u64) -> Order {
     let pages = bytes.div_ceil(kho_mem::PAGE_SIZE as u64).max(1);
     Order::try_new(pages.next_power_of_two().trailing_zeros()).unwrap_or(Order::MAX)
+}
+
+fn text<E: core::fmt::Display>(e: E) -> String {
+    format!("{e}")
 }
 
 /// Restore and check everything the previous generation preserved; every
@@ -328,11 +353,12 @@ fn verify(
     mem: &mut StubMem,
     cfg: &Config,
     kept: &mut Vec<Record>,
+    log: &mut Option<Log>,
 ) -> Result<Verified, String> {
     let g = cfg.generation;
     let kexec_count = k
         .kexec_count(mem)
-        .map_err(|e| format!("{e}"))?
+        .map_err(text)?
         .ok_or("no kexec-metadata subtree")?;
     let mut v = Verified {
         kexec_count,
@@ -343,8 +369,9 @@ fn verify(
         .ok_or("no kexec-metadata subtree")?;
     k.restore_folio(meta, Order::ZERO)
         .map_err(|e| format!("kexec-metadata page: {e}"))?;
-    mem.free_page(meta).map_err(|e| format!("{e}"))?;
+    mem.free_page(meta).map_err(text)?;
 
+    // The stub's blob: folios, checksums, the vmalloc descriptor.
     let (blob_at, size) = k.subtree(blob::SUBTREE_NAME).ok_or("no kho-stub subtree")?;
     let size = size.ok_or("kho-stub subtree has no blob-size")?;
     if size > 1 << 20 {
@@ -353,7 +380,7 @@ fn verify(
     let mut bytes = vec![0u8; size as usize];
     mem.read(blob_at, &mut bytes)
         .map_err(|e| format!("kho-stub blob: {e}"))?;
-    let (header, records) = blob::parse(&bytes).map_err(|e| format!("{e}"))?;
+    let (header, records) = blob::parse(&bytes).map_err(text)?;
     if header.seed.get() != cfg.seed {
         return Err(format!(
             "seed {:#x} in the blob, {:#x} on the command line",
@@ -361,18 +388,26 @@ fn verify(
             cfg.seed
         ));
     }
+    let writer = header.generation.get();
+    let vmalloc = header.vmalloc;
     let blob_order = order_for(size);
     k.restore_folio(blob_at, blob_order)
         .map_err(|e| format!("kho-stub blob: {e}"))?;
-    mem.free_pages(blob_at, blob_order)
-        .map_err(|e| format!("{e}"))?;
+    mem.free_pages(blob_at, blob_order).map_err(text)?;
 
     for rec in records {
         let phys = PhysAddr::new(rec.phys.get());
-        let order = Order::try_new(rec.order.get()).map_err(|e| format!("{e}"))?;
+        let order = Order::try_new(rec.order.get()).map_err(text)?;
         k.restore_folio(phys, order)
             .map_err(|e| format!("folio {phys}: {e}"))?;
-        let sum = check_folio(mem, cfg.seed, rec, phys, order)?;
+        let sum = check_block(
+            mem,
+            cfg.seed,
+            rec.generation.get(),
+            rec.block.get(),
+            phys,
+            order,
+        )?;
         if sum != rec.checksum.get() {
             return Err(format!(
                 "folio {phys}: checksum {sum:#x}, blob says {:#x}",
@@ -384,14 +419,94 @@ fn verify(
         if rec.generation.get() + KEEP_GENERATIONS > g {
             kept.push(*rec);
         } else {
-            mem.free_pages(phys, order).map_err(|e| format!("{e}"))?;
+            mem.free_pages(phys, order).map_err(text)?;
         }
     }
+
+    // The vmalloc area: restored through its chunk chain, every page checked.
+    if vmalloc.total_pages.get() > 0 {
+        let area = k.restore_vmalloc(mem, &vmalloc).map_err(text)?;
+        let blocks: Vec<PhysAddr> = area
+            .iter_blocks(mem)
+            .collect::<Result<_, _>>()
+            .map_err(text)?;
+        let chunks: Vec<PhysAddr> = area
+            .iter_chunks(mem)
+            .collect::<Result<_, _>>()
+            .map_err(text)?;
+        for (i, &b) in blocks.iter().enumerate() {
+            check_block(
+                mem,
+                cfg.seed,
+                writer,
+                VMALLOC_BLOCK_BASE + i as u32,
+                b,
+                area.order(),
+            )?;
+            mem.free_pages(b, area.order()).map_err(text)?;
+        }
+        for c in chunks {
+            mem.free_page(c).map_err(text)?;
+        }
+        v.vmalloc_pages = u64::from(area.total_pages());
+        v.bytes += u64::from(area.total_pages()) * kho_mem::PAGE_SIZE as u64;
+    }
+
+    // The reserve_mem log: revived at the same place, one line per
+    // generation since the last cold boot.
+    if let Some(req) = cfg.log {
+        let mut page = [0u8; kho_mem::PAGE_SIZE];
+        let range = {
+            let fdt = k
+                .memblock(mem, &mut page)
+                .map_err(text)?
+                .ok_or("no memblock subtree for kho_log")?;
+            let want = kho_memblock::ReserveMem {
+                size: req.size,
+                align: req.align,
+                name: crate::config::LOG_REGION,
+            };
+            fdt.revive(&want).map_err(text)?.range()
+        };
+        let (memblock_blob, _) = k
+            .subtree(kho_abi::memblock::SUBTREE_NAME)
+            .ok_or("no memblock subtree")?;
+        k.restore_folio(memblock_blob, Order::ZERO)
+            .map_err(|e| format!("memblock blob: {e}"))?;
+        mem.free_page(memblock_blob).map_err(text)?;
+        k.restore_pages(range)
+            .map_err(|e| format!("kho_log: {e}"))?;
+        let mut content = vec![0u8; range.size() as usize];
+        mem.read(range.start(), &mut content).map_err(text)?;
+        let mut used = 0usize;
+        for j in 0..kexec_count {
+            let want = log_line(g - kexec_count + j, cfg.seed);
+            let got = content.get(used..used + want.len()).unwrap_or_default();
+            if got != want.as_bytes() {
+                return Err(format!(
+                    "kho_log line {j}: {:?}, expected {:?}",
+                    String::from_utf8_lossy(got),
+                    want.trim_end()
+                ));
+            }
+            used += want.len();
+        }
+        if content[used..].iter().any(|&b| b != 0) {
+            return Err(format!("kho_log has bytes after its {kexec_count} lines"));
+        }
+        v.log_lines = kexec_count;
+        *log = Some(Log {
+            range,
+            lines: kexec_count,
+            used: used as u64,
+        });
+    }
+
     // The root FDT page was preserved too; its bytes are already copied.
     let fdt = k.handover().fdt;
     k.restore_folio(fdt, Order::ZERO)
         .map_err(|e| format!("root FDT page: {e}"))?;
-    mem.free_page(fdt).map_err(|e| format!("{e}"))?;
+    mem.free_page(fdt).map_err(text)?;
 
     let left = k.unrestored().count();
     if left != 0 {
@@ -400,12 +515,13 @@ fn verify(
     Ok(v)
 }
 
-/// Compare every word of a folio with the content its generation wrote;
-/// return the checksum.
-fn check_folio(
+/// Compare every word of a block with the content `generation` wrote for
+/// `block`; return the checksum.
+fn check_block(
     mem: &StubMem,
     seed: u64,
-    rec: &Record,
+    generation: u32,
+    block: u32,
     phys: PhysAddr,
     order: Order,
 ) -> Result<u64, String> {
@@ -414,15 +530,15 @@ fn check_folio(
     let total = order.bytes() / 8;
     let mut i = 0u64;
     while i < total {
-        let at = phys.checked_add(i * 8).ok_or("folio wraps")?;
+        let at = phys.checked_add(i * 8).ok_or("block wraps")?;
         mem.read_u64s(at, &mut words)
-            .map_err(|e| format!("folio {phys}: {e}"))?;
+            .map_err(|e| format!("block {phys}: {e}"))?;
         for (j, &w) in words.iter().enumerate() {
             let index = i + j as u64;
-            let want = content::word(seed, rec.generation.get(), rec.block.get(), index);
+            let want = content::word(seed, generation, block, index);
             if w != want {
                 return Err(format!(
-                    "folio {phys} word {index}: {w:#x}, expected {want:#x}"
+                    "block {phys} word {index}: {w:#x}, expected {want:#x}"
                 ));
             }
             sum.add(w);
@@ -432,8 +548,8 @@ fn check_folio(
     Ok(sum.get())
 }
 
-/// Fill a new folio with this generation's content; return its checksum.
-fn fill_folio(
+/// Fill a block with this generation's content; return its checksum.
+fn fill_block(
     mem: &mut StubMem,
     seed: u64,
     generation: u32,
@@ -449,33 +565,34 @@ fn fill_folio(
             w.copy_from_slice(&value.to_le_bytes());
             sum.add(value);
         }
-        let at = phys.checked_add(page * 4096).ok_or("folio wraps")?;
-        mem.write(at, &chunk).map_err(|e| format!("{e}"))?;
+        let at = phys.checked_add(page * 4096).ok_or("block wraps")?;
+        mem.write(at, &chunk).map_err(text)?;
     }
     Ok(sum.get())
 }
 
-/// Preserve the kept folios and new ones, the stub blob and kexec-metadata.
+/// Preserve the kept folios and new ones, a fresh vmalloc area, the log,
+/// the stub blob and kexec-metadata.
 fn build_outgoing(
     mem: &mut StubMem,
     cfg: &Config,
     kept: Vec<Record>,
+    log: Option<Log>,
     kexec_count: u32,
 ) -> Result<KhoOut, String> {
     let g = cfg.generation;
-    let e = |e: kho::Error| format!("{e}");
-    let mut out = KhoOut::new(mem, AbiVersion::V2).map_err(e)?;
+    let mut out = KhoOut::new(mem, AbiVersion::V2).map_err(text)?;
     let mut records = kept;
     for rec in &records {
-        let order = Order::try_new(rec.order.get()).map_err(|e| format!("{e}"))?;
+        let order = Order::try_new(rec.order.get()).map_err(text)?;
         out.preserve_folio(mem, PhysAddr::new(rec.phys.get()), order)
-            .map_err(e)?;
+            .map_err(text)?;
     }
     for (block, &o) in ORDERS.iter().enumerate() {
-        let order = Order::try_new(o).map_err(|e| format!("{e}"))?;
+        let order = Order::try_new(o).map_err(text)?;
         let phys = mem.alloc_pages(order).map_err(|e| format!("folio: {e}"))?;
-        let checksum = fill_folio(mem, cfg.seed, g, block as u32, phys, order)?;
-        out.preserve_folio(mem, phys, order).map_err(e)?;
+        let checksum = fill_block(mem, cfg.seed, g, block as u32, phys, order)?;
+        out.preserve_folio(mem, phys, order).map_err(text)?;
         records.push(Record {
             phys: U64::new(phys.as_u64()),
             checksum: U64::new(checksum),
@@ -487,35 +604,104 @@ fn build_outgoing(
     }
     // Exercise unpreserve on the outgoing side: a block preserved and
     // dropped again before the handover must leave no trace.
-    let temp = mem.alloc_page().map_err(|e| format!("{e}"))?;
-    out.preserve_folio(mem, temp, Order::ZERO).map_err(e)?;
-    out.unpreserve_folio(mem, temp, Order::ZERO).map_err(e)?;
-    mem.free_page(temp).map_err(|e| format!("{e}"))?;
+    let temp = mem.alloc_page().map_err(text)?;
+    out.preserve_folio(mem, temp, Order::ZERO).map_err(text)?;
+    out.unpreserve_folio(mem, temp, Order::ZERO).map_err(text)?;
+    mem.free_page(temp).map_err(text)?;
+
+    // A vmalloc area of scattered pages: every other page, so no two
+    // blocks are adjacent and the chain must list each one.
+    let mut vmalloc = VmallocDescriptor::default();
+    if cfg.vmalloc_pages > 0 {
+        let mut pages = Vec::with_capacity(cfg.vmalloc_pages as usize);
+        let mut gaps = Vec::with_capacity(cfg.vmalloc_pages as usize);
+        for i in 0..cfg.vmalloc_pages {
+            let p = mem.alloc_page().map_err(|e| format!("vmalloc page: {e}"))?;
+            fill_block(mem, cfg.seed, g, VMALLOC_BLOCK_BASE + i, p, Order::ZERO)?;
+            pages.push(p);
+            gaps.push(mem.alloc_page().map_err(|e| format!("vmalloc gap: {e}"))?);
+        }
+        for gap in gaps {
+            mem.free_page(gap).map_err(text)?;
+        }
+        vmalloc = out
+            .preserve_vmalloc(
+                mem,
+                pages.iter().copied(),
+                Order::ZERO,
+                kho_abi::vmalloc::FLAG_VM_ALLOC,
+            )
+            .map_err(text)?;
+    }
+
+    // The reserve_mem log: allocated on a cold boot, one line appended by
+    // every generation, preserved with the memblock sub-blob.
+    let mut log_lines = 0;
+    if let Some(req) = cfg.log {
+        let mut log = match log {
+            Some(l) => l,
+            None => {
+                let order = order_for(req.size.max(req.align));
+                let at = mem
+                    .alloc_pages(order)
+                    .map_err(|e| format!("kho_log: {e}"))?;
+                Log {
+                    range: PhysRange::try_new(at, req.size).map_err(text)?,
+                    lines: 0,
+                    used: 0,
+                }
+            }
+        };
+        let line = log_line(g, cfg.seed);
+        if log.used + line.len() as u64 > log.range.size() {
+            return Err(format!("kho_log is full after {} lines", log.lines));
+        }
+        let at = log
+            .range
+            .start()
+            .checked_add(log.used)
+            .ok_or("kho_log wraps")?;
+        mem.write(at, line.as_bytes()).map_err(text)?;
+        log.used += line.len() as u64;
+        log.lines += 1;
+        log_lines = log.lines;
+        let region = kho_memblock::Region::new(
+            crate::config::LOG_REGION,
+            log.range.start(),
+            log.range.size(),
+        )
+        .map_err(text)?;
+        out.preserve_memblock(mem, &[region]).map_err(text)?;
+    }
 
     let header = Header {
         magic: blob::MAGIC,
         generation: U32::new(g),
         count: U32::new(records.len() as u32),
         seed: U64::new(cfg.seed),
-        vmalloc: U64::new(0),
-        reserved: [U64::new(0); 2],
+        vmalloc,
+        reserved: U64::new(0),
     };
     let size = blob::blob_size(records.len()) as u64;
     let order = order_for(size);
     let at = mem.alloc_pages(order).map_err(|e| format!("blob: {e}"))?;
-    mem.write(at, header.as_bytes())
-        .map_err(|e| format!("{e}"))?;
+    mem.write(at, header.as_bytes()).map_err(text)?;
     mem.write(at.checked_add(48).ok_or("blob wraps")?, records.as_bytes())
-        .map_err(|e| format!("{e}"))?;
-    out.preserve_folio(mem, at, order).map_err(e)?;
+        .map_err(text)?;
+    out.preserve_folio(mem, at, order).map_err(text)?;
     out.add_subtree(mem, blob::SUBTREE_NAME, at, Some(size))
-        .map_err(e)?;
+        .map_err(text)?;
     out.add_kexec_metadata(mem, kexec_count + 1, "kho-stub")
-        .map_err(e)?;
+        .map_err(text)?;
     let folios = records.len() as u64;
-    let bytes: u64 = records.iter().map(|r| 4096u64 << r.order.get()).sum();
+    let bytes: u64 = records
+        .iter()
+        .map(|r| 4096u64 << r.order.get())
+        .sum::<u64>()
+        + u64::from(cfg.vmalloc_pages) * kho_mem::PAGE_SIZE as u64;
     say!(
-        "KHO preserve gen={g} folios={folios} bytes={bytes} unpreserved=1 vmalloc-pages=0 radix-tables={} radix-leaves={}",
+        "KHO preserve gen={g} folios={folios} bytes={bytes} unpreserved=1 vmalloc-pages={} log-lines={log_lines} radix-tables={} radix-leaves={}",
+        cfg.vmalloc_pages,
         out.node_stats().tables,
         out.node_stats().leaves
     );
