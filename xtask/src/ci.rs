@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use xshell::cmd;
 
 use crate::util::{self, project_root};
-use crate::{fixtures, tidy};
+use crate::{fixtures, tidy, vm};
 
 /// The bare-metal targets every library crate must build for.
 pub(crate) const BARE_TARGETS: [&str; 2] = ["x86_64-unknown-none", "aarch64-unknown-none"];
@@ -37,7 +37,8 @@ fn package_args(crates: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Host tests (with snapshot checks), dtc interop, bare-metal builds.
+/// Every test: host tests (with snapshot checks), dtc interop, bare-metal
+/// builds, then the VM handover tests of every scenario on both arches.
 pub(crate) fn test() -> Result<()> {
     let sh = util::shell()?;
     util::ensure_tool(&sh, "dtc", "device-tree-compiler")?;
@@ -64,6 +65,13 @@ pub(crate) fn test() -> Result<()> {
             .run()
             .with_context(|| format!("library crates do not build for {target}"))?;
     }
+    tracing::info!("step: VM handover tests (every scenario in vm-images/, both arches)");
+    vm::test_vm(&vm::TestVmArgs {
+        arches: Vec::new(),
+        scenarios: Vec::new(),
+        accel: vm::qemu::AccelChoice::Auto,
+        verbose: false,
+    })?;
     tracing::info!("all tests passed");
     Ok(())
 }

@@ -37,7 +37,8 @@ enum Task {
         #[arg(long)]
         raw: bool,
     },
-    /// Run every test: host tests with snapshot checks, dtc interop, bare-metal builds.
+    /// Run every test: host tests with snapshot checks, dtc interop,
+    /// bare-metal builds, and the VM handover tests (test-vm).
     Test,
     /// Run the linters: rustfmt, clippy (host and bare-metal), rustdoc, tidy.
     Lint,
