@@ -127,7 +127,7 @@ pub fn run(boot: BootInfo) -> ! {
     for r in arch::boot_in_use() {
         mem.reserve(r);
     }
-    mem.reserve(arch::image().1);
+    mem.reserve(crate::kexec::image().1);
 
     // kho_populate: validate the handover, or boot cold with a reason.
     let mut incoming = None;
@@ -300,7 +300,7 @@ fn clip(r: &MemRegion, limit: u64) -> Option<MemRegion> {
 /// Place scratch on a cold boot from `kho_scratch=` (or the default sizing,
 /// where "memory the kernel allocated during boot" is the stub's image).
 fn place_cold(cfg: &Config, memory: &[MemRegion]) -> Result<ScratchAreas, String> {
-    let image = arch::image().1;
+    let image = crate::kexec::image().1;
     let usage = BootUsage::new(image.size(), image.size());
     let sizes =
         ScratchSizes::compute(cfg.kho.scratch_or_default(), &usage).map_err(|e| format!("{e}"))?;

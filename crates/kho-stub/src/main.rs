@@ -23,6 +23,8 @@ mod generation;
 #[cfg(target_os = "none")]
 mod heap;
 #[cfg(target_os = "none")]
+mod kexec;
+#[cfg(target_os = "none")]
 mod mem;
 
 #[cfg(not(target_os = "none"))]

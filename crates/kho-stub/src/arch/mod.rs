@@ -1,9 +1,11 @@
 //! The architecture layer: entry, console, exit, memory discovery, handoff glue.
 //!
 //! Each arch module provides the same items (`NAME`, `MAPPED_LIMIT`,
-//! `console`, `exit`, `ticks`, `image`, `boot_in_use`, `low_limit`,
-//! `ArchBoot`, `Kexec`, `prepare_kexec`, `kexec`); the generation logic in
-//! `generation.rs` is written once against them.
+//! `console`, `exit`, `ticks`, `boot_in_use`, `low_limit`, `ArchBoot`,
+//! `Kexec`, `prepare_kexec`, `kexec`) and nothing else: entry, console,
+//! exit, memory discovery and handoff glue. The generation logic
+//! (`generation.rs`) and the arch-independent half of kexec (`kexec.rs`) are
+//! written once against them.
 
 #[cfg(target_arch = "x86_64")]
 mod x86_64;

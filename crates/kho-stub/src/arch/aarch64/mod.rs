@@ -33,13 +33,6 @@ const EXIT_SUCCESS: u64 = 33;
 const EXIT_FAILURE: u64 = 35;
 const MAX_DTB: u64 = 2 << 20;
 
-unsafe extern "C" {
-    static __image_start: u8;
-    static __image_end: u8;
-    static __bss_end: u8;
-    fn kexec_trampoline(src: u64, dst: u64, len: u64, entry: u64, dtb: u64) -> !;
-}
-
 /// The PL011 serial console.
 #[derive(Debug)]
 pub struct Serial;
@@ -85,19 +78,6 @@ pub fn ticks() -> u64 {
     // SAFETY: reading CNTVCT_EL0 has no side effect.
     unsafe { core::arch::asm!("mrs {}, cntvct_el0", out(reg) t, options(nomem, nostack)) }
     t
-}
-
-fn symbol(s: *const u8) -> u64 {
-    s as u64
-}
-
-/// (the file-backed image that kexec copies, the whole image with .bss and stack).
-pub fn image() -> (PhysRange, PhysRange) {
-    let start = symbol(&raw const __image_start);
-    let end = symbol(&raw const __image_end);
-    let bss_end = symbol(&raw const __bss_end);
-    let r = |len| PhysRange::try_new(PhysAddr::new(start), len).unwrap_or_else(|_| exit(false));
-    (r(end - start), r(bss_end - start))
 }
 
 /// Nothing outside the image needs protecting on virt: the DTB is copied to
@@ -221,22 +201,7 @@ pub fn prepare_kexec(
     mem.write(dtb.start(), &next)
         .map_err(|e| err("next DTB", &e))?;
 
-    let (image, _) = image();
-    let staging = scratch
-        .alloc(image.size(), 4096)
-        .map_err(|e| err("image staging", &e))?;
-    let mut chunk = [0u8; 4096];
-    let mut off = 0;
-    while off < image.size() {
-        let n = (image.size() - off).min(4096) as usize;
-        let src = image.start().checked_add(off).ok_or("image wraps")?;
-        let dst = staging.start().checked_add(off).ok_or("staging wraps")?;
-        mem.read(src, &mut chunk[..n])
-            .map_err(|e| err("image", &e))?;
-        mem.write(dst, &chunk[..n])
-            .map_err(|e| err("image staging", &e))?;
-        off += n as u64;
-    }
+    let staging = crate::kexec::stage_image(mem, scratch)?;
     Ok(Kexec {
         staging,
         dtb: dtb.start(),
@@ -244,29 +209,12 @@ pub fn prepare_kexec(
     })
 }
 
-/// Jump into the next generation: the trampoline inside the staged copy
-/// copies it over this image and enters it with `x0` = the next DTB.
+/// Jump into the next generation at the staged copy's first instruction
+/// (the Image header's branch), with `x0` = the next DTB.
 pub fn kexec(k: &Kexec) -> ! {
-    let (image, _) = image();
-    let tramp_offset = kexec_trampoline as *const () as u64 - image.start().as_u64();
-    let tramp = k.staging.start().as_u64() + tramp_offset;
-    // SAFETY: the staged copy is byte-identical to this image, so `tramp`
-    // is its position-independent trampoline; it copies the staged image
-    // over [image.start, +len) (page multiples, never overlapping scratch),
-    // invalidates the instruction cache and enters the fresh copy at its
-    // first instruction with x0 = DTB, as the arm64 boot protocol does.
-    let f: extern "C" fn(u64, u64, u64, u64, u64) -> ! = unsafe { core::mem::transmute(tramp) };
-    f(
-        k.staging.start().as_u64(),
-        image.start().as_u64(),
-        image.size(),
-        image.start().as_u64(),
+    crate::kexec::jump(
+        k.staging,
+        crate::kexec::image().0.start().as_u64(),
         k.dtb.as_u64(),
     )
-}
-
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    let _ = writeln!(Serial, "KHO panic msg=\"{info}\"");
-    exit(false)
 }

@@ -32,10 +32,6 @@ const PVH_MAGIC: u32 = 0x336e_c578;
 const MAX_CMDLINE: usize = 4096;
 
 unsafe extern "C" {
-    static __image_start: u8;
-    static __image_end: u8;
-    static __bss_end: u8;
-    fn kexec_trampoline(src: u64, dst: u64, len: u64, entry: u64, boot_params: u64) -> !;
     fn _start64() -> !;
 }
 
@@ -89,19 +85,6 @@ pub fn exit(success: bool) -> ! {
 pub fn ticks() -> u64 {
     // SAFETY: rdtsc only reads the timestamp counter.
     unsafe { core::arch::x86_64::_rdtsc() }
-}
-
-fn symbol(s: *const u8) -> u64 {
-    s as u64
-}
-
-/// (the file-backed image that kexec copies, the whole image with .bss and stack).
-pub fn image() -> (PhysRange, PhysRange) {
-    let start = symbol(&raw const __image_start);
-    let end = symbol(&raw const __image_end);
-    let bss_end = symbol(&raw const __bss_end);
-    let r = |len| PhysRange::try_new(PhysAddr::new(start), len).unwrap_or_else(|_| exit(false));
-    (r(end - start), r(bss_end - start))
 }
 
 /// Memory the stub never allocates or places scratch in: the first MiB
@@ -297,22 +280,7 @@ pub fn prepare_kexec(
     };
     handoff::write_boot_params(mem, bp.start(), &out).map_err(|e| err("boot_params", &e))?;
 
-    let (image, _) = image();
-    let staging = scratch
-        .alloc(image.size(), 4096)
-        .map_err(|e| err("image staging", &e))?;
-    let mut chunk = [0u8; 4096];
-    let mut off = 0;
-    while off < image.size() {
-        let n = (image.size() - off).min(4096) as usize;
-        let src = image.start().checked_add(off).ok_or("image wraps")?;
-        let dst = staging.start().checked_add(off).ok_or("staging wraps")?;
-        mem.read(src, &mut chunk[..n])
-            .map_err(|e| err("image", &e))?;
-        mem.write(dst, &chunk[..n])
-            .map_err(|e| err("image staging", &e))?;
-        off += n as u64;
-    }
+    let staging = crate::kexec::stage_image(mem, scratch)?;
     Ok(Kexec {
         staging,
         boot_params: bp.start(),
@@ -320,29 +288,12 @@ pub fn prepare_kexec(
     })
 }
 
-/// Jump into the next generation: the trampoline inside the staged copy
-/// copies it over this image and enters `_start64` with `%rsi` = boot_params.
+/// Jump into the next generation at the Linux 64-bit entry of the staged
+/// copy, with `%rsi` = the zero page.
 pub fn kexec(k: &Kexec) -> ! {
-    let (image, _) = image();
-    let tramp_offset = kexec_trampoline as *const () as u64 - image.start().as_u64();
-    let tramp = k.staging.start().as_u64() + tramp_offset;
-    let entry = _start64 as *const () as u64;
-    // SAFETY: the staged copy is byte-identical to this image, so at
-    // `tramp` lies the position-independent trampoline; it copies the
-    // staged image over [image.start, +len) (never overlapping scratch) and
-    // jumps to the Linux 64-bit entry of the fresh copy.
-    let f: extern "C" fn(u64, u64, u64, u64, u64) -> ! = unsafe { core::mem::transmute(tramp) };
-    f(
-        k.staging.start().as_u64(),
-        image.start().as_u64(),
-        image.size(),
-        entry,
+    crate::kexec::jump(
+        k.staging,
+        _start64 as *const () as u64,
         k.boot_params.as_u64(),
     )
-}
-
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    let _ = writeln!(Serial, "KHO panic msg=\"{info}\"");
-    exit(false)
 }
