@@ -78,24 +78,7 @@ pub(crate) fn test() -> Result<()> {
 
 /// Fail if insta left snapshots waiting for review.
 fn pending_snapshots() -> Result<()> {
-    let mut pending = Vec::new();
-    let mut stack = vec![project_root()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let path = entry?.path();
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if path.is_dir() {
-                if name != "target" && !name.starts_with('.') {
-                    stack.push(path);
-                }
-            } else if name.ends_with(".snap.new") || name.ends_with(".pending-snap") {
-                pending.push(path);
-            }
-        }
-    }
+    let pending = util::source_files(|n| n.ends_with(".snap.new") || n.ends_with(".pending-snap"))?;
     if !pending.is_empty() {
         bail!(
             "snapshots pending review (run `cargo insta review`): {}",

@@ -76,3 +76,29 @@ pub(crate) fn ensure_tool(sh: &Shell, program: &str, package: &str) -> Result<()
     }
     Ok(())
 }
+
+/// Files under the workspace root (skipping `target/` and hidden
+/// directories) whose name satisfies `wanted`, in no particular order.
+pub(crate) fn source_files(wanted: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut stack = vec![project_root()];
+    while let Some(dir) = stack.pop() {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+        {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if path.is_dir() {
+                if name != "target" && !name.starts_with('.') {
+                    stack.push(path);
+                }
+            } else if wanted(&name) {
+                found.push(path);
+            }
+        }
+    }
+    Ok(found)
+}
