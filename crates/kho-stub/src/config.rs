@@ -50,6 +50,9 @@ pub struct Config {
     /// The `reserve_mem=` region used as the log (the one named
     /// [`LOG_REGION`]), if any.
     pub log: Option<LogRegion>,
+    /// Generation that pauses before its kexec (`kho_stub.pause_at`) so the
+    /// harness can dump guest memory.
+    pub pause_at: Option<u32>,
 }
 
 /// Name of the `reserve_mem=` region every generation appends a line to.
@@ -89,6 +92,7 @@ impl Default for Config {
             kho: KhoCmdline::default(),
             vmalloc_pages: 600,
             log: None,
+            pause_at: None,
         }
     }
 }
@@ -142,6 +146,13 @@ impl Config {
                         .and_then(|v| u32::try_from(v).ok())
                         .ok_or_else(|| bad("bad generation"))?;
                     cfg.fault = Some(Fault { class, generation });
+                }
+                "kho_stub.pause_at" => {
+                    cfg.pause_at = Some(
+                        parse_u64(value)
+                            .and_then(|v| u32::try_from(v).ok())
+                            .ok_or_else(|| bad("not a 32-bit number"))?,
+                    );
                 }
                 "kho_stub.vmalloc_pages" => {
                     cfg.vmalloc_pages = parse_u64(value)

@@ -277,6 +277,19 @@ pub fn run(boot: BootInfo) -> ! {
         Ok(kexec)
     })();
     let kexec = result.unwrap_or_else(|e| fail(g, &e));
+    if cfg.pause_at == Some(g) {
+        // Everything the next generation will read is in memory now: let
+        // the harness dump it, then go on when it sends a byte.
+        let h = kexec.handover();
+        say!(
+            "KHO pause gen={g} fdt={} scratch={}+{:#x} handoff={}",
+            h.fdt,
+            h.scratch,
+            h.scratch_len,
+            kexec.handoff()
+        );
+        arch::read_byte();
+    }
     let now = arch::ticks();
     say!(
         "KHO kexec gen={g} next={} ticks-walk={walk_ticks} ticks-verify={verify_ticks} ticks-build={build_ticks} ticks-total={}",

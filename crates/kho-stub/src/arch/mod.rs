@@ -1,7 +1,7 @@
 //! The architecture layer: entry, console, exit, memory discovery, handoff glue.
 //!
 //! Each arch module provides the same items (`NAME`, `MAPPED_LIMIT`,
-//! `console`, `exit`, `ticks`, `boot_in_use`, `low_limit`, `ArchBoot`,
+//! `console`, `read_byte`, `exit`, `ticks`, `boot_in_use`, `low_limit`, `ArchBoot`,
 //! `Kexec`, `prepare_kexec`, `kexec`) and nothing else: entry, console,
 //! exit, memory discovery and handoff glue. The generation logic
 //! (`generation.rs`) and the arch-independent half of kexec (`kexec.rs`) are

@@ -56,6 +56,16 @@ pub fn console() -> Serial {
     Serial
 }
 
+/// Wait for one byte on the console (PL011 receive FIFO).
+pub fn read_byte() -> u8 {
+    // SAFETY: PL011 registers as in `Serial::write_str`: FR bit 4 = RX FIFO
+    // empty, DR holds the received byte in bits 7:0.
+    unsafe {
+        while core::ptr::read_volatile((PL011 + 0x18) as *const u32) & (1 << 4) != 0 {}
+        core::ptr::read_volatile(PL011 as *const u32) as u8
+    }
+}
+
 /// Leave QEMU through semihosting `SYS_EXIT` (needs
 /// `-semihosting-config enable=on,target=native`), with the success or
 /// failure status.
@@ -174,12 +184,23 @@ pub struct Kexec {
     staging: PhysRange,
     dtb: PhysAddr,
     ranges: [PhysRange; 2],
+    handover: kho::Handover,
 }
 
 impl Kexec {
     /// The scratch ranges the next generation reads at boot.
     pub fn ranges(&self) -> &[PhysRange] {
         &self.ranges
+    }
+
+    /// The KHO handover the next generation receives.
+    pub fn handover(&self) -> kho::Handover {
+        self.handover
+    }
+
+    /// Where the arch handoff structure is (the next DTB).
+    pub fn handoff(&self) -> PhysAddr {
+        self.dtb
     }
 }
 
@@ -206,6 +227,7 @@ pub fn prepare_kexec(
         staging,
         dtb: dtb.start(),
         ranges: [dtb, staging],
+        handover,
     })
 }
 

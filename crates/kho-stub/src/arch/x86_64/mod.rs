@@ -68,6 +68,12 @@ pub fn console() -> Serial {
     Serial
 }
 
+/// Wait for one byte on the console (COM1 receive buffer).
+pub fn read_byte() -> u8 {
+    while inb(COM1 + 5) & 0x01 == 0 {}
+    inb(COM1)
+}
+
 /// Leave QEMU through isa-debug-exit with the success or failure code.
 pub fn exit(success: bool) -> ! {
     let code = if success { EXIT_SUCCESS } else { EXIT_FAILURE };
@@ -239,12 +245,23 @@ pub struct Kexec {
     staging: PhysRange,
     boot_params: PhysAddr,
     ranges: [PhysRange; 3],
+    handover: kho::Handover,
 }
 
 impl Kexec {
     /// The scratch ranges the next generation reads at boot.
     pub fn ranges(&self) -> &[PhysRange] {
         &self.ranges
+    }
+
+    /// The KHO handover the next generation receives.
+    pub fn handover(&self) -> kho::Handover {
+        self.handover
+    }
+
+    /// Where the arch handoff structure is (the zero page).
+    pub fn handoff(&self) -> PhysAddr {
+        self.boot_params
     }
 }
 
@@ -285,6 +302,7 @@ pub fn prepare_kexec(
         staging,
         boot_params: bp.start(),
         ranges: [cmd, bp, staging],
+        handover,
     })
 }
 
