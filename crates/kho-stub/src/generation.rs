@@ -278,8 +278,10 @@ pub fn run(boot: BootInfo) -> ! {
     })();
     let kexec = result.unwrap_or_else(|e| fail(g, &e));
     if cfg.pause_at == Some(g) {
-        // Everything the next generation will read is in memory now: let
-        // the harness dump it, then go on when it sends a byte.
+        // Everything the next generation will read is in memory now: say
+        // what is preserved, let the harness dump memory, go on when it
+        // sends a byte.
+        report_preserved(&mem, &out, g);
         let h = kexec.handover();
         say!(
             "KHO pause gen={g} fdt={} scratch={}+{:#x} handoff={}",
@@ -719,6 +721,35 @@ fn build_outgoing(
         out.node_stats().leaves
     );
     Ok(out)
+}
+
+/// The stub's own account of its outgoing preserved set, for comparison
+/// with an outside reading of a memory dump (`cargo xtask inspect`): one
+/// line per run of adjacent blocks of one order, in key order, then totals.
+fn report_preserved(mem: &StubMem, out: &KhoOut, g: u32) {
+    let (mut blocks, mut pages, mut runs) = (0u64, 0u64, 0u64);
+    for item in out.tree().ranges(mem) {
+        match item {
+            Ok(run) => {
+                say!(
+                    "KHO run gen={g} order={} addr={} blocks={}",
+                    run.order().get(),
+                    run.range().start(),
+                    run.blocks()
+                );
+                blocks += run.blocks();
+                pages += run.range().size() / kho_mem::PAGE_SIZE as u64;
+                runs += 1;
+            }
+            Err(e) => fail(g, &e),
+        }
+    }
+    let nodes = out.node_stats();
+    say!(
+        "KHO preserved gen={g} blocks={blocks} pages={pages} runs={runs} radix-tables={} radix-leaves={}",
+        nodes.tables,
+        nodes.leaves
+    );
 }
 
 /// Corrupt the outgoing handover on purpose (fault injection).
