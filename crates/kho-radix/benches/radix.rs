@@ -1,14 +1,16 @@
 //! Criterion benchmarks of the radix tracker against `RoaringTreemap` and
 //! `BTreeSet<u64>` doing the same work in the same run.
 //!
-//! Workloads (all over 16 GiB = 4 Mi pages of order 0, at [2 GiB, 18 GiB) of
-//! a 17 GiB `HostMem` whose untouched bytes cost nothing):
+//! Workloads (all over 16 GiB = 4 Mi pages of order 0 at [2 GiB, 18 GiB);
+//! the walks read trees in a 17 GiB `HostMem` whose untouched bytes cost
+//! nothing, so every preserved page is RAM):
 //!
 //! - `insert`: preserve 4 Mi order-0 pages one call each, in address order
 //!   (`sequential`) and in a fixed random permutation (`random`);
 //! - `range`: preserve the 16 GiB as one page range (`aligned`: the range
-//!   starts on a 1 GiB boundary; `unaligned`: one page later, one page
-//!   shorter); roaring uses `insert_range`, `BTreeSet` inserts every page;
+//!   starts on a 2 GiB boundary, 4 blocks; `unaligned`: one page later, one
+//!   page shorter, 40 blocks); roaring uses `insert_range`, `BTreeSet`
+//!   inserts every page;
 //! - `walk_blocks`: visit every preserved page, `dense` (all 4 Mi pages) and
 //!   `sparse` (a fixed random 1/16 of them);
 //! - `walk_ranges`: the same sets as coalesced runs.
@@ -27,8 +29,15 @@ use kho_mem::{HostMem, Order, Pfn, PhysAddr, PhysMem};
 use kho_radix::{RadixTree, VisitedSet};
 use roaring::RoaringTreemap;
 
-/// RAM: 17 GiB from 1 GiB; node pages are allocated from its bottom.
+/// RAM for the walks: 17 GiB from 1 GiB, so every preserved page is RAM;
+/// node pages are allocated from its bottom.
 const RAM: u64 = 17 << 30;
+/// RAM for the insert and range benchmarks, which only need room for
+/// nodes (the outgoing side does not require preserved pages to be RAM).
+/// Small on purpose: `HostMem`'s next-fit allocator would otherwise hand
+/// every iteration fresh, never-touched pages, measuring page faults and
+/// growing the process by gigabytes.
+const NODE_RAM: u64 = 64 << 20;
 /// First preserved frame: 2 GiB.
 const FIRST: u64 = (2 << 30) >> 12;
 /// 16 GiB of 4 KiB pages.
@@ -225,8 +234,8 @@ fn for_frames(frames: Option<&[u64]>, f: impl FnMut(u64)) {
 }
 
 fn insert(c: &mut Criterion) {
-    let mut mem = HostMem::new(HostMem::DEFAULT_BASE, RAM).unwrap();
-    let mut direct = DirectMem::new(HostMem::DEFAULT_BASE.as_u64(), RAM);
+    let mut mem = HostMem::new(HostMem::DEFAULT_BASE, NODE_RAM).unwrap();
+    let mut direct = DirectMem::new(HostMem::DEFAULT_BASE.as_u64(), NODE_RAM);
     let random = shuffled();
     let order0 = Order::ZERO;
     let mut g = c.benchmark_group("insert");
@@ -274,8 +283,8 @@ fn insert(c: &mut Criterion) {
 }
 
 fn range(c: &mut Criterion) {
-    let mut mem = HostMem::new(HostMem::DEFAULT_BASE, RAM).unwrap();
-    let mut direct = DirectMem::new(HostMem::DEFAULT_BASE.as_u64(), RAM);
+    let mut mem = HostMem::new(HostMem::DEFAULT_BASE, NODE_RAM).unwrap();
+    let mut direct = DirectMem::new(HostMem::DEFAULT_BASE.as_u64(), NODE_RAM);
     let mut g = c.benchmark_group("range");
     g.sampling_mode(SamplingMode::Flat);
     g.throughput(Throughput::Elements(PAGES));

@@ -425,3 +425,64 @@ fn walk_breaks_early() {
     );
     let _ = mem.read_u64(tree.root()).unwrap();
 }
+
+/// A PhysMem whose writes start failing: the tree's own nodes become
+/// unwritable (a broken PhysMem, never input).
+struct ReadOnlyAfter {
+    inner: HostMem,
+    writable: bool,
+}
+
+impl PhysMem for ReadOnlyAfter {
+    fn read(&self, addr: kho_mem::PhysAddr, buf: &mut [u8]) -> kho_mem::Result<()> {
+        self.inner.read(addr, buf)
+    }
+    fn write(&mut self, addr: kho_mem::PhysAddr, data: &[u8]) -> kho_mem::Result<()> {
+        if !self.writable {
+            return Err(kho_mem::Error::NotRam {
+                addr: addr.as_u64(),
+                len: data.len() as u64,
+            });
+        }
+        self.inner.write(addr, data)
+    }
+    fn is_ram(&self, addr: kho_mem::PhysAddr, len: u64) -> bool {
+        self.inner.is_ram(addr, len)
+    }
+    fn alloc_pages(&mut self, order: kho_mem::Order) -> kho_mem::Result<kho_mem::PhysAddr> {
+        self.inner.alloc_pages(order)
+    }
+    fn free_pages(
+        &mut self,
+        addr: kho_mem::PhysAddr,
+        order: kho_mem::Order,
+    ) -> kho_mem::Result<()> {
+        self.inner.free_pages(addr, order)
+    }
+}
+
+#[test]
+fn node_access_failure_is_reported_and_changes_nothing() {
+    let mut mem = ReadOnlyAfter {
+        inner: host(BASE, 1 << 20),
+        writable: true,
+    };
+    let mut tree = RadixTree::new(&mut mem).unwrap();
+    tree.preserve(&mut mem, pfn(0x4_0000), ord(0)).unwrap();
+    mem.writable = false;
+    let leaf = node_on_path(&mem.inner, tree.root().as_u64(), spec_key(0x4_0001, 0), 0);
+    let err = tree.preserve(&mut mem, pfn(0x4_0001), ord(0)).unwrap_err();
+    assert!(
+        matches!(err, Error::NodeAccess { node, source: kho_mem::Error::NotRam { .. } } if node.as_u64() == leaf),
+        "{err:?}"
+    );
+    mem.writable = true;
+    // The failed call left no trace, in memory or in the word cache.
+    assert!(!tree.is_preserved(&mem, pfn(0x4_0001), ord(0)).unwrap());
+    assert_eq!(tree.preserved_blocks(), 1);
+    tree.preserve(&mut mem, pfn(0x4_0001), ord(0)).unwrap();
+    assert_eq!(
+        tree_walk(&tree, &mem),
+        [(0x4_0000 * PAGE, 0), (0x4_0001 * PAGE, 0)]
+    );
+}
