@@ -139,6 +139,20 @@ fn top_of_the_address_space() {
     let pages: Vec<u64> = (0..12).map(page).collect();
     assert_eq!(nonzero_words(&mem, &pages), want);
     assert_eq!(tree_walk(&tree, &mem), [(1 << 63, 51), (1 << 62, 38)]);
+    // The range iterator decodes this mixed-order leaf bit by bit too.
+    let runs: Vec<_> = tree
+        .ranges(&mem)
+        .map(|r| {
+            let r = r.unwrap();
+            (
+                r.range().start().as_u64(),
+                r.range().size(),
+                r.order().get(),
+                r.blocks(),
+            )
+        })
+        .collect();
+    assert_eq!(runs, [(1 << 63, 1 << 63, 51, 1), (1 << 62, 1 << 50, 38, 1)]);
 }
 
 #[test]
