@@ -5,20 +5,83 @@ use core::fmt;
 
 use kho_scratch::KhoCmdline;
 
-/// A way to corrupt the outgoing handover (fault injection).
+/// A way to corrupt the outgoing handover (fault injection), one per class
+/// of the fault matrix (docs/HANDOVER.md lists what the next generation
+/// must report for each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FaultClass {
+    /// The root FDT's magic is overwritten.
+    BadMagic,
+    /// The root FDT's `totalsize` claims only its header.
+    Truncated,
     /// The root FDT's `compatible` becomes `"kho-v9"`.
     Compatible,
+    /// The root FDT has no `preserved-memory-map`.
+    MemoryMapMissing,
+    /// `preserved-memory-map` is 4 bytes long.
+    MemoryMap4Bytes,
+    /// `preserved-memory-map` is 0.
+    MemoryMapZero,
+    /// `preserved-memory-map` points outside RAM.
+    MemoryMapOutsideRam,
+    /// A radix root entry points outside RAM.
+    RadixOutsideRam,
+    /// A radix table entry points back at the root.
+    RadixCycle,
+    /// The vmalloc chunk chain loops onto its first chunk.
+    VmallocCycle,
+    /// A scratch array entry covers a preserved block.
+    ScratchOverlapsPreserved,
+    /// A scratch array entry lies outside RAM.
+    ScratchOutsideRam,
+    /// The arch handoff entry has a wrong length (x86 setup_data `len`,
+    /// arm64 `/chosen` `linux,kho-scratch`).
+    HandoffLength,
 }
 
 impl FaultClass {
+    /// Every class with its command-line name.
+    pub const ALL: [(FaultClass, &'static str); 13] = [
+        (FaultClass::BadMagic, "bad-magic"),
+        (FaultClass::Truncated, "truncated"),
+        (FaultClass::Compatible, "compatible"),
+        (FaultClass::MemoryMapMissing, "memory-map-missing"),
+        (FaultClass::MemoryMap4Bytes, "memory-map-4-bytes"),
+        (FaultClass::MemoryMapZero, "memory-map-zero"),
+        (FaultClass::MemoryMapOutsideRam, "memory-map-outside-ram"),
+        (FaultClass::RadixOutsideRam, "radix-outside-ram"),
+        (FaultClass::RadixCycle, "radix-cycle"),
+        (FaultClass::VmallocCycle, "vmalloc-cycle"),
+        (
+            FaultClass::ScratchOverlapsPreserved,
+            "scratch-overlaps-preserved",
+        ),
+        (FaultClass::ScratchOutsideRam, "scratch-outside-ram"),
+        (FaultClass::HandoffLength, "handoff-length"),
+    ];
+
     fn parse(s: &str) -> Option<FaultClass> {
-        match s {
-            "compatible" => Some(FaultClass::Compatible),
-            _ => None,
-        }
+        FaultClass::ALL
+            .iter()
+            .find(|(_, name)| *name == s)
+            .map(|(c, _)| *c)
+    }
+
+    /// Whether the fault is applied at hand-off time, after the handover
+    /// checks and just before the jump: the scratch array and the arch entry
+    /// only exist then, and a corrupted radix tree would fail the outgoing
+    /// generation's own checks. The other classes corrupt the KHO state as
+    /// soon as it is built, so `fdt-out` shows the damage.
+    pub fn at_handoff(self) -> bool {
+        matches!(
+            self,
+            FaultClass::RadixOutsideRam
+                | FaultClass::RadixCycle
+                | FaultClass::ScratchOverlapsPreserved
+                | FaultClass::ScratchOutsideRam
+                | FaultClass::HandoffLength
+        )
     }
 }
 

@@ -19,6 +19,8 @@ mod content;
 #[cfg(target_os = "none")]
 mod arch;
 #[cfg(target_os = "none")]
+mod fault;
+#[cfg(target_os = "none")]
 mod generation;
 #[cfg(target_os = "none")]
 mod heap;

@@ -183,6 +183,7 @@ extern "C" fn rust_exception(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
 pub struct Kexec {
     staging: PhysRange,
     dtb: PhysAddr,
+    dtb_len: u64,
     ranges: [PhysRange; 2],
     handover: kho::Handover,
 }
@@ -226,9 +227,36 @@ pub fn prepare_kexec(
     Ok(Kexec {
         staging,
         dtb: dtb.start(),
+        dtb_len: next.len() as u64,
         ranges: [dtb, staging],
         handover,
     })
+}
+
+/// Fault injection: make `/chosen` `linux,kho-scratch` one cell short
+/// (12 bytes instead of 16) in the next DTB.
+pub fn corrupt_handoff_length(mem: &mut StubMem, k: &Kexec) -> Result<(), String> {
+    let err = |e: &dyn core::fmt::Display| alloc::format!("corrupting the next DTB: {e}");
+    let mut blob = alloc::vec![0u8; k.dtb_len as usize];
+    mem.read(k.dtb, &mut blob).map_err(|e| err(&e))?;
+    let dtb = kho_fdt::dtb::Dtb::parse(&blob).map_err(|e| err(&e))?;
+    let short = dtb
+        .property("/chosen", kho_abi::chosen::PROP_KHO_SCRATCH)
+        .ok_or("no linux,kho-scratch")?;
+    let short = short
+        .get(..12)
+        .ok_or("linux,kho-scratch shorter than 12 bytes")?
+        .to_vec();
+    let edit = kho_fdt::dtb::Edit::Set {
+        path: "/chosen",
+        name: kho_abi::chosen::PROP_KHO_SCRATCH,
+        value: &short,
+    };
+    let out = dtb.rewrite(&[edit]).map_err(|e| err(&e))?;
+    if out.len() as u64 > k.dtb_len {
+        return Err(String::from("corrupted DTB is larger than its allocation"));
+    }
+    mem.write(k.dtb, &out).map_err(|e| err(&e))
 }
 
 /// Jump into the next generation at the staged copy's first instruction

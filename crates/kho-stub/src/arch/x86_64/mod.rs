@@ -306,6 +306,17 @@ pub fn prepare_kexec(
     })
 }
 
+/// Fault injection: give the KHO `setup_data` entry a wrong `len` (16
+/// instead of 32).
+pub fn corrupt_handoff_length(mem: &mut StubMem, k: &Kexec) -> Result<(), String> {
+    let len_field = k
+        .boot_params
+        .checked_add(4096 + 12)
+        .ok_or("boot_params wraps")?;
+    mem.write(len_field, &16u32.to_le_bytes())
+        .map_err(|e| alloc::format!("{e}"))
+}
+
 /// Jump into the next generation at the Linux 64-bit entry of the staged
 /// copy, with `%rsi` = the zero page.
 pub fn kexec(k: &Kexec) -> ! {

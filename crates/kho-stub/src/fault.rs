@@ -1,0 +1,164 @@
+//! Fault injection: corrupt the outgoing handover in one named way.
+//!
+//! Each class corrupts exactly one thing the next generation validates, so
+//! the harness can check that the next generation refuses it with the right
+//! reason and boots cold (or, where upstream goes on with a partial
+//! revival, does that and says so).
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use kho_abi::fdt::{
+    COMPATIBLE_V2, PROP_BLOB_SIZE, PROP_COMPATIBLE, PROP_PRESERVED_DATA, PROP_PRESERVED_MEMORY_MAP,
+};
+use kho_abi::scratch::ScratchDescriptor;
+use kho_abi::vmalloc::VmallocDescriptor;
+use kho_fdt::KhoFdt;
+use kho_mem::{PhysAddr, PhysMem, PhysRange};
+use vm_fdt::FdtWriter;
+
+use crate::config::FaultClass;
+use crate::mem::StubMem;
+
+/// An address no QEMU machine of the test matrix has RAM at (64 GiB).
+pub const OUTSIDE_RAM: u64 = 0x10_0000_0000;
+
+fn text<E: core::fmt::Display>(e: E) -> String {
+    format!("{e}")
+}
+
+/// What the root FDT's root node should say instead of the truth.
+enum Root {
+    NoMemoryMap,
+    MemoryMapBytes(Vec<u8>),
+}
+
+/// Rewrite the root FDT page with the same children but a different root.
+fn rewrite_root(mem: &mut StubMem, fdt_page: PhysAddr, root: Root) -> Result<(), String> {
+    let mut page = [0u8; 4096];
+    mem.read(fdt_page, &mut page).map_err(text)?;
+    let children: Vec<(String, u64, Option<u64>)> = KhoFdt::parse(&page)
+        .map_err(text)?
+        .subtrees()
+        .map(|s| (String::from(s.name()), s.data().as_u64(), s.size()))
+        .collect();
+    let build = || -> Result<Vec<u8>, vm_fdt::Error> {
+        let mut w = FdtWriter::new()?;
+        let r = w.begin_node("")?;
+        w.property_string(PROP_COMPATIBLE, COMPATIBLE_V2)?;
+        if let Root::MemoryMapBytes(v) = &root {
+            w.property(PROP_PRESERVED_MEMORY_MAP, v)?;
+        }
+        for (name, data, size) in &children {
+            let c = w.begin_node(name)?;
+            w.property(PROP_PRESERVED_DATA, &data.to_le_bytes())?;
+            if let Some(size) = size {
+                w.property(PROP_BLOB_SIZE, &size.to_le_bytes())?;
+            }
+            w.end_node(c)?;
+        }
+        w.end_node(r)?;
+        w.finish()
+    };
+    let blob = build().map_err(|e| format!("{e:?}"))?;
+    if blob.len() > page.len() {
+        return Err(String::from("corrupted FDT does not fit its page"));
+    }
+    page.fill(0);
+    page[..blob.len()].copy_from_slice(&blob);
+    mem.write(fdt_page, &page).map_err(text)
+}
+
+/// Corrupt the KHO state itself: the root FDT, the radix tree or the
+/// vmalloc chain (classes that are not [`FaultClass::at_handoff`]).
+pub fn corrupt_state(
+    mem: &mut StubMem,
+    class: FaultClass,
+    fdt_page: PhysAddr,
+    radix_root: PhysAddr,
+    vmalloc: &VmallocDescriptor,
+) -> Result<(), String> {
+    let at = |off: u64| fdt_page.checked_add(off).ok_or("FDT page wraps");
+    match class {
+        FaultClass::BadMagic => mem
+            .write(fdt_page, &0xdead_beefu32.to_be_bytes())
+            .map_err(text),
+        FaultClass::Truncated => mem.write(at(4)?, &40u32.to_be_bytes()).map_err(text),
+        FaultClass::Compatible => {
+            let mut page = [0u8; 4096];
+            mem.read(fdt_page, &mut page).map_err(text)?;
+            let off = page
+                .windows(6)
+                .position(|w| w == b"kho-v2")
+                .ok_or("no compatible to corrupt")?;
+            mem.write(at(off as u64)?, b"kho-v9").map_err(text)
+        }
+        FaultClass::MemoryMapMissing => rewrite_root(mem, fdt_page, Root::NoMemoryMap),
+        FaultClass::MemoryMap4Bytes => {
+            let low = (radix_root.as_u64() as u32).to_le_bytes().to_vec();
+            rewrite_root(mem, fdt_page, Root::MemoryMapBytes(low))
+        }
+        FaultClass::MemoryMapZero => rewrite_root(
+            mem,
+            fdt_page,
+            Root::MemoryMapBytes(0u64.to_le_bytes().to_vec()),
+        ),
+        FaultClass::MemoryMapOutsideRam => rewrite_root(
+            mem,
+            fdt_page,
+            Root::MemoryMapBytes(OUTSIDE_RAM.to_le_bytes().to_vec()),
+        ),
+        FaultClass::RadixOutsideRam => {
+            let (slot, _) = first_entry(mem, radix_root)?;
+            mem.write_u64(slot, OUTSIDE_RAM).map_err(text)
+        }
+        FaultClass::RadixCycle => {
+            let (_, child) = first_entry(mem, radix_root)?;
+            let (slot, _) = first_entry(mem, child)?;
+            mem.write_u64(slot, radix_root.as_u64()).map_err(text)
+        }
+        FaultClass::VmallocCycle => {
+            let first = PhysAddr::new(vmalloc.first.get());
+            if first == PhysAddr::ZERO {
+                return Err(String::from(
+                    "vmalloc-cycle needs a vmalloc area (kho_stub.vmalloc_pages > 0)",
+                ));
+            }
+            mem.write_u64(first, first.as_u64()).map_err(text)
+        }
+        FaultClass::ScratchOverlapsPreserved
+        | FaultClass::ScratchOutsideRam
+        | FaultClass::HandoffLength => Err(String::from("fault applies at hand-off time")),
+    }
+}
+
+/// The first non-zero entry of the table page at `table`: (its slot, its value).
+fn first_entry(mem: &StubMem, table: PhysAddr) -> Result<(PhysAddr, PhysAddr), String> {
+    let mut entries = [0u64; 512];
+    mem.read_u64s(table, &mut entries).map_err(text)?;
+    let i = entries
+        .iter()
+        .position(|&e| e != 0)
+        .ok_or("radix table is empty")?;
+    let slot = table.checked_add(i as u64 * 8).ok_or("radix table wraps")?;
+    Ok((slot, PhysAddr::new(entries[i])))
+}
+
+/// Corrupt the scratch array written at `array`: entry 1 (the global area)
+/// becomes `range`.
+pub fn corrupt_scratch_entry(
+    mem: &mut StubMem,
+    array: PhysRange,
+    range: PhysRange,
+) -> Result<(), String> {
+    let entry = array.start().checked_add(16).ok_or("scratch array wraps")?;
+    if array.size() < 32 {
+        return Err(String::from("scratch array has no entry 1"));
+    }
+    mem.write_obj(
+        entry,
+        &ScratchDescriptor::new(range.start().as_u64(), range.size()),
+    )
+    .map_err(text)
+}
