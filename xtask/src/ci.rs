@@ -121,6 +121,16 @@ pub(crate) fn lint() -> Result<()> {
         .with_context(|| format!("clippy found problems for {target}"))?;
     }
 
+    for target in BARE_TARGETS {
+        tracing::info!("step: clippy for the boot stub on {target}");
+        cmd!(
+            sh,
+            "cargo clippy --locked --release -p kho-stub --target {target} -- -D warnings"
+        )
+        .run()
+        .with_context(|| format!("clippy found problems in kho-stub for {target}"))?;
+    }
+
     tracing::info!("step: rustdoc");
     {
         let _flags = sh.push_env("RUSTDOCFLAGS", "-D warnings");

@@ -1,8 +1,8 @@
 //! Scratch descriptors: the `{addr, size}` array handed to the next kernel.
 //!
 //! The array has no header: its entry count is its byte length divided by
-//! [`DESCRIPTOR_SIZE`]. Linux orders it as [0] lowmem area, [1] global area,
-//! [2..] one area per NUMA node with memory.
+//! [`DESCRIPTOR_SIZE`]. Linux orders it as \[0\] lowmem area, \[1\] global area,
+//! \[2..\] one area per NUMA node with memory.
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 

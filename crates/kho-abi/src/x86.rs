@@ -106,7 +106,7 @@ pub mod boot_params {
     pub const CMDLINE_SIZE: usize = 0x238;
     /// `hdr.setup_data` (u64): phys of the first `setup_data` entry.
     pub const SETUP_DATA: usize = 0x250;
-    /// `e820_table`: [`E820_MAX_ENTRIES`] packed [`E820Entry`]s.
+    /// `e820_table`: [`E820_MAX_ENTRIES`] packed [`E820Entry`](super::E820Entry)s.
     pub const E820_TABLE: usize = 0x2d0;
     /// Capacity of the zero page's e820 table (`E820_MAX_ENTRIES_ZEROPAGE`).
     pub const E820_MAX_ENTRIES: usize = 128;
