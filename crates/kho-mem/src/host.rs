@@ -290,6 +290,25 @@ impl PhysMem for HostMem {
         Ok(())
     }
 
+    #[inline]
+    fn read_u64(&self, addr: PhysAddr) -> Result<u64> {
+        let (r, off) = self.region(addr, 8)?;
+        let mut le = [0u8; 8];
+        le.copy_from_slice(&r.bytes[off..off + 8]);
+        Ok(u64::from_le_bytes(le))
+    }
+
+    #[inline]
+    fn write_u64(&mut self, addr: PhysAddr, value: u64) -> Result<()> {
+        let r = self.region_mut(addr, 8)?;
+        let off = r.offset(addr, 8).ok_or(Error::NotRam {
+            addr: addr.as_u64(),
+            len: 8,
+        })?;
+        r.bytes[off..off + 8].copy_from_slice(&value.to_le_bytes());
+        Ok(())
+    }
+
     fn read_u64s(&self, addr: PhysAddr, out: &mut [u64]) -> Result<()> {
         let len = (out.len() as u64) * 8;
         let (r, off) = self.region(addr, len)?;

@@ -138,4 +138,7 @@ impl<M: PhysMem + ?Sized> PhysMem for &mut M {
     fn read_u64s(&self, addr: PhysAddr, out: &mut [u64]) -> Result<()> {
         (**self).read_u64s(addr, out)
     }
+    fn fill(&mut self, addr: PhysAddr, len: u64, byte: u8) -> Result<()> {
+        (**self).fill(addr, len, byte)
+    }
 }
