@@ -80,7 +80,7 @@ impl ScratchAreas {
         policy: ReadPolicy,
     ) -> Result<ScratchAreas> {
         let entry = DESCRIPTOR_SIZE as u64;
-        if byte_len == 0 || byte_len % entry != 0 {
+        if byte_len == 0 || !byte_len.is_multiple_of(entry) {
             return Err(Error::ArrayLength { byte_len });
         }
         let count = byte_len / entry;
