@@ -179,7 +179,7 @@ pub(crate) fn validate(blob: &[u8], max_size: usize) -> Result<ValidFdt<'_>> {
     let bytes = blob.get(..totalsize).unwrap_or_default();
 
     check_block(Block::MemReserveMap, header.off_mem_rsvmap, 0, &header)?;
-    if header.off_mem_rsvmap % 8 != 0 {
+    if !header.off_mem_rsvmap.is_multiple_of(8) {
         return Err(Error::MisalignedBlock {
             block: Block::MemReserveMap,
             offset: header.off_mem_rsvmap,
@@ -192,7 +192,7 @@ pub(crate) fn validate(blob: &[u8], max_size: usize) -> Result<ValidFdt<'_>> {
         header.size_dt_struct,
         &header,
     )?;
-    if header.off_dt_struct % 4 != 0 {
+    if !header.off_dt_struct.is_multiple_of(4) {
         return Err(Error::MisalignedBlock {
             block: Block::Structure,
             offset: header.off_dt_struct,

@@ -133,7 +133,7 @@ impl<'a> Dtb<'a> {
 /// Decode big-endian (address, size) pairs of `ac` and `sc` cells each.
 pub fn decode_pairs(value: &[u8], ac: u32, sc: u32) -> impl Iterator<Item = (u64, u64)> + '_ {
     let cells = (ac + sc) as usize;
-    let ok = cells > 0 && ac <= 2 && sc <= 2 && value.len() % (cells * 4) == 0;
+    let ok = cells > 0 && ac <= 2 && sc <= 2 && value.len().is_multiple_of(cells * 4);
     let pair_len = if ok { cells * 4 } else { 1 };
     value
         .chunks_exact(pair_len)
@@ -190,10 +190,9 @@ fn copy_node(
             name,
             value,
         } = *e
+            && p == path
         {
-            if p == path {
-                set_here.push((name, value));
-            }
+            set_here.push((name, value));
         }
     }
     for prop in node.properties() {
@@ -234,10 +233,9 @@ fn copy_node(
                             name,
                             value,
                         } = *e2
+                            && p2 == p
                         {
-                            if p2 == p {
-                                w.property(name, value).map_err(Error::Writer)?;
-                            }
+                            w.property(name, value).map_err(Error::Writer)?;
                         }
                     }
                     w.end_node(node).map_err(Error::Writer)?;

@@ -159,12 +159,10 @@ fn rank(name: &str) -> usize {
 
 fn value(name: &str, v: &[u8]) -> String {
     let known_u64 = LE64_PROPS.contains(&name);
-    if known_u64 {
-        if let Some(x) = le64(v) {
-            let mut s = String::new();
-            let _ = write!(s, "le64:{x:#018x}");
-            return s;
-        }
+    if known_u64 && let Some(x) = le64(v) {
+        let mut s = String::new();
+        let _ = write!(s, "le64:{x:#018x}");
+        return s;
     }
     // A known u64 of the wrong length is shown as bytes even if they happen
     // to look like a string (a big-endian cell 0x41234000 reads "A#@").

@@ -77,7 +77,7 @@ impl DirectMem {
             addr: addr.as_u64(),
             len: bytes,
         };
-        if off % 8 != 0
+        if !off.is_multiple_of(8)
             || off
                 .checked_add(bytes)
                 .is_none_or(|end| end > self.words.len() as u64 * 8)
@@ -182,7 +182,7 @@ fn shuffled() -> Vec<u64> {
 fn sparse() -> Vec<u64> {
     let mut rng = Rng(0x0dd_ba11_cafe_f00d);
     (FIRST..FIRST + PAGES)
-        .filter(|_| rng.next() % 16 == 0)
+        .filter(|_| rng.next().is_multiple_of(16))
         .collect()
 }
 

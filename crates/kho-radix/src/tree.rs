@@ -131,10 +131,10 @@ fn write<M: PhysMem + ?Sized>(mem: &mut M, addr: u64, value: u64) -> Result<()> 
 #[inline(never)]
 fn node_is_empty<M: PhysMem + ?Sized>(mem: &M, node: u64, hint: usize) -> Result<bool> {
     for d in 1..TABLE_ENTRIES {
-        if let Some(below) = hint.checked_sub(d) {
-            if read(mem, slot(node, below))? != 0 {
-                return Ok(false);
-            }
+        if let Some(below) = hint.checked_sub(d)
+            && read(mem, slot(node, below))? != 0
+        {
+            return Ok(false);
         }
         let above = hint + d;
         if above < TABLE_ENTRIES && read(mem, slot(node, above))? != 0 {

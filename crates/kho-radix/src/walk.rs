@@ -170,15 +170,15 @@ impl<'a, 'b> Cursor<'a, 'b> {
                     entry,
                 });
             }
-            if let Some(visited) = self.checks.visited.as_deref_mut() {
-                if !visited.insert(entry)? {
-                    return Err(Error::SharedNode {
-                        level,
-                        index,
-                        node: table,
-                        entry,
-                    });
-                }
+            if let Some(visited) = self.checks.visited.as_deref_mut()
+                && !visited.insert(entry)?
+            {
+                return Err(Error::SharedNode {
+                    level,
+                    index,
+                    node: table,
+                    entry,
+                });
             }
             let base = base | ((index as u64) << level_shift(level));
             if level == 1 {
@@ -574,13 +574,13 @@ impl<'a, 'b, M: PhysMem + ?Sized> Ranges<'a, 'b, M> {
     /// Add a run; returns the pending run it could not be merged with.
     #[inline(always)]
     fn push(&mut self, run: Run) -> Option<Run> {
-        if let Some(p) = self.pending.as_mut() {
-            if p.order == run.order && p.start.checked_add(p.size) == Some(run.start) {
-                if let Some(size) = p.size.checked_add(run.size) {
-                    p.size = size;
-                    return None;
-                }
-            }
+        if let Some(p) = self.pending.as_mut()
+            && p.order == run.order
+            && p.start.checked_add(p.size) == Some(run.start)
+            && let Some(size) = p.size.checked_add(run.size)
+        {
+            p.size = size;
+            return None;
         }
         self.pending.replace(run)
     }

@@ -66,7 +66,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// What the model says one block preserve does.
 fn model_preserve(model: &BTreeSet<(u64, u32)>, p: u64, o: u32) -> Result<(), Error> {
-    if p % (1 << o) != 0 {
+    if !p.is_multiple_of(1 << o) {
         return Err(Error::Misaligned {
             pfn: pfn(p),
             order: ord(o),

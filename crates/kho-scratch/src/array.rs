@@ -118,7 +118,7 @@ impl ScratchAreas {
                 areas.push(ScratchArea { kind, range })?;
                 continue;
             }
-            if !addr.is_page_aligned() || size % page != 0 {
+            if !addr.is_page_aligned() || !size.is_multiple_of(page) {
                 return Err(Error::EntryMisaligned { index, addr, size });
             }
             if !mem.is_ram(addr, size) {

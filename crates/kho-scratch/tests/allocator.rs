@@ -79,7 +79,7 @@ impl Model {
     /// First fit by brute force (page index).
     fn first_fit(&self, pages: usize, align_pages: usize) -> Option<usize> {
         (0..PAGES)
-            .filter(|c| (BASE_PAGE as usize + c) % align_pages == 0)
+            .filter(|c| (BASE_PAGE as usize + c).is_multiple_of(align_pages))
             .find(|&c| (c..c + pages).all(|p| self.in_pool(p) && !self.used[p]))
     }
 }

@@ -142,12 +142,12 @@ fn new_chunk<M: PhysMem + ?Sized>(
             source,
         });
     }
-    if let Some(prev) = prev {
-        if let Err(source) = mem.write_u64(prev, page.as_u64()) {
-            let _ = tree.unpreserve(mem, pfn, Order::ZERO);
-            let _ = mem.free_page(page);
-            return Err(Error::Access { addr: prev, source });
-        }
+    if let Some(prev) = prev
+        && let Err(source) = mem.write_u64(prev, page.as_u64())
+    {
+        let _ = tree.unpreserve(mem, pfn, Order::ZERO);
+        let _ = mem.free_page(page);
+        return Err(Error::Access { addr: prev, source });
     }
     Ok(page)
 }

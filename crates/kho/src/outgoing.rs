@@ -272,7 +272,7 @@ impl KhoOut {
 
 fn page_span(range: PhysRange) -> Result<(Pfn, u64)> {
     let start = Pfn::try_from_phys(range.start())?;
-    if range.size() % PAGE_SIZE as u64 != 0 {
+    if !range.size().is_multiple_of(PAGE_SIZE as u64) {
         return Err(Error::Mem(kho_mem::Error::Misaligned {
             addr: range.size(),
             align: PAGE_SIZE as u64,
