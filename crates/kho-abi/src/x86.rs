@@ -86,6 +86,8 @@ const _: () = {
 pub mod boot_params {
     /// Size of the zero page.
     pub const SIZE: usize = 4096;
+    /// `acpi_rsdp_addr` (u64): phys of the ACPI RSDP, passed on by kexec.
+    pub const ACPI_RSDP_ADDR: usize = 0x070;
     /// `ext_cmd_line_ptr`: high 32 bits of the command line address (u32).
     pub const EXT_CMD_LINE_PTR: usize = 0x0c8;
     /// `e820_entries`: number of valid entries in the e820 table (u8).

@@ -23,6 +23,17 @@ pub struct Dtb<'a> {
     valid: ValidFdt<'a>,
 }
 
+/// One range of RAM from a `memory` node ([`Dtb::memory_regions`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryRegion {
+    /// Start address.
+    pub address: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// The node's `numa-node-id`, if it has one.
+    pub numa_node: Option<u32>,
+}
+
 /// One change [`Dtb::rewrite`] makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Edit<'e> {
@@ -107,6 +118,37 @@ impl<'a> Dtb<'a> {
                 continue;
             };
             out.extend(decode_pairs(reg.value, ac, sc));
+        }
+        out
+    }
+
+    /// The RAM the DTB describes: every `(address, size)` of the `reg` of
+    /// each root child named `memory` or `memory@…`, with that node's
+    /// `numa-node-id` (one big-endian cell) when it has a valid one.
+    pub fn memory_regions(&self) -> Vec<MemoryRegion> {
+        let mut out = Vec::new();
+        let (Some((ac, sc)), Ok(root)) = (self.root_cells(), self.valid.root()) else {
+            return out;
+        };
+        for child in root.children() {
+            let named = child.name == "memory" || child.name.starts_with("memory@");
+            if !named {
+                continue;
+            }
+            let numa_node = child
+                .properties()
+                .find(|p| p.name == "numa-node-id")
+                .and_then(|p| p.value.try_into().ok().map(u32::from_be_bytes));
+            let Some(reg) = child.properties().find(|p| p.name == "reg") else {
+                continue;
+            };
+            out.extend(
+                decode_pairs(reg.value, ac, sc).map(|(address, size)| MemoryRegion {
+                    address,
+                    size,
+                    numa_node,
+                }),
+            );
         }
         out
     }
@@ -263,6 +305,11 @@ mod tests {
         w.property_array_u64("reg", &[0x4000_0000, 0x2000_0000])
             .unwrap();
         w.end_node(mem).unwrap();
+        let mem = w.begin_node("memory@60000000").unwrap();
+        w.property_u32("numa-node-id", 1).unwrap();
+        w.property_array_u64("reg", &[0x6000_0000, 0x1000_0000])
+            .unwrap();
+        w.end_node(mem).unwrap();
         let chosen = w.begin_node("chosen").unwrap();
         w.property_string("bootargs", "console=ttyAMA0").unwrap();
         w.property("linux,kho-fdt", &encode_pair(0x1, 0x2, 2, 2))
@@ -281,7 +328,25 @@ mod tests {
             dtb.property("/chosen", "bootargs"),
             Some(&b"console=ttyAMA0\0"[..])
         );
-        assert_eq!(dtb.root_child_regs("memory"), [(0x4000_0000, 0x2000_0000)]);
+        assert_eq!(
+            dtb.root_child_regs("memory"),
+            [(0x4000_0000, 0x2000_0000), (0x6000_0000, 0x1000_0000)]
+        );
+        assert_eq!(
+            dtb.memory_regions(),
+            [
+                MemoryRegion {
+                    address: 0x4000_0000,
+                    size: 0x2000_0000,
+                    numa_node: None
+                },
+                MemoryRegion {
+                    address: 0x6000_0000,
+                    size: 0x1000_0000,
+                    numa_node: Some(1)
+                },
+            ]
+        );
         assert_eq!(dtb.property("/nope", "x"), None);
     }
 
@@ -340,8 +405,9 @@ mod tests {
         assert_eq!(again.property("/extra", "x"), Some(&[1u8][..]));
         assert_eq!(
             again.root_child_regs("memory"),
-            [(0x4000_0000, 0x2000_0000)]
+            [(0x4000_0000, 0x2000_0000), (0x6000_0000, 0x1000_0000)]
         );
+        assert_eq!(again.memory_regions()[1].numa_node, Some(1));
         assert_eq!(
             again.valid.mem_reservations().collect::<Vec<_>>(),
             [(0x4800_0000, 0x1000)]

@@ -120,6 +120,14 @@ pub fn run(boot: BootInfo) -> ! {
         .iter()
         .filter_map(|r| clip(r, arch::MAPPED_LIMIT))
         .collect();
+    for r in memory.iter().filter(|r| r.is_usable_ram()) {
+        say!(
+            "KHO memory gen={g} addr={} size={:#x} node={}",
+            r.range.start(),
+            r.range.size(),
+            r.node.get()
+        );
+    }
     let mut mem = StubMem::new(
         memory.iter().filter(|r| r.is_usable_ram()).map(|r| r.range),
         arch::MAPPED_LIMIT,

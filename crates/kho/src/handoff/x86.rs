@@ -36,6 +36,8 @@ pub struct BootParamsOut<'a> {
     pub cmdline: Option<(PhysAddr, u32)>,
     /// Where to put the KHO setup_data entry (48 bytes), and what it says.
     pub kho: Option<(PhysAddr, Handover)>,
+    /// Phys of the ACPI RSDP to pass on (`acpi_rsdp_addr`), if known.
+    pub acpi_rsdp: Option<PhysAddr>,
 }
 
 /// Write a zero page at `at` (4096 bytes, zeroed first).
@@ -80,6 +82,9 @@ pub fn write_boot_params<M: PhysMem>(
         )?;
         mem.write(field(bp::CMDLINE_SIZE)?, &len.to_le_bytes())?;
     }
+    if let Some(rsdp) = params.acpi_rsdp {
+        mem.write_u64(field(bp::ACPI_RSDP_ADDR)?, rsdp.as_u64())?;
+    }
     if let Some((entry, handover)) = params.kho {
         let header = SetupDataHeader {
             next: Le64::new(0),
@@ -106,6 +111,8 @@ pub struct BootParamsIn {
     count: usize,
     /// Phys of the command line, if any.
     pub cmdline: Option<PhysAddr>,
+    /// Phys of the ACPI RSDP (`acpi_rsdp_addr`), if set.
+    pub acpi_rsdp: Option<PhysAddr>,
     /// Phys of the first `setup_data` entry (0: none). Follow it with
     /// [`find_kho`] over a [`PhysMem`] bounded by the memory map just read,
     /// so an untrusted chain cannot point the reader at MMIO.
@@ -155,10 +162,13 @@ pub fn read_boot_params<M: PhysMem>(mem: &M, at: PhysAddr) -> Result<BootParamsI
     let cmd = u64::from(u32_at(bp::CMD_LINE_PTR)) | (u64::from(u32_at(bp::EXT_CMD_LINE_PTR)) << 32);
     let setup_data =
         u64::from(u32_at(bp::SETUP_DATA)) | (u64::from(u32_at(bp::SETUP_DATA + 4)) << 32);
+    let rsdp =
+        u64::from(u32_at(bp::ACPI_RSDP_ADDR)) | (u64::from(u32_at(bp::ACPI_RSDP_ADDR + 4)) << 32);
     Ok(BootParamsIn {
         entries,
         count,
         cmdline: (cmd != 0).then_some(PhysAddr::new(cmd)),
+        acpi_rsdp: (rsdp != 0).then_some(PhysAddr::new(rsdp)),
         setup_data,
     })
 }
@@ -256,12 +266,14 @@ mod tests {
             memory: &memory,
             cmdline: Some((PhysAddr::new(0x8000), 20)),
             kho: Some((PhysAddr::new(0x9000), handover())),
+            acpi_rsdp: Some(PhysAddr::new(0xf_5a40)),
         };
         write_boot_params(&mut m, PhysAddr::new(0x7000), &params).unwrap();
         let back = read_boot_params(&m, PhysAddr::new(0x7000)).unwrap();
         assert_eq!(back.memory(), &memory);
         assert_eq!(back.cmdline, Some(PhysAddr::new(0x8000)));
         assert_eq!(back.setup_data, 0x9000);
+        assert_eq!(back.acpi_rsdp, Some(PhysAddr::new(0xf_5a40)));
         assert_eq!(find_kho(&m, back.setup_data).unwrap(), Some(handover()));
     }
 
@@ -276,6 +288,7 @@ mod tests {
             memory: &memory,
             cmdline: Some((PhysAddr::new(0x1_2345_6000), 10)),
             kho: Some((PhysAddr::new(0x9000), handover())),
+            acpi_rsdp: None,
         };
         write_boot_params(&mut m, PhysAddr::new(0x7000), &params).unwrap();
         let mut p = [0u8; 4096];

@@ -143,12 +143,18 @@ fn boot_from_dtb(at: u64) -> BootInfo {
         Ok(d) => d,
         Err(e) => generation::fail(0, &alloc::format!("boot DTB: {e}")),
     };
+    // RAM with NUMA nodes from the memory nodes' numa-node-id (node 0
+    // without one).
     let memory = dtb
-        .root_child_regs("memory")
+        .memory_regions()
         .into_iter()
-        .filter_map(|(a, s)| PhysRange::try_new(PhysAddr::new(a), s).ok())
-        .map(|r| MemRegion::ram(r, NodeId::ZERO))
-        .collect();
+        .filter_map(|m| {
+            let range = PhysRange::try_new(PhysAddr::new(m.address), m.size).ok()?;
+            Some(MemRegion::ram(range, NodeId::new(m.numa_node.unwrap_or(0))))
+        })
+        .collect::<Vec<_>>();
+    let mut memory = memory;
+    memory.sort_by_key(|r| r.range.start());
     let cmdline = dtb
         .property("/chosen", "bootargs")
         .map(|v| {

@@ -16,6 +16,8 @@ use kho_scratch::{LowLimit, MemKind, MemRegion, NodeId, ScratchAllocator};
 use crate::generation::{self, BootInfo};
 use crate::mem::StubMem;
 
+mod acpi;
+
 core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
 
 /// Architecture name in protocol lines.
@@ -108,12 +110,69 @@ pub fn low_limit(_memory: &[MemRegion]) -> LowLimit {
 #[derive(Debug)]
 pub struct ArchBoot {
     e820: Vec<MemoryEntry>,
+    rsdp: Option<PhysAddr>,
 }
 
-fn regions(e820: &[MemoryEntry]) -> Vec<MemRegion> {
-    e820.iter()
-        .map(|e| MemRegion::new(e.range, MemKind::from_e820(e.kind), NodeId::ZERO))
-        .collect()
+/// The memory map with NUMA nodes: every e820 entry split along the SRAT's
+/// memory-affinity ranges; proximity domains become node ids in ascending
+/// order. Memory no affinity covers (or every byte, without an SRAT) is
+/// node 0.
+fn regions(e820: &[MemoryEntry], rsdp: Option<PhysAddr>) -> Vec<MemRegion> {
+    let affinity = match rsdp {
+        Some(rsdp) => {
+            acpi::memory_affinity(&probe(), rsdp).unwrap_or_else(|e| generation::fail(0, &e))
+        }
+        None => Vec::new(),
+    };
+    let mut domains: Vec<u32> = affinity.iter().map(|a| a.domain).collect();
+    domains.sort_unstable();
+    domains.dedup();
+    let node_of =
+        |domain: u32| NodeId::new(domains.iter().position(|&d| d == domain).unwrap_or(0) as u32);
+    let mut out = Vec::new();
+    for e in e820 {
+        let kind = MemKind::from_e820(e.kind);
+        let (start, end) = (
+            e.range.start().as_u64(),
+            e.range.end().map_or(u64::MAX, |x| x.as_u64()),
+        );
+        let mut cuts: Vec<(u64, u64, NodeId)> = affinity
+            .iter()
+            .filter_map(|a| {
+                let s = start.max(a.range.start().as_u64());
+                let t = end.min(a.range.end().map_or(u64::MAX, |x| x.as_u64()));
+                (s < t).then_some((s, t, node_of(a.domain)))
+            })
+            .collect();
+        cuts.sort_unstable_by_key(|c| c.0);
+        let mut at = start;
+        for (s, t, node) in cuts {
+            if s > at {
+                out.extend(
+                    PhysRange::try_new(PhysAddr::new(at), s - at)
+                        .ok()
+                        .map(|r| MemRegion::new(r, kind, NodeId::ZERO)),
+                );
+            }
+            let from = s.max(at);
+            if t > from {
+                out.extend(
+                    PhysRange::try_new(PhysAddr::new(from), t - from)
+                        .ok()
+                        .map(|r| MemRegion::new(r, kind, node)),
+                );
+            }
+            at = at.max(t);
+        }
+        if end > at {
+            out.extend(
+                PhysRange::try_new(PhysAddr::new(at), end - at)
+                    .ok()
+                    .map(|r| MemRegion::new(r, kind, NodeId::ZERO)),
+            );
+        }
+    }
+    out
 }
 
 /// A reader for boot structures before the memory map is known: the whole
@@ -155,6 +214,7 @@ fn boot_from_pvh(start_info: u64) -> BootInfo {
         generation::fail(0, &"bad hvm_start_info magic");
     }
     let cmdline_at = field(24, 8);
+    let rsdp = field(32, 8);
     let memmap = field(40, 8);
     let entries = field(48, 4);
     let mut e820 = Vec::new();
@@ -196,11 +256,12 @@ fn boot_from_pvh(start_info: u64) -> BootInfo {
     } else {
         read_cstr(&mem, PhysAddr::new(cmdline_at), MAX_CMDLINE)
     };
+    let rsdp = (rsdp != 0).then_some(PhysAddr::new(rsdp));
     BootInfo {
-        memory: regions(&e820),
+        memory: regions(&e820, rsdp),
         cmdline,
         handover: Ok(None),
-        arch: ArchBoot { e820 },
+        arch: ArchBoot { e820, rsdp },
     }
 }
 
@@ -210,7 +271,7 @@ fn boot_from_boot_params(at: u64) -> BootInfo {
         Err(e) => generation::fail(0, &e),
     };
     let e820: Vec<MemoryEntry> = params.memory().to_vec();
-    let memory = regions(&e820);
+    let memory = regions(&e820, params.acpi_rsdp);
     // Follow the untrusted setup_data chain over RAM only.
     let ram = StubMem::new(
         memory.iter().filter(|r| r.is_usable_ram()).map(|r| r.range),
@@ -225,7 +286,10 @@ fn boot_from_boot_params(at: u64) -> BootInfo {
         memory,
         cmdline,
         handover,
-        arch: ArchBoot { e820 },
+        arch: ArchBoot {
+            e820,
+            rsdp: params.acpi_rsdp,
+        },
     }
 }
 
@@ -294,6 +358,7 @@ pub fn prepare_kexec(
         memory: &boot.arch.e820,
         cmdline: Some((cmd.start(), cmdline.len() as u32)),
         kho: Some((setup_data, handover)),
+        acpi_rsdp: boot.arch.rsdp,
     };
     handoff::write_boot_params(mem, bp.start(), &out).map_err(|e| err("boot_params", &e))?;
 
