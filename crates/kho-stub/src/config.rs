@@ -116,6 +116,20 @@ pub struct Config {
     /// Generation that pauses before its kexec (`kho_stub.pause_at`) so the
     /// harness can dump guest memory.
     pub pause_at: Option<u32>,
+    /// Extra client subtrees each generation publishes (`kho_stub.subtrees`).
+    pub subtrees: Subtrees,
+}
+
+/// How many extra client subtrees to publish.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Subtrees {
+    /// None.
+    #[default]
+    None,
+    /// Exactly this many.
+    Count(u32),
+    /// As many as fit in the one-page root FDT.
+    Max,
 }
 
 /// Name of the `reserve_mem=` region every generation appends a line to.
@@ -156,6 +170,7 @@ impl Default for Config {
             vmalloc_pages: 600,
             log: None,
             pause_at: None,
+            subtrees: Subtrees::None,
         }
     }
 }
@@ -216,6 +231,16 @@ impl Config {
                             .and_then(|v| u32::try_from(v).ok())
                             .ok_or_else(|| bad("not a 32-bit number"))?,
                     );
+                }
+                "kho_stub.subtrees" => {
+                    cfg.subtrees = match value {
+                        "max" => Subtrees::Max,
+                        n => Subtrees::Count(
+                            parse_u64(n)
+                                .and_then(|v| u32::try_from(v).ok())
+                                .ok_or_else(|| bad("not a count or max"))?,
+                        ),
+                    };
                 }
                 "kho_stub.vmalloc_pages" => {
                     cfg.vmalloc_pages = parse_u64(value)
@@ -312,6 +337,14 @@ mod tests {
             })
         );
         assert_eq!(l.vmalloc_pages, 5000);
+        assert_eq!(
+            Config::parse("kho_stub.subtrees=max").unwrap().subtrees,
+            Subtrees::Max
+        );
+        assert_eq!(
+            Config::parse("kho_stub.subtrees=12").unwrap().subtrees,
+            Subtrees::Count(12)
+        );
         let d = Config::parse("").unwrap();
         assert_eq!((d.generation, d.generations), (0, 1));
         assert!(!d.kho_enabled() && d.is_last());

@@ -24,7 +24,7 @@ use zerocopy::little_endian::{U32, U64};
 
 use crate::arch;
 use crate::blob::{self, Header, Record};
-use crate::config::{Config, FaultClass, next_cmdline};
+use crate::config::{Config, FaultClass, Subtrees, next_cmdline};
 use crate::content::{self, Checksum};
 use crate::mem::StubMem;
 
@@ -248,11 +248,12 @@ pub fn run(boot: BootInfo) -> ! {
         None => String::from("result=ok"),
     };
     say!(
-        "KHO verify gen={g} folios={} bytes={} vmalloc-pages={} log-lines={} kexec-count={} {result}",
+        "KHO verify gen={g} folios={} bytes={} vmalloc-pages={} log-lines={} subtrees={} kexec-count={} {result}",
         verified.folios,
         verified.bytes,
         verified.vmalloc_pages,
         verified.log_lines,
+        verified.subtrees,
         verified.kexec_count
     );
 
@@ -356,7 +357,14 @@ struct Verified {
     /// A client whose state could not be restored: as in Linux the revival
     /// stands, that client's preserved blocks stay reserved (leaked).
     partial: Option<String>,
+    /// Extra client subtrees restored and checked.
+    subtrees: u32,
 }
+
+/// Name prefix of the extra client subtrees (`kho_stub.subtrees`).
+const CLIENT_PREFIX: &str = "client-";
+/// Block ids of client-subtree pages start here.
+const CLIENT_BLOCK_BASE: u32 = 1 << 17;
 
 /// The `reserve_mem` log region, kept at the same address across
 /// generations.
@@ -546,6 +554,31 @@ fn verify(
             used: used as u64,
         });
     }
+
+    // Extra client subtrees: one page each, content from their index.
+    let clients: Vec<(String, PhysAddr)> = k
+        .subtree_names()
+        .into_iter()
+        .filter_map(|name| name.strip_prefix(CLIENT_PREFIX).map(|_| String::from(name)))
+        .filter_map(|name| k.subtree(&name).map(|(at, _)| (name, at)))
+        .collect();
+    for (name, at) in &clients {
+        let index: u32 = name[CLIENT_PREFIX.len()..]
+            .parse()
+            .map_err(|_| format!("bad client subtree name {name}"))?;
+        k.restore_folio(*at, Order::ZERO)
+            .map_err(|e| format!("{name}: {e}"))?;
+        check_block(
+            mem,
+            cfg.seed,
+            writer,
+            CLIENT_BLOCK_BASE + index,
+            *at,
+            Order::ZERO,
+        )?;
+        mem.free_page(*at).map_err(text)?;
+    }
+    v.subtrees = clients.len() as u32;
 
     // The root FDT page was preserved too; its bytes are already copied.
     let fdt = k.handover().fdt;
@@ -738,6 +771,7 @@ fn build_outgoing(
         .map_err(text)?;
     out.add_kexec_metadata(mem, kexec_count + 1, "kho-stub")
         .map_err(text)?;
+    let subtrees = add_clients(mem, &mut out, cfg)?;
     let folios = records.len() as u64;
     let bytes: u64 = records
         .iter()
@@ -745,7 +779,7 @@ fn build_outgoing(
         .sum::<u64>()
         + u64::from(cfg.vmalloc_pages) * kho_mem::PAGE_SIZE as u64;
     say!(
-        "KHO preserve gen={g} folios={folios} bytes={bytes} unpreserved=1 vmalloc-pages={} log-lines={log_lines} radix-tables={} radix-leaves={}",
+        "KHO preserve gen={g} folios={folios} bytes={bytes} unpreserved=1 vmalloc-pages={} log-lines={log_lines} subtrees={subtrees} radix-tables={} radix-leaves={}",
         cfg.vmalloc_pages,
         out.node_stats().tables,
         out.node_stats().leaves
@@ -780,6 +814,46 @@ fn report_preserved(mem: &StubMem, out: &KhoOut, g: u32) {
         nodes.tables,
         nodes.leaves
     );
+}
+
+/// Publish the extra client subtrees `kho_stub.subtrees` asks for: each a
+/// preserved page of content, registered as `client-NNN` with its size.
+/// With `max`, add them until the next one no longer fits the root FDT's
+/// page (that last page is unpreserved and freed again).
+fn add_clients(mem: &mut StubMem, out: &mut KhoOut, cfg: &Config) -> Result<u32, String> {
+    let limit = match cfg.subtrees {
+        Subtrees::None => return Ok(0),
+        Subtrees::Count(n) => n,
+        Subtrees::Max => u32::MAX,
+    };
+    let mut added = 0;
+    while added < limit {
+        let page = mem
+            .alloc_page()
+            .map_err(|e| format!("client subtree: {e}"))?;
+        fill_block(
+            mem,
+            cfg.seed,
+            cfg.generation,
+            CLIENT_BLOCK_BASE + added,
+            page,
+            Order::ZERO,
+        )?;
+        out.preserve_folio(mem, page, Order::ZERO).map_err(text)?;
+        let name = format!("{CLIENT_PREFIX}{added:03}");
+        match out.add_subtree(mem, &name, page, Some(kho_mem::PAGE_SIZE as u64)) {
+            Ok(()) => added += 1,
+            Err(kho::Error::Fdt(kho_fdt::Error::TooLarge { .. }))
+                if cfg.subtrees == Subtrees::Max =>
+            {
+                out.unpreserve_folio(mem, page, Order::ZERO).map_err(text)?;
+                mem.free_page(page).map_err(text)?;
+                break;
+            }
+            Err(e) => return Err(format!("{name}: {e}")),
+        }
+    }
+    Ok(added)
 }
 
 /// Apply a hand-off-time fault to what was just written for the next

@@ -161,6 +161,14 @@ impl KhoIn {
         fdt.subtree(name).map(|s| (s.data(), s.size()))
     }
 
+    /// Names of every child of the incoming root FDT, in blob order.
+    pub fn subtree_names(&self) -> alloc::vec::Vec<&str> {
+        match KhoFdt::parse(&self.fdt[..self.fdt_len]) {
+            Ok(fdt) => fdt.subtrees().map(|s| s.name()).collect(),
+            Err(_) => alloc::vec::Vec::new(),
+        }
+    }
+
     /// Take ownership of a preserved block back: it must have been preserved
     /// as exactly this block and not restored before.
     pub fn restore_folio(&mut self, phys: PhysAddr, order: Order) -> Result<()> {
