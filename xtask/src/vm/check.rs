@@ -330,15 +330,15 @@ pub(crate) fn check(plan: &Plan<'_>, lines: &[String], end: &RunEnd) -> Report {
                 }
                 Some((n, _)) => {
                     missing.iter_mut().for_each(|(_, later)| *later = true);
-                    if let Some((pn, pv)) = prev_pos {
-                        if n < pn {
-                            fail(
-                                &mut report,
-                                format!(
-                                    "line {n}: generation {g}: `KHO {verb}` before `KHO {pv}` (line {pn})"
-                                ),
-                            );
-                        }
+                    if let Some((pn, pv)) = prev_pos
+                        && n < pn
+                    {
+                        fail(
+                            &mut report,
+                            format!(
+                                "line {n}: generation {g}: `KHO {verb}` before `KHO {pv}` (line {pn})"
+                            ),
+                        );
                     }
                     prev_pos = Some((n, verb));
                 }
