@@ -3,9 +3,13 @@
 //! One module per task; every external command is printed before it runs.
 //! See `cargo xtask --help` and docs/TESTING.md.
 
+// `inspect` includes the stub's blob layout file, whose tests use `alloc::`.
+extern crate alloc;
+
 mod ci;
 mod fdt_dump;
 mod fixtures;
+mod inspect;
 mod tidy;
 mod util;
 mod vm;
@@ -36,6 +40,31 @@ enum Task {
         /// Render any valid FDT (e.g. a client sub-blob) without the KHO root checks.
         #[arg(long)]
         raw: bool,
+    },
+    /// Decode the KHO handover in a guest memory dump: ABI version, root FDT,
+    /// scratch areas, preserved ranges, radix nodes, subtrees, and every
+    /// structural problem with its location (exit 1 if there is one).
+    #[command(group(clap::ArgGroup::new("start").required(true)))]
+    Inspect {
+        /// The guest memory image: an ELF core from QEMU's dump-guest-memory,
+        /// or a raw file with --base.
+        #[arg(long, value_name = "FILE")]
+        memory: PathBuf,
+        /// Read FILE as raw memory whose byte 0 is at this physical address.
+        #[arg(long, value_name = "ADDR", value_parser = inspect::parse_addr)]
+        base: Option<u64>,
+        /// Start at the root KHO FDT at this physical address (scratch unknown).
+        #[arg(long, value_name = "ADDR", group = "start", value_parser = inspect::parse_addr)]
+        fdt: Option<u64>,
+        /// Start at an x86 zero page and follow setup_data to the KHO entry.
+        #[arg(long, value_name = "ADDR", group = "start", value_parser = inspect::parse_addr)]
+        x86_boot_params: Option<u64>,
+        /// Start at a boot DTB and read /chosen linux,kho-fdt and linux,kho-scratch.
+        #[arg(long, value_name = "ADDR", group = "start", value_parser = inspect::parse_addr)]
+        dtb: Option<u64>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Run every test: host tests with snapshot checks, dtc interop,
     /// bare-metal builds, and the VM handover tests (test-vm).
@@ -98,6 +127,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::FdtDump { file, raw } => return fdt_dump::run(&file, raw),
+        Task::Inspect {
+            memory,
+            base,
+            fdt,
+            x86_boot_params,
+            dtb,
+            json,
+        } => {
+            let start = match (fdt, x86_boot_params, dtb) {
+                (Some(a), _, _) => inspect::Start::Fdt(a),
+                (_, Some(a), _) => inspect::Start::X86BootParams(a),
+                (_, _, Some(a)) => inspect::Start::Dtb(a),
+                // clap's required group guarantees one of them.
+                (None, None, None) => return ExitCode::FAILURE,
+            };
+            return inspect::run(&memory, base, start, json);
+        }
         Task::Test => ci::test(),
         Task::Lint => ci::lint(),
         Task::Ci => ci::lint().and_then(|()| ci::test()),

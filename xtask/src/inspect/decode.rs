@@ -1,0 +1,953 @@
+//! The decoder: from a start point in guest memory to a [`Report`], through
+//! the same crates a kernel uses.
+//!
+//! The checks are `kho_populate`'s and `kho_memory_init`'s (kho, kho-fdt,
+//! kho-scratch, kho-radix), then each client's retrieval (kho-memblock,
+//! kho-vmalloc, `kexec-metadata`, the stub's blob). A kernel stops at the
+//! first failure; the decoder goes on wherever the rest can still be read,
+//! so one run lists every problem it can reach.
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+
+use kho::Handover;
+use kho::handoff::{dt, x86};
+use kho_abi::metadata::{self, KexecMetadata};
+use kho_abi::radix::{ROOT_LEVEL, TABLE_ENTRIES};
+use kho_abi::{AbiVersion, PAGE_SIZE};
+use kho_fdt::KhoFdt;
+use kho_mem::{PhysAddr, PhysMem, PhysRange};
+use kho_radix::VisitedSet;
+use kho_scratch::{AreaKind, ReadPolicy, ScratchArea, ScratchAreas};
+
+use super::report::{
+    Content, FdtInfo, HandoverInfo, Preserved, Problem, RadixNodes, RegionInfo, Report, Run,
+    ScratchInfo, Start, StubRecord, SubtreeInfo, Vmalloc, VmallocInfo,
+};
+use super::stub_blob;
+
+const PAGE: u64 = PAGE_SIZE as u64;
+
+/// Nodes the first radix walk may visit; doubled (up to [`MAX_NODES`]) when
+/// a tree is larger.
+const FIRST_NODES: usize = 1 << 14;
+/// The most radix nodes a walk visits (128 GiB of node pages, far beyond any
+/// real tree): a bound on the work a corrupt image can cause.
+const MAX_NODES: usize = 1 << 25;
+/// Largest boot DTB read from an image (Linux's limit for arm64 is 2 MiB).
+const MAX_DTB: u64 = 2 << 20;
+/// Largest stub blob read (the stub's records fit in a few pages).
+const MAX_STUB_BLOB: u64 = 1 << 20;
+
+/// Decode the handover reachable from `start` in `mem`.
+pub(crate) fn inspect<M: PhysMem>(mem: &M, start: Start) -> Report {
+    let mut d = Decoder {
+        mem,
+        report: Report::default(),
+    };
+    d.run(start);
+    d.report
+}
+
+struct Decoder<'m, M> {
+    mem: &'m M,
+    report: Report,
+}
+
+impl<M: PhysMem> Decoder<'_, M> {
+    fn problem(&mut self, code: &'static str, location: impl Into<String>, message: impl Display) {
+        self.report.problems.push(Problem {
+            code,
+            location: location.into(),
+            message: message.to_string(),
+        });
+    }
+
+    fn run(&mut self, start: Start) {
+        let handover = match start {
+            Start::Fdt(addr) => Handover {
+                fdt: PhysAddr::new(addr),
+                fdt_size: PAGE,
+                scratch: PhysAddr::ZERO,
+                scratch_len: 0,
+            },
+            Start::X86BootParams(addr) => match self.x86_handover(addr) {
+                Some(h) => h,
+                None => return,
+            },
+            Start::Dtb(addr) => match self.dt_handover(addr) {
+                Some(h) => h,
+                None => return,
+            },
+        };
+        let scratch = if matches!(start, Start::Fdt(_)) {
+            None
+        } else {
+            self.report.handover = Some(HandoverInfo {
+                fdt: handover.fdt.as_u64(),
+                fdt_size: handover.fdt_size,
+                scratch: handover.scratch.as_u64(),
+                scratch_len: handover.scratch_len,
+            });
+            self.scratch(handover.scratch, handover.scratch_len)
+        };
+
+        let Some(page) = self.fdt_page(handover) else {
+            return;
+        };
+        let fdt = match KhoFdt::parse(&page) {
+            Ok(fdt) => fdt,
+            Err(e) => {
+                self.refused_fdt(handover.fdt, &page, &e);
+                return;
+            }
+        };
+        self.report.abi_version = Some(fdt.version().to_string());
+        self.report.fdt = Some(FdtInfo {
+            addr: handover.fdt.as_u64(),
+            total_size: fdt.total_size() as u64,
+            memory_map: Some(fdt.memory_map().as_u64()),
+            rendered: Some(fdt.render()),
+        });
+
+        let set = self.preserved(fdt.memory_map(), scratch.as_ref());
+        if let Some(set) = &set
+            && !set.has_block(handover.fdt.as_u64(), 0)
+        {
+            self.problem(
+                "fdt-not-preserved",
+                format!("root FDT at {:#x}", handover.fdt.as_u64()),
+                "the root FDT page is not preserved as an order-0 block",
+            );
+        }
+        for subtree in fdt.subtrees() {
+            let info = self.subtree(fdt.version(), &subtree, set.as_ref());
+            self.report.subtrees.push(info);
+        }
+    }
+
+    // --- start points ------------------------------------------------------
+
+    fn x86_handover(&mut self, addr: u64) -> Option<Handover> {
+        let at = format!("boot_params at {addr:#x}");
+        let params = match x86::read_boot_params(self.mem, PhysAddr::new(addr)) {
+            Ok(p) => p,
+            Err(e) => {
+                self.problem("boot-params", at, e);
+                return None;
+            }
+        };
+        match x86::find_kho(self.mem, params.setup_data) {
+            Ok(Some(h)) => Some(h),
+            Ok(None) => {
+                self.problem(
+                    "no-handover",
+                    at,
+                    format!(
+                        "the setup_data chain (head {:#x}) has no KHO entry (type 10)",
+                        params.setup_data
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                let code = "setup-data";
+                let location = match &e {
+                    kho::Error::BadSetupData { at: entry, .. } => {
+                        format!("setup_data entry at {:#x} ({at})", entry.as_u64())
+                    }
+                    _ => at,
+                };
+                self.problem(code, location, e);
+                None
+            }
+        }
+    }
+
+    fn dt_handover(&mut self, addr: u64) -> Option<Handover> {
+        let at = format!("DTB at {addr:#x}");
+        let mut head = [0u8; 8];
+        if let Err(e) = self.mem.read(PhysAddr::new(addr), &mut head) {
+            self.problem("dtb", at, format!("cannot read the DTB header: {e}"));
+            return None;
+        }
+        let total = u64::from(u32::from_be_bytes([head[4], head[5], head[6], head[7]]));
+        if !(8..=MAX_DTB).contains(&total) {
+            self.problem(
+                "dtb",
+                at,
+                format!("DTB totalsize {total:#x} (offset 0x4) is not between 8 and {MAX_DTB:#x}"),
+            );
+            return None;
+        }
+        let mut blob = vec![0u8; total as usize];
+        if let Err(e) = self.mem.read(PhysAddr::new(addr), &mut blob) {
+            self.problem(
+                "dtb",
+                at,
+                format!("cannot read the {total:#x}-byte DTB: {e}"),
+            );
+            return None;
+        }
+        match dt::read_chosen(&blob) {
+            Ok(Some(h)) => Some(h),
+            Ok(None) => {
+                self.problem(
+                    "no-handover",
+                    at,
+                    "/chosen has neither linux,kho-fdt nor linux,kho-scratch",
+                );
+                None
+            }
+            Err(kho::Error::Fdt(e)) => {
+                self.problem("dtb", at, e);
+                None
+            }
+            Err(e) => {
+                self.problem("chosen", format!("/chosen of the {at}"), e);
+                None
+            }
+        }
+    }
+
+    // --- root FDT ----------------------------------------------------------
+
+    /// The FDT mapping `kho_populate` makes: one page of RAM at most.
+    fn fdt_page(&mut self, h: Handover) -> Option<Vec<u8>> {
+        let at = format!("root FDT at {:#x}", h.fdt.as_u64());
+        if h.fdt_size == 0 || h.fdt_size > PAGE || !self.mem.is_ram(h.fdt, h.fdt_size) {
+            let e = kho::Error::BadFdtMapping {
+                addr: h.fdt,
+                size: h.fdt_size,
+            };
+            self.problem("fdt-outside-image", at, e);
+            return None;
+        }
+        let mut page = vec![0u8; h.fdt_size as usize];
+        if let Err(e) = self.mem.read(h.fdt, &mut page) {
+            self.problem("fdt-outside-image", at, e);
+            return None;
+        }
+        Some(page)
+    }
+
+    fn refused_fdt(&mut self, addr: PhysAddr, page: &[u8], e: &kho_fdt::Error) {
+        let total = if page.len() >= 8 {
+            u64::from(u32::from_be_bytes([page[4], page[5], page[6], page[7]]))
+        } else {
+            0
+        };
+        let location = match fdt_error_offset(e) {
+            Some(off) => format!(
+                "root FDT at {:#x}, byte offset {off:#x} (physical {:#x})",
+                addr.as_u64(),
+                addr.as_u64().wrapping_add(off as u64)
+            ),
+            None => format!("root FDT at {:#x}", addr.as_u64()),
+        };
+        self.problem(fdt_error_code(e), location, e);
+        self.report.fdt = Some(FdtInfo {
+            addr: addr.as_u64(),
+            total_size: total,
+            memory_map: None,
+            rendered: kho_fdt::render_blob(page).ok(),
+        });
+    }
+
+    // --- scratch -----------------------------------------------------------
+
+    /// The scratch array, read as `kho_populate` does; when it is refused,
+    /// each entry is checked on its own so that every bad entry is listed
+    /// and the good ones still count for the overlap checks.
+    fn scratch(&mut self, at: PhysAddr, len: u64) -> Option<ScratchAreas> {
+        let areas = match ScratchAreas::read_array(self.mem, at, len, ReadPolicy::LINUX) {
+            Ok(areas) => areas,
+            Err(e) => self.scratch_entries(at, len, e)?,
+        };
+        self.report.scratch = Some(
+            areas
+                .iter()
+                .enumerate()
+                .map(|(index, a)| ScratchInfo {
+                    index,
+                    kind: a.kind.to_string(),
+                    addr: a.range.start().as_u64(),
+                    size: a.range.size(),
+                })
+                .collect(),
+        );
+        Some(areas)
+    }
+
+    fn scratch_entries(
+        &mut self,
+        at: PhysAddr,
+        len: u64,
+        first: kho_scratch::Error,
+    ) -> Option<ScratchAreas> {
+        let array = format!("scratch array at {:#x}+{len:#x}", at.as_u64());
+        let entry_len = kho_scratch::array_byte_len(1);
+        let whole_array_bad = matches!(
+            first,
+            kho_scratch::Error::ArrayLength { .. }
+                | kho_scratch::Error::TooManyEntries { .. }
+                | kho_scratch::Error::ArrayNotRam { .. }
+        );
+        if whole_array_bad {
+            self.problem("scratch-array", array, first);
+            return None;
+        }
+        let mut areas = ScratchAreas::new();
+        let mut good: Vec<(usize, ScratchArea)> = Vec::new();
+        for index in 0..(len / entry_len) as usize {
+            let entry_at = PhysAddr::new(at.as_u64() + index as u64 * entry_len);
+            let location = format!(
+                "scratch entry {index} at {:#x} ({array})",
+                entry_at.as_u64()
+            );
+            match ScratchAreas::read_array(self.mem, entry_at, entry_len, ReadPolicy::LINUX) {
+                Ok(one) => {
+                    if let Some(area) = one.iter().next() {
+                        let area = ScratchArea {
+                            kind: AreaKind::from_index(index),
+                            range: area.range,
+                        };
+                        good.push((index, area));
+                    }
+                }
+                Err(e) => {
+                    let e = reindex(e, index);
+                    self.problem(scratch_error_code(&e), location, e);
+                }
+            }
+        }
+        for (i, (first, a)) in good.iter().enumerate() {
+            for (second, b) in &good[i + 1..] {
+                if a.range.overlaps(b.range) {
+                    let e = kho_scratch::Error::EntriesOverlap {
+                        first: *first,
+                        second: *second,
+                    };
+                    self.problem(
+                        "scratch-overlap",
+                        format!("scratch entries {first} and {second} ({array})"),
+                        e,
+                    );
+                }
+            }
+        }
+        for (_, area) in good {
+            // At most MAX_AREAS entries passed the length check.
+            let _ = areas.push(area);
+        }
+        Some(areas)
+    }
+
+    // --- preserved memory --------------------------------------------------
+
+    /// Walk the radix tree from `root` (kho-radix's validating walk), check
+    /// the runs against scratch, count the nodes.
+    fn preserved(&mut self, root: PhysAddr, scratch: Option<&ScratchAreas>) -> Option<RunSet> {
+        let mut capacity = FIRST_NODES;
+        let (runs, error, visited) = loop {
+            let mut buf = vec![0u64; VisitedSet::words_for(capacity)];
+            let mut visited = VisitedSet::new(&mut buf);
+            let mut runs = Vec::new();
+            let mut error = None;
+            for item in kho_radix::ranges(self.mem, root, &mut visited) {
+                match item {
+                    Ok(r) => runs.push(Run {
+                        order: r.order().get(),
+                        addr: r.range().start().as_u64(),
+                        size: r.range().size(),
+                        blocks: r.blocks(),
+                    }),
+                    Err(e) => error = Some(e),
+                }
+            }
+            let full = matches!(error, Some(kho_radix::Error::VisitedSetFull { .. }));
+            if full && capacity < MAX_NODES {
+                capacity *= 2;
+                continue;
+            }
+            break (runs, error, visited.len());
+        };
+
+        let mut preserved = Preserved {
+            complete: error.is_none(),
+            blocks: runs.iter().map(|r| r.blocks).sum(),
+            pages: runs.iter().map(|r| r.size / PAGE).sum(),
+            bytes: runs.iter().map(|r| r.size).sum(),
+            ..Preserved::default()
+        };
+        if let Some(e) = &error {
+            self.problem(radix_error_code(e), radix_error_location(e, root), e);
+        }
+        if let Some(areas) = scratch {
+            for run in &runs {
+                let Ok(range) = PhysRange::try_new(PhysAddr::new(run.addr), run.size) else {
+                    continue;
+                };
+                if let Err(e) = kho_scratch::check_no_overlap(areas, [range]) {
+                    self.problem(
+                        "preserved-in-scratch",
+                        format!(
+                            "preserved run of {} order-{} block(s) at {:#x}+{:#x}",
+                            run.blocks, run.order, run.addr, run.size
+                        ),
+                        e,
+                    );
+                }
+            }
+        }
+        if error.is_none() {
+            match count_nodes(self.mem, root, visited) {
+                Ok(nodes) => {
+                    if let Some(areas) = scratch {
+                        self.nodes_in_scratch(&nodes, areas);
+                    }
+                    let (tables, leaves) = (nodes.tables.len() as u64, nodes.leaves.len() as u64);
+                    preserved.radix = Some(RadixNodes {
+                        root: root.as_u64(),
+                        tables,
+                        leaves,
+                        bytes: (tables + leaves) * PAGE,
+                    });
+                }
+                Err(e) => self.problem(
+                    "radix-read",
+                    format!("radix tree at {:#x}", root.as_u64()),
+                    e,
+                ),
+            }
+        }
+        let set = RunSet::new(&runs);
+        preserved.runs = runs;
+        self.report.preserved = Some(preserved);
+        Some(set)
+    }
+
+    /// Radix nodes are not preserved: the next kernel keeps them only
+    /// because it allocates from scratch alone until the walk is done.
+    fn nodes_in_scratch(&mut self, nodes: &Nodes, areas: &ScratchAreas) {
+        let all = nodes
+            .tables
+            .iter()
+            .map(|&n| ("table", n))
+            .chain(nodes.leaves.iter().map(|&n| ("leaf", n)));
+        for (what, node) in all {
+            let Ok(range) = PhysRange::try_new(PhysAddr::new(node), PAGE) else {
+                continue;
+            };
+            if let Some((index, area)) = areas.overlapping(range) {
+                self.problem(
+                    "radix-node-in-scratch",
+                    format!("radix {what} node at {node:#x}"),
+                    format!(
+                        "the node lies in scratch area {index} ({}+{:#x}), which the next \
+                         kernel allocates from before it walks the tree",
+                        area.range.start(),
+                        area.range.size()
+                    ),
+                );
+            }
+        }
+    }
+
+    // --- subtrees ----------------------------------------------------------
+
+    fn subtree(
+        &mut self,
+        version: AbiVersion,
+        s: &kho_fdt::Subtree<'_>,
+        set: Option<&RunSet>,
+    ) -> SubtreeInfo {
+        let name = s.name();
+        let addr = s.data().as_u64();
+        let at = format!("subtree {name:?} at {addr:#x}");
+        let content = match name {
+            kho_abi::memblock::SUBTREE_NAME => self.memblock(s, &at, set),
+            metadata::SUBTREE_NAME => self.metadata(s, &at),
+            stub_blob::SUBTREE_NAME => self.stub_blob(s, &at, set),
+            _ => Content::Unknown,
+        };
+        // The blob's own pages must be preserved (by its client): without
+        // blob-size, at least its first page.
+        let len = s.size().unwrap_or(1).max(1);
+        match PhysRange::try_new(s.data(), len) {
+            Ok(range) if self.mem.is_ram(s.data(), len) => {
+                if let Some(missing) = set.and_then(|set| set.first_uncovered(range)) {
+                    self.problem(
+                        "subtree-not-preserved",
+                        at,
+                        format!(
+                            "the blob's page at {missing:#x} is not in the preserved set \
+                             ({version} clients preserve their blobs)"
+                        ),
+                    );
+                }
+            }
+            _ => self.problem(
+                "subtree-outside-image",
+                at,
+                format!("the blob [{addr:#x}, +{len:#x}) is not in the image"),
+            ),
+        }
+        SubtreeInfo {
+            name: name.to_owned(),
+            addr,
+            size: s.size(),
+            fdt_offset: s.offset(),
+            content,
+        }
+    }
+
+    fn memblock(&mut self, s: &kho_fdt::Subtree<'_>, at: &str, set: Option<&RunSet>) -> Content {
+        let mut buf = [0u8; PAGE_SIZE];
+        let fdt = match kho_memblock::retrieve(self.mem, s.data(), s.size(), &mut buf) {
+            Ok(fdt) => fdt,
+            Err(e) => {
+                self.problem("memblock", at, e);
+                return Content::Invalid;
+            }
+        };
+        let regions: Vec<RegionInfo> = fdt
+            .regions()
+            .map(|r| RegionInfo {
+                name: r.name().to_owned(),
+                start: r.start().as_u64(),
+                size: r.size(),
+            })
+            .collect();
+        if let Some(set) = set {
+            for r in &regions {
+                let page_start = r.start & !(PAGE - 1);
+                let span = (r.start - page_start).saturating_add(r.size);
+                let Ok(range) = PhysRange::try_new(PhysAddr::new(page_start), span) else {
+                    continue;
+                };
+                if let Some(missing) = set.first_uncovered(range) {
+                    self.problem(
+                        "memblock-region-not-preserved",
+                        format!("{at}, region {:?} at {:#x}+{:#x}", r.name, r.start, r.size),
+                        format!("the region's page at {missing:#x} is not in the preserved set"),
+                    );
+                }
+            }
+        }
+        Content::Memblock { regions }
+    }
+
+    /// `kexec-metadata`, with the reader's checks (blob-size present and
+    /// large enough, version 1).
+    fn metadata(&mut self, s: &kho_fdt::Subtree<'_>, at: &str) -> Content {
+        let bad = |reason| kho::Error::BadMetadata { reason };
+        let Some(size) = s.size() else {
+            self.problem("kexec-metadata", at, bad("no blob-size"));
+            return Content::Invalid;
+        };
+        if size < metadata::MIN_SIZE_FOR_VERSION as u64 {
+            self.problem(
+                "kexec-metadata",
+                at,
+                bad("blob smaller than its version field"),
+            );
+            return Content::Invalid;
+        }
+        let version = match self.mem.read_obj::<kho_abi::Le32>(s.data()) {
+            Ok(v) => v.get(),
+            Err(e) => {
+                self.problem("kexec-metadata", at, e);
+                return Content::Invalid;
+            }
+        };
+        if version != metadata::VERSION {
+            self.problem(
+                "kexec-metadata",
+                at,
+                format!("{} (version {version})", bad("unknown version")),
+            );
+            return Content::Invalid;
+        }
+        if size < size_of::<KexecMetadata>() as u64 {
+            self.problem("kexec-metadata", at, bad("blob shorter than version 1"));
+            return Content::Invalid;
+        }
+        match self.mem.read_obj::<KexecMetadata>(s.data()) {
+            Ok(m) => Content::KexecMetadata {
+                version,
+                release: String::from_utf8_lossy(m.release_bytes()).into_owned(),
+                kexec_count: m.kexec_count.get(),
+            },
+            Err(e) => {
+                self.problem("kexec-metadata", at, e);
+                Content::Invalid
+            }
+        }
+    }
+
+    /// The stub's blob: header, records, and the vmalloc area its
+    /// descriptor names (restored by kho-vmalloc against the preserved set).
+    fn stub_blob(&mut self, s: &kho_fdt::Subtree<'_>, at: &str, set: Option<&RunSet>) -> Content {
+        let size = match s.size() {
+            Some(size) => size,
+            // No blob-size: the header says how many records follow.
+            None => match self.mem.read_obj::<stub_blob::Header>(s.data()) {
+                Ok(h) => stub_blob::blob_size(h.count.get() as usize) as u64,
+                Err(e) => {
+                    self.problem("kho-stub-blob", at, e);
+                    return Content::Invalid;
+                }
+            },
+        };
+        if size > MAX_STUB_BLOB {
+            self.problem(
+                "kho-stub-blob",
+                at,
+                format!("blob size {size:#x} is larger than {MAX_STUB_BLOB:#x}"),
+            );
+            return Content::Invalid;
+        }
+        let mut bytes = vec![0u8; size as usize];
+        if let Err(e) = self.mem.read(s.data(), &mut bytes) {
+            self.problem("kho-stub-blob", at, e);
+            return Content::Invalid;
+        }
+        let (header, records) = match stub_blob::parse(&bytes) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                self.problem("kho-stub-blob", at, e);
+                return Content::Invalid;
+            }
+        };
+        let records: Vec<StubRecord> = records
+            .iter()
+            .map(|r| StubRecord {
+                phys: r.phys.get(),
+                order: r.order.get(),
+                generation: r.generation.get(),
+                block: r.block.get(),
+                checksum: r.checksum.get(),
+            })
+            .collect();
+        if let Some(set) = set {
+            for (i, r) in records.iter().enumerate() {
+                if !set.has_block(r.phys, r.order) {
+                    self.problem(
+                        "kho-stub-record-not-preserved",
+                        format!("{at}, record {i}"),
+                        format!(
+                            "folio {:#x} of order {} is not a preserved block of that order",
+                            r.phys, r.order
+                        ),
+                    );
+                }
+            }
+        }
+        let desc = header.vmalloc;
+        let vmalloc = if desc.first.get() == 0 && desc.total_pages.get() == 0 {
+            Vmalloc::None
+        } else {
+            let restored = kho_vmalloc::restore_vmalloc_checked(self.mem, &desc, |p, o| {
+                set.is_none_or(|set| set.has_block(p.as_u64(), o.get()))
+            });
+            match restored {
+                Ok(area) => Vmalloc::Area(VmallocInfo {
+                    first: area.first().as_u64(),
+                    total_pages: area.total_pages(),
+                    flags: area.flags(),
+                    order: area.order().get(),
+                    chunks: area.chunks(),
+                    blocks: area.blocks(),
+                }),
+                Err(e) => {
+                    self.problem(
+                        vmalloc_error_code(&e),
+                        format!(
+                            "{at}, vmalloc descriptor at blob offset 24 (first chunk {:#x})",
+                            desc.first.get()
+                        ),
+                        e,
+                    );
+                    Vmalloc::Invalid
+                }
+            }
+        };
+        Content::KhoStub {
+            generation: header.generation.get(),
+            seed: header.seed.get(),
+            records,
+            vmalloc,
+        }
+    }
+}
+
+// --- the preserved set as runs ---------------------------------------------
+
+/// The walked runs, for "is this block / this range preserved?" questions.
+#[derive(Debug)]
+pub(crate) struct RunSet {
+    /// (order, start) → end, per order sorted by start.
+    runs: BTreeMap<(u32, u64), u64>,
+    orders: Vec<u32>,
+}
+
+impl RunSet {
+    fn new(runs: &[Run]) -> RunSet {
+        let mut map = BTreeMap::new();
+        let mut orders = Vec::new();
+        for r in runs {
+            map.insert((r.order, r.addr), r.addr.saturating_add(r.size));
+            if !orders.contains(&r.order) {
+                orders.push(r.order);
+            }
+        }
+        RunSet { runs: map, orders }
+    }
+
+    /// The run of `order` blocks holding `phys`: (start, end).
+    fn run_at(&self, order: u32, phys: u64) -> Option<(u64, u64)> {
+        let (&(o, start), &end) = self.runs.range(..=(order, phys)).next_back()?;
+        (o == order && phys < end).then_some((start, end))
+    }
+
+    /// Whether `phys` is a preserved block of exactly `order`.
+    pub(crate) fn has_block(&self, phys: u64, order: u32) -> bool {
+        let block = PAGE.checked_shl(order).unwrap_or(0);
+        block != 0
+            && self
+                .run_at(order, phys)
+                .is_some_and(|(start, _)| (phys - start).is_multiple_of(block))
+    }
+
+    /// The first page of `range` no preserved block covers.
+    pub(crate) fn first_uncovered(&self, range: PhysRange) -> Option<u64> {
+        let mut at = range.start().as_u64() & !(PAGE - 1);
+        let end = range.end().map_or(u64::MAX, |e| e.as_u64());
+        while at < end {
+            let covered_to = self
+                .orders
+                .iter()
+                .filter_map(|&o| self.run_at(o, at))
+                .map(|(_, run_end)| run_end)
+                .max();
+            match covered_to {
+                Some(next) if next > at => at = next,
+                _ => return Some(at),
+            }
+        }
+        None
+    }
+}
+
+// --- radix node accounting -------------------------------------------------
+
+/// The radix tree's node pages.
+#[derive(Debug, Default)]
+struct Nodes {
+    tables: Vec<u64>,
+    leaves: Vec<u64>,
+}
+
+/// List the tree's nodes by level. kho-radix's walk reports the number of
+/// nodes it visited ([`VisitedSet::len`]) but not tables and leaves apart,
+/// so this small walk over the kho-abi layout counts them. It runs only
+/// after kho-radix validated the same tree (aligned, in the image, no cycle
+/// or shared node) and stops at `limit` nodes, the number that walk saw.
+fn count_nodes<M: PhysMem>(mem: &M, root: PhysAddr, limit: usize) -> kho_mem::Result<Nodes> {
+    let mut nodes = Nodes::default();
+    let mut stack = vec![(root.as_u64(), ROOT_LEVEL)];
+    let mut table = vec![0u64; TABLE_ENTRIES];
+    while let Some((node, level)) = stack.pop() {
+        if nodes.tables.len() + nodes.leaves.len() >= limit {
+            break;
+        }
+        nodes.tables.push(node);
+        mem.read_u64s(PhysAddr::new(node), &mut table)?;
+        for &entry in table.iter().filter(|&&e| e != 0) {
+            if level == 1 {
+                nodes.leaves.push(entry);
+            } else {
+                stack.push((entry, level - 1));
+            }
+        }
+    }
+    Ok(nodes)
+}
+
+// --- error classes and locations -------------------------------------------
+
+fn radix_error_code(e: &kho_radix::Error) -> &'static str {
+    use kho_radix::Error as E;
+    match e {
+        E::RootMisaligned { .. } => "radix-root-misaligned",
+        E::RootNotRam { .. } => "radix-root-outside-image",
+        E::UnusedRootSlot { .. } => "radix-unused-root-slot",
+        E::EntryMisaligned { .. } => "radix-misaligned-entry",
+        E::EntryNotRam { .. } => "radix-entry-outside-image",
+        E::Cycle { .. } => "radix-cycle",
+        E::SharedNode { .. } => "radix-shared-node",
+        E::InvalidKey { .. } => "radix-invalid-key",
+        E::BlockNotRam { .. } => "radix-block-outside-image",
+        E::VisitedSetFull { .. } => "radix-too-many-nodes",
+        E::NodeRead { .. } => "radix-read",
+        _ => "radix",
+    }
+}
+
+fn radix_error_location(e: &kho_radix::Error, root: PhysAddr) -> String {
+    use kho_radix::Error as E;
+    match *e {
+        E::UnusedRootSlot { node, index, .. } => {
+            format!("radix level 5 (root) table {node}, entry {index}")
+        }
+        E::EntryMisaligned {
+            level, index, node, ..
+        }
+        | E::EntryNotRam {
+            level, index, node, ..
+        }
+        | E::Cycle {
+            level, index, node, ..
+        }
+        | E::SharedNode {
+            level, index, node, ..
+        } => format!(
+            "radix level {level} table {node}, entry {index} (at {:#x})",
+            node.as_u64() + 8 * index as u64
+        ),
+        E::InvalidKey { node, index, .. } | E::BlockNotRam { node, index, .. } => {
+            format!("radix leaf {node}, bit {index}")
+        }
+        E::NodeRead { level, node, .. } => format!("radix level {level} node {node}"),
+        _ => format!("radix tree at {root}"),
+    }
+}
+
+fn fdt_error_code(e: &kho_fdt::Error) -> &'static str {
+    use kho_fdt::Error as E;
+    match e {
+        E::MalformedStructure { .. } => "fdt-structure",
+        E::MissingCompatible { .. } | E::LegacyVersion { .. } | E::UnknownCompatible { .. } => {
+            "fdt-compatible"
+        }
+        E::MissingMemoryMap { .. }
+        | E::BadMemoryMapLength { .. }
+        | E::ZeroMemoryMap { .. }
+        | E::MisalignedMemoryMap { .. } => "fdt-memory-map",
+        E::MissingPreservedData { .. }
+        | E::BadPreservedDataLength { .. }
+        | E::ZeroPreservedData { .. }
+        | E::MissingBlobSize { .. }
+        | E::BadBlobSizeLength { .. }
+        | E::DuplicateSubtree { .. } => "fdt-subtree",
+        _ => "fdt-header",
+    }
+}
+
+/// The byte offset in the blob an FDT error is about, where it names one.
+fn fdt_error_offset(e: &kho_fdt::Error) -> Option<usize> {
+    use kho_fdt::Error as E;
+    match e {
+        E::BadMagic { .. } => Some(0),
+        E::ExceedsBlob { .. } | E::TotalSizeTooLarge { .. } | E::TotalSizeTooSmall { .. } => {
+            Some(4)
+        }
+        E::UnsupportedHeaderVersion { .. } => Some(0x14),
+        E::UnterminatedMemReserveMap { offset }
+        | E::MalformedStructure { offset, .. }
+        | E::MissingCompatible { offset }
+        | E::LegacyVersion { offset }
+        | E::UnknownCompatible { offset, .. }
+        | E::MissingMemoryMap { offset }
+        | E::BadMemoryMapLength { offset, .. }
+        | E::ZeroMemoryMap { offset }
+        | E::MisalignedMemoryMap { offset, .. }
+        | E::MissingPreservedData { offset, .. }
+        | E::BadPreservedDataLength { offset, .. }
+        | E::ZeroPreservedData { offset, .. }
+        | E::MissingBlobSize { offset, .. }
+        | E::BadBlobSizeLength { offset, .. } => Some(*offset),
+        E::DuplicateSubtree { offset, .. } => *offset,
+        _ => None,
+    }
+}
+
+fn scratch_error_code(e: &kho_scratch::Error) -> &'static str {
+    use kho_scratch::Error as E;
+    match e {
+        E::EntryMisaligned { .. } => "scratch-misaligned-entry",
+        E::EntryNotRam { .. } => "scratch-entry-outside-image",
+        E::EntryWraps { .. } => "scratch-entry-wraps",
+        E::EntryEmpty { .. } => "scratch-empty-entry",
+        E::EntriesOverlap { .. } => "scratch-overlap",
+        _ => "scratch-array",
+    }
+}
+
+/// An error about a one-entry array read at entry `index`'s address, told
+/// with the entry's real index.
+fn reindex(e: kho_scratch::Error, index: usize) -> kho_scratch::Error {
+    use kho_scratch::Error as E;
+    match e {
+        E::EntryEmpty { .. } => E::EntryEmpty { index },
+        E::EntryWraps { addr, size, .. } => E::EntryWraps { index, addr, size },
+        E::EntryMisaligned { addr, size, .. } => E::EntryMisaligned { index, addr, size },
+        E::EntryNotRam { range, .. } => E::EntryNotRam { index, range },
+        other => other,
+    }
+}
+
+fn vmalloc_error_code(e: &kho_vmalloc::Error) -> &'static str {
+    use kho_vmalloc::Error as E;
+    match e {
+        E::ChainCycle { .. } => "vmalloc-cycle",
+        E::ChunkNotRam { .. } | E::BlockNotRam { .. } => "vmalloc-outside-image",
+        E::ChunkMisaligned { .. } | E::BlockMisaligned { .. } => "vmalloc-misaligned",
+        E::ChunkNotPreserved { .. } | E::BlockNotPreserved { .. } => "vmalloc-not-preserved",
+        _ => "vmalloc",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(order: u32, addr: u64, blocks: u64) -> Run {
+        Run {
+            order,
+            addr,
+            size: blocks * (PAGE << order),
+            blocks,
+        }
+    }
+
+    #[test]
+    fn run_set_answers_block_and_coverage_questions() {
+        let set = RunSet::new(&[
+            run(9, 0x4020_0000, 1),
+            run(0, 0x4000_0000, 3),
+            run(0, 0x4000_5000, 1),
+            run(1, 0x4000_8000, 2),
+        ]);
+        assert!(set.has_block(0x4020_0000, 9));
+        assert!(!set.has_block(0x4020_1000, 9));
+        assert!(!set.has_block(0x4020_0000, 0));
+        assert!(set.has_block(0x4000_2000, 0));
+        assert!(!set.has_block(0x4000_3000, 0));
+        assert!(set.has_block(0x4000_a000, 1));
+        assert!(!set.has_block(0x4000_9000, 1));
+        let r = |a: u64, s: u64| PhysRange::try_new(PhysAddr::new(a), s).unwrap();
+        assert_eq!(set.first_uncovered(r(0x4000_0000, 0x3000)), None);
+        assert_eq!(
+            set.first_uncovered(r(0x4000_1000, 0x4000)),
+            Some(0x4000_3000)
+        );
+        assert_eq!(set.first_uncovered(r(0x4000_8000, 0x4000)), None);
+        assert_eq!(set.first_uncovered(r(0x4021_0000, 0x1000)), None);
+        assert_eq!(
+            set.first_uncovered(r(0x4040_0000, 0x1000)),
+            Some(0x4040_0000)
+        );
+    }
+}

@@ -1,0 +1,510 @@
+//! `inspect` on images with a known handover: exact decoding, the image
+//! formats, every corruption class, and no panic on random damage.
+
+#[path = "../../tests/inspect/fixture.rs"]
+mod fixture;
+
+use std::path::PathBuf;
+
+use kho_mem::{PhysAddr, PhysMem};
+
+use super::report::{Content, Report, Start, Vmalloc};
+use super::{Image, inspect};
+use fixture::{BASE, Fixture, SCRATCH, SIZE};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kho-inspect-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn runs(r: &Report) -> Vec<(u32, u64, u64)> {
+    r.preserved
+        .as_ref()
+        .unwrap()
+        .runs
+        .iter()
+        .map(|r| (r.order, r.addr, r.blocks))
+        .collect()
+}
+
+fn codes(r: &Report) -> Vec<&'static str> {
+    r.problems.iter().map(|p| p.code).collect()
+}
+
+fn problem<'r>(r: &'r Report, code: &str) -> &'r super::report::Problem {
+    r.problems
+        .iter()
+        .find(|p| p.code == code)
+        .unwrap_or_else(|| panic!("no {code} in {:#?}", r.problems))
+}
+
+#[test]
+fn sound_handover_decodes_to_exactly_the_preserved_set() {
+    let f = fixture::build();
+    let r = inspect(&f.mem, Start::X86BootParams(f.boot_params));
+    assert_eq!(r.problems, vec![]);
+    assert_eq!(r.abi_version.as_deref(), Some("kho-v2"));
+    let h = r.handover.unwrap();
+    assert_eq!((h.fdt, h.fdt_size), (f.fdt, 4096));
+    assert_eq!((h.scratch, h.scratch_len), f.scratch_array);
+    let fdt = r.fdt.as_ref().unwrap();
+    assert_eq!(fdt.memory_map, Some(f.root));
+    assert!(
+        fdt.rendered
+            .as_ref()
+            .unwrap()
+            .contains("compatible = \"kho-v2\";")
+    );
+
+    let scratch: Vec<_> = r
+        .scratch
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|a| (a.index, a.kind.as_str(), a.addr, a.size))
+        .collect();
+    assert_eq!(
+        scratch,
+        [
+            (0, "lowmem", SCRATCH[0].0, SCRATCH[0].1),
+            (1, "global", SCRATCH[1].0, SCRATCH[1].1)
+        ]
+    );
+
+    // Block for block what the outgoing tree holds, in its key order.
+    assert_eq!(runs(&r), f.runs);
+    let p = r.preserved.as_ref().unwrap();
+    assert!(p.complete);
+    // 4 folios, 5 vmalloc pages + 1 chunk, the log, 3 blobs, the FDT page.
+    let blocks: u64 = f.runs.iter().map(|r| r.2).sum();
+    assert_eq!(p.blocks, blocks);
+    assert_eq!(p.blocks, 4 + 5 + 1 + 1 + 3 + 1);
+    assert_eq!(p.pages, (1 + 2 + 8 + 512) + 5 + 1 + 16 + 3 + 1);
+    assert_eq!(p.bytes, p.pages * 4096);
+    let radix = p.radix.unwrap();
+    assert_eq!(radix.root, f.root);
+    assert_eq!((radix.tables, radix.leaves), f.nodes);
+    assert_eq!(radix.bytes, (f.nodes.0 + f.nodes.1) * 4096);
+
+    let names: Vec<_> = r.subtrees.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["memblock", "kho-stub", "kexec-metadata"]);
+    match &r.subtrees[0].content {
+        Content::Memblock { regions } => {
+            assert_eq!(regions.len(), 1);
+            assert_eq!(
+                (regions[0].name.as_str(), regions[0].start, regions[0].size),
+                ("kho_log", f.log, fixture::LOG_SIZE)
+            );
+        }
+        other => panic!("memblock decoded as {other:?}"),
+    }
+    assert_eq!(r.subtrees[0].addr, f.memblock_blob);
+    match &r.subtrees[1].content {
+        Content::KhoStub {
+            generation,
+            seed,
+            records,
+            vmalloc,
+        } => {
+            assert_eq!((*generation, *seed), (1, 0x5eed));
+            let got: Vec<_> = records.iter().map(|r| (r.phys, r.order)).collect();
+            assert_eq!(got, f.folios);
+            assert_eq!(records[2].checksum, 0xc0de_0002);
+            let Vmalloc::Area(v) = vmalloc else {
+                panic!("vmalloc {vmalloc:?}");
+            };
+            assert_eq!(
+                (v.total_pages, v.blocks, v.chunks, v.order, v.first),
+                (5, 5, 1, 0, f.vmalloc_first)
+            );
+        }
+        other => panic!("kho-stub decoded as {other:?}"),
+    }
+    assert_eq!(r.subtrees[1].addr, f.stub_blob);
+    match &r.subtrees[2].content {
+        Content::KexecMetadata {
+            version,
+            release,
+            kexec_count,
+        } => assert_eq!(
+            (*version, release.as_str(), *kexec_count),
+            (1, "fixture-6.19", 2)
+        ),
+        other => panic!("kexec-metadata decoded as {other:?}"),
+    }
+    assert_eq!(r.subtrees[2].addr, f.metadata_blob);
+}
+
+#[test]
+fn every_start_point_reaches_the_same_handover() {
+    let f = fixture::build();
+    let x86 = inspect(&f.mem, Start::X86BootParams(f.boot_params));
+    let dtb = inspect(&f.mem, Start::Dtb(f.dtb));
+    let fdt = inspect(&f.mem, Start::Fdt(f.fdt));
+    for r in [&dtb, &fdt] {
+        assert_eq!(r.problems, vec![]);
+        assert_eq!(r.preserved, x86.preserved);
+        assert_eq!(r.subtrees.len(), 3);
+    }
+    assert_eq!(dtb.handover, x86.handover);
+    assert_eq!(dtb.scratch, x86.scratch);
+    // The FDT alone does not name scratch.
+    assert_eq!((fdt.handover, fdt.scratch), (None, None));
+}
+
+/// An ELF64 core like QEMU's: a PT_NOTE, then PT_LOAD segments given as
+/// (paddr, memsz, filesz, ram offset), their bytes in the given order.
+fn elf_core(ram: &[u8], loads: &[(u64, u64, u64, usize)]) -> Vec<u8> {
+    let phnum = 1 + loads.len();
+    let mut data_at = 64 + 56 * phnum as u64;
+    let mut out = Vec::new();
+    out.extend_from_slice(b"\x7fELF\x02\x01\x01");
+    out.resize(16, 0);
+    for v in [4u16, 62] {
+        out.extend_from_slice(&v.to_le_bytes()); // e_type ET_CORE, e_machine x86-64
+    }
+    out.extend_from_slice(&1u32.to_le_bytes()); // e_version
+    for v in [0u64, 64, 0] {
+        out.extend_from_slice(&v.to_le_bytes()); // e_entry, e_phoff, e_shoff
+    }
+    out.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+    for v in [64u16, 56, phnum as u16, 64, 0, 0] {
+        out.extend_from_slice(&v.to_le_bytes()); // ehsize, phentsize, phnum, shentsize, shnum, shstrndx
+    }
+    let mut phdr = |ty: u32, offset: u64, paddr: u64, filesz: u64, memsz: u64| {
+        out.extend_from_slice(&ty.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        for v in [offset, paddr, paddr, filesz, memsz, 0] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    };
+    phdr(4, data_at, 0, 0, 0);
+    for &(paddr, memsz, filesz, _) in loads {
+        phdr(1, data_at, paddr, filesz, memsz);
+        data_at += filesz;
+    }
+    for &(_, _, filesz, from) in loads {
+        out.extend_from_slice(&ram[from..from + filesz as usize]);
+    }
+    out
+}
+
+#[test]
+fn raw_and_elf_images_read_like_the_guest_memory() {
+    let f = fixture::build();
+    let dir = temp_dir("images");
+    let ram = f.ram();
+    let raw = dir.join("guest.raw");
+    std::fs::write(&raw, &ram).unwrap();
+    // Two segments, the upper one listed first, whose last MiB (untouched
+    // scratch, all zero) is not in the file: p_filesz < p_memsz.
+    let half = SIZE / 2;
+    let elf = dir.join("guest.elf");
+    std::fs::write(
+        &elf,
+        elf_core(
+            &ram,
+            &[
+                (BASE + half, half, half - (1 << 20), half as usize),
+                (BASE, half, half, 0),
+            ],
+        ),
+    )
+    .unwrap();
+
+    let expected = inspect(&f.mem, Start::X86BootParams(f.boot_params));
+    for (path, base) in [(&raw, Some(BASE)), (&elf, None)] {
+        let image = Image::open(path, base).unwrap();
+        assert_eq!(image.segments().len(), if base.is_some() { 1 } else { 2 });
+        assert!(image.is_ram(PhysAddr::new(BASE), SIZE));
+        assert!(
+            image.is_ram(PhysAddr::new(BASE + half - 8), 16),
+            "across segments"
+        );
+        assert!(!image.is_ram(PhysAddr::new(BASE + SIZE - 8), 16));
+        assert!(!image.is_ram(PhysAddr::new(BASE - 1), 1));
+        let mut tail = [0xffu8; 16];
+        image
+            .read(PhysAddr::new(BASE + SIZE - 16), &mut tail)
+            .unwrap();
+        assert_eq!(tail, [0; 16]);
+        let mut word = [0u8; 8];
+        image.read(PhysAddr::new(f.root), &mut word).unwrap();
+        assert_eq!(u64::from_le_bytes(word), f.read_u64(f.root));
+        assert_eq!(
+            image.read(PhysAddr::new(BASE + SIZE), &mut word),
+            Err(kho_mem::Error::NotRam {
+                addr: BASE + SIZE,
+                len: 8
+            })
+        );
+
+        let r = inspect(&image, Start::X86BootParams(f.boot_params));
+        assert_eq!(r.problems, vec![]);
+        assert_eq!(runs(&r), f.runs);
+        assert_eq!(r.preserved, expected.preserved);
+        assert_eq!(r.scratch, expected.scratch);
+        assert_eq!(
+            serde_json::to_value(&r.subtrees).unwrap(),
+            serde_json::to_value(&expected.subtrees).unwrap()
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unusable_images_are_one_line_errors() {
+    let dir = temp_dir("bad-images");
+    let err =
+        |path: &PathBuf, base: Option<u64>| format!("{:#}", Image::open(path, base).unwrap_err());
+
+    let text = dir.join("text.bin");
+    std::fs::write(&text, b"not a dump").unwrap();
+    assert!(
+        err(&text, None).contains("is not an ELF core"),
+        "{}",
+        err(&text, None)
+    );
+    assert!(Image::open(&text, Some(0x1000)).is_ok());
+    assert!(err(&text, Some(u64::MAX - 4)).contains("runs past the end of the address space"));
+
+    let empty = dir.join("empty.bin");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(err(&empty, Some(0)).contains("is empty"));
+    assert!(err(&empty, None).contains("is not an ELF core"));
+    assert!(err(&dir.join("missing"), None).contains("opening"));
+
+    let ram = vec![0u8; 0x2000];
+    let truncated = dir.join("truncated.elf");
+    let mut bytes = elf_core(&ram, &[(0x1000, 0x2000, 0x2000, 0)]);
+    bytes.truncate(bytes.len() - 1);
+    std::fs::write(&truncated, &bytes).unwrap();
+    assert!(
+        err(&truncated, None).contains("truncated dump"),
+        "{}",
+        err(&truncated, None)
+    );
+
+    let no_load = dir.join("noload.elf");
+    std::fs::write(&no_load, elf_core(&ram, &[])).unwrap();
+    assert!(err(&no_load, None).contains("no PT_LOAD segment"));
+
+    let overlap = dir.join("overlap.elf");
+    std::fs::write(
+        &overlap,
+        elf_core(
+            &ram,
+            &[(0x1000, 0x1000, 0x1000, 0), (0x1800, 0x1000, 0x1000, 0)],
+        ),
+    )
+    .unwrap();
+    assert!(err(&overlap, None).contains("overlap"));
+
+    let bad_header = dir.join("badheader.elf");
+    std::fs::write(&bad_header, b"\x7fELF\x01\x01\x01").unwrap();
+    assert!(
+        err(&bad_header, None).contains("not a 64-bit ELF file"),
+        "{}",
+        err(&bad_header, None)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn corrupted(corrupt: impl FnOnce(&mut Fixture)) -> (Fixture, Report) {
+    let mut f = fixture::build();
+    corrupt(&mut f);
+    let r = inspect(&f.mem, Start::X86BootParams(f.boot_params));
+    (f, r)
+}
+
+#[test]
+fn a_radix_cycle_is_named_with_its_table_and_entry() {
+    let (f, r) = corrupted(Fixture::corrupt_cycle);
+    let p = problem(&r, "radix-cycle");
+    assert!(
+        p.location.starts_with("radix level 4 table 0x"),
+        "{}",
+        p.location
+    );
+    assert!(p.message.contains("cycle"), "{}", p.message);
+    assert!(
+        p.message.contains(&format!("{:#x}", f.root)),
+        "{}",
+        p.message
+    );
+    // The walk stopped; what came before the problem is still shown.
+    let preserved = r.preserved.unwrap();
+    assert!(!preserved.complete);
+    assert_eq!(preserved.radix, None);
+}
+
+#[test]
+fn a_table_entry_outside_the_image_is_named() {
+    let (_, r) = corrupted(Fixture::corrupt_entry_outside_image);
+    let p = problem(&r, "radix-entry-outside-image");
+    assert!(
+        p.location.starts_with("radix level 4 table"),
+        "{}",
+        p.location
+    );
+    assert!(p.message.contains("is not RAM"), "{}", p.message);
+}
+
+#[test]
+fn a_misaligned_table_entry_is_named() {
+    let (_, r) = corrupted(Fixture::corrupt_misaligned_entry);
+    let p = problem(&r, "radix-misaligned-entry");
+    assert!(p.message.contains("not page-aligned"), "{}", p.message);
+}
+
+#[test]
+fn a_wrong_compatible_is_named_with_its_byte_offset() {
+    let (f, r) = corrupted(Fixture::corrupt_compatible);
+    assert_eq!(codes(&r), ["fdt-compatible"]);
+    let p = &r.problems[0];
+    assert!(
+        p.location
+            .starts_with(&format!("root FDT at {:#x}, byte offset 0x", f.fdt)),
+        "{}",
+        p.location
+    );
+    assert!(p.message.contains("kho-v9"), "{}", p.message);
+    // The refused FDT is still shown, as a plain device tree.
+    let rendered = r.fdt.unwrap().rendered.unwrap();
+    assert!(rendered.contains("\"kho-v9\""), "{rendered}");
+    // The scratch array comes from the handoff, not the FDT: still read.
+    assert_eq!(r.scratch.unwrap().len(), 2);
+}
+
+#[test]
+fn a_preserved_block_inside_scratch_is_named() {
+    let (f, r) = corrupted(Fixture::corrupt_scratch_over_preserved);
+    let p = problem(&r, "preserved-in-scratch");
+    let (folio, _) = f.folios[3];
+    assert!(
+        p.location
+            .contains(&format!("order-9 block(s) at {folio:#x}+0x200000")),
+        "{}",
+        p.location
+    );
+    assert!(p.message.contains("scratch"), "{}", p.message);
+    // Everything else still decodes.
+    assert!(r.preserved.unwrap().complete);
+    assert_eq!(r.subtrees.len(), 3);
+}
+
+#[test]
+fn every_problem_is_listed_not_just_the_first() {
+    let mut f = fixture::build();
+    // Scratch entry 0 misaligned, the vmalloc chain's first chunk pointing
+    // at itself, the kexec-metadata version wrong.
+    let entry = f.scratch_array.0;
+    let a = f.read_u64(entry);
+    f.write_u64(entry, a + 0x10);
+    f.write_u64(f.vmalloc_first, f.vmalloc_first);
+    f.mem
+        .write(PhysAddr::new(f.metadata_blob), &7u32.to_le_bytes())
+        .unwrap();
+    let r = inspect(&f.mem, Start::X86BootParams(f.boot_params));
+    let got = codes(&r);
+    for code in ["scratch-misaligned-entry", "vmalloc", "kexec-metadata"] {
+        assert!(got.iter().any(|c| c.starts_with(code)), "{code} in {got:?}");
+    }
+    let p = problem(&r, "scratch-misaligned-entry");
+    assert!(
+        p.location.starts_with("scratch entry 0 at"),
+        "{}",
+        p.location
+    );
+    // The good scratch entry is still listed, the walk still complete.
+    assert_eq!(r.scratch.unwrap().len(), 1);
+    assert!(r.preserved.unwrap().complete);
+}
+
+#[test]
+fn subtrees_and_records_must_be_preserved() {
+    let mut f = fixture::build();
+    // A stub record naming a block that is not preserved, and a memblock
+    // region moved to memory nobody preserved.
+    let record = f.stub_blob + 48;
+    f.write_u64(record, BASE + (20 << 20));
+    let r = inspect(&f.mem, Start::Fdt(f.fdt));
+    let p = problem(&r, "kho-stub-record-not-preserved");
+    assert!(p.location.ends_with("record 0"), "{}", p.location);
+
+    let mut f = fixture::build();
+    f.mem
+        .write(PhysAddr::new(f.stub_blob), b"KHOSTUB9")
+        .unwrap();
+    let r = inspect(&f.mem, Start::Fdt(f.fdt));
+    assert_eq!(codes(&r), ["kho-stub-blob"]);
+    assert!(matches!(r.subtrees[1].content, Content::Invalid));
+}
+
+#[test]
+fn a_wrong_start_point_is_a_problem_not_a_panic() {
+    let f = fixture::build();
+    for (start, code) in [
+        (Start::X86BootParams(f.dtb), "boot-params"),
+        (Start::X86BootParams(BASE + SIZE), "boot-params"),
+        (Start::Dtb(f.boot_params), "dtb"),
+        (Start::Dtb(BASE + SIZE - 4), "dtb"),
+        (Start::Fdt(f.root), "fdt-header"),
+        (Start::Fdt(BASE + SIZE), "fdt-outside-image"),
+    ] {
+        let r = inspect(&f.mem, start);
+        assert_eq!(codes(&r), [code], "{start:?}: {:#?}", r.problems);
+    }
+}
+
+/// xorshift64*: deterministic damage without a dependency.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+#[test]
+fn random_damage_never_panics() {
+    let clean = fixture::build();
+    // The pages a decoder reads: handoff, FDT, radix nodes, blobs, chunks.
+    let mut pages = vec![
+        clean.fdt,
+        clean.root,
+        clean.scratch_array.0,
+        clean.boot_params,
+        clean.dtb,
+        clean.stub_blob,
+        clean.memblock_blob,
+        clean.metadata_blob,
+        clean.vmalloc_first,
+    ];
+    let (_, level4) = clean.first_entry(clean.root);
+    pages.push(level4);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..60 {
+        let mut f = fixture::build();
+        for _ in 0..1 + round % 8 {
+            let page = pages[(next(&mut state) % pages.len() as u64) as usize];
+            let at = page + next(&mut state) % 512 * 8;
+            let value = match next(&mut state) % 4 {
+                0 => next(&mut state),
+                1 => f.read_u64(at) ^ (1 << (next(&mut state) % 64)),
+                2 => page,
+                _ => 0,
+            };
+            f.write_u64(at, value);
+        }
+        for start in [
+            Start::X86BootParams(f.boot_params),
+            Start::Dtb(f.dtb),
+            Start::Fdt(f.fdt),
+        ] {
+            let r = inspect(&f.mem, start);
+            // Whatever it found, it says where.
+            assert!(r.problems.iter().all(|p| !p.location.is_empty()));
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! `cargo xtask inspect` as users run it: exit status, JSON and text
+//! output, named problems, one-line errors on unusable input.
+
+#[path = "inspect/fixture.rs"]
+mod fixture;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use fixture::{BASE, Fixture};
+use serde_json::Value;
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kho-inspect-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn inspect(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("inspect")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Write `f` as a raw image and inspect it from `start` (`--x86-boot-params`, …).
+fn inspect_raw(f: &Fixture, dir: &Path, start: &str, addr: u64, json: bool) -> Output {
+    let path = dir.join("guest.raw");
+    f.write_raw(&path);
+    let (memory, base, addr) = (
+        path.display().to_string(),
+        format!("{BASE:#x}"),
+        format!("{addr:#x}"),
+    );
+    let mut args = vec!["--memory", &memory, "--base", &base, start, &addr];
+    if json {
+        args.push("--json");
+    }
+    inspect(&args)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn codes(v: &Value) -> Vec<String> {
+    v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_sound_raw_image_exits_0_and_its_json_is_the_preserved_set() {
+    let f = fixture::build();
+    let dir = scratch_dir("sound");
+    let out = inspect_raw(&f, &dir, "--x86-boot-params", f.boot_params, true);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["abi_version"], "kho-v2");
+    assert_eq!(v["start"]["kind"], "x86-boot-params");
+    assert_eq!(v["image"]["format"], "raw");
+    assert_eq!(codes(&v), Vec::<String>::new());
+    let runs: Vec<(u32, u64, u64)> = v["preserved"]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let n = |k: &str| r[k].as_u64().unwrap();
+            (n("order") as u32, n("addr"), n("blocks"))
+        })
+        .collect();
+    assert_eq!(runs, f.runs);
+    assert_eq!(v["preserved"]["radix"]["tables"], f.nodes.0);
+    assert_eq!(v["preserved"]["radix"]["leaves"], f.nodes.1);
+    assert_eq!(v["subtrees"][1]["content"]["format"], "kho-stub");
+    assert_eq!(v["subtrees"][1]["content"]["vmalloc"]["total_pages"], 5);
+    assert_eq!(v["subtrees"][2]["content"]["kexec_count"], 2);
+
+    let out = inspect_raw(&f, &dir, "--dtb", f.dtb, false);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    for want in [
+        "ABI version: kho-v2",
+        "scratch areas (2):",
+        "problems: none",
+        "reserve_mem \"kho_log\"",
+        "kexec-metadata v1, previous release \"fixture-6.19\", kexec count 2",
+    ] {
+        assert!(text.contains(want), "{want:?} in\n{text}");
+    }
+
+    let out = inspect_raw(&f, &dir, "--fdt", f.fdt, false);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("scratch: unknown (give --x86-boot-params or --dtb)"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn each_corruption_is_its_named_error_and_exit_1() {
+    let cases: [(&str, fn(&mut Fixture), &str); 5] = [
+        ("cycle", Fixture::corrupt_cycle, "radix-cycle"),
+        (
+            "outside",
+            Fixture::corrupt_entry_outside_image,
+            "radix-entry-outside-image",
+        ),
+        (
+            "misaligned",
+            Fixture::corrupt_misaligned_entry,
+            "radix-misaligned-entry",
+        ),
+        ("compatible", Fixture::corrupt_compatible, "fdt-compatible"),
+        (
+            "scratch",
+            Fixture::corrupt_scratch_over_preserved,
+            "preserved-in-scratch",
+        ),
+    ];
+    for (name, corrupt, code) in cases {
+        let mut f = fixture::build();
+        corrupt(&mut f);
+        let dir = scratch_dir(name);
+        let out = inspect_raw(&f, &dir, "--x86-boot-params", f.boot_params, true);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        assert!(
+            codes(&json(&out)).iter().any(|c| c == code),
+            "{name}: {:?}",
+            codes(&json(&out))
+        );
+
+        let out = inspect_raw(&f, &dir, "--x86-boot-params", f.boot_params, false);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let text = stdout(&out);
+        // Everything decodable is printed, then the problems with their places.
+        assert!(
+            text.contains("ABI version") || code == "fdt-compatible",
+            "{text}"
+        );
+        assert!(text.contains(&format!("\n  {code} at ")), "{name}: {text}");
+        assert!(out.stderr.is_empty(), "{name}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn unusable_input_is_one_line_and_exit_1() {
+    let dir = scratch_dir("unusable");
+    let missing = dir.join("missing.elf").display().to_string();
+    let out = inspect(&["--memory", &missing, "--fdt", "0x1000"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: opening "), "{err}");
+
+    let raw = dir.join("raw.bin");
+    std::fs::write(&raw, [0u8; 4096]).unwrap();
+    let raw = raw.display().to_string();
+    let out = inspect(&["--memory", &raw, "--fdt", "0x1000"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("give --base ADDR"), "{err}");
+    assert!(out.stdout.is_empty());
+
+    // A start point outside the image is a structural problem, reported.
+    let out = inspect(&["--memory", &raw, "--base", "0", "--fdt", "0x100000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("fdt-outside-image at root FDT at 0x100000"));
+
+    // Exactly one start point; addresses are checked by the parser.
+    let out = inspect(&["--memory", &raw, "--fdt", "0x1000", "--dtb", "0x2000"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = inspect(&["--memory", &raw]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = inspect(&["--memory", &raw, "--fdt", "0xzz"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an address"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
