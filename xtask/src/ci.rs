@@ -71,6 +71,7 @@ pub(crate) fn test() -> Result<()> {
         scenarios: Vec::new(),
         accel: vm::qemu::AccelChoice::Auto,
         verbose: false,
+        dump_at: None,
     })?;
     tracing::info!("all tests passed");
     Ok(())

@@ -119,6 +119,11 @@ enum Task {
         /// Stream the serial console live.
         #[arg(short, long)]
         verbose: bool,
+        /// Pause generation G before its kexec, dump guest memory through
+        /// QEMU's QMP socket and check `inspect` agrees with the stub
+        /// (overrides a scenario's `dump_at`).
+        #[arg(long, value_name = "G")]
+        dump_at: Option<u32>,
     },
 }
 
@@ -161,11 +166,13 @@ fn main() -> ExitCode {
             scenarios,
             accel,
             verbose,
+            dump_at,
         } => vm::test_vm(&vm::TestVmArgs {
             arches,
             scenarios,
             accel,
             verbose,
+            dump_at,
         }),
     };
     match result {

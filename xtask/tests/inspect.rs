@@ -108,9 +108,12 @@ fn a_sound_raw_image_exits_0_and_its_json_is_the_preserved_set() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A corruption: its name, how to apply it, the problem code it must produce.
+type Case = (&'static str, fn(&mut Fixture), &'static str);
+
 #[test]
 fn each_corruption_is_its_named_error_and_exit_1() {
-    let cases: [(&str, fn(&mut Fixture), &str); 5] = [
+    let cases: [Case; 5] = [
         ("cycle", Fixture::corrupt_cycle, "radix-cycle"),
         (
             "outside",

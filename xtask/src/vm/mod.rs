@@ -4,10 +4,12 @@
 //! - [`scenario`]: `vm-images/*.toml`, one scenario each;
 //! - [`protocol`]: the stub's `KHO …` serial line protocol (docs/HANDOVER.md);
 //! - [`check`]: the pure transcript checker and the per-generation waits;
-//! - [`qemu`]: the command line and the rexpect-driven console.
+//! - [`qemu`]: the command line and the rexpect-driven console;
+//! - [`dump`]: a guest memory dump mid-run, checked with `inspect`.
 
 pub(crate) mod arch;
 pub(crate) mod check;
+pub(crate) mod dump;
 pub(crate) mod protocol;
 pub(crate) mod qemu;
 pub(crate) mod scenario;
@@ -129,6 +131,8 @@ pub(crate) struct TestVmArgs {
     pub(crate) accel: AccelChoice,
     /// Stream the serial console live.
     pub(crate) verbose: bool,
+    /// Dump memory before this generation's kexec in every selected scenario.
+    pub(crate) dump_at: Option<u32>,
 }
 
 /// One finished run.
@@ -144,7 +148,10 @@ struct Outcome {
 
 /// `cargo xtask test-vm`.
 pub(crate) fn test_vm(args: &TestVmArgs) -> Result<()> {
-    let runs = select(&scenario::load_dir(&scenario_dir())?, args)?;
+    let mut runs = select(&scenario::load_dir(&scenario_dir())?, args)?;
+    for (s, _) in &mut runs {
+        dump::apply_override(s, args.dump_at)?;
+    }
     let sh = util::shell()?;
     let mut images: Vec<(&'static str, PathBuf, Accel)> = Vec::new();
     for (_, arch) in &runs {
@@ -237,7 +244,11 @@ fn run_scenario(
     }
     std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
     let cmdline = s.compose_cmdline(None);
-    let qemu = qemu::command(&vm_config(s, arch, image, accel, &cmdline));
+    let mut qemu = qemu::command(&vm_config(s, arch, image, accel, &cmdline));
+    let mut dumper = dump::Dumper::new(s, arch, &log_dir);
+    if let Some(d) = &dumper {
+        qemu.args.extend(d.qemu_args());
+    }
     let command_line = qemu.shell_line();
     std::fs::write(log_dir.join("command.txt"), format!("{command_line}\n"))?;
     let numa = if s.numa_nodes > 0 {
@@ -266,7 +277,18 @@ fn run_scenario(
         let wait = Wait::for_generation(&plan, g, s.generation_timeout);
         let gen_start = Instant::now();
         let first_line = console.lines.len();
-        let result = console.wait(&plan, &wait, run_deadline)?;
+        let paused = dump::Dumper::before_wait(
+            &mut dumper,
+            &mut console,
+            &plan,
+            g,
+            s.generation_timeout,
+            run_deadline,
+        )?;
+        let result = match paused {
+            Some(failed) => failed,
+            None => console.wait(&plan, &wait, run_deadline)?,
+        };
         let summary = check::summarize(&console.lines[first_line..], g);
         let elapsed = gen_start.elapsed().as_secs_f64();
         let last = s.generations - 1;
@@ -321,7 +343,10 @@ fn run_scenario(
     drop(console);
     let wall = start.elapsed();
 
-    let report = check::check(&plan, &lines, &end);
+    let mut report = check::check(&plan, &lines, &end);
+    if let Some(d) = &dumper {
+        report.failures.extend(d.check(arch));
+    }
     for g in &report.generations {
         for (fdt, dir) in [(&g.fdt_in, "in"), (&g.fdt_out, "out")] {
             if let Some(fdt) = fdt {

@@ -358,6 +358,14 @@ impl Console {
         }
     }
 
+    /// Type `text` on the guest's serial console (QEMU's stdin).
+    pub(crate) fn send(&mut self, text: &str) -> Result<()> {
+        self.session
+            .send(text)
+            .and_then(|_| self.session.flush())
+            .context("writing to QEMU's console")
+    }
+
     /// SIGKILL QEMU and reap it (idempotent).
     pub(crate) fn kill(&mut self) {
         if self.reaped {

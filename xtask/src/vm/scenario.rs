@@ -12,6 +12,7 @@
 //! generations = 10
 //! seed = 0x5eed
 //! fault = "compatible@3"        # optional: kho_stub.fault=CLASS@G
+//! dump_at = 2                   # optional: dump guest memory before G's kexec, check inspect (vm/dump.rs)
 //! generation_timeout = 30       # optional, seconds per generation (default 30)
 //! run_timeout = 330             # optional, seconds per run (default 30 + generations * generation_timeout)
 //!
@@ -47,6 +48,7 @@ struct ScenarioFile {
     generations: u32,
     seed: u64,
     fault: Option<String>,
+    dump_at: Option<u32>,
     generation_timeout: Option<u64>,
     run_timeout: Option<u64>,
     #[serde(default)]
@@ -120,6 +122,8 @@ pub(crate) struct Scenario {
     pub(crate) generations: u32,
     pub(crate) seed: u64,
     pub(crate) fault: Option<Fault>,
+    /// Pause before this generation's kexec and check a memory dump (vm/dump.rs).
+    pub(crate) dump_at: Option<u32>,
     /// One entry per generation.
     pub(crate) expect: Vec<Expect>,
     pub(crate) generation_timeout: Duration,
@@ -255,7 +259,7 @@ fn validate(name: &str, f: ScenarioFile) -> Result<Scenario> {
         .unwrap_or(DEFAULT_GENERATION_TIMEOUT + u64::from(f.generations) * generation_timeout);
     ensure!(run_timeout > 0, "run_timeout must be at least 1 second");
 
-    Ok(Scenario {
+    let mut scenario = Scenario {
         name: name.to_owned(),
         description: f.description,
         arches: f.arches,
@@ -266,10 +270,13 @@ fn validate(name: &str, f: ScenarioFile) -> Result<Scenario> {
         generations: f.generations,
         seed: f.seed,
         fault,
+        dump_at: None,
         expect,
         generation_timeout: Duration::from_secs(generation_timeout),
         run_timeout: Duration::from_secs(run_timeout),
-    })
+    };
+    super::dump::apply_override(&mut scenario, f.dump_at).context("dump_at")?;
+    Ok(scenario)
 }
 
 /// `512M` / `1G` to MiB.
@@ -333,6 +340,9 @@ impl Scenario {
         ];
         if let Some(fault) = &self.fault {
             parts.push(format!("kho_stub.fault={fault}"));
+        }
+        if let Some(g) = self.dump_at {
+            parts.push(format!("kho_stub.pause_at={g}"));
         }
         parts.extend(self.cmdline.split_whitespace().map(str::to_owned));
         if let Some(extra) = extra {
