@@ -414,19 +414,19 @@ pub(crate) fn check(plan: &Plan<'_>, lines: &[String], end: &RunEnd) -> Report {
                                 format!("line {n}: generation {g}: fdt-in does not parse: {e}"),
                             );
                         }
-                        if let Some(prev) = &prev_out {
-                            if prev.bytes != fdt.bytes {
-                                fail(
-                                    &mut report,
-                                    format!(
-                                        "line {n}: generation {g}: fdt-in differs from generation {}'s fdt-out ({} vs {} bytes{})",
-                                        g - 1,
-                                        fdt.bytes.len(),
-                                        prev.bytes.len(),
-                                        first_difference(&prev.bytes, &fdt.bytes)
-                                    ),
-                                );
-                            }
+                        if let Some(prev) = &prev_out
+                            && prev.bytes != fdt.bytes
+                        {
+                            fail(
+                                &mut report,
+                                format!(
+                                    "line {n}: generation {g}: fdt-in differs from generation {}'s fdt-out ({} vs {} bytes{})",
+                                    g - 1,
+                                    fdt.bytes.len(),
+                                    prev.bytes.len(),
+                                    first_difference(&prev.bytes, &fdt.bytes)
+                                ),
+                            );
                         }
                     } else if *expect == Expect::Cold {
                         fail(
@@ -479,33 +479,33 @@ pub(crate) fn check(plan: &Plan<'_>, lines: &[String], end: &RunEnd) -> Report {
             }
         }
         prev_out = this.fdt_out.clone();
-        if let Some((n, kexec)) = find(&Verb::Kexec) {
-            if kexec.num("next") != Some(u64::from(g) + 1) {
+        if let Some((n, kexec)) = find(&Verb::Kexec)
+            && kexec.num("next") != Some(u64::from(g) + 1)
+        {
+            fail(
+                &mut report,
+                format!(
+                    "line {n}: generation {g}: kexec next={} (want {})",
+                    kexec.get("next").unwrap_or("?"),
+                    g + 1
+                ),
+            );
+        }
+        if let Some((n, done)) = find(&Verb::Done)
+            && last
+        {
+            let generations_ok = done.num("generations") == Some(u64::from(plan.generations));
+            let result_ok = done.get("result") == Some("ok");
+            if generations_ok && result_ok {
+                report.done = true;
+            } else {
                 fail(
                     &mut report,
                     format!(
-                        "line {n}: generation {g}: kexec next={} (want {})",
-                        kexec.get("next").unwrap_or("?"),
-                        g + 1
+                        "line {n}: generation {g}: want `KHO done gen={g} generations={} result=ok`",
+                        plan.generations
                     ),
                 );
-            }
-        }
-        if let Some((n, done)) = find(&Verb::Done) {
-            if last {
-                let generations_ok = done.num("generations") == Some(u64::from(plan.generations));
-                let result_ok = done.get("result") == Some("ok");
-                if generations_ok && result_ok {
-                    report.done = true;
-                } else {
-                    fail(
-                        &mut report,
-                        format!(
-                            "line {n}: generation {g}: want `KHO done gen={g} generations={} result=ok`",
-                            plan.generations
-                        ),
-                    );
-                }
             }
         }
         report.generations.push(this);

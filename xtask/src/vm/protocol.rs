@@ -195,7 +195,7 @@ pub(crate) fn parse_num(text: &str) -> Option<u64> {
 
 /// Decode the `hex=` of `fdt-in`/`fdt-out` (lower- or upper-case, even length).
 pub(crate) fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(format!("odd number of hex digits ({})", text.len()));
     }
     text.as_bytes()
