@@ -12,9 +12,10 @@ use std::fmt::Display;
 
 use kho::Handover;
 use kho::handoff::{dt, x86};
+use kho_abi::PAGE_SIZE;
+use kho_abi::fdt as fdt_abi;
 use kho_abi::metadata::{self, KexecMetadata};
 use kho_abi::radix::{ROOT_LEVEL, TABLE_ENTRIES};
-use kho_abi::{AbiVersion, PAGE_SIZE};
 use kho_fdt::KhoFdt;
 use kho_mem::{PhysAddr, PhysMem, PhysRange};
 use kho_radix::VisitedSet;
@@ -99,6 +100,7 @@ impl<M: PhysMem> Decoder<'_, M> {
             Ok(fdt) => fdt,
             Err(e) => {
                 self.refused_fdt(handover.fdt, &page, &e);
+                self.despite_refusal(&page, scratch.as_ref());
                 return;
             }
         };
@@ -121,7 +123,13 @@ impl<M: PhysMem> Decoder<'_, M> {
             );
         }
         for subtree in fdt.subtrees() {
-            let info = self.subtree(fdt.version(), &subtree, set.as_ref());
+            let child = Child {
+                name: subtree.name(),
+                data: subtree.data(),
+                size: subtree.size(),
+                offset: Some(subtree.offset()),
+            };
+            let info = self.subtree(&child, set.as_ref());
             self.report.subtrees.push(info);
         }
     }
@@ -252,6 +260,50 @@ impl<M: PhysMem> Decoder<'_, M> {
             memory_map: None,
             rendered: kho_fdt::render_blob(page).ok(),
         });
+    }
+
+    /// After a refused root FDT that is still a device tree with a usable
+    /// `preserved-memory-map`: walk the tree and decode the known subtrees
+    /// anyway (a kernel would stop; a debugger wants the rest too).
+    fn despite_refusal(&mut self, page: &[u8], scratch: Option<&ScratchAreas>) {
+        let Ok(dtb) = kho_fdt::dtb::Dtb::parse(page) else {
+            return;
+        };
+        let le64 = |v: &[u8]| <[u8; 8]>::try_from(v).ok().map(u64::from_le_bytes);
+        let Some(root) = dtb
+            .property("/", fdt_abi::PROP_PRESERVED_MEMORY_MAP)
+            .and_then(le64)
+            .filter(|&r| r != 0 && r.is_multiple_of(PAGE))
+        else {
+            return;
+        };
+        if let Some(fdt) = self.report.fdt.as_mut() {
+            fdt.memory_map = Some(root);
+        }
+        let set = self.preserved(PhysAddr::new(root), scratch);
+        let known = [
+            kho_abi::memblock::SUBTREE_NAME,
+            stub_blob::SUBTREE_NAME,
+            metadata::SUBTREE_NAME,
+        ];
+        for name in known {
+            let node = format!("/{name}");
+            let Some(data) = dtb
+                .property(&node, fdt_abi::PROP_PRESERVED_DATA)
+                .and_then(le64)
+                .filter(|&d| d != 0)
+            else {
+                continue;
+            };
+            let child = Child {
+                name,
+                data: PhysAddr::new(data),
+                size: dtb.property(&node, fdt_abi::PROP_BLOB_SIZE).and_then(le64),
+                offset: None,
+            };
+            let info = self.subtree(&child, set.as_ref());
+            self.report.subtrees.push(info);
+        }
     }
 
     // --- scratch -----------------------------------------------------------
@@ -456,14 +508,9 @@ impl<M: PhysMem> Decoder<'_, M> {
 
     // --- subtrees ----------------------------------------------------------
 
-    fn subtree(
-        &mut self,
-        version: AbiVersion,
-        s: &kho_fdt::Subtree<'_>,
-        set: Option<&RunSet>,
-    ) -> SubtreeInfo {
-        let name = s.name();
-        let addr = s.data().as_u64();
+    fn subtree(&mut self, s: &Child<'_>, set: Option<&RunSet>) -> SubtreeInfo {
+        let name = s.name;
+        let addr = s.data.as_u64();
         let at = format!("subtree {name:?} at {addr:#x}");
         let content = match name {
             kho_abi::memblock::SUBTREE_NAME => self.memblock(s, &at, set),
@@ -473,16 +520,16 @@ impl<M: PhysMem> Decoder<'_, M> {
         };
         // The blob's own pages must be preserved (by its client): without
         // blob-size, at least its first page.
-        let len = s.size().unwrap_or(1).max(1);
-        match PhysRange::try_new(s.data(), len) {
-            Ok(range) if self.mem.is_ram(s.data(), len) => {
+        let len = s.size.unwrap_or(1).max(1);
+        match PhysRange::try_new(s.data, len) {
+            Ok(range) if self.mem.is_ram(s.data, len) => {
                 if let Some(missing) = set.and_then(|set| set.first_uncovered(range)) {
                     self.problem(
                         "subtree-not-preserved",
                         at,
                         format!(
                             "the blob's page at {missing:#x} is not in the preserved set \
-                             ({version} clients preserve their blobs)"
+                             (each client preserves its blob)"
                         ),
                     );
                 }
@@ -496,15 +543,15 @@ impl<M: PhysMem> Decoder<'_, M> {
         SubtreeInfo {
             name: name.to_owned(),
             addr,
-            size: s.size(),
-            fdt_offset: s.offset(),
+            size: s.size,
+            fdt_offset: s.offset,
             content,
         }
     }
 
-    fn memblock(&mut self, s: &kho_fdt::Subtree<'_>, at: &str, set: Option<&RunSet>) -> Content {
+    fn memblock(&mut self, s: &Child<'_>, at: &str, set: Option<&RunSet>) -> Content {
         let mut buf = [0u8; PAGE_SIZE];
-        let fdt = match kho_memblock::retrieve(self.mem, s.data(), s.size(), &mut buf) {
+        let fdt = match kho_memblock::retrieve(self.mem, s.data, s.size, &mut buf) {
             Ok(fdt) => fdt,
             Err(e) => {
                 self.problem("memblock", at, e);
@@ -540,9 +587,9 @@ impl<M: PhysMem> Decoder<'_, M> {
 
     /// `kexec-metadata`, with the reader's checks (blob-size present and
     /// large enough, version 1).
-    fn metadata(&mut self, s: &kho_fdt::Subtree<'_>, at: &str) -> Content {
+    fn metadata(&mut self, s: &Child<'_>, at: &str) -> Content {
         let bad = |reason| kho::Error::BadMetadata { reason };
-        let Some(size) = s.size() else {
+        let Some(size) = s.size else {
             self.problem("kexec-metadata", at, bad("no blob-size"));
             return Content::Invalid;
         };
@@ -554,7 +601,7 @@ impl<M: PhysMem> Decoder<'_, M> {
             );
             return Content::Invalid;
         }
-        let version = match self.mem.read_obj::<kho_abi::Le32>(s.data()) {
+        let version = match self.mem.read_obj::<kho_abi::Le32>(s.data) {
             Ok(v) => v.get(),
             Err(e) => {
                 self.problem("kexec-metadata", at, e);
@@ -573,7 +620,7 @@ impl<M: PhysMem> Decoder<'_, M> {
             self.problem("kexec-metadata", at, bad("blob shorter than version 1"));
             return Content::Invalid;
         }
-        match self.mem.read_obj::<KexecMetadata>(s.data()) {
+        match self.mem.read_obj::<KexecMetadata>(s.data) {
             Ok(m) => Content::KexecMetadata {
                 version,
                 release: String::from_utf8_lossy(m.release_bytes()).into_owned(),
@@ -588,11 +635,11 @@ impl<M: PhysMem> Decoder<'_, M> {
 
     /// The stub's blob: header, records, and the vmalloc area its
     /// descriptor names (restored by kho-vmalloc against the preserved set).
-    fn stub_blob(&mut self, s: &kho_fdt::Subtree<'_>, at: &str, set: Option<&RunSet>) -> Content {
-        let size = match s.size() {
+    fn stub_blob(&mut self, s: &Child<'_>, at: &str, set: Option<&RunSet>) -> Content {
+        let size = match s.size {
             Some(size) => size,
             // No blob-size: the header says how many records follow.
-            None => match self.mem.read_obj::<stub_blob::Header>(s.data()) {
+            None => match self.mem.read_obj::<stub_blob::Header>(s.data) {
                 Ok(h) => stub_blob::blob_size(h.count.get() as usize) as u64,
                 Err(e) => {
                     self.problem("kho-stub-blob", at, e);
@@ -609,7 +656,7 @@ impl<M: PhysMem> Decoder<'_, M> {
             return Content::Invalid;
         }
         let mut bytes = vec![0u8; size as usize];
-        if let Err(e) = self.mem.read(s.data(), &mut bytes) {
+        if let Err(e) = self.mem.read(s.data, &mut bytes) {
             self.problem("kho-stub-blob", at, e);
             return Content::Invalid;
         }
@@ -680,6 +727,18 @@ impl<M: PhysMem> Decoder<'_, M> {
             vmalloc,
         }
     }
+}
+
+/// A child of the root FDT, as the decoder needs it.
+#[derive(Clone, Copy, Debug)]
+struct Child<'a> {
+    name: &'a str,
+    /// `preserved-data`.
+    data: PhysAddr,
+    /// `blob-size`.
+    size: Option<u64>,
+    /// Byte offset of the node (unknown when read from a refused FDT).
+    offset: Option<usize>,
 }
 
 // --- the preserved set as runs ---------------------------------------------

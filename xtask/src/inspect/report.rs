@@ -108,8 +108,9 @@ pub(crate) struct SubtreeInfo {
     pub(crate) addr: u64,
     /// `blob-size`, if the node has one.
     pub(crate) size: Option<u64>,
-    /// Byte offset of the node in the root FDT.
-    pub(crate) fdt_offset: usize,
+    /// Byte offset of the node in the root FDT (`None` when read from a
+    /// refused FDT).
+    pub(crate) fdt_offset: Option<usize>,
     pub(crate) content: Content,
 }
 

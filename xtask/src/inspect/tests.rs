@@ -371,10 +371,16 @@ fn a_wrong_compatible_is_named_with_its_byte_offset() {
     );
     assert!(p.message.contains("kho-v9"), "{}", p.message);
     // The refused FDT is still shown, as a plain device tree.
-    let rendered = r.fdt.unwrap().rendered.unwrap();
+    let rendered = r.fdt.as_ref().unwrap().rendered.as_ref().unwrap();
     assert!(rendered.contains("\"kho-v9\""), "{rendered}");
     // The scratch array comes from the handoff, not the FDT: still read.
-    assert_eq!(r.scratch.unwrap().len(), 2);
+    assert_eq!(r.scratch.as_ref().unwrap().len(), 2);
+    // The FDT is still a device tree with a memory map: the walk and the
+    // known subtrees are decoded anyway.
+    assert_eq!(runs(&r), f.runs);
+    let names: Vec<_> = r.subtrees.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["memblock", "kho-stub", "kexec-metadata"]);
+    assert!(r.subtrees.iter().all(|s| s.fdt_offset.is_none()));
 }
 
 #[test]
