@@ -11,7 +11,8 @@
 //! arch's handoff (the x86 zero page, the arm64 DTB) and requires the same
 //! runs in the same order, the same totals and radix nodes, and no
 //! structural problem. A dump that passes is deleted (it is as large as the
-//! guest's RAM); one that fails is kept and named.
+//! guest's RAM) unless `KHO_KEEP_DUMPS=1` is set; one that fails is kept
+//! and named, with the `inspect` command that reads it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -27,6 +28,9 @@ use super::protocol::{self, Verb};
 use super::qemu::{Console, WaitResult};
 use super::scenario::Scenario;
 use crate::inspect::{self, Start};
+
+/// Set to `1` to keep dumps that pass too (docs/DEBUGGING.md).
+const KEEP_DUMPS: &str = "KHO_KEEP_DUMPS";
 
 /// How long QEMU may take to write the dump.
 const DUMP_TIMEOUT: Duration = Duration::from_secs(300);
@@ -219,6 +223,16 @@ impl Dumper {
             Err(e) => vec![format!("{e:#}")],
         };
         let size = std::fs::metadata(&self.dump).map_or(0, |m| m.len());
+        let command = format!(
+            "cargo xtask inspect --memory {} --{} {:#x}",
+            self.dump.display(),
+            if matches!(start, Start::Dtb(_)) {
+                "dtb"
+            } else {
+                "x86-boot-params"
+            },
+            account.handoff
+        );
         if failures.is_empty() {
             println!(
                 "    dump of generation {g}: {} MiB ELF core in {:.2} s; inspect agrees: {} runs, \
@@ -231,7 +245,11 @@ impl Dumper {
                 account.leaves,
                 started.elapsed().as_secs_f64()
             );
-            let _ = std::fs::remove_file(&self.dump);
+            if std::env::var(KEEP_DUMPS).is_ok_and(|v| v == "1") {
+                println!("    dump kept ({KEEP_DUMPS}=1): {command}");
+            } else {
+                let _ = std::fs::remove_file(&self.dump);
+            }
             return Vec::new();
         }
         let mut out: Vec<String> = failures
@@ -239,14 +257,7 @@ impl Dumper {
             .map(|f| format!("dump of generation {g}: {f}"))
             .collect();
         out.push(format!(
-            "dump of generation {g} kept for inspection: cargo xtask inspect --memory {} --{} {:#x}",
-            self.dump.display(),
-            if matches!(start, Start::Dtb(_)) {
-                "dtb"
-            } else {
-                "x86-boot-params"
-            },
-            account.handoff
+            "dump of generation {g} kept for inspection: {command}"
         ));
         out
     }
