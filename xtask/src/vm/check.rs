@@ -410,8 +410,7 @@ pub(crate) fn check(plan: &Plan<'_>, lines: &[String], end: &RunEnd) -> Report {
                             &mut report,
                             format!(
                                 "line {n}: generation {g}: revival failed as expected, but the reason {reason:?} does not match {}",
-                                want.pattern(plan.arch.name)
-                                    .unwrap_or("(no pattern for this arch)")
+                                want.describe(plan.arch.name)
                             ),
                         );
                     }
@@ -656,8 +655,7 @@ fn check_partial(
     if !want.matches(plan.arch.name, reason) {
         failures.push(format!(
             "line {n}: generation {g}: verify result=partial as expected, but the reason {reason:?} does not match {}",
-            want.pattern(plan.arch.name)
-                .unwrap_or("(no pattern for this arch)")
+            want.describe(plan.arch.name)
         ));
     }
     match verify.num("leaked") {
@@ -992,7 +990,7 @@ mod tests {
             .collect();
         assert_fails(
             &run(&s, &lines, RunEnd::Exited(33)),
-            "does not match *kho-v9*",
+            "does not match the pattern \"*kho-v9*\"",
         );
     }
 

@@ -80,6 +80,14 @@ impl Reason {
         }
     }
 
+    /// `the pattern "…"` for `arch`, for messages.
+    pub(crate) fn describe(&self, arch: &str) -> String {
+        match self.pattern(arch) {
+            Some(p) => format!("the pattern {p:?}"),
+            None => format!("any pattern (the scenario gives none for {arch})"),
+        }
+    }
+
     /// Whether `reason`, as printed on `arch`, is the expected one.
     pub(crate) fn matches(&self, arch: &str, reason: &str) -> bool {
         self.pattern(arch).is_some_and(|p| glob_match(p, reason))
@@ -169,6 +177,7 @@ mod tests {
         assert!(r.matches("aarch64", "x 2"));
         assert!(!r.matches("x86_64", "y 1"));
         assert_eq!(r.to_string(), "\"x *\"");
+        assert_eq!(r.describe("x86_64"), "the pattern \"x *\"");
     }
 
     #[test]
@@ -182,6 +191,7 @@ mod tests {
         assert!(r.matches("x86_64", "setup_data at 0x1: bad"));
         assert!(!r.matches("aarch64", "setup_data at 0x1: bad"));
         assert!(r.matches("aarch64", "/chosen: bad"));
+        assert_eq!(r.describe("aarch64"), "the pattern \"/chosen*\"");
         assert_eq!(
             r.to_string(),
             "{x86_64: \"setup_data*\", aarch64: \"/chosen*\"}"
