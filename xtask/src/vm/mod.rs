@@ -5,14 +5,22 @@
 //! - [`protocol`]: the stub's `KHO …` serial line protocol (docs/HANDOVER.md);
 //! - [`check`]: the pure transcript checker and the per-generation waits;
 //! - [`qemu`]: the command line and the rexpect-driven console;
+//! - [`invariants`] and [`layout`]: the numbers across lines and generations
+//!   (NUMA, scratch sizing and inheritance, accounting, knobs);
+//! - [`reason`]: expected reasons (`*` patterns, per arch);
+//! - [`snapshot`]: every run's FDTs and protocol lines as insta snapshots;
 //! - [`dump`]: a guest memory dump mid-run, checked with `inspect`.
 
 pub(crate) mod arch;
 pub(crate) mod check;
 pub(crate) mod dump;
+pub(crate) mod invariants;
+pub(crate) mod layout;
 pub(crate) mod protocol;
 pub(crate) mod qemu;
+pub(crate) mod reason;
 pub(crate) mod scenario;
+pub(crate) mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -144,6 +152,8 @@ struct Outcome {
     generations: u32,
     report: Report,
     wall: Duration,
+    /// The run's log directory (serial log, command, renderings).
+    log_dir: PathBuf,
 }
 
 /// `cargo xtask test-vm`.
@@ -162,6 +172,7 @@ pub(crate) fn test_vm(args: &TestVmArgs) -> Result<()> {
             images.push((arch.name, image, accel));
         }
     }
+    let started = Instant::now();
     let mut outcomes = Vec::new();
     for (scenario, arch) in &runs {
         let Some((_, image, accel)) = images.iter().find(|(name, _, _)| *name == arch.name) else {
@@ -170,13 +181,43 @@ pub(crate) fn test_vm(args: &TestVmArgs) -> Result<()> {
         outcomes.push(run_scenario(scenario, arch, image, *accel, args.verbose)?);
     }
     print_table(&outcomes);
+    println!(
+        "{} runs in {:.1} s; logs under {}",
+        outcomes.len(),
+        started.elapsed().as_secs_f64(),
+        artifacts_dir("vm").display()
+    );
     let failed: Vec<String> = outcomes
         .iter()
         .filter(|o| !o.report.passed())
-        .map(|o| format!("{} on {}", o.scenario, o.arch))
+        .map(|o| {
+            format!(
+                "{} on {} (logs: {})",
+                o.scenario,
+                o.arch,
+                o.log_dir.display()
+            )
+        })
         .collect();
     if !failed.is_empty() {
         bail!("VM tests failed: {}", failed.join(", "));
+    }
+    if args.scenarios.is_empty() && args.arches.is_empty() {
+        let expected: Vec<String> = runs
+            .iter()
+            .flat_map(|(s, arch)| snapshot::names(s, arch.name))
+            .collect();
+        let stale = snapshot::stale(&expected);
+        if !stale.is_empty() {
+            bail!(
+                "snapshots no scenario produces any more (delete them): {}",
+                stale
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
     }
     Ok(())
 }
@@ -267,7 +308,8 @@ fn run_scenario(
     );
     eprintln!("$ {command_line}");
 
-    let plan = Plan::new(s, arch, &cmdline);
+    let image_bytes = layout::loaded_image_bytes(image)?;
+    let plan = Plan::new(s, arch, &cmdline).with_image_bytes(Some(image_bytes));
     let start = Instant::now();
     let run_deadline = start + s.run_timeout;
     let log_path = log_dir.join("serial.log");
@@ -357,6 +399,11 @@ fn run_scenario(
         }
     }
     if report.passed() {
+        report.failures.extend(snapshot::assert_run(
+            s, arch.name, &report, &lines, &log_dir,
+        ));
+    }
+    if report.passed() {
         println!(
             "    {} on {}: ok ({:.2} s, QEMU {end})",
             s.name,
@@ -373,6 +420,7 @@ fn run_scenario(
         generations: s.generations,
         report,
         wall,
+        log_dir,
     })
 }
 
@@ -388,6 +436,16 @@ fn print_failure(
     for f in &report.failures {
         println!("  - {f}");
     }
+    if report
+        .failures
+        .iter()
+        .all(|f| snapshot::is_snapshot_failure(f))
+    {
+        // The run itself passed: its log tail is no news.
+        println!("serial log: {}", log.display());
+        println!("---- end of {} on {} ----", s.name, arch.name);
+        return;
+    }
     let tail = lines.len().saturating_sub(LOG_TAIL);
     println!(
         "serial log, last {} of {} lines ({}):",
@@ -399,6 +457,7 @@ fn print_failure(
         println!("  | {line}");
     }
     println!("QEMU command: {command}");
+    println!("(snapshots are asserted only for runs that pass the checker)");
     println!("---- end of {} on {} ----", s.name, arch.name);
 }
 
@@ -411,14 +470,25 @@ fn print_table(outcomes: &[Outcome]) {
         .max("scenario".len());
     println!();
     println!(
-        "{:<width$}  {:<8}  {:>11}  {:>14}  {:<6}  {:>8}  accel",
+        "{:<width$}  {:<8}  {:>11}  {:>14}  {:<8}  {:>8}  accel",
         "scenario", "arch", "generations", "verified bytes", "result", "time"
     );
     for o in outcomes {
         let gens = format!("{}/{}", o.report.generations.len(), o.generations);
-        let result = if o.report.passed() { "ok" } else { "FAIL" };
+        let result = if o.report.passed() {
+            "ok"
+        } else if o
+            .report
+            .failures
+            .iter()
+            .all(|f| snapshot::is_snapshot_failure(f))
+        {
+            "SNAPSHOT"
+        } else {
+            "FAIL"
+        };
         println!(
-            "{:<width$}  {:<8}  {gens:>11}  {:>14}  {result:<6}  {:>6.2} s  {}",
+            "{:<width$}  {:<8}  {gens:>11}  {:>14}  {result:<8}  {:>6.2} s  {}",
             o.scenario,
             o.arch,
             o.report.verified_bytes,

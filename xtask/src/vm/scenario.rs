@@ -13,13 +13,18 @@
 //! seed = 0x5eed
 //! fault = "compatible@3"        # optional: kho_stub.fault=CLASS@G
 //! dump_at = 2                   # optional: dump guest memory before G's kexec, check inspect (vm/dump.rs)
+//! subtrees = "max"              # optional: kho_stub.subtrees=N|max (extra client subtrees)
+//! vmalloc_pages = 5000          # optional: kho_stub.vmalloc_pages=N (default 600)
+//! snapshot_generations = [0, 1] # optional: the generations snapshotted (default: all)
 //! generation_timeout = 30       # optional, seconds per generation (default 30)
 //! run_timeout = 330             # optional, seconds per run (default 30 + generations * generation_timeout)
 //!
 //! [[expect]]                    # optional overrides of the default per generation:
 //! generation = 4                # generation 0 "cold", every later one "verified"
-//! result = "failed"             # "cold" | "verified" | "failed"
-//! reason = "kho-v9"             # "failed" only: a substring of the revival's reason="…"
+//! result = "failed"             # "cold" | "verified" | "failed" | "partial"
+//! reason = "KHO FDT: *"         # "failed"/"partial" only: the whole reason, `*` = any text;
+//!                               # or { x86_64 = "…", aarch64 = "…" }
+//! scratch = "any"               # optional: "fresh" | "inherited" | "fresh-or-inherited" | "any"
 //! ```
 
 use std::fmt;
@@ -30,6 +35,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
 
 use super::arch::ArchSpec;
+use super::reason::{Reason, ReasonFile};
 
 /// Default seconds one generation may take.
 const DEFAULT_GENERATION_TIMEOUT: u64 = 30;
@@ -49,6 +55,9 @@ struct ScenarioFile {
     seed: u64,
     fault: Option<String>,
     dump_at: Option<u32>,
+    subtrees: Option<SubtreesFile>,
+    vmalloc_pages: Option<u32>,
+    snapshot_generations: Option<Vec<u32>>,
     generation_timeout: Option<u64>,
     run_timeout: Option<u64>,
     #[serde(default)]
@@ -60,7 +69,8 @@ struct ScenarioFile {
 struct ExpectFile {
     generation: u32,
     result: ResultKind,
-    reason: Option<String>,
+    reason: Option<ReasonFile>,
+    scratch: Option<ScratchExpect>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -69,6 +79,60 @@ enum ResultKind {
     Cold,
     Verified,
     Failed,
+    Partial,
+}
+
+/// `subtrees = N` or `subtrees = "max"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged, expecting = "a number of subtrees or \"max\"")]
+enum SubtreesFile {
+    Count(u32),
+    Word(String),
+}
+
+/// `kho_stub.subtrees=`: extra client subtrees in the root FDT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Subtrees {
+    /// Exactly this many.
+    Count(u32),
+    /// As many as fit in the one-page root FDT.
+    Max,
+}
+
+impl fmt::Display for Subtrees {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subtrees::Count(n) => write!(f, "{n}"),
+            Subtrees::Max => f.write_str("max"),
+        }
+    }
+}
+
+/// What a generation's scratch areas must be (`scratch =` in `[[expect]]`).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum ScratchExpect {
+    /// Placed on this boot: the sizes follow `kho_scratch=` (default for a cold boot).
+    Fresh,
+    /// The previous generation's areas, unchanged (default for a KHO boot).
+    Inherited,
+    /// Either (default after a failed revival: kept if `kho_populate` passed).
+    FreshOrInherited,
+    /// Not compared: the previous generation corrupted the array on purpose
+    /// and this one uses it as handed over. The areas must still be one per
+    /// kind, in RAM and disjoint.
+    Any,
+}
+
+impl fmt::Display for ScratchExpect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ScratchExpect::Fresh => "fresh",
+            ScratchExpect::Inherited => "inherited",
+            ScratchExpect::FreshOrInherited => "fresh-or-inherited",
+            ScratchExpect::Any => "any",
+        })
+    }
 }
 
 /// What one generation must report.
@@ -78,9 +142,29 @@ pub(crate) enum Expect {
     Cold,
     /// `revival result=ok`, `fdt-in` equal to the previous `fdt-out`, `verify result=ok`.
     Verified,
-    /// `revival result=failed` with a reason containing this text; the
-    /// generation then boots cold and the chain continues.
-    Failed { reason: String },
+    /// `revival result=failed` with this reason; the generation then boots
+    /// cold and the chain continues.
+    Failed { reason: Reason },
+    /// `revival result=ok`, `fdt-in` equal to the previous `fdt-out`, then
+    /// `verify result=partial leaked=N` with this reason: one client could
+    /// not restore its state, the revival stands (upstream's behaviour).
+    Partial { reason: Reason },
+}
+
+impl Expect {
+    /// The default scratch expectation of a generation with this result.
+    pub(crate) fn default_scratch(&self) -> ScratchExpect {
+        match self {
+            Expect::Cold => ScratchExpect::Fresh,
+            Expect::Verified | Expect::Partial { .. } => ScratchExpect::Inherited,
+            Expect::Failed { .. } => ScratchExpect::FreshOrInherited,
+        }
+    }
+
+    /// Whether the generation revives the previous one's handover (`revival result=ok`).
+    pub(crate) fn revives(&self) -> bool {
+        matches!(self, Expect::Verified | Expect::Partial { .. })
+    }
 }
 
 impl fmt::Display for Expect {
@@ -88,7 +172,8 @@ impl fmt::Display for Expect {
         match self {
             Expect::Cold => f.write_str("cold"),
             Expect::Verified => f.write_str("verified"),
-            Expect::Failed { reason } => write!(f, "failed (reason contains {reason:?})"),
+            Expect::Failed { reason } => write!(f, "failed (reason {reason})"),
+            Expect::Partial { reason } => write!(f, "partial (reason {reason})"),
         }
     }
 }
@@ -124,8 +209,16 @@ pub(crate) struct Scenario {
     pub(crate) fault: Option<Fault>,
     /// Pause before this generation's kexec and check a memory dump (vm/dump.rs).
     pub(crate) dump_at: Option<u32>,
+    /// `kho_stub.subtrees=`.
+    pub(crate) subtrees: Option<Subtrees>,
+    /// `kho_stub.vmalloc_pages=`.
+    pub(crate) vmalloc_pages: Option<u32>,
+    /// The generations whose FDTs and protocol lines are snapshotted, ascending.
+    pub(crate) snapshot_generations: Vec<u32>,
     /// One entry per generation.
     pub(crate) expect: Vec<Expect>,
+    /// What each generation's scratch areas must be, one entry per generation.
+    pub(crate) scratch: Vec<ScratchExpect>,
     pub(crate) generation_timeout: Duration,
     pub(crate) run_timeout: Duration,
 }
@@ -195,6 +288,7 @@ fn validate(name: &str, f: ScenarioFile) -> Result<Scenario> {
         );
     }
     check_cmdline(&f.cmdline)?;
+    super::layout::scratch_spec(&f.cmdline).context("cmdline")?;
     let fault = f.fault.as_deref().map(parse_fault).transpose()?;
 
     let mut expect: Vec<Expect> = (0..f.generations)
@@ -206,6 +300,7 @@ fn validate(name: &str, f: ScenarioFile) -> Result<Scenario> {
             }
         })
         .collect();
+    let mut scratch: Vec<ScratchExpect> = expect.iter().map(Expect::default_scratch).collect();
     let mut seen = Vec::new();
     for e in f.expect {
         let g = e.generation;
@@ -219,13 +314,21 @@ fn validate(name: &str, f: ScenarioFile) -> Result<Scenario> {
             "[[expect]] generation {g} is given twice"
         );
         seen.push(g);
-        let value = match (e.result, e.reason) {
-            (ResultKind::Failed, Some(reason)) if !reason.is_empty() => Expect::Failed { reason },
-            (ResultKind::Failed, _) => {
-                bail!("[[expect]] generation {g}: result \"failed\" needs a non-empty reason")
+        let reason = e
+            .reason
+            .map(|r| Reason::from_file(r, &f.arches))
+            .transpose()
+            .with_context(|| format!("[[expect]] generation {g}: reason"))?;
+        let value = match (e.result, reason) {
+            (ResultKind::Failed, Some(reason)) => Expect::Failed { reason },
+            (ResultKind::Partial, Some(reason)) => Expect::Partial { reason },
+            (ResultKind::Failed | ResultKind::Partial, None) => {
+                bail!("[[expect]] generation {g}: results \"failed\" and \"partial\" need a reason")
             }
             (_, Some(_)) => {
-                bail!("[[expect]] generation {g}: reason is only for result \"failed\"")
+                bail!(
+                    "[[expect]] generation {g}: reason is only for results \"failed\" and \"partial\""
+                )
             }
             (ResultKind::Cold, None) => Expect::Cold,
             (ResultKind::Verified, None) => Expect::Verified,
@@ -234,6 +337,12 @@ fn validate(name: &str, f: ScenarioFile) -> Result<Scenario> {
             g != 0 || value == Expect::Cold,
             "[[expect]] generation 0 boots cold from QEMU: its result can only be \"cold\""
         );
+        let scratch_expect = e.scratch.unwrap_or_else(|| value.default_scratch());
+        ensure!(
+            g != 0 || matches!(scratch_expect, ScratchExpect::Fresh | ScratchExpect::Any),
+            "[[expect]] generation 0: scratch = \"{scratch_expect}\", but nothing precedes generation 0 to inherit from"
+        );
+        scratch[g as usize] = scratch_expect;
         expect[g as usize] = value;
     }
     if let Some(fault) = &fault {
@@ -244,10 +353,39 @@ fn validate(name: &str, f: ScenarioFile) -> Result<Scenario> {
             f.generations
         );
         ensure!(
-            matches!(expect[next as usize], Expect::Failed { .. }),
-            "fault {fault}: add an [[expect]] with generation = {next}, result = \"failed\" and the reason substring it must report"
+            matches!(
+                expect[next as usize],
+                Expect::Failed { .. } | Expect::Partial { .. }
+            ),
+            "fault {fault}: add an [[expect]] with generation = {next}, result = \"failed\" (or \"partial\") and the reason it must report"
         );
     }
+    let subtrees = match f.subtrees {
+        None => None,
+        Some(SubtreesFile::Count(n)) => Some(Subtrees::Count(n)),
+        Some(SubtreesFile::Word(w)) if w == "max" => Some(Subtrees::Max),
+        Some(SubtreesFile::Word(w)) => {
+            bail!("subtrees = {w:?}: must be a number or \"max\"")
+        }
+    };
+    let snapshot_generations = match f.snapshot_generations {
+        None => (0..f.generations).collect(),
+        Some(list) => {
+            ensure!(!list.is_empty(), "snapshot_generations is empty");
+            for (i, g) in list.iter().enumerate() {
+                ensure!(
+                    *g < f.generations,
+                    "snapshot_generations: generation {g} is past the last generation {}",
+                    f.generations - 1
+                );
+                ensure!(
+                    i == 0 || list[i - 1] < *g,
+                    "snapshot_generations must be ascending without repeats"
+                );
+            }
+            list
+        }
+    };
 
     let generation_timeout = f.generation_timeout.unwrap_or(DEFAULT_GENERATION_TIMEOUT);
     ensure!(
@@ -271,7 +409,11 @@ fn validate(name: &str, f: ScenarioFile) -> Result<Scenario> {
         seed: f.seed,
         fault,
         dump_at: None,
+        subtrees,
+        vmalloc_pages: f.vmalloc_pages,
+        snapshot_generations,
         expect,
+        scratch,
         generation_timeout: Duration::from_secs(generation_timeout),
         run_timeout: Duration::from_secs(run_timeout),
     };
@@ -303,7 +445,7 @@ fn check_cmdline(cmdline: &str) -> Result<()> {
     for token in cmdline.split_whitespace() {
         ensure!(
             !(token == "kho" || token.starts_with("kho=") || token.starts_with("kho_stub.")),
-            "cmdline sets `{token}`, which the xtask composes from generations/seed/fault"
+            "cmdline sets `{token}`, which the xtask composes from generations, seed, fault, dump_at, subtrees and vmalloc_pages"
         );
     }
     Ok(())
@@ -331,7 +473,8 @@ fn parse_fault(text: &str) -> Result<Fault> {
 
 impl Scenario {
     /// The kernel command line: `kho=on kho_stub.generations=N kho_stub.seed=S
-    /// [kho_stub.fault=CLASS@G] <cmdline> [extra]` (docs/HANDOVER.md).
+    /// [kho_stub.fault=CLASS@G] [kho_stub.pause_at=G] [kho_stub.subtrees=N]
+    /// [kho_stub.vmalloc_pages=N] <cmdline> [extra]` (docs/HANDOVER.md).
     pub(crate) fn compose_cmdline(&self, extra: Option<&str>) -> String {
         let mut parts = vec![
             "kho=on".to_owned(),
@@ -343,6 +486,12 @@ impl Scenario {
         }
         if let Some(g) = self.dump_at {
             parts.push(format!("kho_stub.pause_at={g}"));
+        }
+        if let Some(n) = self.subtrees {
+            parts.push(format!("kho_stub.subtrees={n}"));
+        }
+        if let Some(n) = self.vmalloc_pages {
+            parts.push(format!("kho_stub.vmalloc_pages={n}"));
         }
         parts.extend(self.cmdline.split_whitespace().map(str::to_owned));
         if let Some(extra) = extra {
@@ -387,7 +536,7 @@ run_timeout = 100
 [[expect]]
 generation = 4
 result = "failed"
-reason = "kho-v9"
+reason = "*kho-v9*"
 "#;
 
     fn err(name: &str, text: &str) -> String {
@@ -422,7 +571,7 @@ reason = "kho-v9"
         assert_eq!(
             s.expect[4],
             Expect::Failed {
-                reason: "kho-v9".into()
+                reason: Reason::One("*kho-v9*".into())
             }
         );
         assert_eq!(s.expect[5], Expect::Verified);
@@ -526,10 +675,7 @@ reason = "kho-v9"
                 FAULT.replace("generation = 4", "generation = 2"),
                 "add an [[expect]] with generation = 4",
             ),
-            (
-                FAULT.replace("reason = \"kho-v9\"", ""),
-                "needs a non-empty reason",
-            ),
+            (FAULT.replace("reason = \"*kho-v9*\"", ""), "need a reason"),
             (
                 FAULT.replace("generation = 4", "generation = 9"),
                 "past the last generation 5",
@@ -563,11 +709,157 @@ reason = "kho-v9"
     }
 
     #[test]
+    fn knobs_partial_and_per_arch_reasons() {
+        let text = format!(
+            "{}subtrees = \"max\"\nvmalloc_pages = 5000\nsnapshot_generations = [0, 1, 9]\n",
+            BASIC.replace("[\"x86_64\"]", "[\"x86_64\", \"aarch64\"]")
+        );
+        let s = parse("k", &text).unwrap();
+        assert_eq!(s.subtrees, Some(Subtrees::Max));
+        assert_eq!(s.vmalloc_pages, Some(5000));
+        assert_eq!(s.snapshot_generations, [0, 1, 9]);
+        assert_eq!(
+            s.compose_cmdline(None),
+            "kho=on kho_stub.generations=10 kho_stub.seed=0x5eed kho_stub.subtrees=max kho_stub.vmalloc_pages=5000 kho_scratch=16M,64M,32M reserve_mem=64K:4K:kho_log"
+        );
+        let s = parse("k", &format!("{BASIC}subtrees = 7\n")).unwrap();
+        assert_eq!(s.subtrees, Some(Subtrees::Count(7)));
+        assert_eq!(parse("b", BASIC).unwrap().snapshot_generations.len(), 10);
+
+        let partial = format!(
+            "{BASIC}fault = \"vmalloc-cycle@1\"\n[[expect]]\ngeneration = 2\nresult = \"partial\"\nreason = \"vmalloc: *\"\n"
+        );
+        let s = parse("p", &partial).unwrap();
+        assert_eq!(
+            s.expect[2],
+            Expect::Partial {
+                reason: Reason::One("vmalloc: *".into())
+            }
+        );
+        assert_eq!(s.scratch[2], ScratchExpect::Inherited);
+        assert_eq!(s.scratch[0], ScratchExpect::Fresh);
+
+        let per_arch = format!(
+            "{}fault = \"handoff-length@1\"\n[[expect]]\ngeneration = 2\nresult = \"failed\"\nreason = {{ x86_64 = \"setup_data*\", aarch64 = \"/chosen*\" }}\nscratch = \"any\"\n",
+            BASIC.replace("[\"x86_64\"]", "[\"x86_64\", \"aarch64\"]")
+        );
+        let s = parse("h", &per_arch).unwrap();
+        let Expect::Failed { reason } = &s.expect[2] else {
+            panic!("{:?}", s.expect[2]);
+        };
+        assert_eq!(reason.pattern("aarch64"), Some("/chosen*"));
+        assert_eq!(s.scratch[2], ScratchExpect::Any);
+        assert_eq!(s.scratch[1], ScratchExpect::Inherited);
+        assert_eq!(s.scratch[3], ScratchExpect::Inherited);
+        // Only x86_64 is listed: an aarch64 reason is an error.
+        let e = err(
+            "h",
+            &per_arch.replace("[\"x86_64\", \"aarch64\"]", "[\"x86_64\"]"),
+        );
+        assert!(e.contains("scenario's arches do not list"), "{e}");
+    }
+
+    #[test]
+    fn knob_and_expectation_errors() {
+        let cases = [
+            (
+                format!("{BASIC}subtrees = \"all\"\n"),
+                "must be a number or \"max\"",
+            ),
+            (format!("{BASIC}subtrees = -1\n"), "number of subtrees"),
+            (
+                format!("{BASIC}snapshot_generations = []\n"),
+                "snapshot_generations is empty",
+            ),
+            (
+                format!("{BASIC}snapshot_generations = [3, 3]\n"),
+                "ascending",
+            ),
+            (
+                format!("{BASIC}snapshot_generations = [10]\n"),
+                "past the last generation 9",
+            ),
+            (
+                format!("{BASIC}[[expect]]\ngeneration = 2\nresult = \"partial\"\n"),
+                "need a reason",
+            ),
+            (
+                format!("{BASIC}[[expect]]\ngeneration = 2\nresult = \"failed\"\nreason = \"*\"\n"),
+                "more than `*`",
+            ),
+            (
+                format!(
+                    "{BASIC}[[expect]]\ngeneration = 0\nresult = \"cold\"\nscratch = \"inherited\"\n"
+                ),
+                "nothing precedes generation 0",
+            ),
+            (
+                format!(
+                    "{BASIC}[[expect]]\ngeneration = 2\nresult = \"cold\"\nscratch = \"old\"\n"
+                ),
+                "old",
+            ),
+            (
+                BASIC.replace("16M,64M,32M", "16M,64M"),
+                "want N% or three sizes",
+            ),
+            (
+                BASIC.replace("kho_scratch", "kho_stub.subtrees=3 kho_scratch"),
+                "`kho_stub.subtrees=3`",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = err("s", &text);
+            assert!(e.contains(want), "want {want:?} in: {e}");
+        }
+    }
+
+    #[test]
     fn the_committed_scenarios_load() {
         let dir = crate::util::project_root().join("vm-images");
         let all = load_dir(&dir).unwrap();
         let names: Vec<_> = all.iter().map(|s| s.name.as_str()).collect();
-        assert!(names.contains(&"basic"), "{names:?}");
-        assert!(names.contains(&"fault-compatible"), "{names:?}");
+        for name in [
+            "basic",
+            "numa2",
+            "numa4",
+            "scratch-percent",
+            "scratch-explicit",
+            "long",
+            "vmalloc-large",
+            "many-subtrees",
+        ] {
+            assert!(names.contains(&name), "no vm-images/{name}.toml: {names:?}");
+        }
+        // One scenario per fault class of docs/HANDOVER.md, each injecting
+        // its class and expecting the next generation to report it.
+        for class in [
+            "bad-magic",
+            "truncated",
+            "compatible",
+            "memory-map-missing",
+            "memory-map-4-bytes",
+            "memory-map-zero",
+            "memory-map-outside-ram",
+            "radix-outside-ram",
+            "radix-cycle",
+            "vmalloc-cycle",
+            "scratch-overlaps-preserved",
+            "scratch-outside-ram",
+            "handoff-length",
+        ] {
+            let s = all
+                .iter()
+                .find(|s| s.name == format!("fault-{class}"))
+                .unwrap_or_else(|| panic!("no vm-images/fault-{class}.toml"));
+            let fault = s.fault.as_ref().unwrap();
+            assert_eq!(fault.class, class);
+            let next = &s.expect[fault.generation as usize + 1];
+            assert!(
+                matches!(next, Expect::Failed { .. } | Expect::Partial { .. }),
+                "fault-{class}: {next}"
+            );
+            assert!(s.arches.len() == 2, "fault-{class} runs on both arches");
+        }
     }
 }
