@@ -132,6 +132,7 @@ pub fn run(boot: BootInfo) -> ! {
         memory.iter().filter(|r| r.is_usable_ram()).map(|r| r.range),
         arch::MAPPED_LIMIT,
     );
+    mem.start_allocations_at(arch::POOL_START);
     for r in arch::boot_in_use() {
         mem.reserve(r);
     }

@@ -66,6 +66,14 @@ impl StubMem {
         self.ram.iter().flatten().copied()
     }
 
+    /// Start allocation searches at `addr`: the allocator hands out pages
+    /// from there upwards first, and below it only when the rest is full.
+    /// A fixed start keeps the addresses of preserved memory independent of
+    /// the stub's own size, so reviewed snapshots do not churn.
+    pub fn start_allocations_at(&mut self, addr: PhysAddr) {
+        self.hint = addr.as_u64() / PAGE;
+    }
+
     /// Keep every page overlapping `range` away from the allocator.
     pub fn reserve(&mut self, range: PhysRange) {
         self.set(range, true);
@@ -78,13 +86,21 @@ impl StubMem {
         if first > last {
             return;
         }
-        for page in first..=last {
+        // Whole 64-page words at once, single bits at the ragged ends.
+        let mut page = first;
+        while page <= last {
             let (w, b) = ((page / 64) as usize, page % 64);
+            if b == 0 && last - page >= 63 {
+                self.used[w] = if used { u64::MAX } else { 0 };
+                page += 64;
+                continue;
+            }
             if used {
                 self.used[w] |= 1 << b;
             } else {
                 self.used[w] &= !(1 << b);
             }
+            page += 1;
         }
     }
 

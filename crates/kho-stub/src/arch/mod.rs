@@ -1,6 +1,6 @@
 //! The architecture layer: entry, console, exit, memory discovery, handoff glue.
 //!
-//! Each arch module provides the same items (`NAME`, `MAPPED_LIMIT`,
+//! Each arch module provides the same items (`NAME`, `MAPPED_LIMIT`, `POOL_START`,
 //! `console`, `read_byte`, `exit`, `ticks`, `boot_in_use`, `low_limit`, `ArchBoot`,
 //! `Kexec`, `prepare_kexec`, `corrupt_handoff_length`, `kexec`) and nothing else: entry, console,
 //! exit, memory discovery and handoff glue. The generation logic

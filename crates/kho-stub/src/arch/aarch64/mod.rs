@@ -24,6 +24,10 @@ pub const NAME: &str = "aarch64";
 /// The stub runs with the MMU off: every address below this is reachable
 /// (QEMU virt's RAM starts at 1 GiB; the stub supports RAM below 4 GiB).
 pub const MAPPED_LIMIT: u64 = 4 << 30;
+/// Where the kernel pool starts handing out pages: RAM + 32 MiB, well
+/// above the Image at RAM + 2 MiB, so preserved addresses do not move with
+/// its size.
+pub const POOL_START: PhysAddr = PhysAddr::new(0x4000_0000 + (32 << 20));
 
 /// PL011 UART of QEMU's virt machine.
 const PL011: usize = 0x0900_0000;

@@ -24,6 +24,9 @@ core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
 pub const NAME: &str = "x86_64";
 /// End of the boot page tables' identity map (4 GiB).
 pub const MAPPED_LIMIT: u64 = 4 << 30;
+/// Where the kernel pool starts handing out pages: 32 MiB, well above the
+/// stub image at 1 MiB, so preserved addresses do not move with its size.
+pub const POOL_START: PhysAddr = PhysAddr::new(32 << 20);
 
 const COM1: u16 = 0x3f8;
 const DEBUG_EXIT_PORT: u16 = 0xf4;
