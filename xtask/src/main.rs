@@ -9,6 +9,7 @@ extern crate alloc;
 mod ci;
 mod fdt_dump;
 mod fixtures;
+mod fuzz;
 mod inspect;
 mod tidy;
 mod util;
@@ -81,6 +82,14 @@ enum Task {
     },
     /// Check repository conventions (every .rs file opens with a `//!` line).
     Tidy,
+    /// Fuzz the parsers of untrusted input (fuzz/, needs nightly; installs cargo-fuzz).
+    Fuzz {
+        /// One target (default: every target in fuzz/fuzz_targets).
+        target: Option<String>,
+        /// Seconds per target.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
     /// Build the kho-stub boot image (release profile); prints its path and size.
     Build {
         /// The architecture to build for.
@@ -154,6 +163,7 @@ fn main() -> ExitCode {
         Task::Ci => ci::lint().and_then(|()| ci::test()),
         Task::Fixtures { check } => fixtures::run(check),
         Task::Tidy => tidy::run(),
+        Task::Fuzz { target, seconds } => fuzz::run(target.as_deref(), seconds),
         Task::Build { arch } => vm::build(arch),
         Task::Run {
             arch,
