@@ -186,7 +186,7 @@ impl<'a> MemblockFdt<'a> {
     /// first failure is returned):
     ///
     /// 1. the FDT container: header, blocks and a bounds-checked walk of the
-    ///    structure block, by [`kho_fdt::render_blob`] ([`Error::Blob`]
+    ///    structure block, by [`kho_fdt::dtb::Dtb::parse`] ([`Error::Blob`]
     ///    with the offset); node names are printable ASCII without `/`;
     /// 2. the root `compatible` lists `"memblock-v1"`
     ///    ([`Error::RootNotCompatible`]);
@@ -200,14 +200,11 @@ impl<'a> MemblockFdt<'a> {
     /// upstream ignores them. Whether the regions are RAM needs the memory
     /// map: see [`MemblockFdt::check_ram`].
     pub fn parse(blob: &'a [u8]) -> Result<MemblockFdt<'a>> {
-        // kho-fdt's validator is the workspace's one panic-free FDT check;
-        // its rendering is discarded.
-        kho_fdt::render_blob(blob).map_err(Error::Blob)?;
-        // Validated: the header is there and totalsize is within the slice.
-        let totalsize = blob
-            .get(4..8)
-            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
-        let bytes = blob.get(..totalsize).unwrap_or_default();
+        // kho-fdt's validator is the workspace's one panic-free FDT check
+        // (no allocation); it also cuts the blob to its totalsize.
+        let bytes = kho_fdt::dtb::Dtb::parse(blob)
+            .map_err(Error::Blob)?
+            .as_bytes();
         let fdt = fdt::Fdt::new(bytes).map_err(|_| {
             Error::Blob(kho_fdt::Error::Truncated {
                 len: bytes.len(),
