@@ -52,6 +52,8 @@ pub(crate) fn run(target: Option<&str>, seconds: u64) -> Result<()> {
     };
     sh.change_dir(project_root().join("fuzz"));
     let time = format!("-max_total_time={seconds}");
+    // Memory-image targets read up to 256 KiB of RAM from the input.
+    let max_len = "-max_len=262144";
     for t in &chosen {
         let corpus = format!("corpus/{t}");
         let seeds = format!("seeds/{t}");
