@@ -616,14 +616,19 @@ impl RadixTree {
         }
         let (l1, leaf) = self.find_leaf(mem, key, order)?;
         if l1 != 0 {
-            self.cache[order as usize % CACHE_SLOTS] = PathCache {
-                l1_tag: key >> level_shift(2),
-                l1,
-                leaf_tag: key >> BITMAP_SIZE_LOG2,
-                leaf,
-            };
+            self.remember_path(key, order, l1, leaf);
         }
         Ok(leaf)
+    }
+
+    /// Cache the level-1 table and leaf that `key` of `order` reaches.
+    fn remember_path(&mut self, key: u64, order: u32, l1: u64, leaf: u64) {
+        self.cache[order as usize % CACHE_SLOTS] = PathCache {
+            l1_tag: key >> level_shift(2),
+            l1,
+            leaf_tag: key >> BITMAP_SIZE_LOG2,
+            leaf,
+        };
     }
 
     #[inline(always)]
@@ -725,12 +730,7 @@ impl RadixTree {
         self.leaves += 1;
         let leaf = new[count - 1];
         let l1 = if count >= 2 { new[count - 2] } else { node };
-        self.cache[order as usize % CACHE_SLOTS] = PathCache {
-            l1_tag: key >> level_shift(2),
-            l1,
-            leaf_tag: key >> BITMAP_SIZE_LOG2,
-            leaf,
-        };
+        self.remember_path(key, order, l1, leaf);
         Ok(leaf)
     }
 
