@@ -62,7 +62,7 @@ pub(crate) fn run(target: Option<&str>, seconds: u64) -> Result<()> {
         tracing::info!("fuzzing {t} for {seconds} s");
         cmd!(
             sh,
-            "cargo +nightly fuzz run -O {t} {corpus} {seeds} -- {time}"
+            "cargo +nightly fuzz run -O {t} {corpus} {seeds} -- {time} {max_len}"
         )
         .run()
         .with_context(|| {
