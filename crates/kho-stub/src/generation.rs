@@ -279,7 +279,7 @@ pub fn run(boot: BootInfo) -> ! {
 
     // The handoff: everything the next kernel needs at boot goes in scratch.
     let mut scratch: ScratchAllocator = ScratchAllocator::new(&areas);
-    let result = (|| -> Result<(arch::Kexec, PhysRange), String> {
+    let result = (|| -> Result<(crate::kexec::Kexec, PhysRange), String> {
         let array_len = areas.array_byte_len();
         let array = scratch
             .alloc(array_len, kho_abi::scratch::ARRAY_SEGMENT_ALIGN)
@@ -308,7 +308,7 @@ pub fn run(boot: BootInfo) -> ! {
             h.fdt,
             h.scratch,
             h.scratch_len,
-            kexec.handoff()
+            kexec.handoff().start()
         );
         arch::read_byte();
     }
@@ -321,7 +321,7 @@ pub fn run(boot: BootInfo) -> ! {
         g + 1,
         now - t0
     );
-    arch::kexec(&kexec)
+    crate::kexec::kexec(&kexec)
 }
 
 /// Clip a memory-map entry to the identity map's reach.
@@ -863,7 +863,7 @@ fn corrupt_handoff(
     mem: &mut StubMem,
     class: FaultClass,
     out: &KhoOut,
-    kexec: &arch::Kexec,
+    kexec: &crate::kexec::Kexec,
     array: PhysRange,
 ) -> Result<(), String> {
     match class {

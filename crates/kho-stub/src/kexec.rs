@@ -9,6 +9,7 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use kho_mem::{PhysAddr, PhysMem, PhysRange};
 use kho_scratch::ScratchAllocator;
@@ -75,6 +76,59 @@ pub fn jump(staging: PhysRange, entry: u64, handoff: u64) -> ! {
         entry,
         handoff,
     )
+}
+
+/// A prepared kexec: the staged image, the arch's handoff structure (the
+/// zero page on x86_64, the next DTB on arm64) and anything else the next
+/// generation reads at boot, all in scratch.
+#[derive(Debug)]
+pub struct Kexec {
+    staging: PhysRange,
+    handoff: PhysRange,
+    ranges: Vec<PhysRange>,
+    handover: kho::Handover,
+}
+
+impl Kexec {
+    /// A kexec of the image staged at `staging`, handing over `handover`
+    /// through the arch structure at `handoff`; `other` lists further
+    /// ranges the next generation reads at boot (e.g. the command line).
+    pub fn new(
+        staging: PhysRange,
+        handoff: PhysRange,
+        other: &[PhysRange],
+        handover: kho::Handover,
+    ) -> Kexec {
+        let mut ranges = Vec::from(other);
+        ranges.extend([handoff, staging]);
+        Kexec {
+            staging,
+            handoff,
+            ranges,
+            handover,
+        }
+    }
+
+    /// Every scratch range the next generation reads at boot.
+    pub fn ranges(&self) -> &[PhysRange] {
+        &self.ranges
+    }
+
+    /// The KHO handover the next generation receives.
+    pub fn handover(&self) -> kho::Handover {
+        self.handover
+    }
+
+    /// Where the arch handoff structure is, and its length.
+    pub fn handoff(&self) -> PhysRange {
+        self.handoff
+    }
+}
+
+/// Enter the next generation at the arch's entry point of the staged copy,
+/// with the handoff structure's address in the arch's handoff register.
+pub fn kexec(k: &Kexec) -> ! {
+    jump(k.staging, arch::next_entry(), k.handoff.start().as_u64())
 }
 
 #[panic_handler]

@@ -15,6 +15,7 @@ use kho_mem::{PhysAddr, PhysMem, PhysRange};
 use kho_scratch::{LowLimit, MemRegion, NodeId, ScratchAllocator};
 
 use crate::generation::{self, BootInfo};
+use crate::kexec::Kexec;
 use crate::mem::StubMem;
 
 core::arch::global_asm!(include_str!("entry.S"));
@@ -188,33 +189,6 @@ extern "C" fn rust_exception(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
     exit(false)
 }
 
-/// A prepared kexec: the staged image and the next DTB, all in scratch.
-#[derive(Debug)]
-pub struct Kexec {
-    staging: PhysRange,
-    dtb: PhysAddr,
-    dtb_len: u64,
-    ranges: [PhysRange; 2],
-    handover: kho::Handover,
-}
-
-impl Kexec {
-    /// The scratch ranges the next generation reads at boot.
-    pub fn ranges(&self) -> &[PhysRange] {
-        &self.ranges
-    }
-
-    /// The KHO handover the next generation receives.
-    pub fn handover(&self) -> kho::Handover {
-        self.handover
-    }
-
-    /// Where the arch handoff structure is (the next DTB).
-    pub fn handoff(&self) -> PhysAddr {
-        self.dtb
-    }
-}
-
 /// Write the next DTB (bootargs and `/chosen` KHO properties replaced) and
 /// stage a copy of this image, all inside scratch.
 pub fn prepare_kexec(
@@ -234,21 +208,18 @@ pub fn prepare_kexec(
         .map_err(|e| err("next DTB", &e))?;
 
     let staging = crate::kexec::stage_image(mem, scratch)?;
-    Ok(Kexec {
-        staging,
-        dtb: dtb.start(),
-        dtb_len: next.len() as u64,
-        ranges: [dtb, staging],
-        handover,
-    })
+    let handoff =
+        PhysRange::try_new(dtb.start(), next.len() as u64).map_err(|e| err("next DTB", &e))?;
+    Ok(Kexec::new(staging, handoff, &[], handover))
 }
 
 /// Fault injection: make `/chosen` `linux,kho-scratch` one cell short
 /// (12 bytes instead of 16) in the next DTB.
 pub fn corrupt_handoff_length(mem: &mut StubMem, k: &Kexec) -> Result<(), String> {
     let err = |e: &dyn core::fmt::Display| alloc::format!("corrupting the next DTB: {e}");
-    let mut blob = alloc::vec![0u8; k.dtb_len as usize];
-    mem.read(k.dtb, &mut blob).map_err(|e| err(&e))?;
+    let dtb_at = k.handoff();
+    let mut blob = alloc::vec![0u8; dtb_at.size() as usize];
+    mem.read(dtb_at.start(), &mut blob).map_err(|e| err(&e))?;
     let dtb = kho_fdt::dtb::Dtb::parse(&blob).map_err(|e| err(&e))?;
     let short = dtb
         .property("/chosen", kho_abi::chosen::PROP_KHO_SCRATCH)
@@ -263,18 +234,14 @@ pub fn corrupt_handoff_length(mem: &mut StubMem, k: &Kexec) -> Result<(), String
         value: &short,
     };
     let out = dtb.rewrite(&[edit]).map_err(|e| err(&e))?;
-    if out.len() as u64 > k.dtb_len {
+    if out.len() as u64 > dtb_at.size() {
         return Err(String::from("corrupted DTB is larger than its allocation"));
     }
-    mem.write(k.dtb, &out).map_err(|e| err(&e))
+    mem.write(dtb_at.start(), &out).map_err(|e| err(&e))
 }
 
-/// Jump into the next generation at the staged copy's first instruction
-/// (the Image header's branch), with `x0` = the next DTB.
-pub fn kexec(k: &Kexec) -> ! {
-    crate::kexec::jump(
-        k.staging,
-        crate::kexec::image().0.start().as_u64(),
-        k.dtb.as_u64(),
-    )
+/// Where the next generation is entered: the staged copy's first
+/// instruction, the Image header's branch (`x0` = the next DTB).
+pub fn next_entry() -> u64 {
+    crate::kexec::image().0.start().as_u64()
 }

@@ -14,6 +14,7 @@ use kho_mem::{PhysAddr, PhysMem, PhysRange};
 use kho_scratch::{LowLimit, MemKind, MemRegion, NodeId, ScratchAllocator};
 
 use crate::generation::{self, BootInfo};
+use crate::kexec::Kexec;
 use crate::mem::StubMem;
 
 mod acpi;
@@ -306,32 +307,6 @@ extern "C" fn rust_entry(ptr: u64, kind: u64) -> ! {
     generation::run(boot)
 }
 
-/// A prepared kexec: the staged image and the zero page, all in scratch.
-#[derive(Debug)]
-pub struct Kexec {
-    staging: PhysRange,
-    boot_params: PhysAddr,
-    ranges: [PhysRange; 3],
-    handover: kho::Handover,
-}
-
-impl Kexec {
-    /// The scratch ranges the next generation reads at boot.
-    pub fn ranges(&self) -> &[PhysRange] {
-        &self.ranges
-    }
-
-    /// The KHO handover the next generation receives.
-    pub fn handover(&self) -> kho::Handover {
-        self.handover
-    }
-
-    /// Where the arch handoff structure is (the zero page).
-    pub fn handoff(&self) -> PhysAddr {
-        self.boot_params
-    }
-}
-
 /// Write the zero page (e820, command line, KHO setup_data) and stage a copy
 /// of this image, all inside scratch.
 pub fn prepare_kexec(
@@ -366,31 +341,23 @@ pub fn prepare_kexec(
     handoff::write_boot_params(mem, bp.start(), &out).map_err(|e| err("boot_params", &e))?;
 
     let staging = crate::kexec::stage_image(mem, scratch)?;
-    Ok(Kexec {
-        staging,
-        boot_params: bp.start(),
-        ranges: [cmd, bp, staging],
-        handover,
-    })
+    Ok(Kexec::new(staging, bp, &[cmd], handover))
 }
 
 /// Fault injection: give the KHO `setup_data` entry a wrong `len` (16
 /// instead of 32).
 pub fn corrupt_handoff_length(mem: &mut StubMem, k: &Kexec) -> Result<(), String> {
     let len_field = k
-        .boot_params
+        .handoff()
+        .start()
         .checked_add(4096 + 12)
         .ok_or("boot_params wraps")?;
     mem.write(len_field, &16u32.to_le_bytes())
         .map_err(|e| alloc::format!("{e}"))
 }
 
-/// Jump into the next generation at the Linux 64-bit entry of the staged
-/// copy, with `%rsi` = the zero page.
-pub fn kexec(k: &Kexec) -> ! {
-    crate::kexec::jump(
-        k.staging,
-        _start64 as *const () as u64,
-        k.boot_params.as_u64(),
-    )
+/// Where the next generation is entered: the Linux 64-bit entry of the
+/// staged copy (`%rsi` = the zero page).
+pub fn next_entry() -> u64 {
+    _start64 as *const () as u64
 }
