@@ -96,32 +96,6 @@ impl<'a> Dtb<'a> {
         ))
     }
 
-    /// `(address, size)` pairs of the `reg` property of every direct child
-    /// of the root whose name is `base` or starts with `base@` (e.g. the
-    /// `memory` nodes), decoded with the root's cell sizes. A `reg` whose
-    /// length is not a multiple of the pair size is skipped.
-    pub fn root_child_regs(&self, base: &str) -> Vec<(u64, u64)> {
-        let mut out = Vec::new();
-        let (Some((ac, sc)), Ok(root)) = (self.root_cells(), self.valid.root()) else {
-            return out;
-        };
-        for child in root.children() {
-            let named = child.name == base
-                || child
-                    .name
-                    .strip_prefix(base)
-                    .is_some_and(|rest| rest.starts_with('@'));
-            if !named {
-                continue;
-            }
-            let Some(reg) = child.properties().find(|p| p.name == "reg") else {
-                continue;
-            };
-            out.extend(decode_pairs(reg.value, ac, sc));
-        }
-        out
-    }
-
     /// The RAM the DTB describes: every `(address, size)` of the `reg` of
     /// each root child named `memory` or `memory@…`, with that node's
     /// `numa-node-id` (one big-endian cell) when it has a valid one.
@@ -319,6 +293,10 @@ mod tests {
         w.finish().unwrap()
     }
 
+    fn dtb_regions(blob: &[u8]) -> Vec<MemoryRegion> {
+        Dtb::parse(blob).unwrap().memory_regions()
+    }
+
     #[test]
     fn lookups_and_regs() {
         let blob = sample();
@@ -327,10 +305,6 @@ mod tests {
         assert_eq!(
             dtb.property("/chosen", "bootargs"),
             Some(&b"console=ttyAMA0\0"[..])
-        );
-        assert_eq!(
-            dtb.root_child_regs("memory"),
-            [(0x4000_0000, 0x2000_0000), (0x6000_0000, 0x1000_0000)]
         );
         assert_eq!(
             dtb.memory_regions(),
@@ -403,10 +377,7 @@ mod tests {
         );
         assert_eq!(again.property("/", "model"), None);
         assert_eq!(again.property("/extra", "x"), Some(&[1u8][..]));
-        assert_eq!(
-            again.root_child_regs("memory"),
-            [(0x4000_0000, 0x2000_0000), (0x6000_0000, 0x1000_0000)]
-        );
+        assert_eq!(again.memory_regions(), dtb_regions(&blob));
         assert_eq!(again.memory_regions()[1].numa_node, Some(1));
         assert_eq!(
             again.valid.mem_reservations().collect::<Vec<_>>(),
