@@ -11,6 +11,7 @@ mod fdt_dump;
 mod fixtures;
 mod fuzz;
 mod inspect;
+mod linux;
 mod tidy;
 mod util;
 mod vm;
@@ -90,6 +91,17 @@ enum Task {
         #[arg(long, default_value_t = 30)]
         seconds: u64,
     },
+    /// Build (once) and cache the Linux peer kernel from Debian's
+    /// linux-source-7.2 with KHO and its selftest, plus its initramfs images;
+    /// prints where the cache entry is.
+    Linux {
+        /// Only this architecture (repeatable; default: every arch).
+        #[arg(long = "arch", value_parser = vm::arch::parse_arch)]
+        arches: Vec<&'static vm::arch::ArchSpec>,
+        /// Parallel make jobs (default: CPUs + 1).
+        #[arg(long, short)]
+        jobs: Option<usize>,
+    },
     /// Build the kho-stub boot image (release profile); prints its path and size.
     Build {
         /// The architecture to build for.
@@ -164,6 +176,7 @@ fn main() -> ExitCode {
         Task::Fixtures { check } => fixtures::run(check),
         Task::Tidy => tidy::run(),
         Task::Fuzz { target, seconds } => fuzz::run(target.as_deref(), seconds),
+        Task::Linux { arches, jobs } => linux::run(&arches, jobs),
         Task::Build { arch } => vm::build(arch),
         Task::Run {
             arch,

@@ -50,17 +50,25 @@ pub(crate) fn ensure_tool(sh: &Shell, program: &str, package: &str) -> Result<()
     if have(program) {
         return Ok(());
     }
+    install_package(sh, package, &format!("`{program}` is not installed"))?;
+    if !have(program) {
+        bail!("installed {package} but `{program}` is still not on PATH");
+    }
+    Ok(())
+}
+
+/// Install the Debian package `package` (root with apt-get), or fail with
+/// `why` and the package to install.
+pub(crate) fn install_package(sh: &Shell, package: &str, why: &str) -> Result<()> {
     let root = cmd!(sh, "id -u")
         .quiet()
         .read()
         .map(|u| u.trim() == "0")
         .unwrap_or(false);
     if !root || !have("apt-get") {
-        bail!(
-            "`{program}` is not installed: install the Debian package `{package}` (or your distribution's equivalent)"
-        );
+        bail!("{why}: install the Debian package `{package}` (or your distribution's equivalent)");
     }
-    tracing::info!("installing {package} (provides {program})");
+    tracing::info!("installing {package} ({why})");
     let _env = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
     cmd!(sh, "apt-get update -qq")
         .run()
@@ -71,9 +79,6 @@ pub(crate) fn ensure_tool(sh: &Shell, program: &str, package: &str) -> Result<()
     )
     .run()
     .with_context(|| format!("installing {package}"))?;
-    if !have(program) {
-        bail!("installed {package} but `{program}` is still not on PATH");
-    }
     Ok(())
 }
 

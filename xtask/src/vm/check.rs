@@ -218,14 +218,35 @@ fn fatal_line(
     }
 }
 
+/// How a generation ends: it kexecs the next generation, it is the last
+/// and finishes (`KHO done`), or it is the last and kexecs the Linux peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    Next,
+    Done,
+    Linux,
+}
+
+impl Plan<'_> {
+    fn ending(&self, g: u32) -> Ending {
+        if g + 1 < self.generations {
+            Ending::Next
+        } else if self.scenario.hands_to_linux() {
+            Ending::Linux
+        } else {
+            Ending::Done
+        }
+    }
+}
+
 /// The verbs a generation prints, in protocol order, with whether each is
-/// required under `expect` for a middle (`last == false`) or last generation.
-fn required(expect: &Expect, last: bool, verb: &Verb) -> bool {
+/// required under `expect` for a generation that ends as `ending` says.
+fn required(expect: &Expect, ending: Ending, verb: &Verb) -> bool {
     match verb {
         Verb::Boot | Verb::Revival => true,
         Verb::FdtIn | Verb::Verify => expect.revives(),
-        Verb::Preserve | Verb::FdtOut | Verb::Kexec => !last,
-        Verb::Done => last,
+        Verb::Preserve | Verb::FdtOut | Verb::Kexec => ending != Ending::Done,
+        Verb::Done => ending == Ending::Done,
         _ => false,
     }
 }
@@ -311,6 +332,7 @@ pub(crate) fn check(plan: &Plan<'_>, lines: &[String], end: &RunEnd) -> Report {
         }
         let expect = plan.expect(g);
         let last = g + 1 == plan.generations;
+        let ending = plan.ending(g);
         // After `KHO fail` (already reported) the missing lines are no news.
         let failed = mine.iter().any(|(_, l)| l.verb == Verb::Fail);
         let mut this = GenReport {
@@ -336,16 +358,16 @@ pub(crate) fn check(plan: &Plan<'_>, lines: &[String], end: &RunEnd) -> Report {
                 );
             }
             match find(verb) {
-                None if required(expect, last, verb) && !failed => missing.push((verb, false)),
+                None if required(expect, ending, verb) && !failed => missing.push((verb, false)),
                 None => {}
                 Some((n, _))
-                    if !required(expect, last, verb)
+                    if !required(expect, ending, verb)
                         && matches!(verb, Verb::Kexec | Verb::Done) =>
                 {
-                    let why = if last {
-                        "the last generation must finish with `KHO done`"
-                    } else {
-                        "only the last generation prints `KHO done`"
+                    let why = match ending {
+                        Ending::Done => "the last generation must finish with `KHO done`",
+                        Ending::Linux => "the last generation must kexec the Linux peer",
+                        Ending::Next => "only the last generation prints `KHO done`",
                     };
                     fail(
                         &mut report,
@@ -522,17 +544,22 @@ pub(crate) fn check(plan: &Plan<'_>, lines: &[String], end: &RunEnd) -> Report {
             }
         }
         prev_out = this.fdt_out.clone();
-        if let Some((n, kexec)) = find(&Verb::Kexec)
-            && kexec.num("next") != Some(u64::from(g) + 1)
-        {
-            fail(
-                &mut report,
-                format!(
-                    "line {n}: generation {g}: kexec next={} (want {})",
-                    kexec.get("next").unwrap_or("?"),
-                    g + 1
-                ),
-            );
+        if let Some((n, kexec)) = find(&Verb::Kexec) {
+            let want = match ending {
+                Ending::Linux => "linux".to_owned(),
+                _ => (g + 1).to_string(),
+            };
+            if kexec.get("next") != Some(want.as_str()) {
+                fail(
+                    &mut report,
+                    format!(
+                        "line {n}: generation {g}: kexec next={} (want {want})",
+                        kexec.get("next").unwrap_or("?"),
+                    ),
+                );
+            } else if ending == Ending::Linux {
+                report.done = true;
+            }
         }
         if let Some((n, done)) = find(&Verb::Done)
             && last
@@ -562,8 +589,10 @@ pub(crate) fn check(plan: &Plan<'_>, lines: &[String], end: &RunEnd) -> Report {
     }
 
     // How QEMU ended; a harness stop is the headline, it explains the rest.
+    // After a kexec into Linux, the Linux part's checker judges the end.
     let success = plan.arch.success_code();
     match end {
+        _ if plan.scenario.hands_to_linux() && report.done => {}
         RunEnd::Exited(code) if *code == success => {}
         RunEnd::Exited(code) => fail(
             &mut report,
@@ -737,10 +766,9 @@ pub(crate) enum Event {
 impl Wait {
     /// The wait for generation `g` of `plan`.
     pub(crate) fn for_generation(plan: &Plan<'_>, g: u32, timeout: Duration) -> Wait {
-        let verb = if g + 1 == plan.generations {
-            Verb::Done
-        } else {
-            Verb::Kexec
+        let verb = match plan.ending(g) {
+            Ending::Done => Verb::Done,
+            Ending::Next | Ending::Linux => Verb::Kexec,
         };
         Wait {
             generation: g,
@@ -887,7 +915,7 @@ mod tests {
                     scratch(&mut push);
                 }
             }
-            if g + 1 < s.generations {
+            if g + 1 < s.generations || s.hands_to_linux() {
                 push(format!(
                     "KHO preserve gen={g} folios=10 bytes=1000 unpreserved=0 vmalloc-pages=2 log-lines={}",
                     g + 1
@@ -896,9 +924,16 @@ mod tests {
                     && s.fault.as_ref().is_some_and(|f| f.class == "compatible");
                 let (len, hex) = fdt_hex(0x100_0000 * u64::from(g + 1), bad_compatible);
                 push(format!("KHO fdt-out gen={g} bytes={len} hex={hex}"));
+                let next = if g + 1 < s.generations {
+                    (g + 1).to_string()
+                } else {
+                    push(format!(
+                        "KHO linux gen={g} kernel=0x2000000+0x443000 initrd=0x2500000+0x3000 handoff=0x2400000 cmdline=\"console=ttyS0\""
+                    ));
+                    "linux".to_owned()
+                };
                 push(format!(
-                    "KHO kexec gen={g} next={} ticks-walk=1 ticks-verify=2 ticks-build=3 ticks-total=6",
-                    g + 1
+                    "KHO kexec gen={g} next={next} ticks-walk=1 ticks-verify=2 ticks-build=3 ticks-total=6"
                 ));
             } else {
                 push(format!(
@@ -908,6 +943,40 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn the_last_generation_can_hand_over_to_linux() {
+        let text = "description = \"t\"\narches = [\"x86_64\"]\nmemory = \"512M\"\ncmdline = \"kho_scratch=16M,64M,32M\"\ngenerations = 3\nseed = 1\n[linux]\nflow = \"stub-to-linux\"\nexpect = [\"KHO restore succeeded\"]\nsubtrees = [\"kho_test\"]\n";
+        let s = scenario::parse("t", text).unwrap();
+        assert!(
+            s.compose_cmdline(None)
+                .contains("kho_stub.next=linux kho_stub.kho_test=1")
+        );
+        let lines = transcript(&s);
+        // Linux decides how QEMU ends; the stub part does not.
+        let r = run(&s, &lines, RunEnd::Exited(0));
+        assert!(r.passed(), "{:?}", r.failures);
+        assert!(r.done);
+        // `KHO done` instead of the kexec into Linux is a failure.
+        let mut done = lines.clone();
+        let last = done.len() - 1;
+        done[last] = "KHO done gen=2 generations=3 result=ok".to_owned();
+        done.remove(last - 1);
+        let r = run(&s, &done, RunEnd::Exited(33));
+        assert_fails(&r, "the last generation must kexec the Linux peer");
+        // A kexec to generation 3 instead of Linux.
+        let mut wrong = lines.clone();
+        wrong[last] = wrong[last].replace("next=linux", "next=3");
+        assert_fails(
+            &run(&s, &wrong, RunEnd::Exited(0)),
+            "kexec next=3 (want linux)",
+        );
+        let plan = Plan::new(&s, x86(), "");
+        assert_eq!(
+            Wait::for_generation(&plan, 2, Duration::from_secs(1)).describe(),
+            "`KHO kexec gen=2`"
+        );
     }
 
     fn run(s: &Scenario, lines: &[String], end: RunEnd) -> Report {

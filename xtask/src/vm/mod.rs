@@ -9,13 +9,15 @@
 //!   (NUMA, scratch sizing and inheritance, accounting, knobs);
 //! - [`reason`]: expected reasons (`*` patterns, per arch);
 //! - [`snapshot`]: every run's FDTs and protocol lines as insta snapshots;
-//! - [`dump`]: a guest memory dump mid-run, checked with `inspect`.
+//! - [`dump`]: a guest memory dump mid-run, checked with `inspect`;
+//! - [`peer`]: the Linux peer kernel as a guest (`[linux]` in a scenario).
 
 pub(crate) mod arch;
 pub(crate) mod check;
 pub(crate) mod dump;
 pub(crate) mod invariants;
 pub(crate) mod layout;
+pub(crate) mod peer;
 pub(crate) mod protocol;
 pub(crate) mod qemu;
 pub(crate) mod reason;
@@ -87,8 +89,20 @@ pub(crate) fn run(
     let image = build_image(&sh, arch)?;
     util::ensure_tool(&sh, arch.qemu, arch.qemu_package)?;
     let accel = qemu::resolve_accel(accel, arch)?;
-    let cmdline = scenario.compose_cmdline(append);
-    let qemu = qemu::command(&vm_config(&scenario, arch, &image, accel, &cmdline));
+    let linux = linux_boot(&scenario, arch, &image, &artifacts_dir("run"))?;
+    let mut cmdline = match &linux {
+        Some(l) => l.cmdline.clone(),
+        None => scenario.compose_cmdline(None),
+    };
+    if let Some(extra) = append {
+        cmdline = format!("{cmdline} {extra}");
+    }
+    let kernel = linux
+        .as_ref()
+        .map_or(image.as_path(), |l| l.kernel.as_path());
+    let mut cfg = vm_config(&scenario, arch, kernel, accel, &cmdline);
+    cfg.initrd = linux.as_ref().map(|l| l.initrd.as_path());
+    let qemu = qemu::command(&cfg);
     println!("accel: {} ({})", accel.name(), accel_reason(accel));
     eprintln!("$ {}", qemu.shell_line());
     let status = qemu
@@ -96,6 +110,12 @@ pub(crate) fn run(
         .status()
         .with_context(|| format!("starting {}", qemu.program))?;
     match status.code() {
+        // Linux ends by powering off (kho-peer-init) or rebooting after a
+        // panic; under -no-reboot both are status 0.
+        Some(0) if linux.is_some() => {
+            println!("QEMU exited with 0: Linux powered off or rebooted");
+            Ok(())
+        }
         Some(code) if code == arch.success_code() => {
             println!("QEMU exited with {code}: {}", arch.describe_exit(code));
             Ok(())
@@ -119,7 +139,60 @@ fn vm_config<'a>(
         numa_nodes: s.numa_nodes,
         accel,
         cmdline,
+        initrd: None,
     }
+}
+
+/// What a scenario with a Linux peer boots besides (or instead of) the stub.
+#[derive(Debug)]
+struct LinuxBoot {
+    peer: crate::linux::Peer,
+    /// The kernel QEMU boots: the peer's (selftest) or the stub's.
+    kernel: PathBuf,
+    /// `-initrd`: the selftest initramfs, or the stub's payload.
+    initrd: PathBuf,
+    /// `-append`.
+    cmdline: String,
+}
+
+/// Prepare the peer part of `s` on `arch` (building the peer on first use);
+/// `None` for a stub-only scenario. The stub's payload is written to `dir`.
+fn linux_boot(
+    s: &Scenario,
+    arch: &'static ArchSpec,
+    stub_image: &Path,
+    dir: &Path,
+) -> Result<Option<LinuxBoot>> {
+    let Some(phase) = &s.linux else {
+        return Ok(None);
+    };
+    let peer = crate::linux::ensure(arch, None)?;
+    let console = crate::linux::PeerArch::of(arch)?.console;
+    let linux_cmdline = phase.kernel_cmdline(console);
+    Ok(Some(if s.linux_only() {
+        LinuxBoot {
+            kernel: peer.kernel.clone(),
+            initrd: peer.selftest_initramfs.clone(),
+            cmdline: linux_cmdline,
+            peer,
+        }
+    } else {
+        let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        let payload = peer::payload(
+            &read(&peer.kernel)?,
+            Some(&read(&peer.peer_initramfs)?),
+            &linux_cmdline,
+        );
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("payload.bin");
+        std::fs::write(&path, payload).with_context(|| format!("writing {}", path.display()))?;
+        LinuxBoot {
+            kernel: stub_image.to_owned(),
+            initrd: path,
+            cmdline: s.compose_cmdline(None),
+            peer,
+        }
+    }))
 }
 
 fn accel_reason(accel: Accel) -> &'static str {
@@ -154,6 +227,8 @@ struct Outcome {
     wall: Duration,
     /// The run's log directory (serial log, command, renderings).
     log_dir: PathBuf,
+    /// How the run involves the Linux peer.
+    linux: Option<peer::Flow>,
 }
 
 /// `cargo xtask test-vm`.
@@ -166,7 +241,15 @@ pub(crate) fn test_vm(args: &TestVmArgs) -> Result<()> {
     let mut images: Vec<(&'static str, PathBuf, Accel)> = Vec::new();
     for (_, arch) in &runs {
         if !images.iter().any(|(name, _, _)| *name == arch.name) {
-            let image = build_image(&sh, arch)?;
+            // Runs of Linux alone need no stub image.
+            let needs_stub = runs
+                .iter()
+                .any(|(s, a)| a.name == arch.name && !s.linux_only());
+            let image = if needs_stub {
+                build_image(&sh, arch)?
+            } else {
+                arch.image_path()
+            };
             util::ensure_tool(&sh, arch.qemu, arch.qemu_package)?;
             let accel = qemu::resolve_accel(args.accel, arch)?;
             images.push((arch.name, image, accel));
@@ -284,8 +367,15 @@ fn run_scenario(
             .with_context(|| format!("clearing {}", log_dir.display()))?;
     }
     std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
-    let cmdline = s.compose_cmdline(None);
-    let mut qemu = qemu::command(&vm_config(s, arch, image, accel, &cmdline));
+    let linux = linux_boot(s, arch, image, &log_dir)?;
+    let cmdline = match &linux {
+        Some(l) => l.cmdline.clone(),
+        None => s.compose_cmdline(None),
+    };
+    let kernel = linux.as_ref().map_or(image, |l| l.kernel.as_path());
+    let mut cfg = vm_config(s, arch, kernel, accel, &cmdline);
+    cfg.initrd = linux.as_ref().map(|l| l.initrd.as_path());
+    let mut qemu = qemu::command(&cfg);
     let mut dumper = dump::Dumper::new(s, arch, &log_dir);
     if let Some(d) = &dumper {
         qemu.args.extend(d.qemu_args());
@@ -297,18 +387,26 @@ fn run_scenario(
     } else {
         String::new()
     };
+    let kernels = match &linux {
+        Some(l) if s.linux_only() => format!("Linux {} → Linux", l.peer.release),
+        Some(l) => format!("{} generations → Linux {}", s.generations, l.peer.release),
+        None => format!("{} generations", s.generations),
+    };
     println!(
-        "==> {} on {}: {} ({} generations, {}{numa}, accel {})",
+        "==> {} on {}: {} ({kernels}, {}{numa}, accel {})",
         s.name,
         arch.name,
         s.description,
-        s.generations,
         s.memory,
         accel.name()
     );
     eprintln!("$ {command_line}");
 
-    let image_bytes = layout::loaded_image_bytes(image)?;
+    let image_bytes = if s.linux_only() {
+        0
+    } else {
+        layout::loaded_image_bytes(image)?
+    };
     let plan = Plan::new(s, arch, &cmdline).with_image_bytes(Some(image_bytes));
     let start = Instant::now();
     let run_deadline = start + s.run_timeout;
@@ -371,9 +469,49 @@ fn run_scenario(
             }
         }
     }
-    let end = match end {
-        Some(end) => end,
-        None => {
+    // Where Linux's output starts (all of it for a Linux-only run).
+    let linux_from = console.lines.len();
+    let end = match (end, &s.linux, &linux) {
+        (Some(end), _, _) => end,
+        (None, Some(phase), Some(l)) => {
+            let mut watch = peer::Watch::new(phase, &l.peer.release);
+            let result =
+                console.wait_for(phase.timeout, run_deadline, |line| watch.classify(line))?;
+            let elapsed = start.elapsed().as_secs_f64();
+            match result {
+                WaitResult::Success => {
+                    println!("    {} {} linux: done ({elapsed:.2} s)", s.name, arch.name);
+                    console.finish(Duration::from_secs(30), "QEMU to exit after Linux's end")?
+                }
+                WaitResult::Failure(why) => {
+                    println!("    {} {} linux: FAILED: {why}", s.name, arch.name);
+                    console.stop_after_failure(&why)?
+                }
+                WaitResult::TimedOut { after } => {
+                    println!(
+                        "    {} {} linux: TIMEOUT waiting for {}",
+                        s.name,
+                        arch.name,
+                        watch.describe()
+                    );
+                    console.kill();
+                    RunEnd::TimedOut {
+                        waiting_for: watch.describe(),
+                        after,
+                    }
+                }
+                WaitResult::Eof => {
+                    println!(
+                        "    {} {} linux: QEMU exited before {}",
+                        s.name,
+                        arch.name,
+                        watch.describe()
+                    );
+                    console.finish(Duration::from_secs(5), "QEMU to exit")?
+                }
+            }
+        }
+        (None, _, _) => {
             let left = run_deadline.saturating_duration_since(Instant::now());
             console.finish(
                 s.generation_timeout.min(left),
@@ -385,7 +523,21 @@ fn run_scenario(
     drop(console);
     let wall = start.elapsed();
 
-    let mut report = check::check(&plan, &lines, &end);
+    let mut report = if s.linux_only() {
+        check::Report::default()
+    } else {
+        check::check(&plan, &lines[..linux_from], &end)
+    };
+    if let (Some(phase), Some(l)) = (&s.linux, &linux)
+        && (s.linux_only() || report.done)
+    {
+        report.failures.extend(peer::check(
+            phase,
+            &l.peer.release,
+            &lines[linux_from..],
+            &end,
+        ));
+    }
     if let Some(d) = &dumper {
         report.failures.extend(d.check(arch));
     }
@@ -398,7 +550,7 @@ fn run_scenario(
             }
         }
     }
-    if report.passed() {
+    if report.passed() && !s.linux_only() {
         report.failures.extend(snapshot::assert_run(
             s, arch.name, &report, &lines, &log_dir,
         ));
@@ -421,6 +573,7 @@ fn run_scenario(
         report,
         wall,
         log_dir,
+        linux: s.linux.as_ref().map(|l| l.flow),
     })
 }
 
@@ -474,7 +627,13 @@ fn print_table(outcomes: &[Outcome]) {
         "scenario", "arch", "generations", "verified bytes", "result", "time"
     );
     for o in outcomes {
-        let gens = format!("{}/{}", o.report.generations.len(), o.generations);
+        let gens = match o.linux {
+            Some(peer::Flow::Selftest) => "linux→linux".to_owned(),
+            Some(peer::Flow::StubToLinux) => {
+                format!("{}/{}+linux", o.report.generations.len(), o.generations)
+            }
+            None => format!("{}/{}", o.report.generations.len(), o.generations),
+        };
         let result = if o.report.passed() {
             "ok"
         } else if o

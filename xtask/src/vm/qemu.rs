@@ -83,6 +83,8 @@ pub(crate) struct VmConfig<'a> {
     pub(crate) numa_nodes: u32,
     pub(crate) accel: Accel,
     pub(crate) cmdline: &'a str,
+    /// `-initrd`: the stub's payload (the next kernel) or Linux's initramfs.
+    pub(crate) initrd: Option<&'a Path>,
 }
 
 /// A QEMU command line.
@@ -134,6 +136,9 @@ pub(crate) fn command(cfg: &VmConfig<'_>) -> QemuCommand {
         "-no-reboot",
     ] {
         args.push(a.into());
+    }
+    if let Some(initrd) = cfg.initrd {
+        args.extend(["-initrd".into(), initrd.display().to_string()]);
     }
     args.extend(["-append".into(), cfg.cmdline.to_owned()]);
     QemuCommand {
@@ -269,11 +274,22 @@ impl Console {
         wait: &Wait,
         run_deadline: Instant,
     ) -> Result<WaitResult> {
+        self.wait_for(wait.timeout, run_deadline, |line| wait.classify(plan, line))
+    }
+
+    /// Read lines until `classify` calls one a success or a failure, QEMU
+    /// exits, or `timeout` (capped by `run_deadline`) passes.
+    pub(crate) fn wait_for(
+        &mut self,
+        timeout: Duration,
+        run_deadline: Instant,
+        mut classify: impl FnMut(&str) -> Option<Event>,
+    ) -> Result<WaitResult> {
         let start = Instant::now();
-        let deadline = (start + wait.timeout).min(run_deadline);
+        let deadline = (start + timeout).min(run_deadline);
         loop {
             match self.next_line(deadline)? {
-                Next::Line(line) => match wait.classify(plan, &line) {
+                Next::Line(line) => match classify(&line) {
                     Some(Event::Success) => return Ok(WaitResult::Success),
                     Some(Event::Failure(why)) => return Ok(WaitResult::Failure(why)),
                     // A console that never stops talking must time out too.
@@ -398,6 +414,7 @@ mod tests {
             numa_nodes,
             accel: Accel::Tcg,
             cmdline: "kho=on kho_stub.seed=0x1",
+            initrd: None,
         })
     }
 
@@ -438,7 +455,9 @@ mod tests {
             numa_nodes: 0,
             accel: Accel::Kvm,
             cmdline: "",
+            initrd: Some(Path::new("/i")),
         });
+        assert!(c.args.windows(2).any(|w| w == ["-initrd", "/i"]));
         assert!(c.args.windows(2).any(|w| w == ["-accel", "kvm"]));
         assert!(!c.args.iter().any(|a| a == "-cpu"), "{:?}", c.args);
         assert!(c.shell_line().ends_with("-append ''"));

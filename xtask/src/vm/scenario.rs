@@ -15,9 +15,17 @@
 //! dump_at = 2                   # optional: dump guest memory before G's kexec, check inspect (vm/dump.rs)
 //! subtrees = "max"              # optional: kho_stub.subtrees=N|max (extra client subtrees)
 //! vmalloc_pages = 5000          # optional: kho_stub.vmalloc_pages=N (default 600)
+//! abi = "v3"                    # optional: kho_stub.abi=v2|v3|v4 (the stub's default is v4)
 //! snapshot_generations = [0, 1] # optional: the generations snapshotted (default: all)
 //! generation_timeout = 30       # optional, seconds per generation (default 30)
 //! run_timeout = 330             # optional, seconds per run (default 30 + generations * generation_timeout)
+//!
+//! [linux]                       # optional: a Linux peer kernel in the run (vm/peer.rs)
+//! flow = "stub-to-linux"        # "selftest" (Linux → Linux; no generations/seed then) | "stub-to-linux"
+//! cmdline = "reserve_mem=64K:4K:kho_log"  # Linux's parameters besides console=, kho=on, panic=-1
+//! expect = ["test_kho: KHO restore succeeded"]  # text Linux must print; {release} = its release
+//! subtrees = ["kho_test"]       # stub-to-linux: the kho/in subtrees Linux must list, exactly
+//! timeout = 180                 # optional, seconds for the Linux part
 //!
 //! [[expect]]                    # optional overrides of the default per generation:
 //! generation = 4                # generation 0 "cold", every later one "verified"
@@ -35,6 +43,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
 
 use super::arch::ArchSpec;
+use super::peer::{Flow, LinuxFile, LinuxPhase};
 use super::reason::{Reason, ReasonFile};
 
 /// Default seconds one generation may take.
@@ -51,17 +60,19 @@ struct ScenarioFile {
     numa_nodes: u32,
     #[serde(default)]
     cmdline: String,
-    generations: u32,
-    seed: u64,
+    generations: Option<u32>,
+    seed: Option<u64>,
     fault: Option<String>,
     dump_at: Option<u32>,
     subtrees: Option<SubtreesFile>,
     vmalloc_pages: Option<u32>,
+    abi: Option<String>,
     snapshot_generations: Option<Vec<u32>>,
     generation_timeout: Option<u64>,
     run_timeout: Option<u64>,
     #[serde(default)]
     expect: Vec<ExpectFile>,
+    linux: Option<LinuxFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,6 +224,8 @@ pub(crate) struct Scenario {
     pub(crate) subtrees: Option<Subtrees>,
     /// `kho_stub.vmalloc_pages=`.
     pub(crate) vmalloc_pages: Option<u32>,
+    /// `kho_stub.abi=`: the root FDT version the stub writes (`v2`..`v4`).
+    pub(crate) abi: Option<String>,
     /// The generations whose FDTs and protocol lines are snapshotted, ascending.
     pub(crate) snapshot_generations: Vec<u32>,
     /// One entry per generation.
@@ -221,6 +234,8 @@ pub(crate) struct Scenario {
     pub(crate) scratch: Vec<ScratchExpect>,
     pub(crate) generation_timeout: Duration,
     pub(crate) run_timeout: Duration,
+    /// A Linux peer in the run (`[linux]`).
+    pub(crate) linux: Option<LinuxPhase>,
 }
 
 /// Every `*.toml` in `dir`, sorted by name.
@@ -258,8 +273,40 @@ pub(crate) fn parse(name: &str, text: &str) -> Result<Scenario> {
     validate(name, file)
 }
 
-fn validate(name: &str, f: ScenarioFile) -> Result<Scenario> {
-    ensure!(f.generations >= 1, "generations must be at least 1");
+fn validate(name: &str, mut f: ScenarioFile) -> Result<Scenario> {
+    let linux = f
+        .linux
+        .take()
+        .map(LinuxPhase::from_file)
+        .transpose()
+        .context("[linux]")?;
+    let (generations, seed) = match (&linux, f.generations, f.seed) {
+        (Some(l), None, None) if l.flow == Flow::Selftest => (0, 0),
+        (Some(l), _, _) if l.flow == Flow::Selftest => {
+            bail!("flow = \"selftest\" runs no kho-stub generation: remove generations and seed")
+        }
+        (_, Some(g), Some(s)) => (g, s),
+        (_, None, _) => bail!("missing field `generations`"),
+        (_, _, None) => bail!("missing field `seed`"),
+    };
+    let selftest = linux.as_ref().is_some_and(|l| l.flow == Flow::Selftest);
+    ensure!(
+        selftest || generations >= 1,
+        "generations must be at least 1"
+    );
+    if selftest {
+        ensure!(
+            f.fault.is_none()
+                && f.dump_at.is_none()
+                && f.subtrees.is_none()
+                && f.vmalloc_pages.is_none()
+                && f.snapshot_generations.is_none()
+                && f.expect.is_empty()
+                && f.numa_nodes == 0
+                && f.cmdline.is_empty(),
+            "flow = \"selftest\" boots only Linux: set its parameters in [linux] cmdline, and no stub keys"
+        );
+    }
     ensure!(
         !f.arches.is_empty(),
         "arches is empty (known: {})",
@@ -288,10 +335,12 @@ fn validate(name: &str, f: ScenarioFile) -> Result<Scenario> {
         );
     }
     check_cmdline(&f.cmdline)?;
-    super::layout::scratch_spec(&f.cmdline).context("cmdline")?;
+    if !selftest {
+        super::layout::scratch_spec(&f.cmdline).context("cmdline")?;
+    }
     let fault = f.fault.as_deref().map(parse_fault).transpose()?;
 
-    let mut expect: Vec<Expect> = (0..f.generations)
+    let mut expect: Vec<Expect> = (0..generations)
         .map(|g| {
             if g == 0 {
                 Expect::Cold
@@ -305,9 +354,9 @@ fn validate(name: &str, f: ScenarioFile) -> Result<Scenario> {
     for e in f.expect {
         let g = e.generation;
         ensure!(
-            g < f.generations,
+            g < generations,
             "[[expect]] generation {g} is past the last generation {}",
-            f.generations - 1
+            generations - 1
         );
         ensure!(
             !seen.contains(&g),
@@ -348,9 +397,9 @@ fn validate(name: &str, f: ScenarioFile) -> Result<Scenario> {
     if let Some(fault) = &fault {
         let next = fault.generation + 1;
         ensure!(
-            next < f.generations,
+            next < generations,
             "fault {fault} needs generation {next} to see it, but the run has {} generations",
-            f.generations
+            generations
         );
         ensure!(
             matches!(
@@ -369,14 +418,14 @@ fn validate(name: &str, f: ScenarioFile) -> Result<Scenario> {
         }
     };
     let snapshot_generations = match f.snapshot_generations {
-        None => (0..f.generations).collect(),
+        None => (0..generations).collect(),
         Some(list) => {
             ensure!(!list.is_empty(), "snapshot_generations is empty");
             for (i, g) in list.iter().enumerate() {
                 ensure!(
-                    *g < f.generations,
+                    *g < generations,
                     "snapshot_generations: generation {g} is past the last generation {}",
-                    f.generations - 1
+                    generations - 1
                 );
                 ensure!(
                     i == 0 || list[i - 1] < *g,
@@ -392,11 +441,21 @@ fn validate(name: &str, f: ScenarioFile) -> Result<Scenario> {
         generation_timeout > 0,
         "generation_timeout must be at least 1 second"
     );
-    let run_timeout = f
-        .run_timeout
-        .unwrap_or(DEFAULT_GENERATION_TIMEOUT + u64::from(f.generations) * generation_timeout);
+    let run_timeout = f.run_timeout.unwrap_or_else(|| {
+        DEFAULT_GENERATION_TIMEOUT
+            + u64::from(generations) * generation_timeout
+            + linux.as_ref().map_or(0, |l| l.timeout.as_secs())
+    });
     ensure!(run_timeout > 0, "run_timeout must be at least 1 second");
 
+    if let Some(abi) = &f.abi {
+        ensure!(
+            kho_abi::AbiVersion::ALL
+                .iter()
+                .any(|v| v.compatible().strip_prefix("kho-") == Some(abi.as_str())),
+            "abi = {abi:?}: must be \"v2\", \"v3\" or \"v4\""
+        );
+    }
     let mut scenario = Scenario {
         name: name.to_owned(),
         description: f.description,
@@ -405,17 +464,19 @@ fn validate(name: &str, f: ScenarioFile) -> Result<Scenario> {
         memory_mib,
         numa_nodes: f.numa_nodes,
         cmdline: f.cmdline,
-        generations: f.generations,
-        seed: f.seed,
+        generations: generations,
+        seed,
         fault,
         dump_at: None,
         subtrees,
         vmalloc_pages: f.vmalloc_pages,
+        abi: f.abi,
         snapshot_generations,
         expect,
         scratch,
         generation_timeout: Duration::from_secs(generation_timeout),
         run_timeout: Duration::from_secs(run_timeout),
+        linux,
     };
     super::dump::apply_override(&mut scenario, f.dump_at).context("dump_at")?;
     Ok(scenario)
@@ -445,7 +506,7 @@ fn check_cmdline(cmdline: &str) -> Result<()> {
     for token in cmdline.split_whitespace() {
         ensure!(
             !(token == "kho" || token.starts_with("kho=") || token.starts_with("kho_stub.")),
-            "cmdline sets `{token}`, which the xtask composes from generations, seed, fault, dump_at, subtrees and vmalloc_pages"
+            "cmdline sets `{token}`, which the xtask composes from generations, seed, fault, dump_at, subtrees, vmalloc_pages and abi"
         );
     }
     Ok(())
@@ -474,7 +535,8 @@ fn parse_fault(text: &str) -> Result<Fault> {
 impl Scenario {
     /// The kernel command line: `kho=on kho_stub.generations=N kho_stub.seed=S
     /// [kho_stub.fault=CLASS@G] [kho_stub.pause_at=G] [kho_stub.subtrees=N]
-    /// [kho_stub.vmalloc_pages=N] <cmdline> [extra]` (docs/HANDOVER.md).
+    /// [kho_stub.vmalloc_pages=N] [kho_stub.next=linux kho_stub.kho_test=1]
+    /// <cmdline> [extra]` (docs/HANDOVER.md).
     pub(crate) fn compose_cmdline(&self, extra: Option<&str>) -> String {
         let mut parts = vec![
             "kho=on".to_owned(),
@@ -493,11 +555,34 @@ impl Scenario {
         if let Some(n) = self.vmalloc_pages {
             parts.push(format!("kho_stub.vmalloc_pages={n}"));
         }
+        if let Some(abi) = &self.abi {
+            parts.push(format!("kho_stub.abi={abi}"));
+        }
+        if self.hands_to_linux() {
+            // The last generation boots the peer (the stub's initrd), with
+            // a kho_test subtree in lib/test_kho.c's format for it.
+            parts.push("kho_stub.next=linux".to_owned());
+            parts.push("kho_stub.kho_test=1".to_owned());
+        }
         parts.extend(self.cmdline.split_whitespace().map(str::to_owned));
         if let Some(extra) = extra {
             parts.extend(extra.split_whitespace().map(str::to_owned));
         }
         parts.join(" ")
+    }
+
+    /// Whether the stub's last generation kexecs the Linux peer.
+    pub(crate) fn hands_to_linux(&self) -> bool {
+        self.linux
+            .as_ref()
+            .is_some_and(|l| l.flow == Flow::StubToLinux)
+    }
+
+    /// Whether the run is Linux alone (upstream's selftest, no stub).
+    pub(crate) fn linux_only(&self) -> bool {
+        self.linux
+            .as_ref()
+            .is_some_and(|l| l.flow == Flow::Selftest)
     }
 
     /// Whether this generation's outgoing handover is deliberately corrupted.
@@ -607,6 +692,34 @@ reason = "*kho-v9*"
     }
 
     #[test]
+    fn linux_scenarios() {
+        let selftest = "description = \"l\"\narches = [\"x86_64\"]\nmemory = \"1G\"\n[linux]\nflow = \"selftest\"\nexpect = [\"KHO restore succeeded\"]\ntimeout = 100\n";
+        let s = parse("l", selftest).unwrap();
+        assert!(s.linux_only() && !s.hands_to_linux());
+        assert_eq!(s.generations, 0);
+        assert_eq!(s.run_timeout, Duration::from_secs(130));
+        let e = err("l", &format!("generations = 2\nseed = 1\n{selftest}"));
+        assert!(e.contains("runs no kho-stub generation"), "{e}");
+        let e = err(
+            "l",
+            &format!("cmdline = \"reserve_mem=64K:4K:x\"\n{selftest}"),
+        );
+        assert!(e.contains("boots only Linux"), "{e}");
+        let stub = format!(
+            "{}[linux]\nflow = \"stub-to-linux\"\nexpect = [\"x\"]\nsubtrees = [\"kho_test\"]\n",
+            BASIC
+        );
+        let s = parse("basic", &stub).unwrap();
+        assert!(s.hands_to_linux() && !s.linux_only());
+        assert!(
+            s.compose_cmdline(None)
+                .contains(" kho_stub.next=linux kho_stub.kho_test=1 ")
+        );
+        let e = err("basic", &stub.replace("subtrees = [\"kho_test\"]\n", ""));
+        assert!(e.contains("needs subtrees"), "{e}");
+    }
+
+    #[test]
     fn missing_and_mistyped_keys() {
         let e = err("basic", &BASIC.replace("generations = 10\n", ""));
         assert!(e.contains("missing field `generations`"), "{e}");
@@ -706,6 +819,21 @@ reason = "*kho-v9*"
             assert!(e.contains(want), "want {want:?} in: {e}");
         }
         assert!(err("Bad Name", BASIC).contains("lower-case"));
+    }
+
+    #[test]
+    fn abi_is_passed_to_the_stub() {
+        assert_eq!(parse("b", BASIC).unwrap().abi, None);
+        let s = parse("a", &format!("{BASIC}abi = \"v2\"\n")).unwrap();
+        assert_eq!(s.abi.as_deref(), Some("v2"));
+        assert_eq!(
+            s.compose_cmdline(None),
+            "kho=on kho_stub.generations=10 kho_stub.seed=0x5eed kho_stub.abi=v2 kho_scratch=16M,64M,32M reserve_mem=64K:4K:kho_log"
+        );
+        for bad in ["v1", "kho-v4", "4", ""] {
+            let e = err("a", &format!("{BASIC}abi = \"{bad}\"\n"));
+            assert!(e.contains("must be \"v2\", \"v3\" or \"v4\""), "{e}");
+        }
     }
 
     #[test]

@@ -1,0 +1,490 @@
+//! The Linux peer as a guest of the harness: a scenario's `[linux]` part, its waits and verdict.
+//!
+//! Two flows (docs/TESTING.md, "The Linux peer"):
+//! - `selftest`: Linux → Linux with upstream's own selftest init, exactly as
+//!   `tools/testing/selftests/kho/vmtest.sh` runs it. It proves the peer
+//!   works before kho-rs is judged against it.
+//! - `stub-to-linux`: kho-stub generations, then the last one boots the
+//!   peer kernel through the arch's boot protocol (`kho_stub.next=linux`);
+//!   Linux's test_kho verifies the stub's `kho_test` subtree and kho-rs's
+//!   `kho-peer-init` lists what Linux found in debugfs `kho/in`.
+//!
+//! The Linux part of a console is judged line by line as it arrives
+//! ([`Watch`]): every line the scenario expects must appear, no line may
+//! match a failure pattern, and the run must end as the flow ends it.
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use serde::Deserialize;
+
+use super::check::{Event, RunEnd};
+
+/// Default seconds the Linux part may take (two kernels boot under TCG).
+const DEFAULT_TIMEOUT: u64 = 180;
+
+/// Lines that mean Linux found a problem, wherever they appear. Each is
+/// (a text the line contains, a second text it must also contain or "").
+const FAILURE_PATTERNS: &[(&str, &str)] = &[
+    ("KHO restore failed", ""),
+    ("KHO: ", "fail"),
+    ("KHO: ", "Fail"),
+    ("KHO: ", "invalid"),
+    ("KHO: ", "incompatible"),
+    ("KHO: ", "broken"),
+    ("KHO: ", "disabling"),
+    ("KHO: ", "not supported"),
+    ("KHO: ", "too small"),
+    ("KHO reserve-mem", "wrong"),
+    ("from KHO: ", ""),
+    ("is incompatible with", ""),
+    ("has no child", ""),
+    ("test_kho: ", "fail"),
+    ("WARNING:", ""),
+    ("BUG:", ""),
+    ("Oops", ""),
+    ("Unable to handle kernel", ""),
+    ("general protection fault", ""),
+    ("Call Trace:", ""),
+    ("KHO-PEER ", "error="),
+];
+
+/// The panic that ends a kernel with no init (the selftest's second kernel).
+const PANIC: &str = "Kernel panic - not syncing";
+/// kho-peer-init's last line before it powers the machine off.
+const PEER_DONE: &str = "KHO-PEER done";
+/// kho-peer-init's report of one incoming subtree.
+const PEER_SUBTREE: &str = "KHO-PEER in subtree name=";
+
+/// How a scenario uses the peer.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Flow {
+    /// Linux → Linux with upstream's selftest init.
+    Selftest,
+    /// kho-stub generations, then Linux.
+    StubToLinux,
+}
+
+impl fmt::Display for Flow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Flow::Selftest => "selftest",
+            Flow::StubToLinux => "stub-to-linux",
+        })
+    }
+}
+
+/// `[linux]` as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LinuxFile {
+    flow: Flow,
+    #[serde(default)]
+    cmdline: String,
+    expect: Vec<String>,
+    subtrees: Option<Vec<String>>,
+    timeout: Option<u64>,
+}
+
+/// A validated `[linux]` part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LinuxPhase {
+    pub(crate) flow: Flow,
+    /// Linux parameters besides the console, `kho=on` and `panic=-1`.
+    pub(crate) cmdline: String,
+    /// Text Linux must print, each on some line; `{release}` is the peer's
+    /// kernel release.
+    pub(crate) expect: Vec<String>,
+    /// The `kho/in` subtrees kho-peer-init must list, exactly (stub-to-linux).
+    pub(crate) subtrees: Option<Vec<String>>,
+    pub(crate) timeout: Duration,
+}
+
+impl LinuxPhase {
+    /// Validate `[linux]`.
+    pub(crate) fn from_file(f: LinuxFile) -> Result<LinuxPhase> {
+        ensure!(
+            !f.cmdline.contains(['"', '\n', '\r']),
+            "[linux] cmdline must not contain quotes or line breaks"
+        );
+        for token in f.cmdline.split_whitespace() {
+            ensure!(
+                !(token.starts_with("console=")
+                    || token.starts_with("kho=")
+                    || token.starts_with("panic=")),
+                "[linux] cmdline sets `{token}`, which the harness sets itself"
+            );
+        }
+        ensure!(
+            !f.expect.is_empty(),
+            "[linux] expect is empty: name at least one line Linux must print"
+        );
+        for e in &f.expect {
+            ensure!(!e.trim().is_empty(), "[linux] expect has an empty entry");
+        }
+        match (&f.subtrees, f.flow) {
+            (Some(_), Flow::Selftest) => {
+                ensure!(
+                    false,
+                    "[linux] subtrees needs flow = \"stub-to-linux\" (the selftest init lists nothing)"
+                )
+            }
+            (None, Flow::StubToLinux) => ensure!(
+                false,
+                "[linux] flow = \"stub-to-linux\" needs subtrees: the kho/in subtrees Linux must find"
+            ),
+            _ => {}
+        }
+        let timeout = f.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        ensure!(timeout > 0, "[linux] timeout must be at least 1 second");
+        Ok(LinuxPhase {
+            flow: f.flow,
+            cmdline: f.cmdline,
+            expect: f.expect,
+            subtrees: f.subtrees,
+            timeout: Duration::from_secs(timeout),
+        })
+    }
+
+    /// Linux's whole command line on a machine whose console is `console`.
+    pub(crate) fn kernel_cmdline(&self, console: &str) -> String {
+        let mut parts = vec![
+            format!("console={console}"),
+            "kho=on".to_owned(),
+            "panic=-1".to_owned(),
+        ];
+        parts.extend(self.cmdline.split_whitespace().map(str::to_owned));
+        parts.join(" ")
+    }
+
+    /// The expected lines with `{release}` filled in.
+    pub(crate) fn required(&self, release: &str) -> Vec<String> {
+        self.expect
+            .iter()
+            .map(|e| e.replace("{release}", release))
+            .collect()
+    }
+}
+
+/// Follows the Linux part of a console.
+#[derive(Clone, Debug)]
+pub(crate) struct Watch {
+    flow: Flow,
+    required: Vec<String>,
+    seen: Vec<bool>,
+}
+
+impl Watch {
+    pub(crate) fn new(phase: &LinuxPhase, release: &str) -> Watch {
+        let required = phase.required(release);
+        Watch {
+            flow: phase.flow,
+            seen: vec![false; required.len()],
+            required,
+        }
+    }
+
+    /// The lines still awaited, for messages.
+    pub(crate) fn missing(&self) -> Vec<&str> {
+        self.required
+            .iter()
+            .zip(&self.seen)
+            .filter(|(_, seen)| !**seen)
+            .map(|(r, _)| r.as_str())
+            .collect()
+    }
+
+    /// What the wait is for, for messages.
+    pub(crate) fn describe(&self) -> String {
+        let missing = self.missing();
+        if missing.is_empty() {
+            format!("the end of the {} run", self.flow)
+        } else {
+            format!("Linux to print {}", quote_list(&missing))
+        }
+    }
+
+    /// One console line: `Success` at the flow's end once every expected
+    /// line was seen, `Failure` on a failure pattern or an early end.
+    pub(crate) fn classify(&mut self, text: &str) -> Option<Event> {
+        for (r, seen) in self.required.iter().zip(self.seen.iter_mut()) {
+            if text.contains(r.as_str()) {
+                *seen = true;
+            }
+        }
+        if let Some(why) = failure(text) {
+            return Some(Event::Failure(why));
+        }
+        let end = match self.flow {
+            Flow::Selftest => text.contains(PANIC),
+            Flow::StubToLinux => text.contains(PEER_DONE) || text.contains(PANIC),
+        };
+        if !end {
+            return None;
+        }
+        let missing = self.missing();
+        if missing.is_empty() {
+            Some(Event::Success)
+        } else {
+            Some(Event::Failure(format!(
+                "Linux ended (`{}`) without printing {}",
+                text.trim(),
+                quote_list(&missing)
+            )))
+        }
+    }
+}
+
+fn quote_list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Why a Linux console line is a failure, if it is one.
+fn failure(text: &str) -> Option<String> {
+    FAILURE_PATTERNS
+        .iter()
+        .find(|(a, b)| text.contains(a) && (b.is_empty() || text.contains(b)))
+        .map(|_| format!("Linux reported a problem: {}", text.trim()))
+}
+
+/// Payload entry kinds (docs/HANDOVER.md, "The payload").
+const PAYLOAD_KERNEL: u32 = 1;
+const PAYLOAD_INITRAMFS: u32 = 2;
+const PAYLOAD_CMDLINE: u32 = 3;
+/// Each entry's data starts on a page boundary.
+const PAYLOAD_ALIGN: usize = 4096;
+
+/// The stub's initrd for `stub-to-linux`: "kho-stub payload v1" holding the
+/// next kernel, its initramfs and its command line. Layout (little-endian):
+/// `b"KHOPAYLD"`, version u32 = 1, count u32, then `count` entries of
+/// {kind u32, reserved u32, offset u64, size u64}; data page-aligned.
+pub(crate) fn payload(kernel: &[u8], initramfs: Option<&[u8]>, cmdline: &str) -> Vec<u8> {
+    let mut parts: Vec<(u32, &[u8])> = vec![(PAYLOAD_KERNEL, kernel)];
+    if let Some(i) = initramfs {
+        parts.push((PAYLOAD_INITRAMFS, i));
+    }
+    parts.push((PAYLOAD_CMDLINE, cmdline.as_bytes()));
+    let header = 16 + 24 * parts.len();
+    let mut out = Vec::new();
+    out.extend_from_slice(b"KHOPAYLD");
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&(parts.len() as u32).to_le_bytes());
+    let mut offset = header.next_multiple_of(PAYLOAD_ALIGN);
+    for (kind, data) in &parts {
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(offset as u64).to_le_bytes());
+        out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        offset = (offset + data.len()).next_multiple_of(PAYLOAD_ALIGN);
+    }
+    for (_, data) in &parts {
+        out.resize(out.len().next_multiple_of(PAYLOAD_ALIGN), 0);
+        out.extend_from_slice(data);
+    }
+    out
+}
+
+/// The subtrees kho-peer-init listed, in its order.
+pub(crate) fn listed_subtrees(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| l.split_once(PEER_SUBTREE).map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// Judge the Linux part of a finished run: `lines` from the first line
+/// Linux printed, `end` how QEMU ended.
+pub(crate) fn check(
+    phase: &LinuxPhase,
+    release: &str,
+    lines: &[String],
+    end: &RunEnd,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut watch = Watch::new(phase, release);
+    let mut finished = false;
+    // Lines after the end (the panic's own backtrace, the poweroff) are
+    // not judged.
+    for line in lines {
+        match watch.classify(line) {
+            Some(Event::Failure(why)) => failures.push(why),
+            Some(Event::Success) => {
+                finished = true;
+                break;
+            }
+            None => {}
+        }
+    }
+    let missing = watch.missing();
+    if !missing.is_empty() {
+        failures.push(format!("Linux never printed {}", quote_list(&missing)));
+    } else if !finished {
+        failures.push(format!("the {} run did not reach its end", phase.flow));
+    }
+    if let Some(want) = &phase.subtrees {
+        let mut got = listed_subtrees(lines);
+        got.sort();
+        let mut want = want.clone();
+        want.sort();
+        if got != want {
+            failures.push(format!(
+                "Linux's kho/in lists subtrees [{}], the scenario expects [{}]",
+                got.join(", "),
+                want.join(", ")
+            ));
+        }
+    }
+    // Linux powers off (kho-peer-init) or reboots after the panic; with
+    // -no-reboot QEMU exits 0 either way.
+    match end {
+        RunEnd::Exited(0) => {}
+        other => failures.push(format!("QEMU {other} (Linux's poweroff or reboot exits 0)")),
+    }
+    failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phase(flow: &str, subtrees: bool) -> LinuxPhase {
+        let text = format!(
+            "flow = \"{flow}\"\ncmdline = \"reserve_mem=64K:4K:kho_log\"\nexpect = [\"KHO restore succeeded\", \"exec from: {{release}} (count 1)\"]\n{}",
+            if subtrees {
+                "subtrees = [\"kho_test\", \"memblock\"]\n"
+            } else {
+                ""
+            }
+        );
+        LinuxPhase::from_file(toml::from_str(&text).unwrap()).unwrap()
+    }
+
+    fn lines(text: &[&str]) -> Vec<String> {
+        text.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn selftest_passes_on_the_expected_lines_then_the_panic() {
+        let p = phase("selftest", false);
+        assert_eq!(
+            p.kernel_cmdline("ttyS0"),
+            "console=ttyS0 kho=on panic=-1 reserve_mem=64K:4K:kho_log"
+        );
+        let l = lines(&[
+            "[    0.1] KHO: found kexec handover data.",
+            "[    0.2] KHO: exec from: 7.2.13 (count 1)",
+            "[    1.0] test_kho: KHO restore succeeded",
+            "[    1.1] Kernel panic - not syncing: No working init found.",
+            "Call Trace:",
+        ]);
+        assert_eq!(
+            check(&p, "7.2.13", &l, &RunEnd::Exited(0)),
+            Vec::<String>::new()
+        );
+        // The release is filled in: another release's line does not count.
+        let f = check(&p, "7.3.1", &l, &RunEnd::Exited(0));
+        assert!(f.iter().any(|f| f.contains("exec from: 7.3.1")), "{f:?}");
+        // QEMU must end by itself with 0.
+        let f = check(&p, "7.2.13", &l, &RunEnd::Exited(1));
+        assert!(
+            f.iter().any(|f| f.contains("exited with status 1")),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn an_early_panic_or_a_failure_line_fails() {
+        let p = phase("selftest", false);
+        let mut w = Watch::new(&p, "7.2.13");
+        assert!(matches!(
+            w.classify("Kernel panic - not syncing: Attempted to kill init!"),
+            Some(Event::Failure(m)) if m.contains("without printing")
+        ));
+        let mut w = Watch::new(&p, "7.2.13");
+        for bad in [
+            "test_kho: KHO restore failed",
+            "KHO: setup: handover FDT (0x1000) is incompatible with 'kho-v4': -22",
+            "KHO: disabling KHO revival",
+            "KHO reserve-mem 'kho_log' has wrong size (0x1 != 0x2)",
+            "WARNING: CPU: 0 PID: 1 at kernel/liveupdate/kexec_handover.c:869",
+            "KHO-PEER in error=no sub_fdts directory",
+        ] {
+            assert!(matches!(w.classify(bad), Some(Event::Failure(_))), "{bad}");
+        }
+        assert_eq!(w.classify("KHO: found kexec handover data."), None);
+        assert_eq!(
+            w.classify("Revived memory reservation 'kho_log' from KHO"),
+            None
+        );
+    }
+
+    #[test]
+    fn stub_to_linux_needs_the_subtrees() {
+        let p = phase("stub-to-linux", true);
+        let ok = lines(&[
+            "test_kho: KHO restore succeeded",
+            "KHO: exec from: 7.2.13 (count 1)",
+            "KHO-PEER start",
+            "KHO-PEER in fdt bytes=512",
+            "KHO-PEER in subtree name=memblock bytes=200",
+            "KHO-PEER in subtree name=kho_test bytes=300",
+            "KHO-PEER done",
+        ]);
+        assert_eq!(
+            check(&p, "7.2.13", &ok, &RunEnd::Exited(0)),
+            Vec::<String>::new()
+        );
+        assert_eq!(listed_subtrees(&ok), ["memblock", "kho_test"]);
+        let mut short = ok.clone();
+        short.remove(4);
+        let f = check(&p, "7.2.13", &short, &RunEnd::Exited(0));
+        assert!(
+            f.iter().any(|f| f.contains("lists subtrees [kho_test]")),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn payload_layout() {
+        let p = payload(&[1; 5000], Some(&[2; 10]), "console=ttyS0");
+        assert_eq!(&p[..8], b"KHOPAYLD");
+        assert_eq!(u32::from_le_bytes(p[8..12].try_into().unwrap()), 1);
+        assert_eq!(u32::from_le_bytes(p[12..16].try_into().unwrap()), 3);
+        let entry = |i: usize| {
+            let e = &p[16 + 24 * i..16 + 24 * (i + 1)];
+            (
+                u32::from_le_bytes(e[0..4].try_into().unwrap()),
+                u64::from_le_bytes(e[8..16].try_into().unwrap()) as usize,
+                u64::from_le_bytes(e[16..24].try_into().unwrap()) as usize,
+            )
+        };
+        assert_eq!(entry(0), (1, 4096, 5000));
+        assert_eq!(entry(1), (2, 12288, 10));
+        assert_eq!(entry(2), (3, 16384, 13));
+        assert_eq!(&p[16384..], b"console=ttyS0");
+        assert!(p[4096..9096].iter().all(|&b| b == 1));
+        assert!(p[12288..12298].iter().all(|&b| b == 2));
+    }
+
+    #[test]
+    fn bad_linux_parts_are_refused() {
+        let parse = |t: &str| {
+            toml::from_str::<LinuxFile>(t)
+                .map_err(anyhow::Error::from)
+                .and_then(LinuxPhase::from_file)
+        };
+        assert!(parse("flow = \"selftest\"\nexpect = []").is_err());
+        assert!(parse("flow = \"other\"\nexpect = [\"x\"]").is_err());
+        assert!(parse("flow = \"selftest\"\nexpect = [\"x\"]\ncmdline = \"panic=0\"").is_err());
+        assert!(parse("flow = \"stub-to-linux\"\nexpect = [\"x\"]").is_err());
+        assert!(parse("flow = \"selftest\"\nexpect = [\"x\"]\nsubtrees = []").is_err());
+        assert!(parse("flow = \"selftest\"\nexpect = [\"x\"]\nextra = 1").is_err());
+    }
+}
