@@ -40,8 +40,9 @@ use crate::vm::arch::ArchSpec;
 
 /// The Debian source package the peer is built from.
 const PACKAGE: &str = "linux-source-7.2";
-/// The suite of Debian's registry that carries [`PACKAGE`].
-const SUITE: &str = "sid";
+/// The suites of Debian's registry that carry [`PACKAGE`], in the order
+/// tried (sid has it now; trixie-backports keeps 7.2.x after sid moves on).
+const SUITES: [&str; 2] = ["sid", "trixie-backports"];
 /// Debian's registry, as the system's own apt sources name it.
 const DEBIAN_URI: &str = "http://deb.debian.org/debian";
 /// The fragment every arch shares (upstream's vmtest.sh lines).
@@ -278,14 +279,44 @@ fn ensure_build_tools(sh: &Shell, recipe: &PeerArch) -> Result<()> {
 }
 
 /// The downloaded package: the newest `.deb` already in the cache, or a
-/// fresh `apt-get download` through the private apt configuration.
+/// fresh `apt-get download` through the private apt configuration, from
+/// the first of [`SUITES`] that has it.
 fn package(sh: &Shell, root: &Path) -> Result<PathBuf> {
     let dl = root.join("dl");
     if let Some(deb) = newest_deb(&dl)? {
         return Ok(deb);
     }
+    ensure!(
+        util::have("apt-get"),
+        "apt-get is missing: download Debian's `{PACKAGE}` package by hand into {}",
+        dl.display()
+    );
     fs::create_dir_all(&dl)?;
-    let apt = root.join("apt");
+    let mut tried = Vec::new();
+    for suite in SUITES {
+        match download(sh, root, &dl, suite) {
+            Ok(()) => {
+                if let Some(deb) = newest_deb(&dl)? {
+                    return Ok(deb);
+                }
+                tried.push(format!(
+                    "{suite}: apt-get left no package in {}",
+                    dl.display()
+                ));
+            }
+            Err(e) => tried.push(format!("{suite}: {e:#}")),
+        }
+    }
+    bail!(
+        "cannot download Debian's `{PACKAGE}` ({}); check that Debian's registry is reachable, then rerun `cargo xtask linux`",
+        tried.join("; ")
+    )
+}
+
+/// `apt-get update` and `apt-get download` of [`PACKAGE`] from `suite`,
+/// with lists, cache and sources of our own.
+fn download(sh: &Shell, root: &Path, dl: &Path, suite: &str) -> Result<()> {
+    let apt = root.join("apt").join(suite);
     for d in ["lists/partial", "cache/archives/partial"] {
         fs::create_dir_all(apt.join(d))?;
     }
@@ -293,7 +324,7 @@ fn package(sh: &Shell, root: &Path) -> Result<PathBuf> {
     fs::write(
         &list,
         format!(
-            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {DEBIAN_URI} {SUITE} main\n"
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {DEBIAN_URI} {suite} main\n"
         ),
     )?;
     let opts = [
@@ -304,27 +335,17 @@ fn package(sh: &Shell, root: &Path) -> Result<PathBuf> {
         "-o=APT::Sandbox::User=root".to_owned(),
         "-qq".to_owned(),
     ];
-    ensure!(
-        util::have("apt-get"),
-        "apt-get is missing: download Debian's `{PACKAGE}` package by hand into {}",
-        dl.display()
-    );
-    println!("linux: fetching the package list of Debian {SUITE} (private apt configuration)");
     let opts = &opts;
-    cmd!(sh, "apt-get {opts...} update").run().with_context(|| {
-        format!(
-            "cannot read Debian {SUITE}'s package list; check the registry is reachable, then rerun `cargo xtask linux`"
-        )
-    })?;
-    println!("linux: downloading {PACKAGE}");
-    let _dir = sh.push_dir(&dl);
+    println!("linux: fetching the package list of Debian {suite} (private apt configuration)");
+    cmd!(sh, "apt-get {opts...} update")
+        .run()
+        .with_context(|| format!("reading Debian {suite}'s package list"))?;
+    println!("linux: downloading {PACKAGE} from {suite}");
+    let _dir = sh.push_dir(dl);
     cmd!(sh, "apt-get {opts...} download {PACKAGE}")
         .run()
-        .with_context(|| {
-            format!("cannot download `{PACKAGE}` from Debian {SUITE}; rerun `cargo xtask linux`")
-        })?;
-    newest_deb(&dl)?
-        .with_context(|| format!("apt-get left no {PACKAGE} package in {}", dl.display()))
+        .with_context(|| format!("downloading `{PACKAGE}` from Debian {suite}"))?;
+    Ok(())
 }
 
 fn newest_deb(dl: &Path) -> Result<Option<PathBuf>> {
