@@ -194,6 +194,16 @@ pub(crate) fn ensure(arch: &ArchSpec, jobs: Option<usize>) -> Result<Peer> {
     let recipe = PeerArch::of(arch)?;
     let root = cache_root()?.join("linux");
     fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    // One xtask at a time works on the cache (two makes in one build
+    // directory corrupt it); the lock ends with the process.
+    let lock = fs::File::create(root.join(".lock"))?;
+    if lock.try_lock().is_err() {
+        println!(
+            "linux: waiting for another `cargo xtask` using {}",
+            root.display()
+        );
+        lock.lock().context("locking the Linux peer cache")?;
+    }
     let sh = util::shell()?;
     ensure_build_tools(&sh, recipe)?;
     let deb = package(&sh, &root)?;
