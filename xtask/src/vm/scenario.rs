@@ -464,7 +464,7 @@ fn validate(name: &str, mut f: ScenarioFile) -> Result<Scenario> {
         memory_mib,
         numa_nodes: f.numa_nodes,
         cmdline: f.cmdline,
-        generations: generations,
+        generations,
         seed,
         fault,
         dump_at: None,
