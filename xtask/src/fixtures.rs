@@ -114,6 +114,15 @@ fn sample_handovers() -> Vec<(&'static str, AbiVersion, Vec<SampleChild>)> {
                 ("kho_test".to_owned(), 0x4125_0000, Some(0x1000)),
             ],
         ),
+        (
+            "v4",
+            AbiVersion::V4,
+            vec![
+                ("memblock".to_owned(), 0x4123_0000, Some(0xca)),
+                ("kho_test".to_owned(), 0x4125_0000, Some(0x100)),
+                ("kexec-metadata".to_owned(), 0x4124_0000, Some(73)),
+            ],
+        ),
     ]
 }
 

@@ -109,6 +109,58 @@ fn accepts_a_blob_made_by_dtc() {
     );
 }
 
+/// kho-v4 as Linux 7.2 writes it: every child's `blob-size` before its
+/// `preserved-data`. Both the dtc fixture and a hand-built blob render.
+#[test]
+fn renders_kho_v4_in_linux_property_order() {
+    let dtc_blob = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/kho-fdt/tests/dtb/kho-v4-linux-order.dtb");
+    let out = dump(&dtc_blob, &[]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("// KHO root FDT kho-v4:"), "{text}");
+    assert!(text.contains("compatible = \"kho-v4\";"), "{text}");
+    assert!(
+        text.contains("blob-size = le64:0x0000000000000049;"),
+        "{text}"
+    );
+
+    let blob = hand_built(
+        &[
+            ("compatible", compat("kho-v4")),
+            ("preserved-memory-map", le64(0x4100_0000)),
+        ],
+        &[(
+            "memblock",
+            vec![
+                ("blob-size", le64(0xca)),
+                ("preserved-data", le64(0x4123_4000)),
+            ],
+        )],
+    );
+    let out = dump(&write_blob("v4-linux-order.dtb", &blob), &[]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("\"kho-v4\""), "{text}");
+    assert!(
+        text.contains("preserved-data = le64:0x0000000041234000;"),
+        "{text}"
+    );
+    // A kho-v4 child without blob-size is refused, naming the version.
+    let no_size = hand_built(
+        &[
+            ("compatible", compat("kho-v4")),
+            ("preserved-memory-map", le64(0x4100_0000)),
+        ],
+        &[("memblock", vec![("preserved-data", le64(0x4123_4000))])],
+    );
+    let line = one_line_error("v4-no-blob-size", &no_size);
+    assert!(
+        line.contains("blob-size") && line.contains("kho-v4"),
+        "{line}"
+    );
+}
+
 #[test]
 fn each_bad_input_has_its_own_one_line_error() {
     let good = valid_blob();

@@ -4,6 +4,11 @@
 pub const COMPATIBLE_V2: &str = "kho-v2";
 /// Root `compatible` of the revision where every child carries `blob-size`.
 pub const COMPATIBLE_V3: &str = "kho-v3";
+/// Root `compatible` Linux 7.2 writes (`KHO_FDT_COMPATIBLE` in
+/// `include/linux/kho/abi/kexec_handover.h`, whose doc comment still says
+/// "kho-v3"): the root FDT as in kho-v3, bumped for LUO's serialization
+/// blocks ([`crate::block`]).
+pub const COMPATIBLE_V4: &str = "kho-v4";
 /// Root `compatible` of the older serialized-bitmap format (Linux 6.16).
 pub const COMPATIBLE_V1: &str = "kho-v1";
 
@@ -13,8 +18,10 @@ pub const PROP_PRESERVED_MEMORY_MAP: &str = "preserved-memory-map";
 /// Child property: native u64 phys of the client blob
 /// (`KHO_FDT_SUB_TREE_PROP_NAME`).
 pub const PROP_PRESERVED_DATA: &str = "preserved-data";
-/// Child property (blob-size revision, kho-v3): native u64 blob length
-/// (`KHO_SUB_TREE_SIZE_PROP_NAME`).
+/// Child property (blob-size revision, kho-v3, kho-v4): native u64 blob
+/// length (`KHO_SUB_TREE_SIZE_PROP_NAME`). Linux 7.2 writes it *before*
+/// `preserved-data` (libfdt inserts each new property first), so readers
+/// must not depend on property order.
 pub const PROP_BLOB_SIZE: &str = "blob-size";
 /// The kho-v1 child property that `preserved-data` replaced.
 pub const PROP_V1_FDT: &str = "fdt";

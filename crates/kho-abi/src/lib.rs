@@ -8,7 +8,9 @@
 //!
 //! # ABI
 //!
-//! The root KHO FDT handed to the next kernel looks like this (kho-v2):
+//! The root KHO FDT handed to the next kernel looks like this (kho-v2; kho-v3
+//! and kho-v4, which Linux 7.2 writes, differ only in the string and in
+//! requiring `blob-size`):
 //!
 //! ```text
 //! / {
@@ -16,7 +18,7 @@
 //!     preserved-memory-map = <native u64: phys of the radix root page>;
 //!     <client-name> {
 //!         preserved-data = <native u64: phys of the client blob>;
-//!         blob-size = <native u64: bytes>;   // blob-size revision and kho-v3
+//!         blob-size = <native u64: bytes>;   // blob-size revision, kho-v3, kho-v4
 //!     };
 //! };
 //! ```
@@ -50,6 +52,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod block;
 pub mod chosen;
 pub mod fdt;
 pub mod memblock;

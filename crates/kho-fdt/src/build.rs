@@ -24,8 +24,10 @@ pub const MAX_NAME_LEN: usize = 31;
 /// children in insertion order) and serialises all of it on every
 /// [`build`](KhoFdtBuilder::build), so it can be edited and rebuilt any
 /// number of times. The bytes differ from libfdt's (string order, child
-/// order: libfdt inserts each new child before the existing ones) but
-/// readers accept any valid DTB layout (spec §2.1), and the tree is the same.
+/// and property order: libfdt inserts each new child and each new property
+/// before the existing ones, so Linux's children carry `blob-size` first)
+/// but readers accept any valid DTB layout (spec §2.1), and the tree is the
+/// same.
 ///
 /// Layout written: version 17 header, empty memory reservation map, root node
 /// named `""` with `compatible` then `preserved-memory-map` before any child,
@@ -90,8 +92,8 @@ impl KhoFdtBuilder {
     /// `[A-Za-z0-9,._+-]` starting with a letter (no unit address: a node
     /// with `@` and no `reg` makes dtc warn); [`Error::DuplicateSubtree`];
     /// [`Error::ZeroSubtreeData`]; [`Error::BlobSizeRequired`] for `None`
-    /// under [`AbiVersion::V3`]; [`Error::TooLarge`] if the FDT would no
-    /// longer fit in one page.
+    /// under [`AbiVersion::V3`] and [`AbiVersion::V4`]; [`Error::TooLarge`]
+    /// if the FDT would no longer fit in one page.
     pub fn add_subtree(&mut self, name: &str, data: PhysAddr, size: Option<u64>) -> Result<()> {
         if !valid_name(name) {
             return Err(Error::InvalidNodeName {

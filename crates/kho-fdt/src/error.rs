@@ -418,13 +418,22 @@ impl fmt::Display for Error {
                 f,
                 "legacy kho-v1 not supported (root compatible at offset {offset:#x})"
             ),
-            Error::UnknownCompatible { compatible, offset } => write!(
-                f,
-                "unknown KHO root compatible \"{compatible}\" at offset {offset:#x} \
-                 (expected \"{}\" or \"{}\")",
-                AbiVersion::V2,
-                AbiVersion::V3
-            ),
+            Error::UnknownCompatible { compatible, offset } => {
+                write!(
+                    f,
+                    "unknown KHO root compatible \"{compatible}\" at offset {offset:#x} (expected "
+                )?;
+                let last = AbiVersion::ALL.len() - 1;
+                for (i, v) in AbiVersion::ALL.into_iter().enumerate() {
+                    let sep = match i {
+                        0 => "",
+                        i if i == last => " or ",
+                        _ => ", ",
+                    };
+                    write!(f, "{sep}\"{v}\"")?;
+                }
+                f.write_str(")")
+            }
             Error::MissingMemoryMap { offset } => write!(
                 f,
                 "KHO FDT root node (offset {offset:#x}) has no preserved-memory-map property"
@@ -586,6 +595,15 @@ mod tests {
         assert_eq!(
             Error::LegacyVersion { offset: 0x40 }.to_string(),
             "legacy kho-v1 not supported (root compatible at offset 0x40)"
+        );
+        assert_eq!(
+            Error::UnknownCompatible {
+                compatible: "kho-v9".into(),
+                offset: 0x4c,
+            }
+            .to_string(),
+            "unknown KHO root compatible \"kho-v9\" at offset 0x4c \
+             (expected \"kho-v2\", \"kho-v3\" or \"kho-v4\")"
         );
     }
 }

@@ -4,11 +4,11 @@
 //!
 //! ```text
 //! / {
-//!     compatible = "kho-v2";                    // or "kho-v3"
+//!     compatible = "kho-v2";                    // or "kho-v3", "kho-v4"
 //!     preserved-memory-map = <le64 phys of the radix-tree root page>;
 //!     <client-name> {
 //!         preserved-data = <le64 phys of the client blob>;
-//!         blob-size = <le64 bytes>;             // blob-size revision, kho-v3
+//!         blob-size = <le64 bytes>;             // blob-size revision, kho-v3, kho-v4
 //!     };
 //! };
 //! ```

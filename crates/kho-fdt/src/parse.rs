@@ -59,7 +59,7 @@ impl<'a> Subtree<'a> {
     }
 
     /// `blob-size`: the blob's length, if the node carries one (always
-    /// `Some` under [`AbiVersion::V3`]).
+    /// `Some` under [`AbiVersion::V3`] and [`AbiVersion::V4`]).
     pub fn size(&self) -> Option<u64> {
         self.size
     }
@@ -85,16 +85,17 @@ impl<'a> KhoFdt<'a> {
     ///    and aligned;
     /// 2. structure block well-formed (a bounds-checked token walk, nesting
     ///    at most [`crate::MAX_DEPTH`] deep, `FDT_END` present);
-    /// 3. root `compatible` exactly `"kho-v2"` or `"kho-v3"` (`"kho-v1"` is
-    ///    [`Error::LegacyVersion`]);
+    /// 3. root `compatible` exactly `"kho-v2"`, `"kho-v3"` or `"kho-v4"`
+    ///    (`"kho-v1"` is [`Error::LegacyVersion`]);
     /// 4. root `preserved-memory-map`: present, 8 bytes, non-zero,
     ///    page-aligned;
     /// 5. every child of the root, in blob order: unique name,
     ///    `preserved-data` present, 8 bytes, non-zero; `blob-size` 8 bytes
-    ///    when present, and present under kho-v3.
+    ///    when present, and present under kho-v3 and kho-v4.
     ///
     /// Any valid DTB layout is accepted (spec §2.1): block order, string
-    /// sharing and child order are not checked.
+    /// sharing, child order and property order are not checked (Linux 7.2
+    /// writes each child's `blob-size` before its `preserved-data`).
     pub fn parse(blob: &'a [u8]) -> Result<KhoFdt<'a>> {
         let valid = validate(blob, MAX_FDT_SIZE)?;
         let root = valid.root()?;
@@ -283,6 +284,7 @@ mod tests {
     fn version_strings() {
         assert_eq!(version_of(b"kho-v2\0", 0), Ok(AbiVersion::V2));
         assert_eq!(version_of(b"kho-v3\0", 0), Ok(AbiVersion::V3));
+        assert_eq!(version_of(b"kho-v4\0", 0), Ok(AbiVersion::V4));
         assert_eq!(
             version_of(b"kho-v1\0", 7),
             Err(Error::LegacyVersion { offset: 7 })
@@ -292,6 +294,8 @@ mod tests {
             (&b"kho-v2"[..], "kho-v2"),
             (b"kho-v2\0kho-v3\0", "kho-v2\\0kho-v3"),
             (b"kho-v2\0\0", "kho-v2\\0"),
+            (b"kho-v4\0kho-v3\0", "kho-v4\\0kho-v3"),
+            (b"kho-v5\0", "kho-v5"),
             (b"\xff\"x\0", "\\xff\\\"x"),
         ] {
             assert_eq!(

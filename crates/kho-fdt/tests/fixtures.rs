@@ -6,6 +6,7 @@ use kho_mem::PhysAddr;
 
 const KHO_V2_BASIC: &[u8] = include_bytes!("dtb/kho-v2-basic.dtb");
 const KHO_V3_BLOB_SIZE: &[u8] = include_bytes!("dtb/kho-v3-blob-size.dtb");
+const KHO_V4_LINUX_ORDER: &[u8] = include_bytes!("dtb/kho-v4-linux-order.dtb");
 const KHO_V2_CELL_MAP: &[u8] = include_bytes!("dtb/kho-v2-cell-map.dtb");
 const MEMBLOCK_V1: &[u8] = include_bytes!("dtb/memblock-v1.dtb");
 
@@ -42,6 +43,58 @@ fn kho_v3_blob_size() {
             ("memblock", 0x4124_5000, Some(4096))
         ]
     );
+}
+
+/// Linux 7.2 writes `blob-size` before `preserved-data` in every child; the
+/// reader must not care.
+#[test]
+fn kho_v4_in_linux_property_order() {
+    let fdt = KhoFdt::parse(KHO_V4_LINUX_ORDER).unwrap();
+    assert_eq!(fdt.version(), AbiVersion::V4);
+    assert_eq!(fdt.memory_map(), PhysAddr::new(0x4123_4000));
+    assert_eq!(fdt.total_size(), KHO_V4_LINUX_ORDER.len());
+    assert_eq!(
+        subtrees(&fdt),
+        [
+            ("memblock", 0x4124_5000, Some(0xca)),
+            ("kho_test", 0x4124_6000, Some(0x100)),
+            ("kexec-metadata", 0x4124_7000, Some(73))
+        ]
+    );
+    // The fixture really has the Linux order: blob-size's value comes first.
+    let memblock = fdt.subtree("memblock").unwrap().offset();
+    let body = &KHO_V4_LINUX_ORDER[memblock..];
+    let at = |v: &[u8]| body.windows(v.len()).position(|w| w == v).unwrap();
+    assert!(at(&0xcau64.to_le_bytes()) < at(&0x4124_5000u64.to_le_bytes()));
+    // Renders the same as our own builder's layout of the same tree.
+    let mut b = kho_fdt::KhoFdtBuilder::new(AbiVersion::V4, PhysAddr::new(0x4123_4000));
+    for (name, data, size) in subtrees(&fdt) {
+        b.add_subtree(name, PhysAddr::new(data), size).unwrap();
+    }
+    let body = |t: String| t.split_once("/dts-v1/;").unwrap().1.to_string();
+    assert_eq!(
+        body(kho_fdt::render(&b.build().unwrap()).unwrap()),
+        body(kho_fdt::render(KHO_V4_LINUX_ORDER).unwrap())
+    );
+}
+
+/// Without `blob-size` a kho-v4 child is refused, as Linux's
+/// `kho_retrieve_subtree` refuses it.
+#[test]
+fn kho_v4_child_without_blob_size_is_refused() {
+    let mut blob = KHO_V4_LINUX_ORDER.to_vec();
+    // Rename the first `blob-size` property's name offset to a string that
+    // is not `blob-size` ("preserved-data" is already taken, so use the
+    // root's "compatible": the child then has an unknown property).
+    let fdt = KhoFdt::parse(KHO_V4_LINUX_ORDER).unwrap();
+    let node = fdt.subtree("memblock").unwrap().offset();
+    // FDT_BEGIN_NODE, "memblock\0" padded to 12, then FDT_PROP, len, nameoff.
+    let nameoff = node + 4 + 12 + 8;
+    blob[nameoff..nameoff + 4].copy_from_slice(&0u32.to_be_bytes());
+    assert!(matches!(
+        KhoFdt::parse(&blob),
+        Err(Error::MissingBlobSize { ref node, version: AbiVersion::V4, .. }) if node == "memblock"
+    ));
 }
 
 #[test]

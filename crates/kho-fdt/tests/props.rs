@@ -50,6 +50,7 @@ fn seeds() -> Vec<Vec<u8>> {
         ),
     ];
     seeds.push(include_bytes!("dtb/kho-v2-basic.dtb").to_vec());
+    seeds.push(include_bytes!("dtb/kho-v4-linux-order.dtb").to_vec());
     seeds
 }
 
@@ -170,11 +171,10 @@ proptest! {
 
     #[test]
     fn builder_parse_round_trip(
-        v3 in any::<bool>(),
+        version in prop::sample::select(AbiVersion::ALL.to_vec()),
         map_pfn in 1u64..(1 << 40),
         children in children(),
     ) {
-        let version = if v3 { AbiVersion::V3 } else { AbiVersion::V2 };
         let map = PhysAddr::new(map_pfn << 12);
         let mut b = KhoFdtBuilder::new(version, map);
         let mut added: Vec<Child> = Vec::new();
@@ -190,7 +190,7 @@ proptest! {
                     prop_assert!(added.iter().any(|a| a.name == c.name));
                 }
                 Err(Error::BlobSizeRequired { .. }) => {
-                    prop_assert!(v3 && c.size.is_none());
+                    prop_assert!(version.requires_blob_size() && c.size.is_none());
                 }
                 Err(Error::TooLarge { size, max }) => {
                     prop_assert!(size > max);

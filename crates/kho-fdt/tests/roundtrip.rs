@@ -117,6 +117,38 @@ fn v3_profile_with_blob_size() {
     );
 }
 
+/// kho-v4 (Linux 7.2) reads and writes like kho-v3; only the string differs.
+#[test]
+fn v4_round_trip_and_relabel() {
+    let mut b = builder(AbiVersion::V4);
+    assert_eq!(
+        b.add_subtree("memblock", PhysAddr::new(DATA), None),
+        Err(Error::BlobSizeRequired {
+            name: "memblock".into(),
+            version: AbiVersion::V4
+        })
+    );
+    b.add_subtree("memblock", PhysAddr::new(DATA), Some(0xca))
+        .unwrap();
+    b.add_subtree("kexec-metadata", PhysAddr::new(0x4124_7000), Some(73))
+        .unwrap();
+    let blob = b.build().unwrap();
+    let fdt = KhoFdt::parse(&blob).unwrap();
+    assert_eq!(fdt.version(), AbiVersion::V4);
+    assert_eq!(fdt.subtree("memblock").unwrap().size(), Some(0xca));
+    // The kho-v3 builder with the same children differs in one byte only.
+    let mut v3 = builder(AbiVersion::V3);
+    v3.add_subtree("memblock", PhysAddr::new(DATA), Some(0xca))
+        .unwrap();
+    v3.add_subtree("kexec-metadata", PhysAddr::new(0x4124_7000), Some(73))
+        .unwrap();
+    let v3 = v3.build().unwrap();
+    assert_eq!(v3.len(), blob.len());
+    let diff: Vec<_> = (0..blob.len()).filter(|&i| blob[i] != v3[i]).collect();
+    let at = blob.windows(7).position(|w| w == b"kho-v4\0").unwrap();
+    assert_eq!(diff, [at + 5]);
+}
+
 #[test]
 fn v2_blob_size_revision() {
     let mut b = builder(AbiVersion::V2);
@@ -136,6 +168,12 @@ fn v2_blob_size_revision() {
     assert!(matches!(
         KhoFdt::parse(&v3),
         Err(Error::MissingBlobSize { ref node, version: AbiVersion::V3, .. }) if node == "kho_test"
+    ));
+    // And so is it re-labelled kho-v4.
+    v3[at + 5] = b'4';
+    assert!(matches!(
+        KhoFdt::parse(&v3),
+        Err(Error::MissingBlobSize { ref node, version: AbiVersion::V4, .. }) if node == "kho_test"
     ));
 }
 

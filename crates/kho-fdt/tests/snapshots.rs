@@ -100,6 +100,14 @@ fn render_dtc_fixture_kho_v3_blob_size() {
     snapshot!("render_dtc_kho_v3_blob_size", render(blob).unwrap());
 }
 
+/// kho-v4 as Linux 7.2 lays it out (blob-size before preserved-data): the
+/// rendering is canonical, so it shows the usual property order.
+#[test]
+fn render_dtc_fixture_kho_v4_linux_order() {
+    let blob = include_bytes!("dtb/kho-v4-linux-order.dtb");
+    snapshot!("render_dtc_kho_v4_linux_order", render(blob).unwrap());
+}
+
 /// A client sub-blob rendered without the KHO root checks.
 #[test]
 fn render_blob_dtc_fixture_memblock() {
@@ -161,6 +169,13 @@ fn error_messages() {
             raw_fdt(
                 &[("compatible", b"kho-v3\0"), map],
                 &[("memblock", &[("preserved-data", &le(0x4124_5000))])],
+            ),
+        ),
+        (
+            "kho-v4 child without blob-size",
+            raw_fdt(
+                &[("compatible", b"kho-v4\0"), map],
+                &[("kho_test", &[("preserved-data", &le(0x4124_6000))])],
             ),
         ),
     ];

@@ -61,9 +61,9 @@ fn write_fdt(regions: &[Region<'_>]) -> Result<Vec<u8>, vm_fdt::Error> {
 
 /// Reads the sub-blob at `phys` into `buf` and returns the bytes read.
 ///
-/// `size` is the child's `blob-size` when the root FDT has one (kho-v3 and
-/// the blob-size revision); otherwise the FDT header's `totalsize` is read
-/// first. Either way at most one page is read.
+/// `size` is the child's `blob-size` when the root FDT has one (kho-v3,
+/// kho-v4 and the blob-size revision); otherwise the FDT header's
+/// `totalsize` is read first. Either way at most one page is read.
 ///
 /// Errors: [`Error::BlobTooLarge`], [`Error::BlobNotRam`], [`Error::Access`].
 /// The bytes themselves are checked by [`MemblockFdt::parse`].

@@ -12,7 +12,7 @@ use crate::{Error, Region, Result};
 
 /// Where a preserved sub-blob is: what the caller registers with its KHO
 /// engine as the root FDT child [`SUBTREE_NAME`](kho_abi::memblock::SUBTREE_NAME)
-/// (`preserved-data = phys`, and `blob-size = size` under kho-v3).
+/// (`preserved-data = phys`, and `blob-size = size` under kho-v3 and kho-v4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MemblockBlob {
     /// Physical address of the page holding the sub-blob.

@@ -10,7 +10,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use kho_abi::fdt::{
-    COMPATIBLE_V2, PROP_BLOB_SIZE, PROP_COMPATIBLE, PROP_PRESERVED_DATA, PROP_PRESERVED_MEMORY_MAP,
+    PROP_BLOB_SIZE, PROP_COMPATIBLE, PROP_PRESERVED_DATA, PROP_PRESERVED_MEMORY_MAP,
 };
 use kho_abi::scratch::ScratchDescriptor;
 use kho_abi::vmalloc::VmallocDescriptor;
@@ -38,15 +38,16 @@ enum Root {
 fn rewrite_root(mem: &mut StubMem, fdt_page: PhysAddr, root: Root) -> Result<(), String> {
     let mut page = [0u8; 4096];
     mem.read(fdt_page, &mut page).map_err(text)?;
-    let children: Vec<(String, u64, Option<u64>)> = KhoFdt::parse(&page)
-        .map_err(text)?
+    let parsed = KhoFdt::parse(&page).map_err(text)?;
+    let compatible = parsed.version().compatible();
+    let children: Vec<(String, u64, Option<u64>)> = parsed
         .subtrees()
         .map(|s| (String::from(s.name()), s.data().as_u64(), s.size()))
         .collect();
     let build = || -> Result<Vec<u8>, vm_fdt::Error> {
         let mut w = FdtWriter::new()?;
         let r = w.begin_node("")?;
-        w.property_string(PROP_COMPATIBLE, COMPATIBLE_V2)?;
+        w.property_string(PROP_COMPATIBLE, compatible)?;
         if let Root::MemoryMapBytes(v) = &root {
             w.property(PROP_PRESERVED_MEMORY_MAP, v)?;
         }
@@ -88,9 +89,11 @@ pub fn corrupt_state(
         FaultClass::Compatible => {
             let mut page = [0u8; 4096];
             mem.read(fdt_page, &mut page).map_err(text)?;
+            // Whatever version `kho_stub.abi` wrote ("kho-vN", 6 bytes).
+            let ours = KhoFdt::parse(&page).map_err(text)?.version().compatible();
             let off = page
-                .windows(6)
-                .position(|w| w == b"kho-v2")
+                .windows(ours.len())
+                .position(|w| w == ours.as_bytes())
                 .ok_or("no compatible to corrupt")?;
             mem.write(at(off as u64)?, b"kho-v9").map_err(text)
         }

@@ -106,8 +106,8 @@ impl KhoOut {
 
     /// Add (or, if `name` exists, replace) the child node `name` naming a
     /// client blob at `data` of `size` bytes (`size` is emitted as
-    /// `blob-size`; required under kho-v3). The blob's pages are the client's
-    /// to preserve. On error nothing changes.
+    /// `blob-size`; required under kho-v3 and kho-v4). The blob's pages are
+    /// the client's to preserve. On error nothing changes.
     pub fn add_subtree<M: PhysMem>(
         &mut self,
         mem: &mut M,

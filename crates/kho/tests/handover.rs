@@ -42,7 +42,16 @@ fn setup() -> (HostMem, ScratchAreas) {
 /// Generation N: preserve folios with content, a blob, metadata; write the
 /// scratch array inside scratch; return the handover and what was preserved.
 fn hand_over(mem: &mut HostMem, areas: &ScratchAreas) -> (Handover, Vec<(PhysAddr, Order)>) {
-    let mut out = KhoOut::new(mem, AbiVersion::V2).unwrap();
+    hand_over_as(mem, areas, AbiVersion::V2)
+}
+
+/// [`hand_over`] writing the root FDT as `version`.
+fn hand_over_as(
+    mem: &mut HostMem,
+    areas: &ScratchAreas,
+    version: AbiVersion,
+) -> (Handover, Vec<(PhysAddr, Order)>) {
+    let mut out = KhoOut::new(mem, version).unwrap();
     let mut folios = Vec::new();
     for (i, o) in [0u32, 1, 3, 9].into_iter().enumerate() {
         let phys = mem.alloc_pages(order(o)).unwrap();
@@ -115,6 +124,85 @@ fn one_generation_hands_over_to_the_next() {
         assert_eq!(first[0], 0xa0 + i as u8);
     }
     assert_eq!(kin.unrestored().count(), 3);
+}
+
+/// Every version round-trips through the engine: the writer emits the
+/// version it was given and the reader reports it.
+#[test]
+fn every_version_hands_over() {
+    for version in AbiVersion::ALL {
+        let (mut mem, areas) = setup();
+        let (handover, folios) = hand_over_as(&mut mem, &areas, version);
+        let mut page = [0u8; 4096];
+        mem.read(handover.fdt, &mut page).unwrap();
+        let fdt = kho_fdt::KhoFdt::parse(&page).unwrap();
+        assert_eq!(fdt.version(), version);
+        let mut kin = KhoIn::populate(&mem, handover).unwrap();
+        assert_eq!(kin.version(), version);
+        let mut buf = vec![0u64; VisitedSet::words_for(1024)];
+        let stats = kin
+            .reserve_preserved(&mem, &mut VisitedSet::new(&mut buf), |_, _| Ok(()))
+            .unwrap();
+        assert_eq!(stats.blocks, 7, "{version}");
+        assert_eq!(kin.kexec_count(&mem).unwrap(), Some(4));
+        assert_eq!(kin.subtree("client").unwrap().1, Some(12));
+        for (phys, o) in folios {
+            kin.restore_folio(phys, o).unwrap();
+        }
+    }
+}
+
+/// Linux 7.2 writes kho-v4 with each child's `blob-size` before its
+/// `preserved-data` (libfdt inserts new properties first). The same tree in
+/// that layout revives exactly as our own layout does.
+#[test]
+fn kho_v4_in_linux_property_order_revives() {
+    let (mut mem, areas) = setup();
+    let (handover, folios) = hand_over_as(&mut mem, &areas, AbiVersion::V4);
+    let mut page = [0u8; 4096];
+    mem.read(handover.fdt, &mut page).unwrap();
+    let ours = kho_fdt::KhoFdt::parse(&page).unwrap();
+    let children: Vec<(String, u64, u64)> = ours
+        .subtrees()
+        .map(|s| (s.name().to_owned(), s.data().as_u64(), s.size().unwrap()))
+        .collect();
+    let mut w = vm_fdt::FdtWriter::new().unwrap();
+    let root = w.begin_node("").unwrap();
+    w.property_string("compatible", "kho-v4").unwrap();
+    w.property(
+        "preserved-memory-map",
+        &ours.memory_map().as_u64().to_le_bytes(),
+    )
+    .unwrap();
+    // Linux's child order too: the last one added comes first.
+    for (name, data, size) in children.iter().rev() {
+        let c = w.begin_node(name).unwrap();
+        w.property("blob-size", &size.to_le_bytes()).unwrap();
+        w.property("preserved-data", &data.to_le_bytes()).unwrap();
+        w.end_node(c).unwrap();
+    }
+    w.end_node(root).unwrap();
+    let linux = w.finish().unwrap();
+    assert!(linux.len() <= 4096);
+    let mut fresh = [0u8; 4096];
+    fresh[..linux.len()].copy_from_slice(&linux);
+    mem.write(handover.fdt, &fresh).unwrap();
+
+    let mut kin = KhoIn::populate(&mem, handover).unwrap();
+    assert_eq!(kin.version(), AbiVersion::V4);
+    let mut names = kin.subtree_names();
+    names.sort_unstable();
+    assert_eq!(names, ["client", "kexec-metadata"]);
+    let mut buf = vec![0u64; VisitedSet::words_for(1024)];
+    let stats = kin
+        .reserve_preserved(&mem, &mut VisitedSet::new(&mut buf), |_, _| Ok(()))
+        .unwrap();
+    assert_eq!(stats.blocks, 7);
+    assert_eq!(kin.kexec_count(&mem).unwrap(), Some(4));
+    assert_eq!(kin.subtree("client").unwrap().1, Some(12));
+    for (phys, o) in folios {
+        kin.restore_folio(phys, o).unwrap();
+    }
 }
 
 #[test]

@@ -21,7 +21,7 @@ pub(crate) enum Start {
 pub(crate) struct Report {
     /// The handover as the arch handoff names it (`None` with `--fdt`).
     pub(crate) handover: Option<HandoverInfo>,
-    /// The root `compatible`: `kho-v2` or `kho-v3`.
+    /// The root `compatible`: `kho-v2`, `kho-v3` or `kho-v4`.
     pub(crate) abi_version: Option<String>,
     pub(crate) fdt: Option<FdtInfo>,
     /// `None`: not named by the start point (`--fdt`) or unreadable.

@@ -136,6 +136,29 @@ fn sound_handover_decodes_to_exactly_the_preserved_set() {
     assert_eq!(r.subtrees[2].addr, f.metadata_blob);
 }
 
+/// A kho-v4 handover laid out as Linux 7.2 writes it (every child's
+/// `blob-size` before its `preserved-data`) decodes as cleanly as ours.
+#[test]
+fn a_kho_v4_handover_in_linux_layout_decodes_clean() {
+    let mut f = fixture::build_as(kho_abi::AbiVersion::V4);
+    f.relayout_fdt_like_linux();
+    for start in [
+        Start::X86BootParams(f.boot_params),
+        Start::Dtb(f.dtb),
+        Start::Fdt(f.fdt),
+    ] {
+        let r = inspect(&f.mem, start);
+        assert_eq!(r.problems, vec![], "{start:?}");
+        assert_eq!(r.abi_version.as_deref(), Some("kho-v4"));
+        let rendered = r.fdt.as_ref().unwrap().rendered.as_ref().unwrap();
+        assert!(rendered.contains("compatible = \"kho-v4\";"), "{rendered}");
+        assert_eq!(runs(&r), f.runs);
+        let names: Vec<_> = r.subtrees.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["kexec-metadata", "kho-stub", "memblock"]);
+        assert!(r.subtrees.iter().all(|s| s.size.is_some()));
+    }
+}
+
 #[test]
 fn every_start_point_reaches_the_same_handover() {
     let f = fixture::build();

@@ -77,13 +77,18 @@ fn range(a: u64, s: u64) -> PhysRange {
     PhysRange::try_new(addr(a), s).unwrap()
 }
 
-/// Build the image.
+/// Build the image (root FDT kho-v2).
 pub fn build() -> Fixture {
+    build_as(AbiVersion::V2)
+}
+
+/// Build the image with the root FDT written as `version`.
+pub fn build_as(version: AbiVersion) -> Fixture {
     let mut mem = HostMem::new(addr(BASE), SIZE).unwrap();
     for (a, s) in SCRATCH {
         mem.reserve(range(a, s)).unwrap();
     }
-    let mut out = KhoOut::new(&mut mem, AbiVersion::V2).unwrap();
+    let mut out = KhoOut::new(&mut mem, version).unwrap();
 
     let mut folios = Vec::new();
     for o in ORDERS {
@@ -281,6 +286,37 @@ impl Fixture {
         self.mem
             .write(addr(self.fdt + at as u64), b"kho-v9")
             .unwrap();
+    }
+
+    /// Rewrite the root FDT with the same tree in Linux 7.2's layout: each
+    /// child's `blob-size` before its `preserved-data`, the children in
+    /// reverse order (libfdt inserts new properties and nodes first).
+    pub fn relayout_fdt_like_linux(&mut self) {
+        let mut page = vec![0u8; 4096];
+        self.mem.read(addr(self.fdt), &mut page).unwrap();
+        let fdt = kho_fdt::KhoFdt::parse(&page).unwrap();
+        let compatible = fdt.version().compatible();
+        let map = fdt.memory_map().as_u64();
+        let children: Vec<(String, u64, u64)> = fdt
+            .subtrees()
+            .map(|s| (s.name().to_owned(), s.data().as_u64(), s.size().unwrap()))
+            .collect();
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_string("compatible", compatible).unwrap();
+        w.property("preserved-memory-map", &map.to_le_bytes())
+            .unwrap();
+        for (name, data, size) in children.iter().rev() {
+            let c = w.begin_node(name).unwrap();
+            w.property("blob-size", &size.to_le_bytes()).unwrap();
+            w.property("preserved-data", &data.to_le_bytes()).unwrap();
+            w.end_node(c).unwrap();
+        }
+        w.end_node(root).unwrap();
+        let blob = w.finish().unwrap();
+        let mut fresh = vec![0u8; 4096];
+        fresh[..blob.len()].copy_from_slice(&blob);
+        self.mem.write(addr(self.fdt), &fresh).unwrap();
     }
 
     /// Scratch entry 1 now covers the order-9 folio.
