@@ -253,6 +253,49 @@ fn bad_mappings_and_arrays_are_no_revival() {
 }
 
 #[test]
+fn linux_zero_size_scratch_entry_revives() {
+    // Linux 7.2's array in a 1 GiB guest: lowmem, the global area with
+    // size 0, node 0. The empty entry holds nothing and must not stop the
+    // revival; the others are used as they are.
+    let (mut mem, areas) = setup();
+    let (handover, folios) = hand_over(&mut mem, &areas);
+    let lowmem = areas.as_slice()[0].range;
+    let global = areas.as_slice()[1].range;
+    let mut raw = Vec::new();
+    for (addr, size) in [
+        (lowmem.start().as_u64(), lowmem.size()),
+        (global.start().as_u64() + (8 << 20), 0),
+        (global.start().as_u64(), global.size()),
+    ] {
+        raw.extend_from_slice(&addr.to_le_bytes());
+        raw.extend_from_slice(&size.to_le_bytes());
+    }
+    let at = PhysAddr::new(lowmem.start().as_u64() + (8 << 20));
+    mem.write(at, &raw).unwrap();
+    let h = Handover {
+        scratch: at,
+        scratch_len: raw.len() as u64,
+        ..handover
+    };
+    let mut kin = KhoIn::populate(&mem, h).unwrap();
+    let sizes: Vec<u64> = kin
+        .scratch_areas()
+        .as_slice()
+        .iter()
+        .map(|a| a.range.size())
+        .collect();
+    assert_eq!(sizes, [lowmem.size(), 0, global.size()]);
+    let mut buf = vec![0u64; VisitedSet::words_for(1024)];
+    let stats = kin
+        .reserve_preserved(&mem, &mut VisitedSet::new(&mut buf), |_, _| Ok(()))
+        .unwrap();
+    assert!(stats.blocks >= folios.len() as u64);
+    for (phys, o) in folios {
+        kin.restore_folio(phys, o).unwrap();
+    }
+}
+
+#[test]
 fn preserved_block_inside_scratch_fails_the_walk() {
     let (mut mem, areas) = setup();
     let (handover, folios) = hand_over(&mut mem, &areas);
