@@ -59,6 +59,7 @@ pub(crate) fn test() -> Result<()> {
     let libs = library_crates()?;
     let pkgs = package_args(&libs);
     for target in BARE_TARGETS {
+        util::ensure_target(&sh, target)?;
         tracing::info!("step: build {} for {target}", libs.join(", "));
         let pkgs = &pkgs;
         cmd!(sh, "cargo build --locked --target {target} {pkgs...}")
@@ -112,6 +113,7 @@ pub(crate) fn lint() -> Result<()> {
     let libs = library_crates()?;
     let pkgs = package_args(&libs);
     for target in BARE_TARGETS {
+        util::ensure_target(&sh, target)?;
         tracing::info!("step: clippy for {target}");
         let pkgs = &pkgs;
         cmd!(

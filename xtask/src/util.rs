@@ -82,6 +82,30 @@ pub(crate) fn install_package(sh: &Shell, package: &str, why: &str) -> Result<()
     Ok(())
 }
 
+/// Make sure the active toolchain (rust-toolchain.toml's) has the
+/// standard library for `target`: rustup installs a toolchain file's targets
+/// only with the toolchain itself, not into a toolchain that is already
+/// there, and `RUSTUP_AUTO_INSTALL=0` turns off installing on first use.
+pub(crate) fn ensure_target(sh: &Shell, target: &str) -> Result<()> {
+    if !have("rustup") {
+        // Not a rustup toolchain: cargo will say what is missing.
+        return Ok(());
+    }
+    let installed = cmd!(sh, "rustup target list --installed")
+        .quiet()
+        .read()
+        .context("running `rustup target list --installed`")?;
+    if installed.lines().any(|l| l.trim() == target) {
+        return Ok(());
+    }
+    tracing::info!("installing the Rust target {target} (rustup target add)");
+    cmd!(sh, "rustup target add {target}")
+        .run()
+        .with_context(|| {
+            format!("installing the Rust target {target}: run `rustup target add {target}`")
+        })
+}
+
 /// Files under the workspace root (skipping `target/` and hidden
 /// directories) whose name satisfies `wanted`, in no particular order.
 pub(crate) fn source_files(wanted: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {

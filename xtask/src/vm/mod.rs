@@ -60,6 +60,7 @@ fn build_image(sh: &Shell, arch: &'static ArchSpec) -> Result<PathBuf> {
         );
     }
     let triple = arch.triple;
+    util::ensure_target(sh, triple)?;
     cmd!(sh, "cargo build -p kho-stub --target {triple} --release")
         .run()
         .with_context(|| format!("building kho-stub for {triple}"))?;
