@@ -3,6 +3,7 @@
 use alloc::string::String;
 use core::fmt;
 
+use kho_abi::AbiVersion;
 use kho_scratch::KhoCmdline;
 
 /// A way to corrupt the outgoing handover (fault injection), one per class
@@ -118,6 +119,26 @@ pub struct Config {
     pub pause_at: Option<u32>,
     /// Extra client subtrees each generation publishes (`kho_stub.subtrees`).
     pub subtrees: Subtrees,
+    /// What the last generation does (`kho_stub.next=linux`: boot the
+    /// payload's Linux kernel instead of exiting).
+    pub next: Next,
+    /// Publish (and verify) lib/test_kho.c's `kho_test` subtree every
+    /// generation (`kho_stub.kho_test=1`).
+    pub kho_test: bool,
+    /// The KHO ABI version of the outgoing root FDT (`kho_stub.abi=v2|v3|v4`,
+    /// default the newest, kho-v4). Incoming handovers of every version are
+    /// read whatever this says.
+    pub abi: AbiVersion,
+}
+
+/// What the last generation does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Next {
+    /// Print `KHO done` and exit.
+    #[default]
+    Exit,
+    /// Boot the payload's Linux kernel with a KHO handover.
+    Linux,
 }
 
 /// How many extra client subtrees to publish.
@@ -171,8 +192,18 @@ impl Default for Config {
             log: None,
             pause_at: None,
             subtrees: Subtrees::None,
+            next: Next::Exit,
+            kho_test: false,
+            abi: AbiVersion::NEWEST,
         }
     }
+}
+
+/// `v2`, `v3`, `v4`: the version whose compatible is `kho-` and the word.
+fn parse_abi(s: &str) -> Option<AbiVersion> {
+    AbiVersion::ALL
+        .into_iter()
+        .find(|v| v.compatible().strip_prefix("kho-") == Some(s))
 }
 
 fn parse_u64(s: &str) -> Option<u64> {
@@ -240,6 +271,23 @@ impl Config {
                                 .and_then(|v| u32::try_from(v).ok())
                                 .ok_or_else(|| bad("not a count or max"))?,
                         ),
+                    };
+                }
+                "kho_stub.abi" => {
+                    cfg.abi = parse_abi(value).ok_or_else(|| bad("not v2, v3 or v4"))?;
+                }
+                "kho_stub.next" => {
+                    cfg.next = match value {
+                        "linux" => Next::Linux,
+                        "exit" => Next::Exit,
+                        _ => return Err(bad("not linux or exit")),
+                    };
+                }
+                "kho_stub.kho_test" => {
+                    cfg.kho_test = match value {
+                        "1" => true,
+                        "0" => false,
+                        _ => return Err(bad("not 0 or 1")),
                     };
                 }
                 "kho_stub.vmalloc_pages" => {
@@ -347,6 +395,18 @@ mod tests {
         );
         let d = Config::parse("").unwrap();
         assert_eq!((d.generation, d.generations), (0, 1));
+        assert_eq!((d.next, d.kho_test), (Next::Exit, false));
+        let l = Config::parse("kho_stub.next=linux kho_stub.kho_test=1").unwrap();
+        assert_eq!((l.next, l.kho_test), (Next::Linux, true));
+        assert_eq!(d.abi, AbiVersion::V4);
+        for (word, abi) in [
+            ("v2", AbiVersion::V2),
+            ("v3", AbiVersion::V3),
+            ("v4", AbiVersion::V4),
+        ] {
+            let c = Config::parse(&alloc::format!("kho=on kho_stub.abi={word}")).unwrap();
+            assert_eq!(c.abi, abi);
+        }
         assert!(!d.kho_enabled() && d.is_last());
     }
 
@@ -358,6 +418,11 @@ mod tests {
             ("kho_stub.fault=compatible", "expected CLASS@GEN"),
             ("kho_stub.fault=nonsense@1", "unknown fault class"),
             ("kho_stub.bogus=1", "unknown kho_stub parameter"),
+            ("kho_stub.next=bzimage", "not linux or exit"),
+            ("kho_stub.kho_test=yes", "not 0 or 1"),
+            ("kho_stub.abi=v1", "not v2, v3 or v4"),
+            ("kho_stub.abi=kho-v4", "not v2, v3 or v4"),
+            ("kho_stub.abi=", "not v2, v3 or v4"),
             (
                 "kho_stub.vmalloc_pages=99999999",
                 "not a page count up to 1048576",

@@ -14,7 +14,6 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use kho::{KhoIn, KhoOut};
-use kho_abi::AbiVersion;
 use kho_abi::vmalloc::VmallocDescriptor;
 use kho_mem::{Order, PhysAddr, PhysMem, PhysRange};
 use kho_radix::VisitedSet;
@@ -24,7 +23,7 @@ use zerocopy::little_endian::{U32, U64};
 
 use crate::arch;
 use crate::blob::{self, Header, Record};
-use crate::config::{Config, FaultClass, Subtrees, next_cmdline};
+use crate::config::{Config, FaultClass, Next, Subtrees, next_cmdline};
 use crate::content::{self, Checksum};
 use crate::mem::StubMem;
 
@@ -38,6 +37,10 @@ pub struct BootInfo {
     /// The handover, if one was passed; `Err` if the handoff itself (the
     /// setup_data entry or `/chosen` properties) is malformed.
     pub handover: Result<Option<kho::Handover>, String>,
+    /// Where the initrd is: the payload (next kernel, initramfs, command
+    /// line; see `payload.rs`), if any. `Err`: the initrd is named in a
+    /// malformed way.
+    pub payload: Result<Option<PhysRange>, String>,
     /// Arch-private boot state needed to write the next handoff.
     pub arch: arch::ArchBoot,
 }
@@ -137,6 +140,11 @@ pub fn run(boot: BootInfo) -> ! {
         mem.reserve(r);
     }
     mem.reserve(crate::kexec::image().1);
+    // The payload stays untouched until it is copied after the walk.
+    let incoming_payload = boot.payload.clone().unwrap_or(None);
+    if let Some(p) = incoming_payload {
+        mem.reserve(p);
+    }
 
     // kho_populate: validate the handover, or boot cold with a reason.
     let mut incoming = None;
@@ -153,7 +161,7 @@ pub fn run(boot: BootInfo) -> ! {
     // Scratch: inherited as is on a KHO boot, placed fresh on a cold one.
     let areas = match &incoming {
         Some(k) => *k.scratch_areas(),
-        None => place_cold(&cfg, &memory).unwrap_or_else(|e| fail(g, &e)),
+        None => place_cold(&cfg, &memory, incoming_payload).unwrap_or_else(|e| fail(g, &e)),
     };
     for a in areas.as_slice() {
         mem.reserve(a.range);
@@ -183,6 +191,12 @@ pub fn run(boot: BootInfo) -> ! {
         }
     }
     let walk_ticks = arch::ticks() - t_walk;
+    // Every preserved block is reserved: copy the payload out of the way of
+    // the handoff's scratch allocations.
+    let payload = incoming_payload
+        .map(|p| crate::carry::carry(&mut mem, p))
+        .transpose()
+        .unwrap_or_else(|e| fail(g, &e));
 
     match (&incoming, &failure) {
         (Some(k), _) => {
@@ -248,8 +262,15 @@ pub fn run(boot: BootInfo) -> ! {
         ),
         None => String::from("result=ok"),
     };
+    // `kho-test=` only when kho_test is on (or a subtree came anyway), so
+    // other runs print the line as before.
+    let kho_test = match (cfg.kho_test, verified.kho_test) {
+        (_, true) => " kho-test=ok",
+        (true, false) => " kho-test=none",
+        (false, false) => "",
+    };
     say!(
-        "KHO verify gen={g} folios={} bytes={} vmalloc-pages={} log-lines={} subtrees={} kexec-count={} {result}",
+        "KHO verify gen={g} folios={} bytes={} vmalloc-pages={} log-lines={} subtrees={} kexec-count={}{kho_test} {result}",
         verified.folios,
         verified.bytes,
         verified.vmalloc_pages,
@@ -272,7 +293,8 @@ pub fn run(boot: BootInfo) -> ! {
     let fdt = read_fdt(&mem, out.fdt()).unwrap_or_else(|e| fail(g, &e));
     print_hex("fdt-out", g, &fdt);
 
-    if cfg.is_last() {
+    let to_linux = cfg.is_last() && cfg.next == Next::Linux;
+    if cfg.is_last() && !to_linux {
         say!("KHO done gen={g} generations={} result=ok", cfg.generations);
         arch::exit(true);
     }
@@ -287,9 +309,23 @@ pub fn run(boot: BootInfo) -> ! {
         let array = areas
             .write_array(&mut mem, array.start())
             .map_err(|e| format!("scratch array: {e}"))?;
-        let cmdline = next_cmdline(&boot.cmdline, g + 1);
-        let kexec =
-            arch::prepare_kexec(&mut mem, &mut scratch, &boot, &cmdline, out.handover(array))?;
+        let kexec = if to_linux {
+            let p = payload.ok_or_else(|| match &boot.payload {
+                Err(e) => format!("kho_stub.next=linux: no payload: {e}"),
+                Ok(_) => String::from("kho_stub.next=linux: no payload (initrd)"),
+            })?;
+            arch::prepare_linux(&mut mem, &mut scratch, &boot, p, out.handover(array))?
+        } else {
+            let cmdline = next_cmdline(&boot.cmdline, g + 1);
+            arch::prepare_kexec(
+                &mut mem,
+                &mut scratch,
+                &boot,
+                &cmdline,
+                payload,
+                out.handover(array),
+            )?
+        };
         let mut ranges = vec![array];
         ranges.extend_from_slice(kexec.ranges());
         out.check_handover(&mem, areas.as_slice(), &ranges)
@@ -313,12 +349,30 @@ pub fn run(boot: BootInfo) -> ! {
         arch::read_byte();
     }
     if let Some(class) = fault.filter(|c| c.at_handoff()) {
+        // The array the next kernel reads (an x86 Linux boot gets a copy).
+        let h = kexec.handover();
+        let array = PhysRange::try_new(h.scratch, h.scratch_len).unwrap_or(array);
         corrupt_handoff(&mut mem, class, &out, &kexec, array).unwrap_or_else(|e| fail(g, &e));
     }
+    let next = match kexec.linux_target() {
+        Some(l) => {
+            let initrd = l.initrd.map_or((0, 0), |r| (r.start().as_u64(), r.size()));
+            say!(
+                "KHO linux gen={g} kernel={}+{:#x} initrd={:#x}+{:#x} handoff={} cmdline=\"{}\"",
+                l.kernel.start(),
+                l.kernel.size(),
+                initrd.0,
+                initrd.1,
+                kexec.handoff().start(),
+                Quoted(&l.cmdline)
+            );
+            String::from("linux")
+        }
+        None => format!("{}", g + 1),
+    };
     let now = arch::ticks();
     say!(
-        "KHO kexec gen={g} next={} ticks-walk={walk_ticks} ticks-verify={verify_ticks} ticks-build={build_ticks} ticks-total={}",
-        g + 1,
+        "KHO kexec gen={g} next={next} ticks-walk={walk_ticks} ticks-verify={verify_ticks} ticks-build={build_ticks} ticks-total={}",
         now - t0
     );
     crate::kexec::kexec(&kexec)
@@ -337,13 +391,18 @@ fn clip(r: &MemRegion, limit: u64) -> Option<MemRegion> {
 
 /// Place scratch on a cold boot from `kho_scratch=` (or the default sizing,
 /// where "memory the kernel allocated during boot" is the stub's image).
-fn place_cold(cfg: &Config, memory: &[MemRegion]) -> Result<ScratchAreas, String> {
+fn place_cold(
+    cfg: &Config,
+    memory: &[MemRegion],
+    payload: Option<PhysRange>,
+) -> Result<ScratchAreas, String> {
     let image = crate::kexec::image().1;
     let usage = BootUsage::new(image.size(), image.size());
     let sizes =
         ScratchSizes::compute(cfg.kho.scratch_or_default(), &usage).map_err(|e| format!("{e}"))?;
     let mut in_use: Vec<PhysRange> = arch::boot_in_use();
     in_use.push(image);
+    in_use.extend(payload);
     kho_scratch::place_scratch(memory, &in_use, &sizes, arch::low_limit(memory))
         .map_err(|e| format!("{e}"))
 }
@@ -360,6 +419,8 @@ struct Verified {
     partial: Option<String>,
     /// Extra client subtrees restored and checked.
     subtrees: u32,
+    /// lib/test_kho.c's `kho_test` subtree was restored and checked.
+    kho_test: bool,
 }
 
 /// Name prefix of the extra client subtrees (`kho_stub.subtrees`).
@@ -581,6 +642,9 @@ fn verify(
     }
     v.subtrees = clients.len() as u32;
 
+    // lib/test_kho.c's subtree, checked as test_kho checks it.
+    v.kho_test = crate::kho_test::verify(k, mem)?.is_some();
+
     // The root FDT page was preserved too; its bytes are already copied.
     let fdt = k.handover().fdt;
     k.restore_folio(fdt, Order::ZERO)
@@ -660,7 +724,7 @@ fn build_outgoing(
     kexec_count: u32,
 ) -> Result<(KhoOut, VmallocDescriptor), String> {
     let g = cfg.generation;
-    let mut out = KhoOut::new(mem, AbiVersion::V2).map_err(text)?;
+    let mut out = KhoOut::new(mem, cfg.abi).map_err(text)?;
     let mut records = kept;
     for rec in &records {
         let order = Order::try_new(rec.order.get()).map_err(text)?;
@@ -772,6 +836,9 @@ fn build_outgoing(
         .map_err(text)?;
     out.add_kexec_metadata(mem, kexec_count + 1, "kho-stub")
         .map_err(text)?;
+    if cfg.kho_test {
+        crate::kho_test::publish(mem, &mut out, cfg.seed, g)?;
+    }
     let subtrees = add_clients(mem, &mut out, cfg)?;
     let folios = records.len() as u64;
     let bytes: u64 = records

@@ -41,19 +41,73 @@ pub fn stage_image(mem: &mut StubMem, scratch: &mut ScratchAllocator) -> Result<
     let staging = scratch
         .alloc(image.size(), 4096)
         .map_err(|e| format!("image staging: {e}"))?;
+    copy(mem, image.start(), staging.start(), image.size()).map_err(|e| format!("image: {e}"))?;
+    Ok(staging)
+}
+
+/// Copy `len` bytes of RAM from `src` to `dst` (the ranges must not
+/// overlap), a page at a time.
+pub fn copy(mem: &mut StubMem, src: PhysAddr, dst: PhysAddr, len: u64) -> Result<(), String> {
     let mut chunk = [0u8; 4096];
     let mut off = 0;
-    while off < image.size() {
-        let n = (image.size() - off).min(4096) as usize;
-        let src = image.start().checked_add(off).ok_or("image wraps")?;
-        let dst = staging.start().checked_add(off).ok_or("staging wraps")?;
-        mem.read(src, &mut chunk[..n])
-            .map_err(|e| format!("image: {e}"))?;
-        mem.write(dst, &chunk[..n])
-            .map_err(|e| format!("image staging: {e}"))?;
+    while off < len {
+        let n = (len - off).min(4096) as usize;
+        let from = src.checked_add(off).ok_or("copy source wraps")?;
+        let to = dst.checked_add(off).ok_or("copy destination wraps")?;
+        mem.read(from, &mut chunk[..n])
+            .map_err(|e| format!("{e}"))?;
+        mem.write(to, &chunk[..n]).map_err(|e| format!("{e}"))?;
         off += n as u64;
     }
-    Ok(staging)
+    Ok(())
+}
+
+/// Allocate `size` bytes of scratch aligned to `align` inside one scratch
+/// area of `handover` (the array is read back from memory). The
+/// allocator's first fit could straddle two adjacent areas, which the next
+/// kernel does not see as one range, so the last page before every such
+/// boundary is reserved first (a page per boundary is all it costs).
+pub fn alloc_in_one_area(
+    mem: &StubMem,
+    scratch: &mut ScratchAllocator,
+    handover: &kho::Handover,
+    size: u64,
+    align: u64,
+) -> Result<PhysRange, String> {
+    let areas = kho_scratch::ScratchAreas::read_array(
+        mem,
+        handover.scratch,
+        handover.scratch_len,
+        kho_scratch::ReadPolicy::STRICT,
+    )
+    .map_err(|e| format!("scratch array: {e}"))?;
+    for a in areas.ranges() {
+        let Some(end) = a.end() else { continue };
+        if areas.ranges().any(|b| b.start() == end) {
+            let fence = PhysRange::try_new(PhysAddr::new(end.as_u64() - 4096), 4096)
+                .map_err(|e| format!("{e}"))?;
+            scratch.reserve(fence).map_err(|e| format!("{e}"))?;
+        }
+    }
+    let r = scratch.alloc(size, align).map_err(|e| format!("{e}"))?;
+    if !areas.contains_range(r) {
+        return Err(format!("scratch {r} straddles two scratch areas"));
+    }
+    Ok(r)
+}
+
+/// Copy `src` into fresh scratch memory aligned to `align`, inside one
+/// scratch area of `handover`.
+pub fn copy_to_scratch(
+    mem: &mut StubMem,
+    scratch: &mut ScratchAllocator,
+    handover: &kho::Handover,
+    src: PhysRange,
+    align: u64,
+) -> Result<PhysRange, String> {
+    let dst = alloc_in_one_area(mem, scratch, handover, src.size(), align)?;
+    copy(mem, src.start(), dst.start(), src.size())?;
+    PhysRange::try_new(dst.start(), src.size()).map_err(|e| format!("{e}"))
 }
 
 /// Enter the next generation: the trampoline inside the staged copy copies
@@ -78,15 +132,40 @@ pub fn jump(staging: PhysRange, entry: u64, handoff: u64) -> ! {
     )
 }
 
-/// A prepared kexec: the staged image, the arch's handoff structure (the
+/// A prepared kexec: the next kernel (a staged copy of this image, or a
+/// Linux kernel at its final address), the arch's handoff structure (the
 /// zero page on x86_64, the next DTB on arm64) and anything else the next
-/// generation reads at boot, all in scratch.
+/// kernel reads at boot, all in scratch.
 #[derive(Debug)]
 pub struct Kexec {
-    staging: PhysRange,
+    target: Target,
     handoff: PhysRange,
     ranges: Vec<PhysRange>,
     handover: kho::Handover,
+}
+
+/// What a [`Kexec`] enters.
+#[derive(Debug)]
+enum Target {
+    /// The next stub generation, staged; the trampoline copies it home.
+    Stub { staging: PhysRange },
+    /// A Linux kernel, already where it runs.
+    Linux(LinuxTarget),
+}
+
+/// A Linux kernel placed for its boot protocol.
+#[derive(Clone, Debug)]
+pub struct LinuxTarget {
+    /// The memory the kernel may use from its load address (x86_64:
+    /// `init_size`, arm64: `text_offset + image_size` from the 2 MiB base).
+    pub kernel: PhysRange,
+    /// Where it is entered (x86_64: load address + 0x200; arm64: the
+    /// Image's first byte).
+    pub entry: u64,
+    /// The initramfs copy, if any.
+    pub initrd: Option<PhysRange>,
+    /// Its command line.
+    pub cmdline: String,
 }
 
 impl Kexec {
@@ -102,10 +181,39 @@ impl Kexec {
         let mut ranges = Vec::from(other);
         ranges.extend([handoff, staging]);
         Kexec {
-            staging,
+            target: Target::Stub { staging },
             handoff,
             ranges,
             handover,
+        }
+    }
+
+    /// A boot of the Linux kernel `linux`, handing over `handover` through
+    /// the arch structure at `handoff`; `other` lists further ranges it
+    /// reads at boot (e.g. the command line). The kernel's whole window and
+    /// its initrd are checked with them.
+    pub fn linux(
+        linux: LinuxTarget,
+        handoff: PhysRange,
+        other: &[PhysRange],
+        handover: kho::Handover,
+    ) -> Kexec {
+        let mut ranges = Vec::from(other);
+        ranges.extend([handoff, linux.kernel]);
+        ranges.extend(linux.initrd);
+        Kexec {
+            target: Target::Linux(linux),
+            handoff,
+            ranges,
+            handover,
+        }
+    }
+
+    /// The Linux kernel this kexec boots, if it boots one.
+    pub fn linux_target(&self) -> Option<&LinuxTarget> {
+        match &self.target {
+            Target::Linux(l) => Some(l),
+            Target::Stub { .. } => None,
         }
     }
 
@@ -125,10 +233,14 @@ impl Kexec {
     }
 }
 
-/// Enter the next generation at the arch's entry point of the staged copy,
-/// with the handoff structure's address in the arch's handoff register.
+/// Enter the next kernel: the next generation at the arch's entry point of
+/// the staged copy, or Linux at its entry point, with the handoff
+/// structure's address in the arch's handoff register.
 pub fn kexec(k: &Kexec) -> ! {
-    jump(k.staging, arch::next_entry(), k.handoff.start().as_u64())
+    match &k.target {
+        Target::Stub { staging } => jump(*staging, arch::next_entry(), k.handoff.start().as_u64()),
+        Target::Linux(l) => arch::enter_linux(l.entry, k.handoff.start().as_u64(), &k.ranges),
+    }
 }
 
 #[panic_handler]

@@ -15,9 +15,15 @@ extern crate alloc;
 mod blob;
 mod config;
 mod content;
+mod csum;
+mod kho_test;
+mod linux;
+mod payload;
 
 #[cfg(target_os = "none")]
 mod arch;
+#[cfg(target_os = "none")]
+mod carry;
 #[cfg(target_os = "none")]
 mod fault;
 #[cfg(target_os = "none")]

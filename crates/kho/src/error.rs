@@ -79,6 +79,23 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A kernel setup header longer than the zero page has room for
+    /// (it must end by 0x290).
+    SetupHeaderTooLong {
+        /// Its length from 0x1f1.
+        len: usize,
+        /// The most that fits.
+        max: usize,
+    },
+    /// The initrd named by the zero page's `ramdisk_*` fields (or
+    /// `/chosen` `linux,initrd-*`) wraps the address space or ends before
+    /// it starts.
+    BadInitrd {
+        /// Its start.
+        addr: u64,
+        /// Its end or size, as given.
+        size: u64,
+    },
     /// A subtree's blob is larger than the reader accepts.
     BlobTooLarge {
         /// The subtree.
@@ -133,6 +150,18 @@ impl fmt::Display for Error {
                 write!(f, "{addr} is not a preserved order-{order} block")
             }
             Error::BadMetadata { reason } => write!(f, "kexec-metadata: {reason}"),
+            Error::SetupHeaderTooLong { len, max } => {
+                write!(
+                    f,
+                    "setup header of {len:#x} bytes, the zero page holds {max:#x}"
+                )
+            }
+            Error::BadInitrd { addr, size } => {
+                write!(
+                    f,
+                    "initrd at {addr:#x} (size or end {size:#x}) is not a range"
+                )
+            }
             Error::BlobTooLarge { name, size } => {
                 write!(f, "subtree {name:?}: blob of {size:#x} bytes is too large")
             }

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 
 use kho_abi::chosen::{CHOSEN_PATH, PROP_KHO_FDT, PROP_KHO_SCRATCH};
 use kho_fdt::dtb::{Dtb, Edit, decode_pairs, encode_pair};
-use kho_mem::PhysAddr;
+use kho_mem::{PhysAddr, PhysRange};
 
 use crate::{Error, Handover, Result};
 
@@ -60,6 +60,70 @@ pub fn read_chosen(dtb: &[u8]) -> Result<Option<Handover>> {
     }))
 }
 
+/// `/chosen` property naming the initrd's first byte.
+pub const PROP_INITRD_START: &str = "linux,initrd-start";
+/// `/chosen` property naming the address just past the initrd.
+pub const PROP_INITRD_END: &str = "linux,initrd-end";
+
+/// Read the initrd `/chosen` names (`linux,initrd-start` and
+/// `linux,initrd-end`, each one or two big-endian cells, as Linux's
+/// `early_init_dt_check_for_initrd` reads them).
+///
+/// `Ok(None)`: neither property, or an empty initrd. Where Linux silently
+/// ignores the initrd (one property without the other, an end before the
+/// start) or would misread it (a length other than 4 or 8 bytes), this
+/// returns an error naming why.
+pub fn read_initrd(dtb: &[u8]) -> Result<Option<PhysRange>> {
+    let dtb = Dtb::parse(dtb)?;
+    let start = dtb.property(CHOSEN_PATH, PROP_INITRD_START);
+    let end = dtb.property(CHOSEN_PATH, PROP_INITRD_END);
+    let cells = |v: &[u8], what| match v.len() {
+        4 => Ok(u64::from(u32::from_be_bytes([v[0], v[1], v[2], v[3]]))),
+        8 => Ok(u64::from_be_bytes([
+            v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
+        ])),
+        _ => Err(Error::BadChosen { reason: what }),
+    };
+    let (start, end) = match (start, end) {
+        (None, None) => return Ok(None),
+        (Some(s), Some(e)) => (
+            cells(s, "linux,initrd-start is not one or two cells")?,
+            cells(e, "linux,initrd-end is not one or two cells")?,
+        ),
+        (Some(_), None) => {
+            return Err(Error::BadChosen {
+                reason: "linux,initrd-start without linux,initrd-end",
+            });
+        }
+        (None, Some(_)) => {
+            return Err(Error::BadChosen {
+                reason: "linux,initrd-end without linux,initrd-start",
+            });
+        }
+    };
+    if end < start {
+        return Err(Error::BadInitrd {
+            addr: start,
+            size: end,
+        });
+    }
+    if end == start {
+        return Ok(None);
+    }
+    Ok(Some(PhysRange::try_new(PhysAddr::new(start), end - start)?))
+}
+
+/// What the next DTB's `/chosen` says about an initrd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitrdEdit {
+    /// Leave `linux,initrd-start` / `linux,initrd-end` as they are.
+    Keep,
+    /// Remove both (no initrd).
+    Remove,
+    /// Name this range, as Linux's kexec writes it (two 64-bit cells each).
+    Set(PhysRange),
+}
+
 /// The next kernel's DTB: `dtb` with both KHO properties removed and, when
 /// `handover` is given, written again (as Linux's `kho_add_chosen` does),
 /// and `/chosen` `bootargs` replaced when `bootargs` is given.
@@ -67,6 +131,19 @@ pub fn write_chosen(
     dtb: &[u8],
     handover: Option<&Handover>,
     bootargs: Option<&str>,
+) -> Result<Vec<u8>> {
+    write_chosen_initrd(dtb, handover, bootargs, InitrdEdit::Keep)
+}
+
+/// [`write_chosen`], and the initrd properties edited as `initrd` says.
+///
+/// Memory reservations are copied as they are: Linux reserves the initrd
+/// `/chosen` names itself, so none is added for it.
+pub fn write_chosen_initrd(
+    dtb: &[u8],
+    handover: Option<&Handover>,
+    bootargs: Option<&str>,
+    initrd: InitrdEdit,
 ) -> Result<Vec<u8>> {
     let dtb = Dtb::parse(dtb)?;
     let (ac, sc) = dtb.root_cells().ok_or(Error::BadChosen {
@@ -110,6 +187,41 @@ pub fn write_chosen(
             name: "bootargs",
             value: &args,
         });
+    }
+    let (start, end) = match initrd {
+        InitrdEdit::Set(r) => {
+            let end = r.end().ok_or(Error::BadInitrd {
+                addr: r.start().as_u64(),
+                size: r.size(),
+            })?;
+            (r.start().as_u64().to_be_bytes(), end.as_u64().to_be_bytes())
+        }
+        _ => ([0; 8], [0; 8]),
+    };
+    match initrd {
+        InitrdEdit::Keep => {}
+        InitrdEdit::Remove => edits.extend([
+            Edit::Delete {
+                path: CHOSEN_PATH,
+                name: PROP_INITRD_START,
+            },
+            Edit::Delete {
+                path: CHOSEN_PATH,
+                name: PROP_INITRD_END,
+            },
+        ]),
+        InitrdEdit::Set(_) => edits.extend([
+            Edit::Set {
+                path: CHOSEN_PATH,
+                name: PROP_INITRD_START,
+                value: &start,
+            },
+            Edit::Set {
+                path: CHOSEN_PATH,
+                name: PROP_INITRD_END,
+                value: &end,
+            },
+        ]),
     }
     Ok(dtb.rewrite(&edits)?)
 }
@@ -181,6 +293,85 @@ mod tests {
             12
         );
         assert_eq!(read_chosen(&out).unwrap(), Some(handover()));
+    }
+
+    #[test]
+    fn initrd_round_trip_and_removal() {
+        let rd = PhysRange::try_new(PhysAddr::new(0x4800_0000), 0x1_2345).unwrap();
+        let out = write_chosen_initrd(
+            &dtb((2, 2), &[]),
+            Some(&handover()),
+            None,
+            InitrdEdit::Set(rd),
+        )
+        .unwrap();
+        let d = Dtb::parse(&out).unwrap();
+        assert_eq!(
+            d.property("/chosen", "linux,initrd-start").unwrap(),
+            &0x4800_0000u64.to_be_bytes()
+        );
+        assert_eq!(
+            d.property("/chosen", "linux,initrd-end").unwrap(),
+            &0x4801_2345u64.to_be_bytes()
+        );
+        assert_eq!(read_initrd(&out).unwrap(), Some(rd));
+        assert_eq!(read_chosen(&out).unwrap(), Some(handover()));
+        // write_chosen keeps it; Remove drops both properties.
+        let kept = write_chosen(&out, None, Some("x")).unwrap();
+        assert_eq!(read_initrd(&kept).unwrap(), Some(rd));
+        let gone = write_chosen_initrd(&out, None, None, InitrdEdit::Remove).unwrap();
+        assert_eq!(read_initrd(&gone).unwrap(), None);
+        assert_eq!(read_initrd(&dtb((2, 2), &[])).unwrap(), None);
+    }
+
+    #[test]
+    fn qemu_style_one_cell_initrd_and_bad_ones() {
+        let cell = |v: u32| v.to_be_bytes().to_vec();
+        let q = dtb(
+            (2, 2),
+            &[
+                ("linux,initrd-start", cell(0x4800_0000)),
+                ("linux,initrd-end", cell(0x4800_1000)),
+            ],
+        );
+        assert_eq!(
+            read_initrd(&q).unwrap(),
+            Some(PhysRange::try_new(PhysAddr::new(0x4800_0000), 0x1000).unwrap())
+        );
+        let empty = dtb(
+            (2, 2),
+            &[
+                ("linux,initrd-start", cell(0x4800_0000)),
+                ("linux,initrd-end", cell(0x4800_0000)),
+            ],
+        );
+        assert_eq!(read_initrd(&empty).unwrap(), None);
+        let backwards = dtb(
+            (2, 2),
+            &[
+                ("linux,initrd-start", cell(0x4800_1000)),
+                ("linux,initrd-end", cell(0x4800_0000)),
+            ],
+        );
+        assert!(matches!(
+            read_initrd(&backwards),
+            Err(Error::BadInitrd { .. })
+        ));
+        let odd = dtb(
+            (2, 2),
+            &[
+                ("linux,initrd-start", alloc::vec![0; 12]),
+                ("linux,initrd-end", cell(0x4800_0000)),
+            ],
+        );
+        assert_eq!(
+            read_initrd(&odd),
+            Err(Error::BadChosen {
+                reason: "linux,initrd-start is not one or two cells"
+            })
+        );
+        let half = dtb((2, 2), &[("linux,initrd-end", cell(0x4800_0000))]);
+        assert!(matches!(read_initrd(&half), Err(Error::BadChosen { .. })));
     }
 
     #[test]

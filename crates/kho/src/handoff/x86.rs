@@ -18,6 +18,27 @@ use crate::{Error, Handover, Result};
 /// Most `setup_data` entries a reader follows before calling the chain a cycle.
 pub const MAX_SETUP_DATA_ENTRIES: usize = 64;
 
+/// Zero-page fields of the initrd and of booting a Linux bzImage
+/// (Documentation/arch/x86/zero-page.rst and boot.rst) that `kho-abi`'s
+/// [`bp`] does not list.
+pub mod linux_boot {
+    /// `ext_ramdisk_image` (u32): high 32 bits of the initrd address.
+    pub const EXT_RAMDISK_IMAGE: usize = 0x0c0;
+    /// `ext_ramdisk_size` (u32): high 32 bits of the initrd size.
+    pub const EXT_RAMDISK_SIZE: usize = 0x0c4;
+    /// `hdr.loadflags` (u8).
+    pub const LOADFLAGS: usize = 0x211;
+    /// `hdr.ramdisk_image` (u32): low 32 bits of the initrd address.
+    pub const RAMDISK_IMAGE: usize = 0x218;
+    /// `hdr.ramdisk_size` (u32): low 32 bits of the initrd size.
+    pub const RAMDISK_SIZE: usize = 0x21c;
+    /// `loadflags` bit the kernel sets: a bzImage, loaded high.
+    pub const LOADED_HIGH: u8 = 1 << 0;
+    /// The setup header a loader copies from the kernel image must end
+    /// before `edd_mbr_sig_buffer`.
+    pub const SETUP_HEADER_END: usize = 0x290;
+}
+
 /// One e820 map entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryEntry {
@@ -38,6 +59,17 @@ pub struct BootParamsOut<'a> {
     pub kho: Option<(PhysAddr, Handover)>,
     /// Phys of the ACPI RSDP to pass on (`acpi_rsdp_addr`), if known.
     pub acpi_rsdp: Option<PhysAddr>,
+    /// The initrd (`ramdisk_image`/`ramdisk_size` and their `ext_` high
+    /// halves), if any.
+    pub ramdisk: Option<PhysRange>,
+    /// When booting a Linux bzImage: its setup header, bytes 0x1f1 up to
+    /// 0x202 + the byte at 0x201 of the image, copied to 0x1f1 first as
+    /// boot.rst asks. The fields the kernel owns (`version`,
+    /// `cmdline_size`, `kernel_alignment`, `init_size`, …) then keep the
+    /// image's values, and `loadflags` keeps only `LOADED_HIGH` (no heap,
+    /// not quiet). Without it the zero page is the minimal one kho-rs's
+    /// own kernels read.
+    pub setup_header: Option<&'a [u8]>,
 }
 
 /// Write a zero page at `at` (4096 bytes, zeroed first).
@@ -60,9 +92,29 @@ pub fn write_boot_params<M: PhysMem>(
             }))
     };
     mem.fill(at, bp::SIZE as u64, 0)?;
+    if let Some(hdr) = params.setup_header {
+        let max = linux_boot::SETUP_HEADER_END - bp::SETUP_HEADER;
+        if hdr.len() > max {
+            return Err(Error::SetupHeaderTooLong {
+                len: hdr.len(),
+                max,
+            });
+        }
+        mem.write(field(bp::SETUP_HEADER)?, hdr)?;
+        let loadflags = hdr
+            .get(linux_boot::LOADFLAGS - bp::SETUP_HEADER)
+            .copied()
+            .unwrap_or(0);
+        mem.write(
+            field(linux_boot::LOADFLAGS)?,
+            &[loadflags & linux_boot::LOADED_HIGH],
+        )?;
+    }
     mem.write(field(bp::BOOT_FLAG)?, &bp::BOOT_FLAG_MAGIC.to_le_bytes())?;
     mem.write(field(bp::HEADER)?, &bp::HEADER_MAGIC.to_le_bytes())?;
-    mem.write(field(bp::VERSION)?, &bp::PROTOCOL_VERSION.to_le_bytes())?;
+    if params.setup_header.is_none() {
+        mem.write(field(bp::VERSION)?, &bp::PROTOCOL_VERSION.to_le_bytes())?;
+    }
     mem.write(field(bp::TYPE_OF_LOADER)?, &[bp::LOADER_UNDEFINED])?;
     mem.write(field(bp::E820_ENTRIES)?, &[params.memory.len() as u8])?;
     for (i, e) in params.memory.iter().enumerate() {
@@ -80,7 +132,29 @@ pub fn write_boot_params<M: PhysMem>(
             field(bp::EXT_CMD_LINE_PTR)?,
             &((addr >> 32) as u32).to_le_bytes(),
         )?;
-        mem.write(field(bp::CMDLINE_SIZE)?, &len.to_le_bytes())?;
+        // A kernel's own setup header states its maximum; keep it.
+        if params.setup_header.is_none() {
+            mem.write(field(bp::CMDLINE_SIZE)?, &len.to_le_bytes())?;
+        }
+    }
+    if let Some(rd) = params.ramdisk {
+        let (addr, size) = (rd.start().as_u64(), rd.size());
+        mem.write(
+            field(linux_boot::RAMDISK_IMAGE)?,
+            &(addr as u32).to_le_bytes(),
+        )?;
+        mem.write(
+            field(linux_boot::RAMDISK_SIZE)?,
+            &(size as u32).to_le_bytes(),
+        )?;
+        mem.write(
+            field(linux_boot::EXT_RAMDISK_IMAGE)?,
+            &((addr >> 32) as u32).to_le_bytes(),
+        )?;
+        mem.write(
+            field(linux_boot::EXT_RAMDISK_SIZE)?,
+            &((size >> 32) as u32).to_le_bytes(),
+        )?;
     }
     if let Some(rsdp) = params.acpi_rsdp {
         mem.write_u64(field(bp::ACPI_RSDP_ADDR)?, rsdp.as_u64())?;
@@ -113,6 +187,9 @@ pub struct BootParamsIn {
     pub cmdline: Option<PhysAddr>,
     /// Phys of the ACPI RSDP (`acpi_rsdp_addr`), if set.
     pub acpi_rsdp: Option<PhysAddr>,
+    /// The initrd (`ramdisk_image`/`ramdisk_size` with their `ext_` high
+    /// halves), if its size is not 0. Untrusted: read it over RAM only.
+    pub ramdisk: Option<PhysRange>,
     /// Phys of the first `setup_data` entry (0: none). Follow it with
     /// [`find_kho`] over a [`PhysMem`] bounded by the memory map just read,
     /// so an untrusted chain cannot point the reader at MMIO.
@@ -164,11 +241,25 @@ pub fn read_boot_params<M: PhysMem>(mem: &M, at: PhysAddr) -> Result<BootParamsI
         u64::from(u32_at(bp::SETUP_DATA)) | (u64::from(u32_at(bp::SETUP_DATA + 4)) << 32);
     let rsdp =
         u64::from(u32_at(bp::ACPI_RSDP_ADDR)) | (u64::from(u32_at(bp::ACPI_RSDP_ADDR + 4)) << 32);
+    let rd_addr = u64::from(u32_at(linux_boot::RAMDISK_IMAGE))
+        | (u64::from(u32_at(linux_boot::EXT_RAMDISK_IMAGE)) << 32);
+    let rd_size = u64::from(u32_at(linux_boot::RAMDISK_SIZE))
+        | (u64::from(u32_at(linux_boot::EXT_RAMDISK_SIZE)) << 32);
+    let ramdisk = match rd_size {
+        0 => None,
+        size => Some(
+            PhysRange::try_new(PhysAddr::new(rd_addr), size).map_err(|_| Error::BadInitrd {
+                addr: rd_addr,
+                size,
+            })?,
+        ),
+    };
     Ok(BootParamsIn {
         entries,
         count,
         cmdline: (cmd != 0).then_some(PhysAddr::new(cmd)),
         acpi_rsdp: (rsdp != 0).then_some(PhysAddr::new(rsdp)),
+        ramdisk,
         setup_data,
     })
 }
@@ -267,6 +358,8 @@ mod tests {
             cmdline: Some((PhysAddr::new(0x8000), 20)),
             kho: Some((PhysAddr::new(0x9000), handover())),
             acpi_rsdp: Some(PhysAddr::new(0xf_5a40)),
+            ramdisk: None,
+            setup_header: None,
         };
         write_boot_params(&mut m, PhysAddr::new(0x7000), &params).unwrap();
         let back = read_boot_params(&m, PhysAddr::new(0x7000)).unwrap();
@@ -274,6 +367,7 @@ mod tests {
         assert_eq!(back.cmdline, Some(PhysAddr::new(0x8000)));
         assert_eq!(back.setup_data, 0x9000);
         assert_eq!(back.acpi_rsdp, Some(PhysAddr::new(0xf_5a40)));
+        assert_eq!(back.ramdisk, None);
         assert_eq!(find_kho(&m, back.setup_data).unwrap(), Some(handover()));
     }
 
@@ -289,6 +383,8 @@ mod tests {
             cmdline: Some((PhysAddr::new(0x1_2345_6000), 10)),
             kho: Some((PhysAddr::new(0x9000), handover())),
             acpi_rsdp: None,
+            ramdisk: None,
+            setup_header: None,
         };
         write_boot_params(&mut m, PhysAddr::new(0x7000), &params).unwrap();
         let mut p = [0u8; 4096];
@@ -306,6 +402,89 @@ mod tests {
         assert_eq!(&sd[8..16], &[10, 0, 0, 0, 32, 0, 0, 0]);
         assert_eq!(&sd[16..24], &0x20_0000u64.to_le_bytes());
         assert_eq!(&sd[40..48], &48u64.to_le_bytes());
+    }
+
+    #[test]
+    fn ramdisk_round_trip_at_zero_page_rst_offsets() {
+        let mut m = mem();
+        let rd = range(0x1_2345_6000, 0x1_0000_0010);
+        let params = BootParamsOut {
+            memory: &[],
+            cmdline: None,
+            kho: None,
+            acpi_rsdp: None,
+            ramdisk: Some(rd),
+            setup_header: None,
+        };
+        write_boot_params(&mut m, PhysAddr::new(0x7000), &params).unwrap();
+        let mut p = [0u8; 4096];
+        m.read(PhysAddr::new(0x7000), &mut p).unwrap();
+        assert_eq!(&p[0x218..0x21c], &0x2345_6000u32.to_le_bytes());
+        assert_eq!(&p[0x21c..0x220], &0x10u32.to_le_bytes());
+        assert_eq!(&p[0x0c0..0x0c4], &1u32.to_le_bytes());
+        assert_eq!(&p[0x0c4..0x0c8], &1u32.to_le_bytes());
+        let back = read_boot_params(&m, PhysAddr::new(0x7000)).unwrap();
+        assert_eq!(back.ramdisk, Some(rd));
+        // A ramdisk that wraps the address space is a named error.
+        m.write(PhysAddr::new(0x7000 + 0x0c0), &u32::MAX.to_le_bytes())
+            .unwrap();
+        m.write(PhysAddr::new(0x7000 + 0x0c4), &u32::MAX.to_le_bytes())
+            .unwrap();
+        assert!(matches!(
+            read_boot_params(&m, PhysAddr::new(0x7000)),
+            Err(Error::BadInitrd { .. })
+        ));
+    }
+
+    #[test]
+    fn a_linux_setup_header_is_copied_and_its_fields_kept() {
+        let mut m = mem();
+        // A setup header as in a bzImage: 0x1f1 .. 0x268.
+        let mut hdr = [0u8; 0x268 - 0x1f1];
+        let at = |off: usize| off - 0x1f1;
+        hdr[at(0x1f1)] = 0x1b;
+        hdr[at(0x1fe)..at(0x200)].copy_from_slice(&0xaa55u16.to_le_bytes());
+        hdr[at(0x202)..at(0x206)].copy_from_slice(b"HdrS");
+        hdr[at(0x206)..at(0x208)].copy_from_slice(&0x0210u16.to_le_bytes());
+        hdr[at(0x211)] = 0x81; // LOADED_HIGH | CAN_USE_HEAP
+        hdr[at(0x230)..at(0x234)].copy_from_slice(&0x20_0000u32.to_le_bytes());
+        hdr[at(0x238)..at(0x23c)].copy_from_slice(&2047u32.to_le_bytes());
+        hdr[at(0x260)..at(0x264)].copy_from_slice(&0x400_0000u32.to_le_bytes());
+        let params = BootParamsOut {
+            memory: &[],
+            cmdline: Some((PhysAddr::new(0x8000), 20)),
+            kho: Some((PhysAddr::new(0x9000), handover())),
+            acpi_rsdp: None,
+            ramdisk: None,
+            setup_header: Some(&hdr),
+        };
+        write_boot_params(&mut m, PhysAddr::new(0x7000), &params).unwrap();
+        let mut p = [0u8; 4096];
+        m.read(PhysAddr::new(0x7000), &mut p).unwrap();
+        assert_eq!(p[0x1f1], 0x1b);
+        assert_eq!(&p[0x206..0x208], &0x0210u16.to_le_bytes());
+        assert_eq!(p[0x210], 0xff);
+        assert_eq!(p[0x211], 0x01);
+        assert_eq!(&p[0x230..0x234], &0x20_0000u32.to_le_bytes());
+        assert_eq!(&p[0x238..0x23c], &2047u32.to_le_bytes());
+        assert_eq!(&p[0x260..0x264], &0x400_0000u32.to_le_bytes());
+        assert_eq!(&p[0x228..0x22c], &0x8000u32.to_le_bytes());
+        assert_eq!(&p[0x250..0x258], &0x9000u64.to_le_bytes());
+        let back = read_boot_params(&m, PhysAddr::new(0x7000)).unwrap();
+        assert_eq!(find_kho(&m, back.setup_data).unwrap(), Some(handover()));
+        // Past 0x290 it would clobber edd_mbr_sig_buffer.
+        let long = [0u8; 0x290 - 0x1f1 + 1];
+        let params = BootParamsOut {
+            setup_header: Some(&long),
+            ..params
+        };
+        assert_eq!(
+            write_boot_params(&mut m, PhysAddr::new(0x7000), &params),
+            Err(Error::SetupHeaderTooLong {
+                len: 0xa0,
+                max: 0x9f
+            })
+        );
     }
 
     fn setup_entry(m: &mut HostMem, at: u64, next: u64, type_: u32, len: u32) {

@@ -66,6 +66,24 @@ kexec_trampoline:
     mov     x3, xzr
     br      x9
 
+/* linux_enter(entry, dtb): enter an arm64 Linux Image as booting.rst asks,
+ * after the caller cleaned the kernel, DTB and initrd to the PoC: all
+ * interrupts masked, no stale instruction cache entries, MMU off (it never
+ * was on), x0 = DTB, x1..x3 = 0. */
+    .global linux_enter
+linux_enter:
+    msr     daifset, #0xf
+    mov     x9, x0
+    dsb     sy
+    ic      iallu
+    dsb     sy
+    isb
+    mov     x0, x1
+    mov     x1, xzr
+    mov     x2, xzr
+    mov     x3, xzr
+    br      x9
+
 /* Exception vectors: any exception reports itself and exits with failure
  * (rust_exception never returns), instead of looping silently. */
     .balign 2048

@@ -20,6 +20,10 @@ use crate::mem::StubMem;
 
 core::arch::global_asm!(include_str!("entry.S"));
 
+unsafe extern "C" {
+    fn linux_enter(entry: u64, dtb: u64) -> !;
+}
+
 /// Architecture name in protocol lines.
 pub const NAME: &str = "aarch64";
 /// The stub runs with the MMU off: every address below this is reachable
@@ -167,10 +171,12 @@ fn boot_from_dtb(at: u64) -> BootInfo {
         })
         .unwrap_or_default();
     let handover = dt::read_chosen(&blob).map_err(|e| alloc::format!("{e}"));
+    let payload = dt::read_initrd(&blob).map_err(|e| alloc::format!("{e}"));
     BootInfo {
         memory,
         cmdline,
         handover,
+        payload,
         arch: ArchBoot { dtb: blob },
     }
 }
@@ -189,28 +195,132 @@ extern "C" fn rust_exception(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
     exit(false)
 }
 
-/// Write the next DTB (bootargs and `/chosen` KHO properties replaced) and
-/// stage a copy of this image, all inside scratch.
-pub fn prepare_kexec(
+fn err(what: &str, e: &dyn core::fmt::Display) -> String {
+    alloc::format!("{what}: {e}")
+}
+
+/// The next DTB (bootargs, the `/chosen` KHO properties and the initrd
+/// replaced) written into scratch.
+fn write_dtb(
     mem: &mut StubMem,
     scratch: &mut ScratchAllocator,
     boot: &BootInfo,
     cmdline: &str,
-    handover: kho::Handover,
-) -> Result<Kexec, String> {
-    let err = |what: &str, e: &dyn core::fmt::Display| alloc::format!("{what}: {e}");
-    let next = dt::write_chosen(&boot.arch.dtb, Some(&handover), Some(cmdline))
+    initrd: Option<PhysRange>,
+    handover: &kho::Handover,
+) -> Result<PhysRange, String> {
+    let edit = match initrd {
+        Some(r) => dt::InitrdEdit::Set(r),
+        None => dt::InitrdEdit::Remove,
+    };
+    let next = dt::write_chosen_initrd(&boot.arch.dtb, Some(handover), Some(cmdline), edit)
         .map_err(|e| err("next DTB", &e))?;
     let dtb = scratch
         .alloc(next.len() as u64, 4096)
         .map_err(|e| err("next DTB", &e))?;
     mem.write(dtb.start(), &next)
         .map_err(|e| err("next DTB", &e))?;
+    PhysRange::try_new(dtb.start(), next.len() as u64).map_err(|e| err("next DTB", &e))
+}
 
+/// Write the next DTB (bootargs, `/chosen` KHO properties, the payload as
+/// the initrd) and stage a copy of this image, all inside scratch.
+pub fn prepare_kexec(
+    mem: &mut StubMem,
+    scratch: &mut ScratchAllocator,
+    boot: &BootInfo,
+    cmdline: &str,
+    payload: Option<PhysRange>,
+    handover: kho::Handover,
+) -> Result<Kexec, String> {
+    let initrd = payload
+        .map(|p| crate::kexec::copy_to_scratch(mem, scratch, &handover, p, 4096))
+        .transpose()
+        .map_err(|e| err("payload", &e))?;
+    let handoff = write_dtb(mem, scratch, boot, cmdline, initrd, &handover)?;
     let staging = crate::kexec::stage_image(mem, scratch)?;
-    let handoff =
-        PhysRange::try_new(dtb.start(), next.len() as u64).map_err(|e| err("next DTB", &e))?;
-    Ok(Kexec::new(staging, handoff, &[], handover))
+    let other: Vec<PhysRange> = initrd.into_iter().collect();
+    Ok(Kexec::new(staging, handoff, &other, handover))
+}
+
+/// Place the payload's arm64 Image as booting.rst asks, all inside scratch:
+/// `text_offset` above a 2 MiB-aligned base with `image_size` bytes of
+/// room, the initramfs, and the next DTB (`bootargs` = the payload's
+/// command line, the KHO properties, `linux,initrd-start`/`-end`).
+pub fn prepare_linux(
+    mem: &mut StubMem,
+    scratch: &mut ScratchAllocator,
+    boot: &BootInfo,
+    payload: PhysRange,
+    handover: kho::Handover,
+) -> Result<Kexec, String> {
+    use crate::carry::LinuxPayload;
+    use crate::linux::{ARM64_BASE_ALIGN, Arm64Image};
+
+    let p = LinuxPayload::read(mem, payload)?;
+    let kernel = p.kernel()?;
+    let image = Arm64Image::parse(&p.kernel_head, kernel.size()).map_err(|e| err("Image", &e))?;
+    let base = crate::kexec::alloc_in_one_area(
+        mem,
+        scratch,
+        &handover,
+        image.footprint(),
+        ARM64_BASE_ALIGN,
+    )
+    .map_err(|e| err("Image window", &e))?;
+    let load = base
+        .start()
+        .checked_add(image.text_offset)
+        .ok_or("Image wraps")?;
+    crate::kexec::copy(mem, kernel.start(), load, kernel.size()).map_err(|e| err("Image", &e))?;
+    let window =
+        PhysRange::try_new(base.start(), image.footprint()).map_err(|e| err("Image", &e))?;
+    let initrd = p
+        .initramfs()?
+        .map(|i| crate::kexec::copy_to_scratch(mem, scratch, &handover, i, 4096))
+        .transpose()
+        .map_err(|e| err("initramfs", &e))?;
+    let cmdline = p.linux_cmdline();
+    let handoff = write_dtb(mem, scratch, boot, &cmdline, initrd, &handover)?;
+    let target = crate::kexec::LinuxTarget {
+        kernel: window,
+        entry: load.as_u64(),
+        initrd,
+        cmdline,
+    };
+    Ok(Kexec::linux(target, handoff, &[], handover))
+}
+
+/// Smallest data cache line (CTR_EL0.DminLine, in bytes).
+fn dcache_line() -> u64 {
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effect.
+    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) }
+    4 << ((ctr >> 16) & 0xf)
+}
+
+/// Enter Linux as booting.rst asks: every range it reads (kernel, DTB,
+/// initrd) cleaned and invalidated to the PoC by VA (= PA, the MMU is
+/// off), the instruction cache invalidated, DAIF masked, `x0` = the DTB,
+/// `x1`–`x3` = 0.
+pub fn enter_linux(entry: u64, dtb: u64, ranges: &[PhysRange]) -> ! {
+    let line = dcache_line();
+    for r in ranges {
+        let mut at = r.start().as_u64() & !(line - 1);
+        let end = r.end().map_or(u64::MAX, |e| e.as_u64());
+        while at < end {
+            // SAFETY: cache maintenance by VA of RAM the stub wrote; with
+            // the MMU off VA = PA and DC CIVAC changes no memory contents.
+            unsafe { core::arch::asm!("dc civac, {}", in(reg) at, options(nostack)) }
+            at += line;
+        }
+    }
+    // SAFETY: `entry` is the first instruction of an arm64 Image copied
+    // `text_offset` above a 2 MiB-aligned base in scratch with `image_size`
+    // bytes of room, and `dtb` a complete DTB in scratch; linux_enter
+    // completes the maintenance (DSB, IC IALLU, ISB), masks DAIF and
+    // branches there with x0 = dtb, x1..x3 = 0.
+    unsafe { linux_enter(entry, dtb) }
 }
 
 /// Fault injection: make `/chosen` `linux,kho-scratch` one cell short

@@ -97,6 +97,32 @@ kexec_trampoline:
     xorl %edi, %edi
     jmp *%r9
 
+/* linux_enter64(entry, boot_params): enter a Linux bzImage through the
+ * 64-bit boot protocol (Documentation/arch/x86/boot.rst): interrupts off, a
+ * GDT with flat __BOOT_CS (0x10, 64-bit code) and __BOOT_DS (0x18, data),
+ * CS = __BOOT_CS, DS = ES = SS = __BOOT_DS, %rsi = boot_params, paging on
+ * with this image's identity map. Runs from this image, which nothing
+ * overwrites: the kernel was placed in scratch. */
+    .global linux_enter64
+linux_enter64:
+    cli
+    cld
+    lgdt linux_gdt_ptr(%rip)
+    pushq $0x10
+    leaq 1f(%rip), %rax
+    pushq %rax
+    lretq
+1:
+    movl $0x18, %eax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movw %ax, %fs
+    movw %ax, %gs
+    xorl %ebx, %ebx                 /* boot CPU */
+    xorl %ebp, %ebp
+    jmp *%rdi                       /* %rsi = boot_params already */
+
     .section .data.boot, "aw"
     .balign 4096
 /* Identity map of the first 4 GiB with 2 MiB pages (TCG's default CPU has no
@@ -127,3 +153,16 @@ gdt_end:
 gdt_ptr:
     .word gdt_end - gdt - 1
     .quad gdt
+
+/* The GDT Linux's 64-bit boot protocol asks for: __BOOT_CS = 0x10,
+ * __BOOT_DS = 0x18, both flat. */
+    .balign 16
+linux_gdt:
+    .quad 0
+    .quad 0
+    .quad 0x00af9a000000ffff        /* 0x10: 64-bit code */
+    .quad 0x00cf92000000ffff        /* 0x18: data */
+linux_gdt_end:
+linux_gdt_ptr:
+    .word linux_gdt_end - linux_gdt - 1
+    .quad linux_gdt

@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use kho::handoff::x86::{self as handoff, BootParamsOut, MemoryEntry};
+use kho_abi::x86::{SETUP_DATA_HEADER_SIZE, SetupDataHeader};
 use kho_mem::{PhysAddr, PhysMem, PhysRange};
 use kho_scratch::{LowLimit, MemKind, MemRegion, NodeId, ScratchAllocator};
 
@@ -36,9 +37,12 @@ const EXIT_SUCCESS: u32 = 0x10;
 const EXIT_FAILURE: u32 = 0x11;
 const PVH_MAGIC: u32 = 0x336e_c578;
 const MAX_CMDLINE: usize = 4096;
+/// `SETUP_NONE`: a setup_data type Linux skips.
+const SETUP_NONE: u32 = 0;
 
 unsafe extern "C" {
     fn _start64() -> !;
+    fn linux_enter64(entry: u64, boot_params: u64) -> !;
 }
 
 fn outb(port: u16, value: u8) {
@@ -217,6 +221,30 @@ fn boot_from_pvh(start_info: u64) -> BootInfo {
     if field(0, 4) as u32 != PVH_MAGIC {
         generation::fail(0, &"bad hvm_start_info magic");
     }
+    // The first module (QEMU's -initrd) is the payload: nr_modules at 12,
+    // modlist_paddr at 16; an entry is {paddr, size, cmdline_paddr, reserved}.
+    let payload = match (field(12, 4), field(16, 8)) {
+        (0, _) | (_, 0) => Ok(None),
+        (_, list) => {
+            let mut entry = [0u8; 16];
+            match mem.read(PhysAddr::new(list), &mut entry) {
+                Err(e) => Err(alloc::format!("PVH module list at {list:#x}: {e}")),
+                Ok(()) => {
+                    let word = |o: usize| {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(&entry[o..o + 8]);
+                        u64::from_le_bytes(b)
+                    };
+                    match word(8) {
+                        0 => Ok(None),
+                        size => PhysRange::try_new(PhysAddr::new(word(0)), size)
+                            .map(Some)
+                            .map_err(|e| alloc::format!("PVH module 0: {e}")),
+                    }
+                }
+            }
+        }
+    };
     let cmdline_at = field(24, 8);
     let rsdp = field(32, 8);
     let memmap = field(40, 8);
@@ -265,6 +293,7 @@ fn boot_from_pvh(start_info: u64) -> BootInfo {
         memory: regions(&e820, rsdp),
         cmdline,
         handover: Ok(None),
+        payload,
         arch: ArchBoot { e820, rsdp },
     }
 }
@@ -290,6 +319,7 @@ fn boot_from_boot_params(at: u64) -> BootInfo {
         memory,
         cmdline,
         handover,
+        payload: Ok(params.ramdisk),
         arch: ArchBoot {
             e820,
             rsdp: params.acpi_rsdp,
@@ -307,16 +337,16 @@ extern "C" fn rust_entry(ptr: u64, kind: u64) -> ! {
     generation::run(boot)
 }
 
-/// Write the zero page (e820, command line, KHO setup_data) and stage a copy
-/// of this image, all inside scratch.
-pub fn prepare_kexec(
+fn err(what: &str, e: &dyn core::fmt::Display) -> String {
+    alloc::format!("{what}: {e}")
+}
+
+/// Write a NUL-terminated command line into scratch.
+fn write_cmdline(
     mem: &mut StubMem,
     scratch: &mut ScratchAllocator,
-    boot: &BootInfo,
     cmdline: &str,
-    handover: kho::Handover,
-) -> Result<Kexec, String> {
-    let err = |what: &str, e: &dyn core::fmt::Display| alloc::format!("{what}: {e}");
+) -> Result<PhysRange, String> {
     let cmd = scratch
         .alloc(cmdline.len() as u64 + 1, 16)
         .map_err(|e| err("command line", &e))?;
@@ -327,21 +357,163 @@ pub fn prepare_kexec(
         .checked_add(cmdline.len() as u64)
         .ok_or("command line wraps")?;
     mem.write(nul, &[0]).map_err(|e| err("command line", &e))?;
+    PhysRange::try_new(cmd.start(), cmdline.len() as u64 + 1).map_err(|e| err("command line", &e))
+}
 
+/// Room for the zero page in scratch (with `extra` bytes after its KHO
+/// setup_data entry, from +4096 + 64), and where that entry goes (right
+/// after the zero page, at +4096).
+fn alloc_zero_page(
+    scratch: &mut ScratchAllocator,
+    extra: u64,
+) -> Result<(PhysRange, PhysAddr), String> {
     let bp = scratch
-        .alloc(4096 + 64, 4096)
+        .alloc(4096 + 64 + extra, 4096)
         .map_err(|e| err("boot_params", &e))?;
     let setup_data = bp.start().checked_add(4096).ok_or("boot_params wraps")?;
+    Ok((bp, setup_data))
+}
+
+/// Write the zero page (e820, command line, KHO setup_data, the payload as
+/// the initrd) and stage a copy of this image, all inside scratch.
+pub fn prepare_kexec(
+    mem: &mut StubMem,
+    scratch: &mut ScratchAllocator,
+    boot: &BootInfo,
+    cmdline: &str,
+    payload: Option<PhysRange>,
+    handover: kho::Handover,
+) -> Result<Kexec, String> {
+    let cmd = write_cmdline(mem, scratch, cmdline)?;
+    let initrd = payload
+        .map(|p| crate::kexec::copy_to_scratch(mem, scratch, &handover, p, 4096))
+        .transpose()
+        .map_err(|e| err("payload", &e))?;
+    let mut other = alloc::vec![cmd];
+    other.extend(initrd);
+    let (bp, setup_data) = alloc_zero_page(scratch, 0)?;
     let out = BootParamsOut {
         memory: &boot.arch.e820,
         cmdline: Some((cmd.start(), cmdline.len() as u32)),
         kho: Some((setup_data, handover)),
         acpi_rsdp: boot.arch.rsdp,
+        ramdisk: initrd,
+        setup_header: None,
     };
     handoff::write_boot_params(mem, bp.start(), &out).map_err(|e| err("boot_params", &e))?;
-
     let staging = crate::kexec::stage_image(mem, scratch)?;
-    Ok(Kexec::new(staging, bp, &[cmd], handover))
+    Ok(Kexec::new(staging, bp, &other, handover))
+}
+
+/// Place the payload's bzImage for the 64-bit boot protocol, all inside
+/// scratch: the protected-mode part at a `kernel_alignment`-aligned address
+/// at or above `pref_address` with `init_size` bytes of room, the initramfs,
+/// the command line, and a zero page built from the image's setup header
+/// (e820, command line, initrd, RSDP, KHO setup_data).
+pub fn prepare_linux(
+    mem: &mut StubMem,
+    scratch: &mut ScratchAllocator,
+    boot: &BootInfo,
+    payload: PhysRange,
+    handover: kho::Handover,
+) -> Result<Kexec, String> {
+    use crate::carry::LinuxPayload;
+    use crate::linux::{BzImage, ENTRY_64};
+
+    let p = LinuxPayload::read(mem, payload)?;
+    let kernel = p.kernel()?;
+    let bz = BzImage::parse(&p.kernel_head, kernel.size()).map_err(|e| err("bzImage", &e))?;
+    let cmdline = p.linux_cmdline();
+    if cmdline.len() > bz.cmdline_size as usize {
+        return Err(alloc::format!(
+            "Linux command line of {} bytes is longer than the kernel's {}",
+            cmdline.len(),
+            bz.cmdline_size
+        ));
+    }
+    // Nothing below pref_address: keep the allocator above it.
+    let low = PhysRange::try_new(PhysAddr::ZERO, bz.min_load_address())
+        .map_err(|e| err("bzImage", &e))?;
+    scratch.reserve(low).map_err(|e| err("bzImage", &e))?;
+    let window = crate::kexec::alloc_in_one_area(
+        mem,
+        scratch,
+        &handover,
+        bz.init_size.next_multiple_of(4096),
+        bz.kernel_alignment,
+    )
+    .map_err(|e| err("bzImage init_size window", &e))?;
+    let code = kernel
+        .start()
+        .checked_add(bz.code_offset)
+        .ok_or("bzImage wraps")?;
+    crate::kexec::copy(mem, code, window.start(), bz.code_len).map_err(|e| err("bzImage", &e))?;
+    let initrd = p
+        .initramfs()?
+        .map(|i| crate::kexec::copy_to_scratch(mem, scratch, &handover, i, 4096))
+        .transpose()
+        .map_err(|e| err("initramfs", &e))?;
+    let cmd = write_cmdline(mem, scratch, &cmdline)?;
+    // The decompressor's KASLR (arch/x86/boot/compressed/kaslr.c) may put
+    // the kernel anywhere in scratch above min(load address, 512 MiB),
+    // avoiding the zero page, command line, initrd and every setup_data
+    // entry, but not the scratch array the KHO entry points to. So the
+    // array handed over is a copy inside a setup_data entry of type
+    // SETUP_NONE (which Linux skips), chained after the KHO entry.
+    let (bp, setup_data) = alloc_zero_page(
+        scratch,
+        SETUP_DATA_HEADER_SIZE as u64 + handover.scratch_len,
+    )?;
+    let wrapper = setup_data.checked_add(64).ok_or("boot_params wraps")?;
+    let array = wrapper
+        .checked_add(SETUP_DATA_HEADER_SIZE as u64)
+        .ok_or("boot_params wraps")?;
+    let array_len = u32::try_from(handover.scratch_len).map_err(|e| err("scratch array", &e))?;
+    crate::kexec::copy(mem, handover.scratch, array, handover.scratch_len)
+        .map_err(|e| err("scratch array", &e))?;
+    let handover = kho::Handover {
+        scratch: array,
+        ..handover
+    };
+    let out = BootParamsOut {
+        memory: &boot.arch.e820,
+        cmdline: Some((cmd.start(), cmdline.len() as u32)),
+        kho: Some((setup_data, handover)),
+        acpi_rsdp: boot.arch.rsdp,
+        ramdisk: initrd,
+        setup_header: Some(bz.setup_header()),
+    };
+    handoff::write_boot_params(mem, bp.start(), &out).map_err(|e| err("boot_params", &e))?;
+    let none = SetupDataHeader {
+        next: kho_abi::Le64::new(0),
+        type_: kho_abi::Le32::new(SETUP_NONE),
+        len: kho_abi::Le32::new(array_len),
+    };
+    mem.write_obj(wrapper, &none)
+        .map_err(|e| err("boot_params", &e))?;
+    // The KHO entry's `next` (offset 0) links the wrapper.
+    mem.write_u64(setup_data, wrapper.as_u64())
+        .map_err(|e| err("boot_params", &e))?;
+    let target = crate::kexec::LinuxTarget {
+        kernel: window,
+        entry: window.start().as_u64() + ENTRY_64,
+        initrd,
+        cmdline,
+    };
+    Ok(Kexec::linux(target, bp, &[cmd], handover))
+}
+
+/// Enter Linux through the 64-bit boot protocol: a GDT with `__BOOT_CS`
+/// (0x10) and `__BOOT_DS` (0x18), interrupts off, the identity map of
+/// 0–4 GiB, `%rsi` = the zero page.
+pub fn enter_linux(entry: u64, zero_page: u64, _ranges: &[PhysRange]) -> ! {
+    // SAFETY: `entry` is the 64-bit entry of a bzImage whose protected-mode
+    // part was copied to its load address inside scratch, with `init_size`
+    // bytes of room; `zero_page` is a complete boot_params in scratch. The
+    // identity map stays valid until the kernel installs its own tables
+    // (the stub's image, which holds them, is neither scratch nor
+    // preserved, so nothing was placed over it).
+    unsafe { linux_enter64(entry, zero_page) }
 }
 
 /// Fault injection: give the KHO `setup_data` entry a wrong `len` (16
