@@ -8,7 +8,8 @@
 // It reports, on the console, what the running kernel received through KHO
 // (debugfs kho/in: the root FDT and every sub-blob with its size), then
 // either kexecs the kernel named by /next/kernel (with /next/cmdline and,
-// if present, /next/initrd) or powers the machine off. Every line it prints
+// if present, /next/initrd) or reboots, which ends QEMU under -no-reboot
+// (a power-off needs ACPI, which the peer's small x86 config cannot load). Every line it prints
 // starts with "KHO-PEER " so the harness can tell them from the kernel's.
 
 #include <stdio.h>
@@ -33,17 +34,20 @@ static void say(const char *a, const char *b, long n)
 		printf("KHO-PEER %s%s\n", a, b);
 }
 
-// Size of a debugfs blob: its file size, found by seeking to the end.
+// Size of a debugfs blob: the bytes it reads back (debugfs reports a size
+// of 0 for blobs, so seeking to the end tells nothing).
 static long file_size(const char *path)
 {
+	static char buf[4096];
 	int fd = open(path, O_RDONLY, 0);
-	long size;
+	long size = 0, n;
 
 	if (fd < 0)
 		return -1;
-	size = lseek(fd, 0, SEEK_END);
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		size += n;
 	close(fd);
-	return size;
+	return n < 0 ? -1 : size;
 }
 
 // dst = a + "/" + b, cut to fit; nolibc has no strcat.
@@ -146,6 +150,6 @@ int main(void)
 	report_incoming();
 	kexec_next();
 	say("done", "", -1);
-	reboot(RB_POWER_OFF);
+	reboot(RB_AUTOBOOT);
 	return 0;
 }

@@ -137,7 +137,7 @@ pub(crate) struct Peer {
     pub(crate) kernel: PathBuf,
     /// Upstream selftest initramfs: its `init` kexecs `/kernel` (this kernel).
     pub(crate) selftest_initramfs: PathBuf,
-    /// kho-rs's peer initramfs: `kho-peer-init` reports `kho/in` and powers off
+    /// kho-rs's peer initramfs: `kho-peer-init` reports `kho/in` and reboots
     /// (or kexecs `/next/kernel`).
     pub(crate) peer_initramfs: PathBuf,
 }

@@ -111,10 +111,10 @@ pub(crate) fn run(
         .status()
         .with_context(|| format!("starting {}", qemu.program))?;
     match status.code() {
-        // Linux ends by powering off (kho-peer-init) or rebooting after a
-        // panic; under -no-reboot both are status 0.
+        // Linux ends by rebooting (kho-peer-init, or panic=-1 after a
+        // panic); under -no-reboot that is status 0.
         Some(0) if linux.is_some() => {
-            println!("QEMU exited with 0: Linux powered off or rebooted");
+            println!("QEMU exited with 0: Linux rebooted");
             Ok(())
         }
         Some(code) if code == arch.success_code() => {
@@ -532,11 +532,25 @@ fn run_scenario(
     if let (Some(phase), Some(l)) = (&s.linux, &linux)
         && (s.linux_only() || report.done)
     {
+        // What the last generation handed over, to compare with what Linux found.
+        let sent = match report.generations.last().and_then(|g| g.fdt_out.as_ref()) {
+            Some(fdt) if !s.linux_only() => match peer::Sent::from_fdt(&fdt.bytes) {
+                Ok(sent) => Some(sent),
+                Err(e) => {
+                    report
+                        .failures
+                        .push(format!("the last fdt-out does not parse: {e}"));
+                    None
+                }
+            },
+            _ => None,
+        };
         report.failures.extend(peer::check(
             phase,
             &l.peer.release,
             &lines[linux_from..],
             &end,
+            sent.as_ref(),
         ));
     }
     if let Some(d) = &dumper {

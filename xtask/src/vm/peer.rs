@@ -52,7 +52,7 @@ const FAILURE_PATTERNS: &[(&str, &str)] = &[
 
 /// The panic that ends a kernel with no init (the selftest's second kernel).
 const PANIC: &str = "Kernel panic - not syncing";
-/// kho-peer-init's last line before it powers the machine off.
+/// kho-peer-init's last line before it reboots (QEMU exits under -no-reboot).
 const PEER_DONE: &str = "KHO-PEER done";
 /// kho-peer-init's report of one incoming subtree.
 const PEER_SUBTREE: &str = "KHO-PEER in subtree name=";
@@ -290,13 +290,80 @@ pub(crate) fn payload(kernel: &[u8], initramfs: Option<&[u8]>, cmdline: &str) ->
     out
 }
 
+/// kho-peer-init's report of the root FDT.
+const PEER_FDT: &str = "KHO-PEER in fdt bytes=";
+
 /// The subtrees kho-peer-init listed, in its order.
 pub(crate) fn listed_subtrees(lines: &[String]) -> Vec<String> {
+    listed(lines).into_iter().map(|(name, _)| name).collect()
+}
+
+/// (name, bytes) of every subtree kho-peer-init listed.
+fn listed(lines: &[String]) -> Vec<(String, Option<u64>)> {
     lines
         .iter()
         .filter_map(|l| l.split_once(PEER_SUBTREE).map(|(_, rest)| rest))
-        .filter_map(|rest| rest.split_whitespace().next().map(str::to_owned))
+        .filter_map(|rest| {
+            let mut words = rest.split_whitespace();
+            let name = words.next()?.to_owned();
+            let bytes = words
+                .find_map(|w| w.strip_prefix("bytes="))
+                .and_then(|b| b.parse().ok());
+            Some((name, bytes))
+        })
         .collect()
+}
+
+/// What the stub's last generation handed to Linux: its root FDT's size
+/// and every subtree's `blob-size`, to compare with what Linux found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Sent {
+    pub(crate) fdt_bytes: u64,
+    pub(crate) subtrees: Vec<(String, u64)>,
+}
+
+impl Sent {
+    /// From the root FDT the stub printed as its last `fdt-out`.
+    pub(crate) fn from_fdt(bytes: &[u8]) -> Result<Sent, String> {
+        let fdt = kho_fdt::KhoFdt::parse(bytes).map_err(|e| e.to_string())?;
+        let subtrees = fdt
+            .subtrees()
+            .map(|s| (s.name().to_owned(), s.size().unwrap_or(0)))
+            .collect();
+        Ok(Sent {
+            fdt_bytes: bytes.len() as u64,
+            subtrees,
+        })
+    }
+}
+
+/// Compare what Linux found in `kho/in` with what the stub sent.
+fn compare_sent(sent: &Sent, lines: &[String]) -> Vec<String> {
+    let mut failures = Vec::new();
+    let fdt = lines.iter().find_map(|l| {
+        l.split_once(PEER_FDT)
+            .map(|(_, n)| n.trim().parse::<u64>().ok())
+    });
+    match fdt {
+        Some(Some(n)) if n == sent.fdt_bytes => {}
+        Some(got) => failures.push(format!(
+            "Linux's kho/in/fdt has {} bytes, the stub handed over {}",
+            got.map_or("?".to_owned(), |n| n.to_string()),
+            sent.fdt_bytes
+        )),
+        None => failures.push("kho-peer-init did not report kho/in/fdt".to_owned()),
+    }
+    for (name, bytes) in listed(lines) {
+        match sent.subtrees.iter().find(|(n, _)| *n == name) {
+            Some((_, want)) if bytes == Some(*want) => {}
+            Some((_, want)) => failures.push(format!(
+                "Linux's kho/in subtree {name} has {} bytes, the stub's blob-size is {want}",
+                bytes.map_or("?".to_owned(), |n| n.to_string())
+            )),
+            None => failures.push(format!("Linux lists a subtree {name} the stub never sent")),
+        }
+    }
+    failures
 }
 
 /// Judge the Linux part of a finished run: `lines` from the first line
@@ -306,11 +373,12 @@ pub(crate) fn check(
     release: &str,
     lines: &[String],
     end: &RunEnd,
+    sent: Option<&Sent>,
 ) -> Vec<String> {
     let mut failures = Vec::new();
     let mut watch = Watch::new(phase, release);
     let mut finished = false;
-    // Lines after the end (the panic's own backtrace, the poweroff) are
+    // Lines after the end (the panic's own backtrace, the reboot) are
     // not judged.
     for line in lines {
         match watch.classify(line) {
@@ -341,11 +409,16 @@ pub(crate) fn check(
             ));
         }
     }
-    // Linux powers off (kho-peer-init) or reboots after the panic; with
+    if let Some(sent) = sent {
+        failures.extend(compare_sent(sent, lines));
+    }
+    // kho-peer-init reboots, and Linux reboots after a panic (panic=-1); with
     // -no-reboot QEMU exits 0 either way.
     match end {
         RunEnd::Exited(0) => {}
-        other => failures.push(format!("QEMU {other} (Linux's poweroff or reboot exits 0)")),
+        other => failures.push(format!(
+            "QEMU {other} (Linux's reboot under -no-reboot exits 0)"
+        )),
     }
     failures
 }
@@ -385,14 +458,14 @@ mod tests {
             "Call Trace:",
         ]);
         assert_eq!(
-            check(&p, "7.2.13", &l, &RunEnd::Exited(0)),
+            check(&p, "7.2.13", &l, &RunEnd::Exited(0), None),
             Vec::<String>::new()
         );
         // The release is filled in: another release's line does not count.
-        let f = check(&p, "7.3.1", &l, &RunEnd::Exited(0));
+        let f = check(&p, "7.3.1", &l, &RunEnd::Exited(0), None);
         assert!(f.iter().any(|f| f.contains("exec from: 7.3.1")), "{f:?}");
         // QEMU must end by itself with 0.
-        let f = check(&p, "7.2.13", &l, &RunEnd::Exited(1));
+        let f = check(&p, "7.2.13", &l, &RunEnd::Exited(1), None);
         assert!(
             f.iter().any(|f| f.contains("exited with status 1")),
             "{f:?}"
@@ -438,15 +511,49 @@ mod tests {
             "KHO-PEER done",
         ]);
         assert_eq!(
-            check(&p, "7.2.13", &ok, &RunEnd::Exited(0)),
+            check(&p, "7.2.13", &ok, &RunEnd::Exited(0), None),
             Vec::<String>::new()
         );
         assert_eq!(listed_subtrees(&ok), ["memblock", "kho_test"]);
         let mut short = ok.clone();
         short.remove(4);
-        let f = check(&p, "7.2.13", &short, &RunEnd::Exited(0));
+        let f = check(&p, "7.2.13", &short, &RunEnd::Exited(0), None);
         assert!(
             f.iter().any(|f| f.contains("lists subtrees [kho_test]")),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn linux_must_find_what_the_stub_sent() {
+        let p = phase("stub-to-linux", true);
+        let sent = Sent {
+            fdt_bytes: 413,
+            subtrees: vec![("kho_test".into(), 232), ("memblock".into(), 202)],
+        };
+        let mut l = lines(&[
+            "test_kho: KHO restore succeeded",
+            "KHO: exec from: 7.2.13 (count 1)",
+            "KHO-PEER in fdt bytes=413",
+            "KHO-PEER in subtree name=kho_test bytes=232",
+            "KHO-PEER in subtree name=memblock bytes=202",
+            "KHO-PEER done",
+        ]);
+        assert_eq!(
+            check(&p, "7.2.13", &l, &RunEnd::Exited(0), Some(&sent)),
+            Vec::<String>::new()
+        );
+        l[2] = "KHO-PEER in fdt bytes=0".into();
+        l[4] = "KHO-PEER in subtree name=memblock bytes=200".into();
+        let f = check(&p, "7.2.13", &l, &RunEnd::Exited(0), Some(&sent));
+        assert!(
+            f.iter()
+                .any(|f| f.contains("kho/in/fdt has 0 bytes, the stub handed over 413")),
+            "{f:?}"
+        );
+        assert!(
+            f.iter()
+                .any(|f| f.contains("memblock has 200 bytes, the stub's blob-size is 202")),
             "{f:?}"
         );
     }
