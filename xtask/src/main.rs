@@ -46,6 +46,7 @@ enum Task {
     /// Decode the KHO handover in a guest memory dump: ABI version, root FDT,
     /// scratch areas, preserved ranges, radix nodes, subtrees, and every
     /// structural problem with its location (exit 1 if there is one).
+    /// With --find, locate the handover first.
     #[command(group(clap::ArgGroup::new("start").required(true)))]
     Inspect {
         /// The guest memory image: an ELF core from QEMU's dump-guest-memory,
@@ -64,6 +65,10 @@ enum Task {
         /// Start at a boot DTB and read /chosen linux,kho-fdt and linux,kho-scratch.
         #[arg(long, value_name = "ADDR", group = "start", value_parser = inspect::parse_addr)]
         dtb: Option<u64>,
+        /// No address known: scan all RAM for root KHO FDTs and the x86
+        /// setup_data entries and boot DTBs that name them, then decode the best.
+        #[arg(long, group = "start")]
+        find: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -159,8 +164,12 @@ fn main() -> ExitCode {
             fdt,
             x86_boot_params,
             dtb,
+            find,
             json,
         } => {
+            if find {
+                return inspect::run_find(&memory, base, json);
+            }
             let start = match (fdt, x86_boot_params, dtb) {
                 (Some(a), _, _) => inspect::Start::Fdt(a),
                 (_, Some(a), _) => inspect::Start::X86BootParams(a),

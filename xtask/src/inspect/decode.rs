@@ -16,6 +16,7 @@ use kho_abi::PAGE_SIZE;
 use kho_abi::fdt as fdt_abi;
 use kho_abi::metadata::{self, KexecMetadata};
 use kho_abi::radix::{ROOT_LEVEL, TABLE_ENTRIES};
+use kho_abi::x86::{SETUP_KEXEC_KHO, SetupDataHeader};
 use kho_fdt::KhoFdt;
 use kho_mem::{PhysAddr, PhysMem, PhysRange};
 use kho_radix::VisitedSet;
@@ -77,6 +78,10 @@ impl<M: PhysMem> Decoder<'_, M> {
                 None => return,
             },
             Start::Dtb(addr) => match self.dt_handover(addr) {
+                Some(h) => h,
+                None => return,
+            },
+            Start::X86SetupData(addr) => match self.x86_entry_handover(addr) {
                 Some(h) => h,
                 None => return,
             },
@@ -167,6 +172,41 @@ impl<M: PhysMem> Decoder<'_, M> {
                     _ => at,
                 };
                 self.problem(code, location, e);
+                None
+            }
+        }
+    }
+
+    /// One `setup_data` entry that must be the KHO entry itself (its zero
+    /// page unknown): read as `find_kho` reads the chain's KHO entry.
+    fn x86_entry_handover(&mut self, addr: u64) -> Option<Handover> {
+        let at = format!("setup_data entry at {addr:#x}");
+        let header = match self.mem.read_obj::<SetupDataHeader>(PhysAddr::new(addr)) {
+            Ok(h) => h,
+            Err(e) => {
+                self.problem("setup-data", at, format!("cannot read the entry: {e}"));
+                return None;
+            }
+        };
+        if header.type_.get() != SETUP_KEXEC_KHO {
+            self.problem(
+                "setup-data",
+                at,
+                format!(
+                    "type {} is not the KHO entry (type {SETUP_KEXEC_KHO})",
+                    header.type_.get()
+                ),
+            );
+            return None;
+        }
+        match x86::find_kho(self.mem, addr) {
+            Ok(Some(h)) => Some(h),
+            Ok(None) => {
+                self.problem("no-handover", at, "the entry is not a KHO entry");
+                None
+            }
+            Err(e) => {
+                self.problem("setup-data", at, e);
                 None
             }
         }

@@ -211,6 +211,21 @@ impl Image {
         &self.segments
     }
 
+    /// The RAM the image holds as (start, length) ranges, by address, with
+    /// adjacent segments joined (what `inspect --find` scans).
+    pub(crate) fn ram_ranges(&self) -> Vec<(u64, u64)> {
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        for seg in &self.segments {
+            match ranges.last_mut() {
+                // Sorted and disjoint: `start + len` cannot overflow (each
+                // segment's end was checked when it was built).
+                Some((start, len)) if *start + *len == seg.paddr => *len += seg.memsz,
+                _ => ranges.push((seg.paddr, seg.memsz)),
+            }
+        }
+        ranges
+    }
+
     /// The segment holding `addr`.
     fn segment(&self, addr: u64) -> Option<&Segment> {
         let i = self.segments.partition_point(|s| s.paddr <= addr);

@@ -5,13 +5,16 @@
 //! - [`decode`]: the handover decoded through the workspace's crates, every
 //!   structural problem listed with its location;
 //! - [`report`]: the result as data (`--json` serializes it);
-//! - [`text`]: the result as text.
+//! - [`text`]: the result as text;
+//! - [`find`]: `--find`, which scans the whole image for the handover
+//!   when no address is known.
 //!
 //! Exit status: 0 when the handover is sound, 1 when it has a structural
 //! problem (after printing everything that could be decoded), 1 with one
 //! line on unusable input (no such file, not ELF and no `--base`, …).
 
 pub(crate) mod decode;
+pub(crate) mod find;
 pub(crate) mod image;
 pub(crate) mod report;
 mod text;
@@ -22,6 +25,8 @@ mod text;
 #[path = "../../../crates/kho-stub/src/blob.rs"]
 pub(crate) mod stub_blob;
 
+#[cfg(test)]
+mod find_tests;
 #[cfg(test)]
 mod tests;
 
@@ -68,6 +73,29 @@ pub(crate) fn inspect_file(memory: &Path, base: Option<u64>, start: Start) -> Re
     })
 }
 
+/// Everything `inspect --find` prints.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct FindOutput {
+    pub(crate) image: ImageInfo,
+    #[serde(flatten)]
+    pub(crate) found: find::Found,
+}
+
+/// Open the image, scan all of its RAM for the handover, decode the best
+/// candidates.
+pub(crate) fn find_file(memory: &Path, base: Option<u64>) -> Result<FindOutput> {
+    let image = Image::open(memory, base)?;
+    let found = find::find(&image, &image.ram_ranges(), find::Limits::default());
+    Ok(FindOutput {
+        image: ImageInfo {
+            file: image.path().display().to_string(),
+            format: image.format(),
+            segments: image.segments().to_vec(),
+        },
+        found,
+    })
+}
+
 /// `cargo xtask inspect`.
 pub(crate) fn run(memory: &Path, base: Option<u64>, start: Start, json: bool) -> ExitCode {
     let out = match inspect_file(memory, base, start) {
@@ -77,8 +105,33 @@ pub(crate) fn run(memory: &Path, base: Option<u64>, start: Start, json: bool) ->
             return ExitCode::FAILURE;
         }
     };
+    let sound = out.report.problems.is_empty();
+    print(&out, json, text::render, sound)
+}
+
+/// `cargo xtask inspect --find`: exit 1 with one line when nothing is
+/// found, else the candidates and the decoded handovers (exit 0 when the
+/// scan and every decoded handover are free of problems).
+pub(crate) fn run_find(memory: &Path, base: Option<u64>, json: bool) -> ExitCode {
+    let out = match find_file(memory, base) {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(why) = out.found.nothing_found() {
+        eprintln!("error: {}: {why}", out.image.file);
+        return ExitCode::FAILURE;
+    }
+    let sound = out.found.is_sound();
+    print(&out, json, text::render_find, sound)
+}
+
+/// Print `out` as JSON or text; exit 0 if `sound`.
+fn print<T: Serialize>(out: &T, json: bool, render: fn(&T) -> String, sound: bool) -> ExitCode {
     let text = if json {
-        match serde_json::to_string_pretty(&out) {
+        match serde_json::to_string_pretty(out) {
             Ok(text) => text + "\n",
             Err(e) => {
                 eprintln!("error: serializing the report: {e}");
@@ -86,7 +139,7 @@ pub(crate) fn run(memory: &Path, base: Option<u64>, start: Start, json: bool) ->
             }
         }
     } else {
-        text::render(&out)
+        render(out)
     };
     // `println!` panics on a closed pipe (`inspect … | head`); a reader
     // that stops early is not an error worth a panic.
@@ -94,7 +147,7 @@ pub(crate) fn run(memory: &Path, base: Option<u64>, start: Start, json: bool) ->
     let _ = stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush());
-    if out.report.problems.is_empty() {
+    if sound {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -13,6 +13,9 @@ pub(crate) enum Start {
     X86BootParams(u64),
     /// A boot DTB whose `/chosen` names the handover.
     Dtb(u64),
+    /// An x86 `setup_data` entry of type 10 (`--find` starts here: the
+    /// zero page that links it is not needed to decode the handover).
+    X86SetupData(u64),
 }
 
 /// Everything one inspection found. Each part is `None` when an earlier

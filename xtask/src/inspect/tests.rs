@@ -2,7 +2,7 @@
 //! formats, every corruption class, and no panic on random damage.
 
 #[path = "../../tests/inspect/fixture.rs"]
-mod fixture;
+pub(super) mod fixture;
 
 use std::path::PathBuf;
 

@@ -2,13 +2,20 @@
 
 use std::fmt::Write as _;
 
-use super::Output;
-use super::report::{Content, Report, Start, Vmalloc};
+use super::find::{Candidate, Found};
+use super::report::{Content, HandoverInfo, Problem, Report, Start, Vmalloc};
+use super::{FindOutput, ImageInfo, Output};
 
 /// The whole report as text.
 pub(crate) fn render(out: &Output) -> String {
     let mut s = String::new();
-    let image = &out.image;
+    image_line(&mut s, &out.image);
+    let _ = writeln!(s, "start: {}", describe_start(out.start));
+    report(&mut s, &out.report);
+    s
+}
+
+fn image_line(s: &mut String, image: &ImageInfo) {
     let segments: Vec<String> = image
         .segments
         .iter()
@@ -23,9 +30,164 @@ pub(crate) fn render(out: &Output) -> String {
         plural(segments.len()),
         segments.join(", ")
     );
-    let _ = writeln!(s, "start: {}", describe_start(out.start));
-    report(&mut s, &out.report);
+}
+
+/// `--find`: what the scan saw, the candidates, then each decoded handover.
+pub(crate) fn render_find(out: &FindOutput) -> String {
+    let mut s = String::new();
+    image_line(&mut s, &out.image);
+    let f: &Found = &out.found;
+    let scan = &f.scan;
+    let _ = writeln!(
+        s,
+        "scan: {:#x} bytes of RAM in {} range{}, {} page{} not all zero: {} FDT magic{} at \
+         8-byte boundaries, {} setup_data header{} of type 10, {} device tree{} read",
+        scan.bytes,
+        scan.ranges.len(),
+        plural(scan.ranges.len()),
+        scan.nonzero_pages,
+        plural(scan.nonzero_pages as usize),
+        scan.fdt_magics,
+        plural(scan.fdt_magics as usize),
+        scan.setup_data_headers,
+        plural(scan.setup_data_headers as usize),
+        scan.dtbs_read,
+        plural(scan.dtbs_read as usize),
+    );
+
+    let _ = writeln!(s, "\ncandidates ({}):", f.candidates.len());
+    let decoded: Vec<u64> = f
+        .decoded
+        .iter()
+        .filter_map(|d| {
+            let r = &d.report;
+            r.handover
+                .map(|h| h.fdt)
+                .or(r.fdt.as_ref().map(|fdt| fdt.addr))
+        })
+        .collect();
+    for c in &f.candidates {
+        candidate(&mut s, c, &decoded);
+    }
+    if f.skipped_total > 0 {
+        let _ = writeln!(s, "skipped ({}):", f.skipped_total);
+        for k in &f.skipped {
+            let _ = writeln!(s, "  {:#x}: {}", k.addr, k.reason);
+        }
+        let listed = f.skipped.len() as u64;
+        if f.skipped_total > listed {
+            let _ = writeln!(s, "  … and {} more", f.skipped_total - listed);
+        }
+    }
+    problems(&mut s, "problems of the scan", &f.problems);
+
+    for (i, d) in f.decoded.iter().enumerate() {
+        let count = if f.decoded.len() > 1 {
+            format!(" {} of {}", i + 1, f.decoded.len())
+        } else {
+            String::new()
+        };
+        let _ = writeln!(s, "\n=== decoded{count}: {} ===", d.why);
+        let _ = writeln!(s, "start: {}", describe_start(d.start));
+        for note in &d.notes {
+            let _ = writeln!(s, "note: {note}");
+        }
+        report(&mut s, &d.report);
+    }
     s
+}
+
+/// One candidate line; `decoded`: the root FDTs decoded below.
+fn candidate(s: &mut String, c: &Candidate, decoded: &[u64]) {
+    let version = |v: &Option<String>| v.clone().unwrap_or_else(|| "version unknown".to_owned());
+    let handover = |h: &HandoverInfo| {
+        format!(
+            "fdt={:#x} ({:#x} bytes) scratch={:#x}+{:#x}",
+            h.fdt, h.fdt_size, h.scratch, h.scratch_len
+        )
+    };
+    let names = |found: bool, v: &Option<String>| {
+        if found {
+            format!("names the root FDT found there ({})", version(v))
+        } else {
+            "names no root KHO FDT the scan found".to_owned()
+        }
+    };
+    match c {
+        Candidate::RootFdt {
+            addr,
+            total_size,
+            compatible,
+            abi_version,
+            error,
+            named_by,
+        } => {
+            let what = match abi_version {
+                Some(v) => v.clone(),
+                None => format!("{compatible:?}, a version kho-rs does not read"),
+            };
+            let _ = write!(
+                s,
+                "  root KHO FDT at {addr:#x}: {what}, {total_size} bytes, at a page start"
+            );
+            if named_by.is_empty() {
+                s.push_str("; named by no boot structure");
+            } else {
+                let by: Vec<String> = named_by.iter().map(|a| format!("{a:#x}")).collect();
+                let _ = write!(
+                    s,
+                    "; named by the boot structure{} at {}",
+                    plural(by.len()),
+                    by.join(", ")
+                );
+            }
+            if !decoded.contains(addr) {
+                let _ = write!(s, "; not decoded below (--fdt {addr:#x} decodes it)");
+            }
+            s.push('\n');
+            if let Some(e) = error {
+                let _ = writeln!(s, "    refused by the reader: {e}");
+            }
+        }
+        Candidate::X86SetupData {
+            addr,
+            handover: h,
+            abi_version,
+            names_root_fdt,
+        } => {
+            let _ = writeln!(
+                s,
+                "  x86 setup_data KHO entry at {addr:#x} (type 10 at an 8-byte boundary): {}; {}",
+                handover(h),
+                names(*names_root_fdt, abi_version)
+            );
+        }
+        Candidate::Dtb {
+            addr,
+            total_size,
+            handover: h,
+            abi_version,
+            names_root_fdt,
+        } => {
+            let _ = writeln!(
+                s,
+                "  boot DTB at {addr:#x} ({total_size} bytes, /chosen linux,kho-fdt): {}; {}",
+                handover(h),
+                names(*names_root_fdt, abi_version)
+            );
+        }
+    }
+}
+
+fn problems(s: &mut String, title: &str, list: &[Problem]) {
+    if list.is_empty() {
+        let _ = writeln!(s, "\n{title}: none");
+    } else {
+        let _ = writeln!(s, "\n{title} ({}):", list.len());
+        for p in list {
+            let _ = writeln!(s, "  {} at {}: {}", p.code, p.location, p.message);
+        }
+    }
 }
 
 fn describe_start(start: Start) -> String {
@@ -33,6 +195,7 @@ fn describe_start(start: Start) -> String {
         Start::Fdt(a) => format!("root KHO FDT at {a:#x} (--fdt)"),
         Start::X86BootParams(a) => format!("x86 boot_params at {a:#x} (--x86-boot-params)"),
         Start::Dtb(a) => format!("boot DTB at {a:#x} (--dtb)"),
+        Start::X86SetupData(a) => format!("x86 setup_data KHO entry at {a:#x} (found by --find)"),
     }
 }
 
@@ -136,14 +299,7 @@ fn report(s: &mut String, r: &Report) {
         subtree_content(s, &t.content);
     }
 
-    if r.problems.is_empty() {
-        s.push_str("\nproblems: none\n");
-    } else {
-        let _ = writeln!(s, "\nproblems ({}):", r.problems.len());
-        for p in &r.problems {
-            let _ = writeln!(s, "  {} at {}: {}", p.code, p.location, p.message);
-        }
-    }
+    problems(s, "problems", &r.problems);
 }
 
 fn subtree_content(s: &mut String, c: &Content) {

@@ -319,6 +319,37 @@ impl Fixture {
         self.mem.write(addr(self.fdt), &fresh).unwrap();
     }
 
+    /// The x86 `setup_data` KHO entry the zero page links.
+    pub fn setup_data_entry(&self) -> u64 {
+        self.read_u64(self.boot_params + bp::SETUP_DATA as u64)
+    }
+
+    /// Zero the x86 handoff: the zero page and its `setup_data` entry.
+    pub fn remove_x86_handoff(&mut self) {
+        let entry = self.setup_data_entry();
+        let zero = vec![0u8; bp::SIZE];
+        self.mem.write(addr(entry), &zero[..48]).unwrap();
+        self.mem.write(addr(self.boot_params), &zero).unwrap();
+    }
+
+    /// Zero the boot DTB.
+    pub fn remove_dtb(&mut self) {
+        let mut head = [0u8; 8];
+        self.mem.read(addr(self.dtb), &mut head).unwrap();
+        let total = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+        let zero = vec![0u8; total as usize];
+        self.mem.write(addr(self.dtb), &zero).unwrap();
+    }
+
+    /// Copy the root FDT's page to a fresh page; returns its address.
+    pub fn copy_fdt(&mut self) -> u64 {
+        let mut page = vec![0u8; 4096];
+        self.mem.read(addr(self.fdt), &mut page).unwrap();
+        let copy = self.mem.alloc_page().unwrap();
+        self.mem.write(copy, &page).unwrap();
+        copy.as_u64()
+    }
+
     /// Scratch entry 1 now covers the order-9 folio.
     pub fn corrupt_scratch_over_preserved(&mut self) {
         let (folio, _) = self.folios[3];
