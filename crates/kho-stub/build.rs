@@ -12,7 +12,19 @@ fn main() {
     println!("cargo:rerun-if-changed={script}");
     println!("cargo:rerun-if-changed={dir}/src/arch/{arch}/entry.S");
     println!("cargo:rustc-link-arg-bins=-T{script}");
-    println!("cargo:rustc-link-arg-bins=--no-pie");
+    // Position-independent: the image runs wherever a loader (our own
+    // kexec, or Linux's kexec_file_load) put it, and applies its own
+    // R_*_RELATIVE relocations at entry. --apply-dynamic-relocs also writes
+    // the link-time values, so the image is right as loaded at its link
+    // address before any code ran (the x86_64 PVH path needs that).
+    for arg in [
+        "-pie",
+        "--no-dynamic-linker",
+        "-znotext",
+        "--apply-dynamic-relocs",
+    ] {
+        println!("cargo:rustc-link-arg-bins={arg}");
+    }
     if arch == "aarch64" {
         // QEMU boots a flat arm64 Image (header at offset 0), not an ELF:
         // rust-lld writes the raw binary directly.

@@ -114,6 +114,14 @@ pub fn run(boot: BootInfo) -> ! {
         arch::NAME,
         boot.cmdline.trim()
     );
+    // Where this generation runs: a loader (QEMU, our kexec, Linux's
+    // kexec_file_load) chose it; after a KHO boot it must be scratch.
+    let (_, running) = crate::kexec::image();
+    say!(
+        "KHO image gen={g} addr={} size={:#x}",
+        running.start(),
+        running.size()
+    );
     if !cfg.kho_enabled() {
         fail(g, &"kho=on is not set: nothing to hand over");
     }
@@ -301,7 +309,12 @@ pub fn run(boot: BootInfo) -> ! {
 
     // The handoff: everything the next kernel needs at boot goes in scratch.
     let mut scratch: ScratchAllocator = ScratchAllocator::new(&areas);
-    let result = (|| -> Result<(crate::kexec::Kexec, PhysRange), String> {
+    let result = (|| -> Result<(crate::kexec::Kexec, PhysRange, Vec<PhysRange>), String> {
+        // This image may itself lie in scratch (where our kexec or Linux's
+        // kexec_file_load put it): nothing for the next kernel goes over it.
+        scratch
+            .reserve(crate::kexec::image().1)
+            .map_err(|e| format!("the running image: {e}"))?;
         let array_len = areas.array_byte_len();
         let array = scratch
             .alloc(array_len, kho_abi::scratch::ARRAY_SEGMENT_ALIGN)
@@ -330,9 +343,20 @@ pub fn run(boot: BootInfo) -> ! {
         ranges.extend_from_slice(kexec.ranges());
         out.check_handover(&mem, areas.as_slice(), &ranges)
             .map_err(|e| format!("{e}"))?;
-        Ok((kexec, array))
+        Ok((kexec, array, ranges))
     })();
-    let (kexec, array) = result.unwrap_or_else(|e| fail(g, &e));
+    let (kexec, array, segments) = result.unwrap_or_else(|e| fail(g, &e));
+    // Every range the next kernel reads at boot, for the harness to check
+    // against scratch (check_handover already did, on this side).
+    let mut list = String::new();
+    for (i, r) in segments.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(list, "{sep}{}+{:#x}", r.start(), r.size());
+    }
+    say!(
+        "KHO segments gen={g} count={} ranges={list}",
+        segments.len()
+    );
     if cfg.pause_at == Some(g) {
         // Everything the next generation will read is in memory now: say
         // what is preserved, let the harness dump memory, go on when it

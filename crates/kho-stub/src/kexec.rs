@@ -1,11 +1,13 @@
 //! The arch-independent half of kexec: the running image, its staged copy, the jump.
 //!
 //! Both linker scripts define `__image_start`, `__image_end` (end of the
-//! file-backed part a copy needs) and `__bss_end`, and both entry files
-//! provide `kexec_trampoline(src, dst, len, entry, handoff)`: a
-//! position-independent routine that copies `len` bytes from `src` over
-//! `dst` and enters `entry` with the arch's handoff register set to
-//! `handoff` (`%rsi` = boot_params on x86_64, `x0` = DTB on arm64).
+//! file-backed part a copy needs) and `__bss_end`. The image is
+//! position-independent and relocates itself at entry, so the next
+//! generation is simply a copy of this image at a new place in scratch,
+//! entered where the arch's boot protocol enters it; both entry files
+//! provide `kexec_enter(entry, handoff)`, which jumps there with the arch's
+//! handoff register set to `handoff` (`%rsi` = boot_params on x86_64,
+//! `x0` = DTB on arm64).
 
 use alloc::format;
 use alloc::string::String;
@@ -21,7 +23,7 @@ unsafe extern "C" {
     static __image_start: u8;
     static __image_end: u8;
     static __bss_end: u8;
-    fn kexec_trampoline(src: u64, dst: u64, len: u64, entry: u64, handoff: u64) -> !;
+    fn kexec_enter(entry: u64, handoff: u64) -> !;
 }
 
 /// (the file-backed image that a kexec copies, the whole image with `.bss`
@@ -35,11 +37,16 @@ pub fn image() -> (PhysRange, PhysRange) {
     (r(end - start), r(bss_end - start))
 }
 
-/// Copy the running image into scratch; the copy is the next generation.
-pub fn stage_image(mem: &mut StubMem, scratch: &mut ScratchAllocator) -> Result<PhysRange, String> {
-    let (image, _) = image();
-    let staging = scratch
-        .alloc(image.size(), 4096)
+/// Copy the running image into scratch, with room for its `.bss` and
+/// stack: the copy is the next generation, and runs where it lies. The
+/// returned range is the whole window it uses.
+pub fn stage_image(
+    mem: &mut StubMem,
+    scratch: &mut ScratchAllocator,
+    handover: &kho::Handover,
+) -> Result<PhysRange, String> {
+    let (image, whole) = image();
+    let staging = alloc_in_one_area(mem, scratch, handover, whole.size(), arch::IMAGE_ALIGN)
         .map_err(|e| format!("image staging: {e}"))?;
     copy(mem, image.start(), staging.start(), image.size()).map_err(|e| format!("image: {e}"))?;
     Ok(staging)
@@ -110,26 +117,17 @@ pub fn copy_to_scratch(
     PhysRange::try_new(dst.start(), src.size()).map_err(|e| format!("{e}"))
 }
 
-/// Enter the next generation: the trampoline inside the staged copy copies
-/// it over this image and enters `entry` with `handoff` in the arch's
-/// handoff register.
+/// Enter the next generation: the staged copy of this image, at the arch's
+/// entry point, with `handoff` in the arch's handoff register.
 pub fn jump(staging: PhysRange, entry: u64, handoff: u64) -> ! {
     let (image, _) = image();
-    let tramp =
-        staging.start().as_u64() + (kexec_trampoline as *const () as u64 - image.start().as_u64());
-    // SAFETY: the staged copy is byte-identical to this image, so at `tramp`
-    // lies its position-independent trampoline. It copies the staged image
-    // over [image.start, +len), which is never scratch (the kernel pool and
-    // placement both exclude the image), so it never overwrites itself, and
-    // enters the fresh copy as the arch's boot protocol enters Linux.
-    let f: extern "C" fn(u64, u64, u64, u64, u64) -> ! = unsafe { core::mem::transmute(tramp) };
-    f(
-        staging.start().as_u64(),
-        image.start().as_u64(),
-        image.size(),
-        entry,
-        handoff,
-    )
+    let target = staging.start().as_u64() + (entry - image.start().as_u64());
+    arch::flush_for_exec(staging);
+    // SAFETY: the staged copy is byte-identical to this image, lies in
+    // scratch with room for its .bss and stack, and relocates itself at its
+    // entry point, which `target` is; it is entered as the arch's boot
+    // protocol enters Linux, with the handoff structure in scratch too.
+    unsafe { kexec_enter(target, handoff) }
 }
 
 /// A prepared kexec: the next kernel (a staged copy of this image, or a
@@ -147,7 +145,7 @@ pub struct Kexec {
 /// What a [`Kexec`] enters.
 #[derive(Debug)]
 enum Target {
-    /// The next stub generation, staged; the trampoline copies it home.
+    /// The next stub generation, staged where it will run.
     Stub { staging: PhysRange },
     /// A Linux kernel, already where it runs.
     Linux(LinuxTarget),

@@ -170,6 +170,16 @@ impl ArchSpec {
     pub(crate) fn image_path(&self) -> PathBuf {
         target_dir().join(self.image)
     }
+
+    /// The image another kernel's kexec_file_load takes: the arm64 Image
+    /// is the built image itself; on x86_64 it is a bzImage made from the
+    /// ELF (vm/bzimage.rs).
+    pub(crate) fn kexec_image_path(&self) -> PathBuf {
+        match self.name {
+            "x86_64" => target_dir().join(format!("{}.bzImage", self.image)),
+            _ => self.image_path(),
+        }
+    }
 }
 
 /// clap value parser for `--arch`.

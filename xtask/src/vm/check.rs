@@ -864,6 +864,9 @@ mod tests {
             push(format!(
                 "KHO boot gen={g} arch=x86_64 mode={mode} cmdline=\"{cmdline}{gen_param}\""
             ));
+            // Generation 0 where QEMU put it, later ones in the global area.
+            let image = if g == 0 { 0x10_0000 } else { 0x1ae0_1000 };
+            push(format!("KHO image gen={g} addr={image:#x} size=0x474000"));
             // QEMU pc with 512 MiB: the low hole, then RAM up to the firmware's top pages.
             push(format!("KHO memory gen={g} addr=0x0 size=0x9fc00 node=0"));
             push(format!(
@@ -924,6 +927,9 @@ mod tests {
                     && s.fault.as_ref().is_some_and(|f| f.class == "compatible");
                 let (len, hex) = fdt_hex(0x100_0000 * u64::from(g + 1), bad_compatible);
                 push(format!("KHO fdt-out gen={g} bytes={len} hex={hex}"));
+                push(format!(
+                    "KHO segments gen={g} count=3 ranges=0x18e00000+0x30,0x18e01000+0x1040,0x1ae01000+0x474000"
+                ));
                 let next = if g + 1 < s.generations {
                     (g + 1).to_string()
                 } else {
@@ -1151,7 +1157,7 @@ mod tests {
             r.failures,
             [
                 "QEMU timed out after 30.0 s waiting for `KHO kexec gen=1`; QEMU killed",
-                "generation 1 (verified): the transcript stops after `KHO fdt-out` (line 24); missing kexec",
+                "generation 1 (verified): the transcript stops after `KHO segments` (line 28); missing kexec",
                 "generation 2: missing (the transcript has nothing after generation 1)",
             ]
         );

@@ -61,6 +61,11 @@ struct Gen<'l> {
     verify: Option<(usize, &'l Line)>,
     preserve: Option<(usize, &'l Line)>,
     fdt_out: Option<(usize, &'l Line)>,
+    /// `KHO image`: where this generation runs.
+    image: Option<(usize, Span)>,
+    /// `KHO segments`: every range the next kernel reads at boot.
+    segments: Option<(usize, Vec<Span>)>,
+    kexec: Option<usize>,
 }
 
 /// Every invariant problem in the transcript (`lines` as collected by
@@ -101,7 +106,9 @@ pub(crate) fn check(plan: &Plan<'_>, lines: &[(usize, Line)]) -> Vec<String> {
             && let Some(prev) = prev
         {
             check_array_in_scratch(g, cur, prev, &mut failures);
+            check_image_in_scratch(g, cur, prev, &mut failures);
         }
+        check_segments_in_scratch(g, cur, &mut failures);
         check_accounting(g, expect, cur, prev, &mut failures);
         check_knobs(plan, g, cur, &mut failures);
     }
@@ -165,6 +172,20 @@ fn collect<'l>(
                     "line {n}: `KHO scratch` needs numeric index=, addr=, size= and a kind="
                 )),
             },
+            Verb::Other(w) if w == "image" => match (line.num("addr"), line.num("size")) {
+                (Some(addr), Some(size)) if size > 0 => match Span::at(addr, size) {
+                    Some(span) => cur.image = Some((n, span)),
+                    None => failures.push(format!("line {n}: image range wraps")),
+                },
+                _ => failures.push(format!(
+                    "line {n}: `KHO image` needs numeric addr= and size= (non-zero)"
+                )),
+            },
+            Verb::Other(w) if w == "segments" => match parse_ranges(line) {
+                Ok(spans) => cur.segments = Some((n, spans)),
+                Err(e) => failures.push(format!("line {n}: `KHO segments`: {e}")),
+            },
+            Verb::Kexec => cur.kexec = Some(n),
             Verb::Revival => cur.revival = Some((n, line)),
             Verb::Verify => cur.verify = Some((n, line)),
             Verb::Preserve => cur.preserve = Some((n, line)),
@@ -381,6 +402,61 @@ fn check_array_in_scratch(g: u32, cur: &Gen<'_>, prev: &Gen<'_>, failures: &mut 
     }
 }
 
+/// `ranges=A+S,A+S,…` with `count=N`.
+fn parse_ranges(line: &Line) -> Result<Vec<Span>, String> {
+    let field = line.get("ranges").ok_or("no ranges= field")?;
+    let spans: Vec<Span> = field
+        .split(',')
+        .map(|r| {
+            r.split_once('+')
+                .and_then(|(a, l)| Span::at(protocol::parse_num(a)?, protocol::parse_num(l)?))
+                .filter(|s| s.end > s.start)
+                .ok_or_else(|| format!("{r} is not a non-empty ADDR+LEN"))
+        })
+        .collect::<Result<_, _>>()?;
+    match line.num("count") {
+        Some(c) if c == spans.len() as u64 => Ok(spans),
+        Some(c) => Err(format!("count={c} but ranges= lists {}", spans.len())),
+        None => Err("no numeric count= field".to_owned()),
+    }
+}
+
+/// A generation entered by a kexec runs where the previous one placed it:
+/// inside that generation's scratch (a kexec segment like any other).
+fn check_image_in_scratch(g: u32, cur: &Gen<'_>, prev: &Gen<'_>, failures: &mut Vec<String>) {
+    match cur.image {
+        None => failures.push(format!("generation {g}: no `KHO image` line")),
+        Some((n, image)) => {
+            if !prev.areas.iter().any(|(_, a)| a.span.contains(&image)) {
+                failures.push(format!(
+                    "line {n}: generation {g}: the running image {image} is not inside a scratch area of generation {}",
+                    g - 1
+                ));
+            }
+        }
+    }
+}
+
+/// The scratch rule: every kexec segment (kernel, zero page or DTB,
+/// command line, initrd, scratch array) lies inside one scratch area.
+fn check_segments_in_scratch(g: u32, cur: &Gen<'_>, failures: &mut Vec<String>) {
+    match (&cur.segments, cur.kexec) {
+        (None, Some(n)) => failures.push(format!(
+            "line {n}: generation {g} kexecs without a `KHO segments` line"
+        )),
+        (None, None) => {}
+        (Some((n, spans)), _) => {
+            for span in spans {
+                if !cur.areas.iter().any(|(_, a)| a.span.contains(span)) {
+                    failures.push(format!(
+                        "line {n}: generation {g}: kexec segment {span} is not inside one scratch area"
+                    ));
+                }
+            }
+        }
+    }
+}
+
 fn check_accounting(
     g: u32,
     expect: &Expect,
@@ -549,6 +625,7 @@ mod tests {
 
     /// numa2 on x86_64 as the stub prints it (1 GiB, two 512 MiB nodes).
     const NUMA2_X86: &str = "
+        KHO image gen=0 addr=0x100000 size=0x474000
         KHO memory gen=0 addr=0x0 size=0x9fc00 node=0
         KHO memory gen=0 addr=0x100000 size=0x1ff00000 node=0
         KHO memory gen=0 addr=0x20000000 size=0x1ffe0000 node=1
@@ -559,6 +636,7 @@ mod tests {
         KHO scratch gen=0 index=3 kind=node1 addr=0x38e00000 size=0x2000000
         KHO verify gen=0 folios=0 bytes=0 vmalloc-pages=0 log-lines=0 subtrees=0 kexec-count=0 result=ok
         KHO preserve gen=0 folios=4 bytes=4599808 unpreserved=1 vmalloc-pages=600 log-lines=1 subtrees=0
+        KHO image gen=1 addr=0x1e001000 size=0x474000
         KHO memory gen=1 addr=0x0 size=0x9fc00 node=0
         KHO memory gen=1 addr=0x100000 size=0x1ff00000 node=0
         KHO memory gen=1 addr=0x20000000 size=0x1ffe0000 node=1
@@ -655,6 +733,11 @@ mod tests {
             .replace(
                 "kind=node1 addr=0x38e00000 size=0x2000000",
                 "kind=node1 addr=0x38e00000 size=0x200000",
+            )
+            // A smaller image, in what is now the only area it fits.
+            .replace(
+                "KHO image gen=1 addr=0x1e001000 size=0x474000",
+                "KHO image gen=1 addr=0x3ee00000 size=0x300000",
             );
         assert_eq!(
             failures(&s, "x86_64", &pct, Some(0x47_1000)),
@@ -681,6 +764,46 @@ mod tests {
         assert_has(
             &failures(&s, "x86_64", &array, None),
             "the scratch array [0x1000, 0x1040) is not inside a scratch area of generation 0",
+        );
+    }
+
+    #[test]
+    fn kexec_segments_and_the_running_image_lie_in_scratch() {
+        let s = numa2();
+        let outside = NUMA2_X86.replace(
+            "KHO image gen=1 addr=0x1e001000",
+            "KHO image gen=1 addr=0x100000",
+        );
+        assert_has(
+            &failures(&s, "x86_64", &outside, None),
+            "the running image [0x100000, 0x574000) is not inside a scratch area of generation 0",
+        );
+        let missing = NUMA2_X86.replace("KHO image gen=1 addr=0x1e001000 size=0x474000", "");
+        assert_has(
+            &failures(&s, "x86_64", &missing, None),
+            "generation 1: no `KHO image` line",
+        );
+        let segments = format!(
+            "{NUMA2_X86}\nKHO segments gen=0 count=2 ranges=0x1e000000+0x40,0x3ae00000+0x1000\nKHO kexec gen=0 next=1"
+        );
+        assert_eq!(
+            failures(&s, "x86_64", &segments, None),
+            Vec::<String>::new()
+        );
+        let straddles = segments.replace("0x3ae00000+0x1000", "0x3edff000+0x2000");
+        assert_has(
+            &failures(&s, "x86_64", &straddles, None),
+            "kexec segment [0x3edff000, 0x3ee01000) is not inside one scratch area",
+        );
+        let miscounted = segments.replace("count=2", "count=3");
+        assert_has(
+            &failures(&s, "x86_64", &miscounted, None),
+            "count=3 but ranges= lists 2",
+        );
+        let none = format!("{NUMA2_X86}\nKHO kexec gen=0 next=1");
+        assert_has(
+            &failures(&s, "x86_64", &none, None),
+            "generation 0 kexecs without a `KHO segments` line",
         );
     }
 

@@ -1,6 +1,7 @@
 //! `cargo xtask build`, `run` and `test-vm`: the kho-stub image under QEMU.
 //!
 //! - [`arch`]: the per-arch table (target, QEMU binary, board, exit codes);
+//! - [`bzimage`]: the x86_64 stub as a bzImage, for Linux's kexec_file_load;
 //! - [`scenario`]: `vm-images/*.toml`, one scenario each;
 //! - [`protocol`]: the stub's `KHO …` serial line protocol (docs/HANDOVER.md);
 //! - [`check`]: the pure transcript checker and the per-generation waits;
@@ -13,6 +14,7 @@
 //! - [`peer`]: the Linux peer kernel as a guest (`[linux]` in a scenario).
 
 pub(crate) mod arch;
+pub(crate) mod bzimage;
 pub(crate) mod check;
 pub(crate) mod dump;
 pub(crate) mod invariants;
@@ -69,6 +71,14 @@ fn build_image(sh: &Shell, arch: &'static ArchSpec) -> Result<PathBuf> {
         .with_context(|| format!("the build did not produce {}", image.display()))?
         .len();
     println!("image: {} ({size} bytes)", image.display());
+    let kexec = arch.kexec_image_path();
+    if kexec != image {
+        // x86_64: Linux's kexec_file_load takes only a bzImage.
+        let elf = std::fs::read(&image).with_context(|| format!("reading {}", image.display()))?;
+        let bz = bzimage::bzimage(&bzimage::flatten(&elf)?)?;
+        std::fs::write(&kexec, &bz).with_context(|| format!("writing {}", kexec.display()))?;
+        println!("kexec image: {} ({} bytes)", kexec.display(), bz.len());
+    }
     Ok(image)
 }
 

@@ -1,8 +1,10 @@
-/* aarch64 entry of the kho-stub: an arm64 Linux "Image" linked at 0x40200000.
+/* aarch64 entry of the kho-stub: a position-independent arm64 Linux
+ * "Image", linked at 0x40200000 and run wherever it was loaded.
  *
- * QEMU (and our own kexec) enter at offset 0 with the MMU off, x0 = phys of
- * the DTB, as the arm64 boot protocol specifies. Every generation takes the
- * same path; whether it is a KHO boot is in the DTB's /chosen.
+ * QEMU, our own kexec and Linux's kexec_file_load enter at offset 0 with the
+ * MMU off, x0 = phys of the DTB, as the arm64 boot protocol specifies. Every
+ * generation takes the same path; whether it is a KHO boot is in the DTB's
+ * /chosen. The first thing it does is apply its own relocations.
  */
 
     .section .text.head, "ax"
@@ -12,7 +14,7 @@ _head:
     .long   0                       /* code1 */
     .quad   0                       /* text_offset: QEMU loads at RAM + 2 MiB */
     .quad   __image_size            /* image_size, including .bss */
-    .quad   0xa                     /* flags: LE, 4K pages, anywhere */
+    .quad   0xa                     /* flags: LE, 4K pages, anywhere (bit 3) */
     .quad   0, 0, 0                 /* res2..res4 */
     .ascii  "ARM\x64"               /* magic */
     .long   0                       /* res5 */
@@ -20,6 +22,30 @@ _head:
     .section .text.boot, "ax"
 entry:
     mov     x19, x0                 /* DTB */
+    /* Relocate: every R_AARCH64_RELATIVE slot gets addend + (where the image
+     * runs - where it was linked); the addend stays in the table, so a copy
+     * of a relocated image relocates again correctly. */
+    adrp    x1, __image_start
+    ldr     x2, =__image_start_abs
+    sub     x1, x1, x2              /* x1 = delta */
+    adrp    x2, __rela_start
+    add     x2, x2, :lo12:__rela_start
+    adrp    x3, __rela_end
+    add     x3, x3, :lo12:__rela_end
+5:  cmp     x2, x3
+    b.hs    7f
+    ldr     w4, [x2, #8]            /* ELF64_R_TYPE(r_info) */
+    cmp     w4, #1027               /* R_AARCH64_RELATIVE */
+    b.ne    6f
+    ldr     x4, [x2]                /* r_offset */
+    ldr     x5, [x2, #16]           /* r_addend */
+    add     x4, x4, x1
+    add     x5, x5, x1
+    str     x5, [x4]
+    add     x2, x2, #24
+    b       5b
+6:  udf     #0                      /* a relocation kind the stub cannot apply */
+7:
     mov     x1, #(3 << 20)          /* CPACR_EL1.FPEN: no FP/SIMD traps */
     msr     cpacr_el1, x1
     isb
@@ -42,25 +68,19 @@ entry:
     bl      rust_entry
 3:  wfe
     b       3b
+    .ltorg
 
-/* kexec_trampoline(src, dst, len, entry, dtb): runs from the staged copy in
- * scratch; copies it over the running image (16 bytes at a time: both ends
- * are page-aligned and len is a page multiple), makes the new code visible
- * to instruction fetch and enters it as Linux is entered (x0 = DTB,
- * x1..x3 = 0). Position-independent. */
-    .global kexec_trampoline
-kexec_trampoline:
-    mov     x9, x3
-1:  cbz     x2, 2f
-    ldp     x5, x6, [x0], #16
-    stp     x5, x6, [x1], #16
-    sub     x2, x2, #16
-    b       1b
-2:  dsb     sy
+/* kexec_enter(entry, dtb): enter the next generation, a copy of this image
+ * in scratch that relocates itself, as Linux is entered: the new code made
+ * visible to instruction fetch, x0 = DTB, x1..x3 = 0. */
+    .global kexec_enter
+kexec_enter:
+    mov     x9, x0
+    dsb     sy
     ic      iallu
     dsb     sy
     isb
-    mov     x0, x4
+    mov     x0, x1
     mov     x1, xzr
     mov     x2, xzr
     mov     x3, xzr

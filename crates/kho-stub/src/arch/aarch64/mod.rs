@@ -238,7 +238,7 @@ pub fn prepare_kexec(
         .transpose()
         .map_err(|e| err("payload", &e))?;
     let handoff = write_dtb(mem, scratch, boot, cmdline, initrd, &handover)?;
-    let staging = crate::kexec::stage_image(mem, scratch)?;
+    let staging = crate::kexec::stage_image(mem, scratch, &handover)?;
     let other: Vec<PhysRange> = initrd.into_iter().collect();
     Ok(Kexec::new(staging, handoff, &other, handover))
 }
@@ -304,16 +304,8 @@ fn dcache_line() -> u64 {
 /// off), the instruction cache invalidated, DAIF masked, `x0` = the DTB,
 /// `x1`–`x3` = 0.
 pub fn enter_linux(entry: u64, dtb: u64, ranges: &[PhysRange]) -> ! {
-    let line = dcache_line();
     for r in ranges {
-        let mut at = r.start().as_u64() & !(line - 1);
-        let end = r.end().map_or(u64::MAX, |e| e.as_u64());
-        while at < end {
-            // SAFETY: cache maintenance by VA of RAM the stub wrote; with
-            // the MMU off VA = PA and DC CIVAC changes no memory contents.
-            unsafe { core::arch::asm!("dc civac, {}", in(reg) at, options(nostack)) }
-            at += line;
-        }
+        clean_to_poc(*r);
     }
     // SAFETY: `entry` is the first instruction of an arm64 Image copied
     // `text_offset` above a 2 MiB-aligned base in scratch with `image_size`
@@ -354,4 +346,26 @@ pub fn corrupt_handoff_length(mem: &mut StubMem, k: &Kexec) -> Result<(), String
 /// instruction, the Image header's branch (`x0` = the next DTB).
 pub fn next_entry() -> u64 {
     crate::kexec::image().0.start().as_u64()
+}
+
+/// The image runs at any 4 KiB-aligned address (`adrp` is page-relative).
+pub const IMAGE_ALIGN: u64 = 4096;
+
+/// Clean and invalidate `r` to the point of coherency, by VA (= PA).
+fn clean_to_poc(r: PhysRange) {
+    let line = dcache_line();
+    let mut at = r.start().as_u64() & !(line - 1);
+    let end = r.end().map_or(u64::MAX, |e| e.as_u64());
+    while at < end {
+        // SAFETY: cache maintenance by VA of RAM the stub wrote; with the
+        // MMU off VA = PA and DC CIVAC changes no memory contents.
+        unsafe { core::arch::asm!("dc civac, {}", in(reg) at, options(nostack)) }
+        at += line;
+    }
+}
+
+/// Make a freshly copied image safe to execute: its bytes cleaned to the
+/// point of coherency (kexec_enter then invalidates the instruction cache).
+pub fn flush_for_exec(copy: PhysRange) {
+    clean_to_poc(copy);
 }

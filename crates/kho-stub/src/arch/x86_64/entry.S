@@ -1,9 +1,14 @@
-/* x86_64 entry points of the kho-stub (AT&T syntax, linked at 1 MiB).
+/* x86_64 entry points of the kho-stub (AT&T syntax). The image is
+ * position-independent: linked at 1 MiB (where QEMU's PVH loader puts it),
+ * it runs wherever a loader placed it and applies its own relocations.
  *
- * _start32: PVH entry (generation 0, booted by QEMU): 32-bit protected mode,
- *           paging off, %ebx = phys of hvm_start_info.
- * _start64: Linux 64-bit boot protocol entry (generation N > 0, entered by
- *           our own kexec): long mode, identity-mapped, %rsi = boot_params.
+ * _start32: PVH entry (generation 0, booted by QEMU at the link address):
+ *           32-bit protected mode, paging off, %ebx = phys of hvm_start_info.
+ *           It uses the link-time addresses (the *_abs linker symbols).
+ * _start64: Linux 64-bit boot protocol entry, at image offset 0x200 as a
+ *           bzImage's is (entered by our own kexec or by Linux's
+ *           kexec_file_load, anywhere): long mode, identity-mapped,
+ *           %rsi = boot_params.
  * Both end in rust_entry(ptr, kind) with kind 0 = PVH, 1 = boot_params.
  */
 
@@ -14,7 +19,7 @@
     .long 18                /* XEN_ELFNOTE_PHYS32_ENTRY */
     .asciz "Xen"
     .balign 4
-    .quad _start32
+    .quad __start32_abs
     .balign 4
 
     .section .text.boot, "ax"
@@ -24,7 +29,7 @@ _start32:
     cli
     cld
     movl %ebx, %edi                 /* start_info, kept across the switch */
-    movl $pml4, %eax
+    movl $__pml4_abs, %eax
     movl %eax, %cr3
     movl %cr4, %eax
     orl $(1 << 5), %eax             /* CR4.PAE */
@@ -36,66 +41,83 @@ _start32:
     movl %cr0, %eax
     orl $0x80000001, %eax           /* CR0.PG | CR0.PE */
     movl %eax, %cr0
-    lgdt gdt_ptr
-    ljmp $0x08, $start64_pvh
+    lgdt __gdt_ptr_abs
+    ljmp $0x08, $__start64_pvh_abs
 
     .code64
+    .global start64_pvh
 start64_pvh:
     movl %edi, %edi                 /* zero-extend start_info */
     xorl %esi, %esi                 /* kind 0: PVH start_info */
     jmp common64
 
+    /* The bzImage 64-bit entry is at offset 0x200 of the loaded image. */
+    .org 0x200
     .global _start64
 _start64:
     cli
     cld
-    lgdt gdt_ptr(%rip)
-    movq $pml4, %rax
-    movq %rax, %cr3
-    pushq $0x08                     /* reload CS from our GDT */
-    leaq 1f(%rip), %rax
-    pushq %rax
-    lretq
-1:
     movq %rsi, %rdi                 /* boot_params */
     movl $1, %esi                   /* kind 1: Linux boot_params */
 
 common64:
+    movq %rdi, %r12
+    movq %rsi, %r13
+    /* Relocate: every R_X86_64_RELATIVE slot gets addend + (where the image
+     * runs - where it was linked). The addend stays in the table, so this
+     * is right however often a copy of the image is relocated again. */
+    leaq __image_start(%rip), %rbx
+    movabsq $__image_start_abs, %rax
+    subq %rax, %rbx                 /* rbx = delta */
+    leaq __rela_start(%rip), %rcx
+    leaq __rela_end(%rip), %rdx
+1:  cmpq %rdx, %rcx
+    jae 3f
+    cmpl $8, 8(%rcx)                /* ELF64_R_TYPE(r_info) == R_X86_64_RELATIVE */
+    jne 2f
+    movq (%rcx), %rax               /* r_offset */
+    addq %rbx, %rax
+    movq 16(%rcx), %r8              /* r_addend */
+    addq %rbx, %r8
+    movq %r8, (%rax)
+    addq $24, %rcx
+    jmp 1b
+2:  ud2                             /* a relocation kind the stub cannot apply */
+3:
+    lgdt gdt_ptr(%rip)
+    leaq pml4(%rip), %rax
+    movq %rax, %cr3
+    pushq $0x08                     /* reload CS from our GDT */
+    leaq 4f(%rip), %rax
+    pushq %rax
+    lretq
+4:
     movw $0x10, %ax
     movw %ax, %ds
     movw %ax, %es
     movw %ax, %ss
     movw %ax, %fs
     movw %ax, %gs
-    movq %rdi, %r12
-    movq %rsi, %r13
-    movq $__bss_start, %rdi         /* zero .bss: every generation starts clean */
-    movq $__bss_end, %rcx
+    leaq __bss_start(%rip), %rdi    /* zero .bss: every generation starts clean */
+    leaq __bss_end(%rip), %rcx
     subq %rdi, %rcx
+    shrq $3, %rcx                   /* both ends are page-aligned */
     xorl %eax, %eax
-    rep stosb
-    movq $__stack_top, %rsp
+    rep stosq
+    leaq __stack_top(%rip), %rsp
     xorl %ebp, %ebp
     movq %r12, %rdi
     movq %r13, %rsi
     call rust_entry
-2:  hlt
-    jmp 2b
+5:  hlt
+    jmp 5b
 
-/* kexec_trampoline(src, dst, len, entry, boot_params): runs from a copy of
- * this image in scratch; copies the next image over its final address and
- * enters it as Linux is entered (%rsi = boot_params). Position-independent. */
-    .global kexec_trampoline
-kexec_trampoline:
+/* kexec_enter(entry, boot_params): enter the next generation, a relocated
+ * copy of this image in scratch, at its _start64 as Linux is entered. */
+    .global kexec_enter
+kexec_enter:
     cli
-    movq %rcx, %r9                  /* entry */
-    movq %rdx, %rcx                 /* len */
-    xchgq %rdi, %rsi                /* rdi = dst, rsi = src */
-    cld
-    rep movsb
-    movq %r8, %rsi                  /* boot_params */
-    xorl %edi, %edi
-    jmp *%r9
+    jmp *%rdi                       /* %rsi = boot_params already */
 
 /* linux_enter64(entry, boot_params): enter a Linux bzImage through the
  * 64-bit boot protocol (Documentation/arch/x86/boot.rst): interrupts off, a
@@ -126,8 +148,9 @@ linux_enter64:
     .section .data.boot, "aw"
     .balign 4096
 /* Identity map of the first 4 GiB with 2 MiB pages (TCG's default CPU has no
- * 1 GiB pages). Static data, never mutated by software, so a copy of the
- * running image carries the same tables. */
+ * 1 GiB pages). The pointers between the tables are relocated with the rest
+ * of the image at each entry; the 2 MiB entries are physical constants. */
+    .global pml4
 pml4:
     .quad pdpt + 0x3
     .fill 511, 8, 0
@@ -150,6 +173,7 @@ gdt:
     .quad 0x00af9a000000ffff        /* 0x08: 64-bit code */
     .quad 0x00cf92000000ffff        /* 0x10: data */
 gdt_end:
+    .global gdt_ptr
 gdt_ptr:
     .word gdt_end - gdt - 1
     .quad gdt

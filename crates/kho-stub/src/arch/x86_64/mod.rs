@@ -401,7 +401,7 @@ pub fn prepare_kexec(
         setup_header: None,
     };
     handoff::write_boot_params(mem, bp.start(), &out).map_err(|e| err("boot_params", &e))?;
-    let staging = crate::kexec::stage_image(mem, scratch)?;
+    let staging = crate::kexec::stage_image(mem, scratch, &handover)?;
     Ok(Kexec::new(staging, bp, &other, handover))
 }
 
@@ -510,9 +510,9 @@ pub fn enter_linux(entry: u64, zero_page: u64, _ranges: &[PhysRange]) -> ! {
     // SAFETY: `entry` is the 64-bit entry of a bzImage whose protected-mode
     // part was copied to its load address inside scratch, with `init_size`
     // bytes of room; `zero_page` is a complete boot_params in scratch. The
-    // identity map stays valid until the kernel installs its own tables
-    // (the stub's image, which holds them, is neither scratch nor
-    // preserved, so nothing was placed over it).
+    // identity map stays valid until the kernel installs its own tables:
+    // the stub's image, which holds them, was reserved before anything was
+    // placed in scratch, so nothing lies over it.
     unsafe { linux_enter64(entry, zero_page) }
 }
 
@@ -533,3 +533,10 @@ pub fn corrupt_handoff_length(mem: &mut StubMem, k: &Kexec) -> Result<(), String
 pub fn next_entry() -> u64 {
     _start64 as *const () as u64
 }
+
+/// The image runs at any 4 KiB-aligned address (its bzImage says so too).
+pub const IMAGE_ALIGN: u64 = 4096;
+
+/// Nothing to do before executing freshly copied code: x86 keeps
+/// instruction fetch coherent with stores.
+pub fn flush_for_exec(_copy: PhysRange) {}
