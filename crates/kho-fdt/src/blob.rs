@@ -6,7 +6,10 @@
 //! cannot panic: blocks inside `totalsize`, every token inside the structure
 //! block, names NUL-terminated printable ASCII, property values inside the
 //! structure block, name offsets inside the strings block, properties before
-//! children, no `FDT_NOP`, one root with an empty name, `FDT_END` present.
+//! children, no `FDT_NOP` (see [`without_nops`]), one root with an empty
+//! name, `FDT_END` present.
+
+use alloc::vec::Vec;
 
 use kho_abi::fdt::{FDT_HEADER_SIZE, FDT_MAGIC, FDT_VERSION};
 use zerocopy::big_endian::U32;
@@ -129,6 +132,64 @@ fn be32_at(bytes: &[u8], at: usize) -> Option<u32> {
 ///
 /// `max_size` bounds `totalsize` (one page for a KHO root FDT).
 pub(crate) fn validate(blob: &[u8], max_size: usize) -> Result<ValidFdt<'_>> {
+    let (bytes, header, magic) = check_container(blob, max_size)?;
+    walker(bytes, &header, false).walk()?;
+    let fdt = fdt::Fdt::new(bytes).map_err(|e| match e {
+        fdt::FdtError::BadMagic => Error::BadMagic { found: magic },
+        _ => Error::Truncated {
+            len: bytes.len(),
+            needed: FDT_HEADER_SIZE,
+        },
+    })?;
+    Ok(ValidFdt { bytes, header, fdt })
+}
+
+/// `blob` (cut to its `totalsize`) with every `FDT_NOP` token removed from
+/// its structure block, or `None` if it has none. Linux leaves NOPs where
+/// libfdt deleted a property or node in place (`fdt_delprop`,
+/// `fdt_nop_node`), as in the DTB its arm64 `kexec_file_load` writes for
+/// the next kernel; [`validate`] refuses them because the `fdt` lookups
+/// mishandle them. Everything else is checked as [`validate`] checks it.
+pub(crate) fn without_nops(blob: &[u8], max_size: usize) -> Result<Option<Vec<u8>>> {
+    let (bytes, header, _) = check_container(blob, max_size)?;
+    let w = walker(bytes, &header, true);
+    if w.walk()? == 0 {
+        return Ok(None);
+    }
+    let compact = w.compact();
+    let s_start = header.off_dt_struct as usize;
+    let s_end = s_start + header.size_dt_struct as usize;
+    let mut out = bytes.to_vec();
+    let block = out.get_mut(s_start..s_end).unwrap_or_default();
+    block.fill(0);
+    block
+        .get_mut(..compact.len())
+        .unwrap_or_default()
+        .copy_from_slice(&compact);
+    // size_dt_struct (header offset 0x24); the freed tail is a gap.
+    out.get_mut(0x24..0x28)
+        .unwrap_or_default()
+        .copy_from_slice(&(compact.len() as u32).to_be_bytes());
+    Ok(Some(out))
+}
+
+fn walker<'a>(bytes: &'a [u8], header: &FdtHeader, allow_nop: bool) -> Walker<'a> {
+    let s_start = header.off_dt_struct as usize;
+    let s_end = s_start + header.size_dt_struct as usize;
+    let t_start = header.off_dt_strings as usize;
+    let t_end = t_start + header.size_dt_strings as usize;
+    Walker {
+        bytes,
+        structure: bytes.get(s_start..s_end).unwrap_or_default(),
+        base: s_start,
+        strings: bytes.get(t_start..t_end).unwrap_or_default(),
+        allow_nop,
+    }
+}
+
+/// The header and blocks of `blob`: (the blob cut to `totalsize`, the
+/// header, the magic).
+fn check_container(blob: &[u8], max_size: usize) -> Result<(&[u8], FdtHeader, u32)> {
     // Magic first, so a short non-FDT blob says "bad magic" when it can.
     let magic = be32_at(blob, 0).ok_or(Error::Truncated {
         len: blob.len(),
@@ -206,27 +267,7 @@ pub(crate) fn validate(blob: &[u8], max_size: usize) -> Result<ValidFdt<'_>> {
         &header,
     )?;
     check_rsvmap(bytes, header.off_mem_rsvmap as usize)?;
-
-    let s_start = header.off_dt_struct as usize;
-    let s_end = s_start + header.size_dt_struct as usize;
-    let t_start = header.off_dt_strings as usize;
-    let t_end = t_start + header.size_dt_strings as usize;
-    let walker = Walker {
-        bytes,
-        structure: bytes.get(s_start..s_end).unwrap_or_default(),
-        base: s_start,
-        strings: bytes.get(t_start..t_end).unwrap_or_default(),
-    };
-    walker.walk()?;
-
-    let fdt = fdt::Fdt::new(bytes).map_err(|e| match e {
-        fdt::FdtError::BadMagic => Error::BadMagic { found: magic },
-        _ => Error::Truncated {
-            len: bytes.len(),
-            needed: FDT_HEADER_SIZE,
-        },
-    })?;
-    Ok(ValidFdt { bytes, header, fdt })
+    Ok((bytes, header, magic))
 }
 
 /// `[offset, offset + size)` must lie inside `[header size, totalsize)`.
@@ -265,6 +306,8 @@ struct Walker<'a> {
     /// Offset of `structure` in `bytes`, to report absolute offsets.
     base: usize,
     strings: &'a [u8],
+    /// Skip `FDT_NOP` tokens instead of refusing them.
+    allow_nop: bool,
 }
 
 impl Walker<'_> {
@@ -279,8 +322,10 @@ impl Walker<'_> {
         be32_at(self.structure, pos).ok_or(self.err(pos, Malformed::TruncatedToken))
     }
 
-    fn walk(&self) -> Result<()> {
+    /// Walk the structure block; the number of `FDT_NOP` tokens skipped.
+    fn walk(&self) -> Result<usize> {
         debug_assert!(self.bytes.len() >= self.base + self.structure.len());
+        let mut nops = 0usize;
         let mut pos = 0usize;
         let mut depth = 0usize;
         let mut root_done = false;
@@ -291,6 +336,14 @@ impl Walker<'_> {
             let tok = self.token(pos)?;
             if root_done && tok != FDT_END {
                 return Err(self.err(pos, Malformed::AfterRoot(tok)));
+            }
+            if tok == FDT_NOP && self.allow_nop {
+                nops += 1;
+                pos += 4;
+                if pos >= self.structure.len() {
+                    return Err(self.err(pos, Malformed::MissingEnd));
+                }
+                continue;
             }
             if pos == 0 && tok != FDT_BEGIN_NODE {
                 return Err(self.err(pos, Malformed::NoRootNode(tok)));
@@ -345,7 +398,7 @@ impl Walker<'_> {
                     if depth != 0 || !root_done {
                         return Err(self.err(pos, Malformed::UnbalancedEnd));
                     }
-                    return Ok(());
+                    return Ok(nops);
                 }
                 other => return Err(self.err(pos, Malformed::UnknownToken(other))),
             }
@@ -353,6 +406,36 @@ impl Walker<'_> {
                 return Err(self.err(pos, Malformed::MissingEnd));
             }
         }
+    }
+
+    /// The structure block without its `FDT_NOP` tokens. Only called after
+    /// [`Walker::walk`] succeeded, so every token and length is in bounds.
+    fn compact(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.structure.len());
+        let mut pos = 0usize;
+        while let Some(tok) = be32_at(self.structure, pos) {
+            let next = match tok {
+                FDT_BEGIN_NODE => {
+                    let rest = self.structure.get(pos + 4..).unwrap_or_default();
+                    let nul = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+                    align4(pos + 4 + nul + 1)
+                }
+                FDT_PROP => {
+                    let len = be32_at(self.structure, pos + 4).unwrap_or(0) as usize;
+                    align4(pos + 12 + len)
+                }
+                _ => pos + 4,
+            };
+            let next = next.min(self.structure.len());
+            if tok != FDT_NOP {
+                out.extend_from_slice(self.structure.get(pos..next).unwrap_or_default());
+            }
+            if tok == FDT_END {
+                break;
+            }
+            pos = next;
+        }
+        out
     }
 
     fn check_prop_name(&self, pos: usize, nameoff: u32) -> Result<()> {

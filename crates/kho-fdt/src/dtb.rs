@@ -57,6 +57,15 @@ pub enum Edit<'e> {
     },
 }
 
+/// `blob` with every `FDT_NOP` token removed, or `None` if it has none;
+/// parse the result with [`Dtb::parse`]. A DTB from another kernel may hold
+/// NOPs where libfdt deleted a property in place (`fdt_delprop`): Linux's
+/// arm64 `kexec_file_load` edits `/chosen` of the next kernel's DTB that
+/// way. [`Dtb::parse`] itself refuses them ([`crate::error::Malformed::Nop`]).
+pub fn without_nops(blob: &[u8]) -> Result<Option<Vec<u8>>> {
+    blob::without_nops(blob, MAX_DTB_SIZE)
+}
+
 impl<'a> Dtb<'a> {
     /// Validate `blob` (header, blocks, structure) as any FDT up to
     /// [`MAX_DTB_SIZE`].
@@ -266,6 +275,37 @@ fn copy_node(
 mod tests {
     use super::*;
 
+    /// `sample()` with `/chosen/bootargs` turned into NOP tokens in place,
+    /// as libfdt's `fdt_delprop` (`fdt_nop_property`) leaves it.
+    fn sample_with_nops() -> Vec<u8> {
+        let mut blob = sample();
+        let value = b"console=ttyAMA0\0";
+        let at = blob.windows(value.len()).position(|w| w == value).unwrap();
+        let start = at - 12;
+        let end = (at + value.len()).next_multiple_of(4);
+        for word in blob[start..end].chunks_exact_mut(4) {
+            word.copy_from_slice(&4u32.to_be_bytes());
+        }
+        blob
+    }
+
+    #[test]
+    fn nops_left_by_libfdt_are_removed_before_parsing() {
+        let blob = sample_with_nops();
+        assert!(Dtb::parse(&blob).is_err(), "parse still refuses NOPs");
+        let clean = without_nops(&blob).unwrap().unwrap();
+        let dtb = Dtb::parse(&clean).unwrap();
+        assert_eq!(dtb.property("/chosen", "bootargs"), None);
+        assert!(dtb.property("/chosen", "linux,kho-fdt").is_some());
+        assert_eq!(
+            dtb.memory_regions(),
+            Dtb::parse(&sample()).unwrap().memory_regions()
+        );
+        // Nothing to do without NOPs; damage is still refused.
+        assert_eq!(without_nops(&sample()).unwrap(), None);
+        assert!(without_nops(&blob[..blob.len() / 2]).is_err());
+    }
+
     fn sample() -> Vec<u8> {
         let mut w =
             FdtWriter::new_with_mem_reserv(&[FdtReserveEntry::new(0x4800_0000, 0x1000).unwrap()])
@@ -391,6 +431,7 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(Dtb::parse(&[0u8; 64]).is_err());
+        assert!(without_nops(&[0u8; 64]).is_err());
         let blob = sample();
         for cut in [10, 40, blob.len() / 2] {
             assert!(Dtb::parse(&blob[..cut]).is_err());

@@ -20,7 +20,9 @@ use crate::{Error, Handover, Result};
 /// without KHO; this reader returns [`Error::BadChosen`] so the caller can
 /// say why before it boots cold.
 pub fn read_chosen(dtb: &[u8]) -> Result<Option<Handover>> {
-    let dtb = Dtb::parse(dtb)?;
+    // A DTB from Linux may hold FDT_NOPs where libfdt deleted properties.
+    let clean = kho_fdt::dtb::without_nops(dtb)?;
+    let dtb = Dtb::parse(clean.as_deref().unwrap_or(dtb))?;
     let fdt = dtb.property(CHOSEN_PATH, PROP_KHO_FDT);
     let scratch = dtb.property(CHOSEN_PATH, PROP_KHO_SCRATCH);
     let (fdt, scratch) = match (fdt, scratch) {
@@ -74,7 +76,9 @@ pub const PROP_INITRD_END: &str = "linux,initrd-end";
 /// start) or would misread it (a length other than 4 or 8 bytes), this
 /// returns an error naming why.
 pub fn read_initrd(dtb: &[u8]) -> Result<Option<PhysRange>> {
-    let dtb = Dtb::parse(dtb)?;
+    // A DTB from Linux may hold FDT_NOPs where libfdt deleted properties.
+    let clean = kho_fdt::dtb::without_nops(dtb)?;
+    let dtb = Dtb::parse(clean.as_deref().unwrap_or(dtb))?;
     let start = dtb.property(CHOSEN_PATH, PROP_INITRD_START);
     let end = dtb.property(CHOSEN_PATH, PROP_INITRD_END);
     let cells = |v: &[u8], what| match v.len() {
@@ -145,7 +149,9 @@ pub fn write_chosen_initrd(
     bootargs: Option<&str>,
     initrd: InitrdEdit,
 ) -> Result<Vec<u8>> {
-    let dtb = Dtb::parse(dtb)?;
+    // A DTB from Linux may hold FDT_NOPs where libfdt deleted properties.
+    let clean = kho_fdt::dtb::without_nops(dtb)?;
+    let dtb = Dtb::parse(clean.as_deref().unwrap_or(dtb))?;
     let (ac, sc) = dtb.root_cells().ok_or(Error::BadChosen {
         reason: "bad #address-cells or #size-cells",
     })?;
@@ -253,6 +259,20 @@ mod tests {
             scratch: PhysAddr::new(0x4400_0000),
             scratch_len: 48,
         }
+    }
+
+    #[test]
+    fn a_dtb_with_libfdt_nops_is_read() {
+        // What Linux's arm64 kexec_file_load hands over: /chosen edited in
+        // place, a deleted property left as FDT_NOP tokens.
+        let mut blob = write_chosen(&dtb((2, 2), &[]), Some(&handover()), None).unwrap();
+        let value = b"console=ttyAMA0\0";
+        let at = blob.windows(value.len()).position(|w| w == value).unwrap();
+        for word in blob[at - 12..(at + value.len()).next_multiple_of(4)].chunks_exact_mut(4) {
+            word.copy_from_slice(&4u32.to_be_bytes());
+        }
+        assert_eq!(read_chosen(&blob).unwrap(), Some(handover()));
+        assert_eq!(read_initrd(&blob).unwrap(), None);
     }
 
     #[test]

@@ -148,6 +148,13 @@ fn boot_from_dtb(at: u64) -> BootInfo {
     if probe.read(PhysAddr::new(at), &mut blob).is_err() {
         generation::fail(0, &alloc::format!("DTB at {at:#x} is not readable"));
     }
+    // A DTB written by Linux's kexec_file_load holds FDT_NOPs where libfdt
+    // deleted /chosen properties in place: drop them once, here.
+    let blob = match kho_fdt::dtb::without_nops(&blob) {
+        Ok(Some(clean)) => clean,
+        Ok(None) => blob,
+        Err(e) => generation::fail(0, &alloc::format!("boot DTB: {e}")),
+    };
     let dtb = match kho_fdt::dtb::Dtb::parse(&blob) {
         Ok(d) => d,
         Err(e) => generation::fail(0, &alloc::format!("boot DTB: {e}")),
