@@ -10,7 +10,7 @@
 //! | 12 | u32 record count |
 //! | 16 | u64 seed |
 //! | 24 | the 16-byte `kho_vmalloc` descriptor of the stub's vmalloc area (all zero: none) |
-//! | 40 | u64 reserved (0) |
+//! | 40 | u64 the generation that wrote the `kho_log` region's first line (0 without a log) |
 //! | 48 | records: u64 phys, u64 checksum, u32 order, u32 generation that filled it, u32 block id, u32 reserved |
 
 use kho_abi::vmalloc::VmallocDescriptor;
@@ -38,8 +38,9 @@ pub struct Header {
     pub seed: U64,
     /// The vmalloc area's descriptor (`total_pages` 0: none).
     pub vmalloc: VmallocDescriptor,
-    /// Reserved, 0.
-    pub reserved: U64,
+    /// The generation that wrote the first line of the `kho_log` region
+    /// (0 without a log): the log holds one line per generation since.
+    pub log_start: U64,
 }
 
 /// One preserved folio.
@@ -123,7 +124,7 @@ mod tests {
             count: U32::new(count),
             seed: U64::new(7),
             vmalloc: VmallocDescriptor::default(),
-            reserved: U64::new(0),
+            log_start: U64::new(0),
         };
         let mut v = h.as_bytes().to_vec();
         for i in 0..count {

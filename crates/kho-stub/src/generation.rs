@@ -457,6 +457,8 @@ const CLIENT_BLOCK_BASE: u32 = 1 << 17;
 #[derive(Debug)]
 struct Log {
     range: PhysRange,
+    /// The generation that wrote the first line.
+    first: u32,
     lines: u32,
     used: u64,
 }
@@ -489,10 +491,12 @@ fn verify(
     log: &mut Option<Log>,
 ) -> Result<Verified, String> {
     let g = cfg.generation;
-    let kexec_count = k
-        .kexec_count(mem)
+    let meta = k
+        .kexec_metadata(mem)
         .map_err(text)?
         .ok_or("no kexec-metadata subtree")?;
+    let kexec_count = meta.kexec_count.get();
+    let release = String::from_utf8_lossy(meta.release_bytes()).into_owned();
     let mut v = Verified {
         kexec_count,
         ..Verified::default()
@@ -504,8 +508,11 @@ fn verify(
         .map_err(|e| format!("kexec-metadata page: {e}"))?;
     mem.free_page(meta).map_err(text)?;
 
-    // The stub's blob: folios, checksums, the vmalloc descriptor.
-    let (blob_at, size) = k.subtree(blob::SUBTREE_NAME).ok_or("no kho-stub subtree")?;
+    // The stub's blob: folios, checksums, the vmalloc descriptor. Without
+    // one the handover comes from another kernel (Linux).
+    let Some((blob_at, size)) = k.subtree(blob::SUBTREE_NAME) else {
+        return verify_foreign(k, mem, cfg, v, &release, log);
+    };
     let size = size.ok_or("kho-stub subtree has no blob-size")?;
     if size > 1 << 20 {
         return Err(format!("kho-stub blob of {size:#x} bytes is too large"));
@@ -523,6 +530,15 @@ fn verify(
     }
     let writer = header.generation.get();
     let vmalloc = header.vmalloc;
+    let log_start = u32::try_from(header.log_start.get())
+        .ok()
+        .filter(|&s| s <= g)
+        .ok_or_else(|| {
+            format!(
+                "kho-stub blob: log start {} is past generation {g}",
+                header.log_start.get()
+            )
+        })?;
     let blob_order = order_for(size);
     k.restore_folio(blob_at, blob_order)
         .map_err(|e| format!("kho-stub blob: {e}"))?;
@@ -618,8 +634,9 @@ fn verify(
         let mut content = vec![0u8; range.size() as usize];
         mem.read(range.start(), &mut content).map_err(text)?;
         let mut used = 0usize;
-        for j in 0..kexec_count {
-            let want = log_line(g - kexec_count + j, cfg.seed);
+        let lines = g - log_start;
+        for j in 0..lines {
+            let want = log_line(log_start + j, cfg.seed);
             let got = content.get(used..used + want.len()).unwrap_or_default();
             if got != want.as_bytes() {
                 return Err(format!(
@@ -631,12 +648,13 @@ fn verify(
             used += want.len();
         }
         if content[used..].iter().any(|&b| b != 0) {
-            return Err(format!("kho_log has bytes after its {kexec_count} lines"));
+            return Err(format!("kho_log has bytes after its {lines} lines"));
         }
-        v.log_lines = kexec_count;
+        v.log_lines = lines;
         *log = Some(Log {
             range,
-            lines: kexec_count,
+            first: log_start,
+            lines,
             used: used as u64,
         });
     }
@@ -677,6 +695,107 @@ fn verify(
 
     let left = k.unrestored().count();
     if left != 0 && v.partial.is_none() {
+        return Err(format!("{left} preserved blocks were restored by nobody"));
+    }
+    Ok(v)
+}
+
+/// Restore a handover another kernel (Linux) wrote: no `kho-stub` blob,
+/// so nothing of ours to check. What a Linux 7.2 handover holds is
+/// restored and checked as its own clients would: `kexec-metadata` (said
+/// on a `KHO peer` line), lib/test_kho.c's `kho_test` (its folios and
+/// checksum), the `memblock` sub-blob and its `kho_log` region, which this
+/// generation adopts as its log (it starts empty here), and the root FDT
+/// page. A subtree the stub does not know is dropped: its memory stays
+/// reserved, and the revival is partial with the names as the reason
+/// (docs/HANDOVER.md, "A handover from Linux"). Every other preserved block
+/// must be restored by someone.
+fn verify_foreign(
+    k: &mut KhoIn,
+    mem: &mut StubMem,
+    cfg: &Config,
+    mut v: Verified,
+    release: &str,
+    log: &mut Option<Log>,
+) -> Result<Verified, String> {
+    let g = cfg.generation;
+    let known = [
+        kho_abi::metadata::SUBTREE_NAME,
+        kho_abi::memblock::SUBTREE_NAME,
+        crate::kho_test::SUBTREE_NAME,
+    ];
+    let unknown: Vec<String> = k
+        .subtree_names()
+        .into_iter()
+        .filter(|n| !known.contains(n))
+        .map(String::from)
+        .collect();
+    say!(
+        "KHO peer gen={g} kexec-count={} subtrees={} unknown={} release=\"{}\"",
+        v.kexec_count,
+        k.subtree_names().len(),
+        if unknown.is_empty() {
+            String::from("none")
+        } else {
+            unknown.join(",")
+        },
+        Quoted(&release)
+    );
+
+    // lib/test_kho.c's subtree, checked as test_kho checks it.
+    if let Some(r) = crate::kho_test::verify(k, mem)? {
+        v.kho_test = true;
+        v.folios += u64::from(r.folios);
+        v.bytes += r.bytes;
+    }
+
+    // memblock: the reserve_mem region named like ours becomes our log.
+    if let Some((memblock_blob, _)) = k.subtree(kho_abi::memblock::SUBTREE_NAME) {
+        let mut page = [0u8; kho_mem::PAGE_SIZE];
+        let region = match cfg.log {
+            Some(req) => {
+                let fdt = k
+                    .memblock(mem, &mut page)
+                    .map_err(text)?
+                    .ok_or("no memblock subtree")?;
+                let want = kho_memblock::ReserveMem {
+                    size: req.size,
+                    align: req.align,
+                    name: crate::config::LOG_REGION,
+                };
+                fdt.revive(&want).ok().map(|r| r.range())
+            }
+            None => None,
+        };
+        k.restore_folio(memblock_blob, Order::ZERO)
+            .map_err(|e| format!("memblock blob: {e}"))?;
+        mem.free_page(memblock_blob).map_err(text)?;
+        if let Some(range) = region {
+            k.restore_pages(range)
+                .map_err(|e| format!("kho_log: {e}"))?;
+            mem.fill(range.start(), range.size(), 0).map_err(text)?;
+            *log = Some(Log {
+                range,
+                first: g,
+                lines: 0,
+                used: 0,
+            });
+        }
+    }
+
+    // (The caller restored the kexec-metadata page.)
+    let fdt = k.handover().fdt;
+    k.restore_folio(fdt, Order::ZERO)
+        .map_err(|e| format!("root FDT page: {e}"))?;
+    mem.free_page(fdt).map_err(text)?;
+
+    let left = k.unrestored().count();
+    if !unknown.is_empty() {
+        v.partial = Some(format!(
+            "unknown client subtree(s) {}: their memory stays reserved",
+            unknown.join(", ")
+        ));
+    } else if left != 0 {
         return Err(format!("{left} preserved blocks were restored by nobody"));
     }
     Ok(v)
@@ -804,6 +923,7 @@ fn build_outgoing(
     // The reserve_mem log: allocated on a cold boot, one line appended by
     // every generation, preserved with the memblock sub-blob.
     let mut log_lines = 0;
+    let mut log_start = 0;
     if let Some(req) = cfg.log {
         let mut log = match log {
             Some(l) => l,
@@ -814,6 +934,7 @@ fn build_outgoing(
                     .map_err(|e| format!("kho_log: {e}"))?;
                 Log {
                     range: PhysRange::try_new(at, req.size).map_err(text)?,
+                    first: g,
                     lines: 0,
                     used: 0,
                 }
@@ -832,6 +953,7 @@ fn build_outgoing(
         log.used += line.len() as u64;
         log.lines += 1;
         log_lines = log.lines;
+        log_start = log.first;
         let region = kho_memblock::Region::new(
             crate::config::LOG_REGION,
             log.range.start(),
@@ -847,7 +969,7 @@ fn build_outgoing(
         count: U32::new(records.len() as u32),
         seed: U64::new(cfg.seed),
         vmalloc,
-        reserved: U64::new(0),
+        log_start: U64::new(u64::from(log_start)),
     };
     let size = blob::blob_size(records.len()) as u64;
     let order = order_for(size);

@@ -85,7 +85,7 @@ pub fn alloc_in_one_area(
         mem,
         handover.scratch,
         handover.scratch_len,
-        kho_scratch::ReadPolicy::STRICT,
+        kho_scratch::ReadPolicy::LINUX,
     )
     .map_err(|e| format!("scratch array: {e}"))?;
     for a in areas.ranges() {

@@ -245,6 +245,14 @@ impl KhoIn {
     /// The kexec count from the `kexec-metadata` subtree, `None` if the
     /// previous kernel did not publish one.
     pub fn kexec_count<M: PhysMem>(&self, mem: &M) -> Result<Option<u32>> {
+        Ok(self.kexec_metadata(mem)?.map(|m| m.kexec_count.get()))
+    }
+
+    /// The whole validated `kexec-metadata` blob (the previous kernel's
+    /// release and the kexec count), `None` if none was published. Checked
+    /// as Linux checks it: `blob-size` present and at least the version
+    /// field, version 1, then at least the 73 bytes of version 1.
+    pub fn kexec_metadata<M: PhysMem>(&self, mem: &M) -> Result<Option<KexecMetadata>> {
         let Some((data, size)) = self.subtree(metadata::SUBTREE_NAME) else {
             return Ok(None);
         };
@@ -267,6 +275,6 @@ impl KhoIn {
                 reason: "blob shorter than version 1",
             });
         }
-        Ok(Some(mem.read_obj::<KexecMetadata>(data)?.kexec_count.get()))
+        Ok(Some(mem.read_obj::<KexecMetadata>(data)?))
     }
 }

@@ -29,6 +29,9 @@ pub(crate) struct Plan<'a> {
     /// The stub image's loaded size (the input of `kho_scratch=N%` sizing);
     /// `None`: percentage sizes are not checked.
     pub(crate) image_bytes: Option<u64>,
+    /// The first generation the stub runs: 0, or 1 when Linux is
+    /// generation 0 (`linux-to-stub`) and the stub revives its handover.
+    pub(crate) first: u32,
 }
 
 impl<'a> Plan<'a> {
@@ -45,6 +48,7 @@ impl<'a> Plan<'a> {
             cmdline,
             scenario,
             image_bytes: None,
+            first: u32::from(scenario.linux_first()),
         }
     }
 
@@ -316,7 +320,7 @@ pub(crate) fn check(plan: &Plan<'_>, lines: &[String], end: &RunEnd) -> Report {
 
     // Pass 2: each generation's lines against its expectation.
     let mut prev_out: Option<Fdt> = None;
-    for g in 0..plan.generations {
+    for g in plan.first..plan.generations {
         let mine: Vec<&(usize, Line)> = protocol_lines
             .iter()
             .filter(|(_, l)| l.generation() == Some(g))

@@ -164,6 +164,9 @@ struct LinuxBoot {
     initrd: PathBuf,
     /// `-append`.
     cmdline: String,
+    /// The stub's own command line (for the checker): `-append` unless
+    /// Linux boots first and passes it on.
+    stub_cmdline: String,
 }
 
 /// Prepare the peer part of `s` on `arch` (building the peer on first use);
@@ -185,6 +188,37 @@ fn linux_boot(
             kernel: peer.kernel.clone(),
             initrd: peer.selftest_initramfs.clone(),
             cmdline: linux_cmdline,
+            stub_cmdline: String::new(),
+            peer,
+        }
+    } else if s.linux_first() {
+        // Linux boots with kho-peer-init, which kexec_file_loads the stub
+        // (/next/kernel) with the stub's first command line (/next/cmdline).
+        let stub_cmdline = s.compose_cmdline(None);
+        std::fs::create_dir_all(dir)?;
+        let next_cmdline = dir.join("next-cmdline");
+        std::fs::write(&next_cmdline, format!("{stub_cmdline} kho_stub.gen=1"))?;
+        let kexec_image = arch.kexec_image_path();
+        let initrd = dir.join("initramfs.cpio");
+        let sh = util::shell()?;
+        crate::linux::write_cpio(
+            &sh,
+            &peer.dir.join("gen_init_cpio"),
+            &format!(
+                "dir /dev 0755 0 0\ndir /proc 0755 0 0\ndir /debugfs 0755 0 0\ndir /next 0755 0 0\n\
+                 nod /dev/console 0600 0 0 c 5 1\nfile /init {} 0755 0 0\n\
+                 file /next/kernel {} 0644 0 0\nfile /next/cmdline {} 0644 0 0\n",
+                peer.dir.join("kho-peer-init").display(),
+                kexec_image.display(),
+                next_cmdline.display()
+            ),
+            &initrd,
+        )?;
+        LinuxBoot {
+            kernel: peer.kernel.clone(),
+            initrd,
+            cmdline: linux_cmdline,
+            stub_cmdline,
             peer,
         }
     } else {
@@ -201,6 +235,7 @@ fn linux_boot(
             kernel: stub_image.to_owned(),
             initrd: path,
             cmdline: s.compose_cmdline(None),
+            stub_cmdline: s.compose_cmdline(None),
             peer,
         }
     }))
@@ -418,13 +453,40 @@ fn run_scenario(
     } else {
         layout::loaded_image_bytes(image)?
     };
-    let plan = Plan::new(s, arch, &cmdline).with_image_bytes(Some(image_bytes));
+    let stub_cmdline = linux
+        .as_ref()
+        .map_or(cmdline.as_str(), |l| l.stub_cmdline.as_str());
+    let plan = Plan::new(s, arch, stub_cmdline).with_image_bytes(Some(image_bytes));
     let start = Instant::now();
     let run_deadline = start + s.run_timeout;
     let log_path = log_dir.join("serial.log");
     let mut console = Console::spawn(&qemu, &log_path, verbose)?;
     let mut end = None;
-    for g in 0..s.generations {
+    // linux-to-stub: Linux is generation 0 and kexecs the stub.
+    if s.linux_first()
+        && let (Some(phase), Some(l)) = (&s.linux, &linux)
+    {
+        end = wait_linux(
+            &mut console,
+            s,
+            arch,
+            phase,
+            &l.peer.release,
+            run_deadline,
+            start,
+        )?;
+    }
+    let stub_from = if s.linux_first() {
+        console.lines.len()
+    } else {
+        0
+    };
+    let first = if end.is_none() {
+        plan.first
+    } else {
+        s.generations
+    };
+    for g in first..s.generations {
         let wait = Wait::for_generation(&plan, g, s.generation_timeout);
         let gen_start = Instant::now();
         let first_line = console.lines.len();
@@ -480,45 +542,23 @@ fn run_scenario(
             }
         }
     }
-    // Where Linux's output starts (all of it for a Linux-only run).
+    // Where the stub's output ends (Linux's starts, after a kexec into it).
     let linux_from = console.lines.len();
     let end = match (end, &s.linux, &linux) {
         (Some(end), _, _) => end,
-        (None, Some(phase), Some(l)) => {
-            let mut watch = peer::Watch::new(phase, &l.peer.release);
-            let result =
-                console.wait_for(phase.timeout, run_deadline, |line| watch.classify(line))?;
-            let elapsed = start.elapsed().as_secs_f64();
-            match result {
-                WaitResult::Success => {
-                    println!("    {} {} linux: done ({elapsed:.2} s)", s.name, arch.name);
+        (None, Some(phase), Some(l)) if !s.linux_first() => {
+            match wait_linux(
+                &mut console,
+                s,
+                arch,
+                phase,
+                &l.peer.release,
+                run_deadline,
+                start,
+            )? {
+                Some(end) => end,
+                None => {
                     console.finish(Duration::from_secs(30), "QEMU to exit after Linux's end")?
-                }
-                WaitResult::Failure(why) => {
-                    println!("    {} {} linux: FAILED: {why}", s.name, arch.name);
-                    console.stop_after_failure(&why)?
-                }
-                WaitResult::TimedOut { after } => {
-                    println!(
-                        "    {} {} linux: TIMEOUT waiting for {}",
-                        s.name,
-                        arch.name,
-                        watch.describe()
-                    );
-                    console.kill();
-                    RunEnd::TimedOut {
-                        waiting_for: watch.describe(),
-                        after,
-                    }
-                }
-                WaitResult::Eof => {
-                    println!(
-                        "    {} {} linux: QEMU exited before {}",
-                        s.name,
-                        arch.name,
-                        watch.describe()
-                    );
-                    console.finish(Duration::from_secs(5), "QEMU to exit")?
                 }
             }
         }
@@ -534,17 +574,23 @@ fn run_scenario(
     drop(console);
     let wall = start.elapsed();
 
+    // The stub's lines, and Linux's (before them, or after them).
+    let (stub_lines, linux_lines) = if s.linux_first() {
+        (&lines[stub_from..], &lines[..stub_from])
+    } else {
+        (&lines[..linux_from], &lines[linux_from..])
+    };
     let mut report = if s.linux_only() {
         check::Report::default()
     } else {
-        check::check(&plan, &lines[..linux_from], &end)
+        check::check(&plan, stub_lines, &end)
     };
     if let (Some(phase), Some(l)) = (&s.linux, &linux)
-        && (s.linux_only() || report.done)
+        && (s.linux_only() || s.linux_first() || report.done)
     {
         // What the last generation handed over, to compare with what Linux found.
         let sent = match report.generations.last().and_then(|g| g.fdt_out.as_ref()) {
-            Some(fdt) if !s.linux_only() => match peer::Sent::from_fdt(&fdt.bytes) {
+            Some(fdt) if s.hands_to_linux() => match peer::Sent::from_fdt(&fdt.bytes) {
                 Ok(sent) => Some(sent),
                 Err(e) => {
                     report
@@ -558,7 +604,7 @@ fn run_scenario(
         report.failures.extend(peer::check(
             phase,
             &l.peer.release,
-            &lines[linux_from..],
+            linux_lines,
             &end,
             sent.as_ref(),
         ));
@@ -575,7 +621,10 @@ fn run_scenario(
             }
         }
     }
-    if report.passed() && !s.linux_only() {
+    // Snapshots are deterministic text: a run that starts with Linux has
+    // Linux's random layout (test_kho's random folios, its allocations) in
+    // every address after it, so only stub-first runs are snapshotted.
+    if report.passed() && !s.linux_only() && !s.linux_first() {
         report.failures.extend(snapshot::assert_run(
             s, arch.name, &report, &lines, &log_dir,
         ));
@@ -599,6 +648,55 @@ fn run_scenario(
         wall,
         log_dir,
         linux: s.linux.as_ref().map(|l| l.flow),
+    })
+}
+
+/// Follow Linux on the console until its part of the run ends: `None`
+/// when it ended as the flow ends it (every expected line seen), else how
+/// the run ended (a failure line, a timeout, QEMU's exit).
+fn wait_linux(
+    console: &mut Console,
+    s: &Scenario,
+    arch: &ArchSpec,
+    phase: &peer::LinuxPhase,
+    release: &str,
+    run_deadline: Instant,
+    start: Instant,
+) -> Result<Option<RunEnd>> {
+    let mut watch = peer::Watch::new(phase, release);
+    let result = console.wait_for(phase.timeout, run_deadline, |line| watch.classify(line))?;
+    let elapsed = start.elapsed().as_secs_f64();
+    Ok(match result {
+        WaitResult::Success => {
+            println!("    {} {} linux: done ({elapsed:.2} s)", s.name, arch.name);
+            None
+        }
+        WaitResult::Failure(why) => {
+            println!("    {} {} linux: FAILED: {why}", s.name, arch.name);
+            Some(console.stop_after_failure(&why)?)
+        }
+        WaitResult::TimedOut { after } => {
+            println!(
+                "    {} {} linux: TIMEOUT waiting for {}",
+                s.name,
+                arch.name,
+                watch.describe()
+            );
+            console.kill();
+            Some(RunEnd::TimedOut {
+                waiting_for: watch.describe(),
+                after,
+            })
+        }
+        WaitResult::Eof => {
+            println!(
+                "    {} {} linux: QEMU exited before {}",
+                s.name,
+                arch.name,
+                watch.describe()
+            );
+            Some(console.finish(Duration::from_secs(5), "QEMU to exit")?)
+        }
     })
 }
 
@@ -654,6 +752,9 @@ fn print_table(outcomes: &[Outcome]) {
     for o in outcomes {
         let gens = match o.linux {
             Some(peer::Flow::Selftest) => "linux→linux".to_owned(),
+            Some(peer::Flow::LinuxToStub) => {
+                format!("linux+{}/{}", o.report.generations.len(), o.generations - 1)
+            }
             Some(peer::Flow::StubToLinux) => {
                 format!("{}/{}+linux", o.report.generations.len(), o.generations)
             }

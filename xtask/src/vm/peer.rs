@@ -52,6 +52,8 @@ const FAILURE_PATTERNS: &[(&str, &str)] = &[
 
 /// The panic that ends a kernel with no init (the selftest's second kernel).
 const PANIC: &str = "Kernel panic - not syncing";
+/// What Linux prints just before it jumps to the kexec'd kernel.
+const KEXEC_START: &str = "kexec_core: Starting new kernel";
 /// kho-peer-init's last line before it reboots (QEMU exits under -no-reboot).
 const PEER_DONE: &str = "KHO-PEER done";
 /// kho-peer-init's report of one incoming subtree.
@@ -65,6 +67,9 @@ pub(crate) enum Flow {
     Selftest,
     /// kho-stub generations, then Linux.
     StubToLinux,
+    /// Linux first (generation 0), which kexec_file_loads the stub; the
+    /// stub revives Linux's handover and runs the other generations.
+    LinuxToStub,
 }
 
 impl fmt::Display for Flow {
@@ -72,6 +77,7 @@ impl fmt::Display for Flow {
         f.write_str(match self {
             Flow::Selftest => "selftest",
             Flow::StubToLinux => "stub-to-linux",
+            Flow::LinuxToStub => "linux-to-stub",
         })
     }
 }
@@ -125,6 +131,12 @@ impl LinuxPhase {
             ensure!(!e.trim().is_empty(), "[linux] expect has an empty entry");
         }
         match (&f.subtrees, f.flow) {
+            (Some(_), Flow::LinuxToStub) => {
+                ensure!(
+                    false,
+                    "[linux] subtrees needs flow = \"stub-to-linux\" (in linux-to-stub Linux runs first)"
+                )
+            }
             (Some(_), Flow::Selftest) => {
                 ensure!(
                     false,
@@ -220,6 +232,8 @@ impl Watch {
         let end = match self.flow {
             Flow::Selftest => text.contains(PANIC),
             Flow::StubToLinux => text.contains(PEER_DONE) || text.contains(PANIC),
+            // Linux hands over to the stub: its part ends at the jump.
+            Flow::LinuxToStub => text.contains(KEXEC_START) || text.contains(PANIC),
         };
         if !end {
             return None;
@@ -415,6 +429,8 @@ pub(crate) fn check(
     // kho-peer-init reboots, and Linux reboots after a panic (panic=-1); with
     // -no-reboot QEMU exits 0 either way.
     match end {
+        // The stub, not Linux, ends a linux-to-stub run.
+        _ if phase.flow == Flow::LinuxToStub => {}
         RunEnd::Exited(0) => {}
         other => failures.push(format!(
             "QEMU {other} (Linux's reboot under -no-reboot exits 0)"

@@ -291,6 +291,10 @@ fn validate(name: &str, mut f: ScenarioFile) -> Result<Scenario> {
     };
     let selftest = linux.as_ref().is_some_and(|l| l.flow == Flow::Selftest);
     ensure!(
+        linux.as_ref().is_none_or(|l| l.flow != Flow::LinuxToStub) || generations >= 2,
+        "flow = \"linux-to-stub\": generation 0 is Linux, so generations must be at least 2"
+    );
+    ensure!(
         selftest || generations >= 1,
         "generations must be at least 1"
     );
@@ -576,6 +580,14 @@ impl Scenario {
         self.linux
             .as_ref()
             .is_some_and(|l| l.flow == Flow::StubToLinux)
+    }
+
+    /// Whether Linux is generation 0 and the stub starts at generation 1
+    /// from Linux's handover (`linux-to-stub`).
+    pub(crate) fn linux_first(&self) -> bool {
+        self.linux
+            .as_ref()
+            .is_some_and(|l| l.flow == Flow::LinuxToStub)
     }
 
     /// Whether the run is Linux alone (upstream's selftest, no stub).

@@ -200,6 +200,9 @@ pub(crate) fn assert_run(
             .join(format!("{}.toml", s.name)),
     );
     settings.add_filter(TICKS_FILTER.0, TICKS_FILTER.1);
+    if let Some((pattern, replacement)) = image_size_filter(lines) {
+        settings.add_filter(&pattern, replacement);
+    }
 
     for (name, file, text) in &texts {
         let path = out_dir.join(file);
@@ -222,6 +225,20 @@ pub(crate) fn assert_run(
         }
     }
     failures
+}
+
+/// The insta filter that redacts the stub's image size (`KHO image … size=`
+/// and the staged image's range in `KHO segments`): it changes with every
+/// change to the stub's code, which is no news to a reviewer of handovers.
+fn image_size_filter(lines: &[String]) -> Option<(String, &'static str)> {
+    let size = lines.iter().find_map(|l| {
+        let rest = protocol::clean(l).strip_prefix("KHO image ")?;
+        rest.split_whitespace()
+            .find_map(|f| f.strip_prefix("size="))
+            .filter(|v| v.starts_with("0x") && v[2..].chars().all(|c| c.is_ascii_hexdigit()))
+            .map(str::to_owned)
+    })?;
+    Some((format!(r"(size=|\+){size}\b"), "${1}[image]"))
 }
 
 /// `insta::assert_snapshot!` without unwinding into the caller: a mismatch
@@ -318,6 +335,29 @@ mod tests {
              KHO boot gen=3 arch=x86_64 mode=kho cmdline=\"kho=on\"\n\
              KHO done gen=3 generations=4 result=ok\n"
         );
+    }
+
+    #[test]
+    fn image_size_filter_redacts_the_image_and_its_staged_copy() {
+        let lines: Vec<String> = [
+            "KHO boot gen=0 arch=x86_64 mode=cold cmdline=\"kho=on\"",
+            "KHO image gen=0 addr=0x100000 size=0x47a000",
+            "KHO segments gen=0 count=2 ranges=0x18e00000+0x30,0x18e04000+0x47a000",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let (pattern, replacement) = image_size_filter(&lines).unwrap();
+        let mut settings = insta::Settings::clone_current();
+        settings.add_filter(&pattern, replacement);
+        settings.bind(|| {
+            insta::assert_snapshot!(lines.join("\n"), @r#"
+            KHO boot gen=0 arch=x86_64 mode=cold cmdline="kho=on"
+            KHO image gen=0 addr=0x100000 size=[image]
+            KHO segments gen=0 count=2 ranges=0x18e00000+0x30,0x18e04000+[image]
+            "#);
+        });
+        assert_eq!(image_size_filter(&lines[..1]), None);
     }
 
     #[test]
