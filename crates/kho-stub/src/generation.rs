@@ -289,8 +289,16 @@ pub fn run(boot: BootInfo) -> ! {
 
     // Build this generation's handover.
     let t_build = arch::ticks();
-    let (out, vmalloc) = build_outgoing(&mut mem, &cfg, kept, log, verified.kexec_count)
-        .unwrap_or_else(|e| fail(g, &e));
+    let carried = verified.kho_test_data.take();
+    let (out, vmalloc) = build_outgoing(
+        &mut mem,
+        &cfg,
+        kept,
+        log,
+        verified.kexec_count,
+        carried.as_ref(),
+    )
+    .unwrap_or_else(|e| fail(g, &e));
     let build_ticks = arch::ticks() - t_build;
 
     let fault = cfg.fault.filter(|f| f.generation == g).map(|f| f.class);
@@ -445,6 +453,8 @@ struct Verified {
     subtrees: u32,
     /// lib/test_kho.c's `kho_test` subtree was restored and checked.
     kho_test: bool,
+    /// What it restored, to be handed on unchanged.
+    kho_test_data: Option<crate::kho_test::Restored>,
 }
 
 /// Name prefix of the extra client subtrees (`kho_stub.subtrees`).
@@ -685,7 +695,8 @@ fn verify(
     v.subtrees = clients.len() as u32;
 
     // lib/test_kho.c's subtree, checked as test_kho checks it.
-    v.kho_test = crate::kho_test::verify(k, mem)?.is_some();
+    v.kho_test_data = crate::kho_test::verify(k, mem)?;
+    v.kho_test = v.kho_test_data.is_some();
 
     // The root FDT page was preserved too; its bytes are already copied.
     let fdt = k.handover().fdt;
@@ -747,6 +758,7 @@ fn verify_foreign(
         v.kho_test = true;
         v.folios += u64::from(r.folios);
         v.bytes += r.bytes;
+        v.kho_test_data = Some(r);
     }
 
     // memblock: the reserve_mem region named like ours becomes our log.
@@ -858,13 +870,15 @@ fn fill_block(
 }
 
 /// Preserve the kept folios and new ones, a fresh vmalloc area, the log,
-/// the stub blob and kexec-metadata.
+/// the stub blob and kexec-metadata, and the `kho_test` data that came in
+/// (`carried`) or a fresh one.
 fn build_outgoing(
     mem: &mut StubMem,
     cfg: &Config,
     kept: Vec<Record>,
     log: Option<Log>,
     kexec_count: u32,
+    carried: Option<&crate::kho_test::Restored>,
 ) -> Result<(KhoOut, VmallocDescriptor), String> {
     let g = cfg.generation;
     let mut out = KhoOut::new(mem, cfg.abi).map_err(text)?;
@@ -982,8 +996,15 @@ fn build_outgoing(
         .map_err(text)?;
     out.add_kexec_metadata(mem, kexec_count + 1, "kho-stub")
         .map_err(text)?;
-    if cfg.kho_test {
-        crate::kho_test::publish(mem, &mut out, cfg.seed, g)?;
+    // A kho_test subtree that came in goes on unchanged (its writer, Linux
+    // or an earlier generation, verifies it in the end); else, when asked,
+    // a fresh one.
+    match carried {
+        Some(r) => crate::kho_test::carry(mem, &mut out, r)?,
+        None if cfg.kho_test => {
+            crate::kho_test::publish(mem, &mut out, cfg.seed, g)?;
+        }
+        None => {}
     }
     let subtrees = add_clients(mem, &mut out, cfg)?;
     let folios = records.len() as u64;

@@ -294,17 +294,29 @@ pub fn parse_fdt(blob: &[u8]) -> Result<TestFdt, String> {
     })
 }
 
-/// What [`verify`] restored.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What [`verify`] restored: counts, and every block of the subtree, kept
+/// (not freed) so that [`carry`] can hand the same data on unchanged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Restored {
     /// Folios.
     pub folios: u32,
     /// Bytes in them.
     pub bytes: u64,
+    /// The test folios, in array order.
+    pub folio_blocks: Vec<(PhysAddr, Order)>,
+    /// The vmalloc'ed array's data blocks and their order.
+    pub array_blocks: Vec<PhysAddr>,
+    /// The order of [`Restored::array_blocks`].
+    pub array_order: Order,
+    /// The vmalloc chunk pages (order 0).
+    pub chunks: Vec<PhysAddr>,
+    /// The sub-FDT's folio, its order and the blob size.
+    pub fdt: (PhysAddr, Order, u64),
 }
 
 /// Restore and check the incoming `kho_test` subtree, as test_kho's second
-/// boot does, and free everything it restored; `None` if there is none.
+/// boot does, and keep everything it restored (see [`carry`]); `None` if
+/// there is none.
 pub fn verify<M: PhysMem>(k: &mut KhoIn, mem: &mut M) -> Result<Option<Restored>, String> {
     let Some((at, size)) = k.subtree(SUBTREE_NAME) else {
         return Ok(None);
@@ -362,16 +374,13 @@ pub fn verify<M: PhysMem>(k: &mut KhoIn, mem: &mut M) -> Result<Option<Restored>
         k.restore_folio(phys, order)
             .map_err(|e| format!("kho_test folio {i}: {e}"))?;
         csum = checksum(mem, phys, order, csum)?;
-        mem.free_pages(phys, order).map_err(text)?;
+        restored.folio_blocks.push((phys, order));
         restored.folios += 1;
         restored.bytes += order.bytes();
     }
-    for b in blocks {
-        mem.free_pages(b, area.order()).map_err(text)?;
-    }
-    for c in chunks {
-        mem.free_page(c).map_err(text)?;
-    }
+    restored.array_blocks = blocks;
+    restored.array_order = area.order();
+    restored.chunks = chunks;
     if csum != t.csum {
         return Err(format!(
             "kho_test checksum {csum:#010x}, the FDT says {:#010x}",
@@ -383,8 +392,30 @@ pub fn verify<M: PhysMem>(k: &mut KhoIn, mem: &mut M) -> Result<Option<Restored>
     let fdt_order = get_order(u64::from(t.nr_folios) * 8 + PAGE)?;
     k.restore_folio(at, fdt_order)
         .map_err(|e| format!("kho_test FDT folio: {e}"))?;
-    mem.free_pages(at, fdt_order).map_err(text)?;
+    restored.fdt = (at, fdt_order, len);
     Ok(Some(restored))
+}
+
+/// Hand the `kho_test` data [`verify`] restored on to the next kernel
+/// unchanged: every folio with its order, the vmalloc'ed array (its data
+/// pages and its chunk chain, so the descriptor in the sub-FDT stays
+/// valid) and the sub-FDT folio, registered again as `kho_test` with the
+/// same blob size. The kernel that wrote it (Linux's test_kho, or an
+/// earlier stub) thus finds its own data after any number of generations.
+pub fn carry<M: PhysMem>(mem: &mut M, out: &mut KhoOut, r: &Restored) -> Result<(), String> {
+    let (fdt, fdt_order, size) = r.fdt;
+    out.preserve_folio(mem, fdt, fdt_order).map_err(text)?;
+    for &c in &r.chunks {
+        out.preserve_folio(mem, c, Order::ZERO).map_err(text)?;
+    }
+    for &b in &r.array_blocks {
+        out.preserve_folio(mem, b, r.array_order).map_err(text)?;
+    }
+    for &(phys, order) in &r.folio_blocks {
+        out.preserve_folio(mem, phys, order).map_err(text)?;
+    }
+    out.add_subtree(mem, SUBTREE_NAME, fdt, Some(size))
+        .map_err(text)
 }
 
 #[cfg(test)]
