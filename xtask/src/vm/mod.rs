@@ -200,20 +200,36 @@ fn linux_boot(
         std::fs::write(&next_cmdline, format!("{stub_cmdline} kho_stub.gen=1"))?;
         let kexec_image = arch.kexec_image_path();
         let initrd = dir.join("initramfs.cpio");
+        let mut list = format!(
+            "dir /dev 0755 0 0\ndir /proc 0755 0 0\ndir /debugfs 0755 0 0\ndir /next 0755 0 0\n\
+             nod /dev/console 0600 0 0 c 5 1\nfile /init {} 0755 0 0\n\
+             file /next/kernel {} 0644 0 0\nfile /next/cmdline {} 0644 0 0\n",
+            peer.dir.join("kho-peer-init").display(),
+            kexec_image.display(),
+            next_cmdline.display()
+        );
+        if s.hands_to_linux() {
+            // linux-roundtrip: the stub's initrd is the payload it boots
+            // Linux from in the end (the peer kernel, kho-peer-init without
+            // /next, Linux's command line).
+            let read =
+                |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            let payload = dir.join("payload.bin");
+            std::fs::write(
+                &payload,
+                peer::payload(
+                    &read(&peer.kernel)?,
+                    Some(&read(&peer.peer_initramfs)?),
+                    &linux_cmdline,
+                ),
+            )?;
+            list.push_str(&format!(
+                "file /next/initrd {} 0644 0 0\n",
+                payload.display()
+            ));
+        }
         let sh = util::shell()?;
-        crate::linux::write_cpio(
-            &sh,
-            &peer.dir.join("gen_init_cpio"),
-            &format!(
-                "dir /dev 0755 0 0\ndir /proc 0755 0 0\ndir /debugfs 0755 0 0\ndir /next 0755 0 0\n\
-                 nod /dev/console 0600 0 0 c 5 1\nfile /init {} 0755 0 0\n\
-                 file /next/kernel {} 0644 0 0\nfile /next/cmdline {} 0644 0 0\n",
-                peer.dir.join("kho-peer-init").display(),
-                kexec_image.display(),
-                next_cmdline.display()
-            ),
-            &initrd,
-        )?;
+        crate::linux::write_cpio(&sh, &peer.dir.join("gen_init_cpio"), &list, &initrd)?;
         LinuxBoot {
             kernel: peer.kernel.clone(),
             initrd,
@@ -466,15 +482,14 @@ fn run_scenario(
     if s.linux_first()
         && let (Some(phase), Some(l)) = (&s.linux, &linux)
     {
-        end = wait_linux(
-            &mut console,
-            s,
-            arch,
-            phase,
-            &l.peer.release,
-            run_deadline,
-            start,
-        )?;
+        // A roundtrip's first Linux only has to reach its kexec; the
+        // scenario's expected lines are the last Linux's.
+        let watch = if s.hands_to_linux() {
+            peer::Watch::until_kexec()
+        } else {
+            peer::Watch::new(phase, &l.peer.release)
+        };
+        end = wait_linux(&mut console, s, arch, phase, watch, run_deadline, start)?;
     }
     let stub_from = if s.linux_first() {
         console.lines.len()
@@ -546,16 +561,9 @@ fn run_scenario(
     let linux_from = console.lines.len();
     let end = match (end, &s.linux, &linux) {
         (Some(end), _, _) => end,
-        (None, Some(phase), Some(l)) if !s.linux_first() => {
-            match wait_linux(
-                &mut console,
-                s,
-                arch,
-                phase,
-                &l.peer.release,
-                run_deadline,
-                start,
-            )? {
+        (None, Some(phase), Some(l)) if !s.linux_first() || s.hands_to_linux() => {
+            let watch = peer::Watch::new(phase, &l.peer.release);
+            match wait_linux(&mut console, s, arch, phase, watch, run_deadline, start)? {
                 Some(end) => end,
                 None => {
                     console.finish(Duration::from_secs(30), "QEMU to exit after Linux's end")?
@@ -575,18 +583,25 @@ fn run_scenario(
     let wall = start.elapsed();
 
     // The stub's lines, and Linux's (before them, or after them).
-    let (stub_lines, linux_lines) = if s.linux_first() {
-        (&lines[stub_from..], &lines[..stub_from])
-    } else {
-        (&lines[..linux_from], &lines[linux_from..])
+    let (stub_lines, linux_lines) = match (s.linux_first(), s.hands_to_linux()) {
+        // linux-roundtrip: Linux, the stub, Linux; the first Linux is
+        // judged on its own below.
+        (true, true) => (&lines[stub_from..linux_from], &lines[linux_from..]),
+        (true, false) => (&lines[stub_from..], &lines[..stub_from]),
+        (false, _) => (&lines[..linux_from], &lines[linux_from..]),
     };
     let mut report = if s.linux_only() {
         check::Report::default()
     } else {
         check::check(&plan, stub_lines, &end)
     };
+    if s.linux_first() && s.hands_to_linux() {
+        report
+            .failures
+            .extend(peer::check_handoff(&lines[..stub_from]));
+    }
     if let (Some(phase), Some(l)) = (&s.linux, &linux)
-        && (s.linux_only() || s.linux_first() || report.done)
+        && (s.linux_only() || (s.linux_first() && !s.hands_to_linux()) || report.done)
     {
         // What the last generation handed over, to compare with what Linux found.
         let sent = match report.generations.last().and_then(|g| g.fdt_out.as_ref()) {
@@ -659,11 +674,10 @@ fn wait_linux(
     s: &Scenario,
     arch: &ArchSpec,
     phase: &peer::LinuxPhase,
-    release: &str,
+    mut watch: peer::Watch,
     run_deadline: Instant,
     start: Instant,
 ) -> Result<Option<RunEnd>> {
-    let mut watch = peer::Watch::new(phase, release);
     let result = console.wait_for(phase.timeout, run_deadline, |line| watch.classify(line))?;
     let elapsed = start.elapsed().as_secs_f64();
     Ok(match result {
@@ -755,6 +769,11 @@ fn print_table(outcomes: &[Outcome]) {
             Some(peer::Flow::LinuxToStub) => {
                 format!("linux+{}/{}", o.report.generations.len(), o.generations - 1)
             }
+            Some(peer::Flow::LinuxRoundtrip) => format!(
+                "linux+{}/{}+linux",
+                o.report.generations.len(),
+                o.generations - 1
+            ),
             Some(peer::Flow::StubToLinux) => {
                 format!("{}/{}+linux", o.report.generations.len(), o.generations)
             }

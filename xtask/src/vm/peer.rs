@@ -70,6 +70,10 @@ pub(crate) enum Flow {
     /// Linux first (generation 0), which kexec_file_loads the stub; the
     /// stub revives Linux's handover and runs the other generations.
     LinuxToStub,
+    /// Linux, then stub generations, then Linux again: the stub carries
+    /// Linux's data through and the last generation boots the peer, whose
+    /// test_kho restores the first Linux's data.
+    LinuxRoundtrip,
 }
 
 impl fmt::Display for Flow {
@@ -78,6 +82,7 @@ impl fmt::Display for Flow {
             Flow::Selftest => "selftest",
             Flow::StubToLinux => "stub-to-linux",
             Flow::LinuxToStub => "linux-to-stub",
+            Flow::LinuxRoundtrip => "linux-roundtrip",
         })
     }
 }
@@ -143,9 +148,10 @@ impl LinuxPhase {
                     "[linux] subtrees needs flow = \"stub-to-linux\" (the selftest init lists nothing)"
                 )
             }
-            (None, Flow::StubToLinux) => ensure!(
+            (None, Flow::StubToLinux | Flow::LinuxRoundtrip) => ensure!(
                 false,
-                "[linux] flow = \"stub-to-linux\" needs subtrees: the kho/in subtrees Linux must find"
+                "[linux] flow = \"{}\" needs subtrees: the kho/in subtrees Linux must find",
+                f.flow
             ),
             _ => {}
         }
@@ -189,6 +195,17 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
+    /// The first Linux of a `linux-roundtrip`: it only has to reach its
+    /// kexec into the stub without a failure line (what the last Linux
+    /// prints is the scenario's `expect`).
+    pub(crate) fn until_kexec() -> Watch {
+        Watch {
+            flow: Flow::LinuxToStub,
+            required: Vec::new(),
+            seen: Vec::new(),
+        }
+    }
+
     pub(crate) fn new(phase: &LinuxPhase, release: &str) -> Watch {
         let required = phase.required(release);
         Watch {
@@ -231,7 +248,9 @@ impl Watch {
         }
         let end = match self.flow {
             Flow::Selftest => text.contains(PANIC),
-            Flow::StubToLinux => text.contains(PEER_DONE) || text.contains(PANIC),
+            Flow::StubToLinux | Flow::LinuxRoundtrip => {
+                text.contains(PEER_DONE) || text.contains(PANIC)
+            }
             // Linux hands over to the stub: its part ends at the jump.
             Flow::LinuxToStub => text.contains(KEXEC_START) || text.contains(PANIC),
         };
@@ -377,6 +396,22 @@ fn compare_sent(sent: &Sent, lines: &[String]) -> Vec<String> {
             None => failures.push(format!("Linux lists a subtree {name} the stub never sent")),
         }
     }
+    failures
+}
+
+/// Judge the first Linux of a `linux-roundtrip` (`lines` up to the stub's
+/// first line): no failure line, and it reached its kexec.
+pub(crate) fn check_handoff(lines: &[String]) -> Vec<String> {
+    let mut watch = Watch::until_kexec();
+    let mut failures = Vec::new();
+    for line in lines {
+        match watch.classify(line) {
+            Some(Event::Failure(why)) => failures.push(why),
+            Some(Event::Success) => return failures,
+            None => {}
+        }
+    }
+    failures.push(format!("the first Linux never printed `{KEXEC_START}`"));
     failures
 }
 
@@ -572,6 +607,38 @@ mod tests {
                 .any(|f| f.contains("memblock has 200 bytes, the stub's blob-size is 202")),
             "{f:?}"
         );
+    }
+
+    #[test]
+    fn a_roundtrip_s_first_linux_only_has_to_reach_its_kexec() {
+        let ok = lines(&[
+            "KHO-PEER start",
+            "KHO-PEER kexec loaded",
+            "kexec_core: Starting new kernel",
+            "KHO boot gen=1",
+        ]);
+        assert_eq!(check_handoff(&ok), Vec::<String>::new());
+        let bad = lines(&[
+            "test_kho: KHO restore failed",
+            "kexec_core: Starting new kernel",
+        ]);
+        assert!(check_handoff(&bad)[0].contains("KHO restore failed"));
+        let f = check_handoff(&lines(&["KHO-PEER kexec error=kexec_file_load failed"]));
+        assert!(
+            f.iter()
+                .any(|f| f.contains("never printed `kexec_core: Starting new kernel`")),
+            "{f:?}"
+        );
+        // The roundtrip's last Linux must list the subtrees, like stub-to-linux.
+        let p = phase("linux-roundtrip", true);
+        assert_eq!(p.flow, Flow::LinuxRoundtrip);
+        let parse = |t: &str| {
+            toml::from_str::<LinuxFile>(t)
+                .map_err(anyhow::Error::from)
+                .and_then(LinuxPhase::from_file)
+        };
+        assert!(parse("flow = \"linux-roundtrip\"\nexpect = [\"x\"]").is_err());
+        assert!(parse("flow = \"linux-to-stub\"\nexpect = [\"x\"]\nsubtrees = [\"a\"]").is_err());
     }
 
     #[test]

@@ -291,8 +291,11 @@ fn validate(name: &str, mut f: ScenarioFile) -> Result<Scenario> {
     };
     let selftest = linux.as_ref().is_some_and(|l| l.flow == Flow::Selftest);
     ensure!(
-        linux.as_ref().is_none_or(|l| l.flow != Flow::LinuxToStub) || generations >= 2,
-        "flow = \"linux-to-stub\": generation 0 is Linux, so generations must be at least 2"
+        linux
+            .as_ref()
+            .is_none_or(|l| !matches!(l.flow, Flow::LinuxToStub | Flow::LinuxRoundtrip))
+            || generations >= 2,
+        "generation 0 is Linux, so generations must be at least 2"
     );
     ensure!(
         selftest || generations >= 1,
@@ -579,7 +582,7 @@ impl Scenario {
     pub(crate) fn hands_to_linux(&self) -> bool {
         self.linux
             .as_ref()
-            .is_some_and(|l| l.flow == Flow::StubToLinux)
+            .is_some_and(|l| matches!(l.flow, Flow::StubToLinux | Flow::LinuxRoundtrip))
     }
 
     /// Whether Linux is generation 0 and the stub starts at generation 1
@@ -587,7 +590,7 @@ impl Scenario {
     pub(crate) fn linux_first(&self) -> bool {
         self.linux
             .as_ref()
-            .is_some_and(|l| l.flow == Flow::LinuxToStub)
+            .is_some_and(|l| matches!(l.flow, Flow::LinuxToStub | Flow::LinuxRoundtrip))
     }
 
     /// Whether the run is Linux alone (upstream's selftest, no stub).
