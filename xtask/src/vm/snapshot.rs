@@ -202,6 +202,10 @@ pub(crate) fn assert_run(
     settings.add_filter(TICKS_FILTER.0, TICKS_FILTER.1);
     if let Some((pattern, replacement)) = image_size_filter(lines) {
         settings.add_filter(&pattern, replacement);
+        // Where a generation runs follows from where the previous one ran
+        // and how big the image is: as volatile as the size.
+        settings.add_filter(IMAGE_ADDR_FILTER.0, IMAGE_ADDR_FILTER.1);
+        settings.add_filter(STAGED_ADDR_FILTER.0, STAGED_ADDR_FILTER.1);
     }
 
     for (name, file, text) in &texts {
@@ -226,6 +230,14 @@ pub(crate) fn assert_run(
     }
     failures
 }
+
+/// Redacts `KHO image … addr=` (after the size filter ran).
+const IMAGE_ADDR_FILTER: (&str, &str) = (
+    r"(KHO image gen=[0-9]+) addr=0x[0-9a-f]+",
+    "$1 addr=[image-addr]",
+);
+/// Redacts the staged image's address in `KHO segments` (after the size filter).
+const STAGED_ADDR_FILTER: (&str, &str) = (r"0x[0-9a-f]+\+\[image\]", "[image-addr]+[image]");
 
 /// The insta filter that redacts the stub's image size (`KHO image … size=`
 /// and the staged image's range in `KHO segments`): it changes with every
@@ -350,11 +362,13 @@ mod tests {
         let (pattern, replacement) = image_size_filter(&lines).unwrap();
         let mut settings = insta::Settings::clone_current();
         settings.add_filter(&pattern, replacement);
+        settings.add_filter(IMAGE_ADDR_FILTER.0, IMAGE_ADDR_FILTER.1);
+        settings.add_filter(STAGED_ADDR_FILTER.0, STAGED_ADDR_FILTER.1);
         settings.bind(|| {
             insta::assert_snapshot!(lines.join("\n"), @r#"
             KHO boot gen=0 arch=x86_64 mode=cold cmdline="kho=on"
-            KHO image gen=0 addr=0x100000 size=[image]
-            KHO segments gen=0 count=2 ranges=0x18e00000+0x30,0x18e04000+[image]
+            KHO image gen=0 addr=[image-addr] size=[image]
+            KHO segments gen=0 count=2 ranges=0x18e00000+0x30,[image-addr]+[image]
             "#);
         });
         assert_eq!(image_size_filter(&lines[..1]), None);
