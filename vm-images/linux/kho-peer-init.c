@@ -8,7 +8,9 @@
 // It reports, on the console, what the running kernel received through KHO
 // (debugfs kho/in: the root FDT and every sub-blob with its size), then
 // either kexecs the kernel named by /next/kernel (with /next/cmdline and,
-// if present, /next/initrd) or reboots, which ends QEMU under -no-reboot
+// if present, /next/initrd; if /next/pause exists it first says
+// "KHO-PEER pause" and waits for a byte on the console, so that the harness
+// can dump guest memory with the next kernel loaded) or reboots, which ends QEMU under -no-reboot
 // (a power-off needs ACPI, which the peer's small x86 config cannot load). Every line it prints
 // starts with "KHO-PEER " so the harness can tell them from the kernel's.
 
@@ -136,6 +138,13 @@ static void kexec_next(void)
 		return;
 	}
 	say("kexec loaded", "", -1);
+	if (access("/next/pause", F_OK) == 0) {
+		char byte;
+
+		say("pause", "", -1);
+		if (read(0, &byte, 1) != 1)
+			say("kexec error=", "no byte after pause", -1);
+	}
 	reboot(RB_KEXEC);
 	say("kexec error=", "reboot(RB_KEXEC) returned", -1);
 }

@@ -24,7 +24,7 @@ use kho_scratch::{AreaKind, ReadPolicy, ScratchArea, ScratchAreas};
 
 use super::report::{
     Content, FdtInfo, HandoverInfo, Preserved, Problem, RadixNodes, RegionInfo, Report, Run,
-    ScratchInfo, Start, StubRecord, SubtreeInfo, Vmalloc, VmallocInfo,
+    ScratchInfo, Start, StubRecord, SubtreeInfo, TestFolio, Vmalloc, VmallocInfo,
 };
 use super::stub_blob;
 
@@ -36,6 +36,15 @@ const FIRST_NODES: usize = 1 << 14;
 /// The most radix nodes a walk visits (128 GiB of node pages, far beyond any
 /// real tree): a bound on the work a corrupt image can cause.
 const MAX_NODES: usize = 1 << 25;
+/// lib/test_kho.c's subtree: name, compatible, magic ("KHO!").
+const KHO_TEST_NAME: &str = "kho_test";
+const KHO_TEST_COMPATIBLE: &[u8] = b"kho-test-v1\0";
+const KHO_TEST_MAGIC: u32 = 0x4b48_4f21;
+/// The largest `kho_test` sub-FDT read (test_kho's is a few hundred bytes).
+const MAX_KHO_TEST_FDT: u64 = 64 << 10;
+/// The most folios a `kho_test` array may list (test_kho's 8 MiB of
+/// order-0 folios is 2048): a bound on what a corrupt image can cost.
+const MAX_KHO_TEST_FOLIOS: u32 = 1 << 20;
 /// Largest boot DTB read from an image (Linux's limit for arm64 is 2 MiB).
 const MAX_DTB: u64 = 2 << 20;
 /// Largest stub blob read (the stub's records fit in a few pages).
@@ -556,6 +565,7 @@ impl<M: PhysMem> Decoder<'_, M> {
             kho_abi::memblock::SUBTREE_NAME => self.memblock(s, &at, set),
             metadata::SUBTREE_NAME => self.metadata(s, &at),
             stub_blob::SUBTREE_NAME => self.stub_blob(s, &at, set),
+            KHO_TEST_NAME => self.kho_test(s, &at, set),
             _ => Content::Unknown,
         };
         // The blob's own pages must be preserved (by its client): without
@@ -670,6 +680,140 @@ impl<M: PhysMem> Decoder<'_, M> {
                 self.problem("kexec-metadata", at, e);
                 Content::Invalid
             }
+        }
+    }
+
+    /// lib/test_kho.c's sub-FDT (compatible, magic, `data` with
+    /// `nr_folios`, `folios_info`, `csum` of exactly 4, 16 and 4 bytes), the
+    /// vmalloc'ed array its descriptor names (restored by kho-vmalloc
+    /// against the preserved set) and every folio the array lists, each of
+    /// which must be a preserved block of its recorded order.
+    fn kho_test(&mut self, s: &Child<'_>, at: &str, set: Option<&RunSet>) -> Content {
+        const CODE: &str = "kho-test";
+        let Some(size) = s.size.filter(|&n| (8..=MAX_KHO_TEST_FDT).contains(&n)) else {
+            self.problem(
+                CODE,
+                at,
+                format!(
+                    "blob-size {:?} is missing or out of 8..={MAX_KHO_TEST_FDT}",
+                    s.size
+                ),
+            );
+            return Content::Invalid;
+        };
+        let mut bytes = vec![0u8; size as usize];
+        if let Err(e) = self.mem.read(s.data, &mut bytes) {
+            self.problem(CODE, at, e);
+            return Content::Invalid;
+        }
+        let dtb = match kho_fdt::dtb::Dtb::parse(&bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                self.problem(CODE, at, e);
+                return Content::Invalid;
+            }
+        };
+        let prop = |path: &str, name: &str, len: usize| {
+            dtb.property(path, name).filter(|v| v.len() == len)
+        };
+        let u32_le = |v: &[u8]| u32::from_le_bytes([v[0], v[1], v[2], v[3]]);
+        if dtb.property("/", "compatible") != Some(KHO_TEST_COMPATIBLE) {
+            self.problem(CODE, at, "root compatible is not \"kho-test-v1\"");
+            return Content::Invalid;
+        }
+        if prop("/", "magic", 4).map(u32_le) != Some(KHO_TEST_MAGIC) {
+            self.problem(CODE, at, "magic is not 0x4b484f21");
+            return Content::Invalid;
+        }
+        let (Some(nr), Some(info), Some(csum)) = (
+            prop("/data", "nr_folios", 4).map(u32_le),
+            prop("/data", "folios_info", 16),
+            prop("/data", "csum", 4).map(u32_le),
+        ) else {
+            self.problem(
+                CODE,
+                at,
+                "node data lacks nr_folios (4 bytes), folios_info (16) or csum (4)",
+            );
+            return Content::Invalid;
+        };
+        let Ok(desc) =
+            <kho_abi::vmalloc::VmallocDescriptor as zerocopy::FromBytes>::read_from_bytes(info)
+        else {
+            self.problem(CODE, at, "folios_info is not a kho_vmalloc descriptor");
+            return Content::Invalid;
+        };
+        if nr > MAX_KHO_TEST_FOLIOS {
+            self.problem(
+                CODE,
+                at,
+                format!("nr_folios {nr} is more than {MAX_KHO_TEST_FOLIOS}"),
+            );
+            return Content::Invalid;
+        }
+        let area = match kho_vmalloc::restore_vmalloc_checked(self.mem, &desc, |p, o| {
+            set.is_none_or(|set| set.has_block(p.as_u64(), o.get()))
+        }) {
+            Ok(area) => area,
+            Err(e) => {
+                self.problem(vmalloc_error_code(&e), format!("{at}, folios_info"), e);
+                return Content::KhoTest {
+                    nr_folios: nr,
+                    csum,
+                    folios: Vec::new(),
+                    vmalloc: Vmalloc::Invalid,
+                };
+            }
+        };
+        let pages: Vec<PhysAddr> = area.iter_pages(self.mem).filter_map(Result::ok).collect();
+        if u64::from(nr) * 8 > pages.len() as u64 * PAGE {
+            self.problem(
+                CODE,
+                at,
+                format!("{nr} folios do not fit the array's {} pages", pages.len()),
+            );
+            return Content::Invalid;
+        }
+        let mut folios = Vec::with_capacity(nr as usize);
+        for i in 0..u64::from(nr) {
+            let entry = pages[(i * 8 / PAGE) as usize].as_u64() + i * 8 % PAGE;
+            let value = match self.mem.read_u64(PhysAddr::new(entry)) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.problem(CODE, format!("{at}, array entry {i}"), e);
+                    return Content::Invalid;
+                }
+            };
+            let folio = TestFolio {
+                phys: value & !(PAGE - 1),
+                order: (value & (PAGE - 1)) as u32,
+            };
+            if let Some(set) = set
+                && !set.has_block(folio.phys, folio.order)
+            {
+                self.problem(
+                    "kho-test-folio-not-preserved",
+                    format!("{at}, folio {i}"),
+                    format!(
+                        "folio {:#x} of order {} is not a preserved block of that order",
+                        folio.phys, folio.order
+                    ),
+                );
+            }
+            folios.push(folio);
+        }
+        Content::KhoTest {
+            nr_folios: nr,
+            csum,
+            folios,
+            vmalloc: Vmalloc::Area(VmallocInfo {
+                first: area.first().as_u64(),
+                total_pages: area.total_pages(),
+                flags: area.flags(),
+                order: area.order().get(),
+                chunks: area.chunks(),
+                blocks: area.blocks(),
+            }),
         }
     }
 

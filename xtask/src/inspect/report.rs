@@ -136,6 +136,14 @@ pub(crate) enum Content {
         records: Vec<StubRecord>,
         vmalloc: Vmalloc,
     },
+    /// lib/test_kho.c's `kho_test` sub-FDT and the folios its vmalloc'ed
+    /// array lists.
+    KhoTest {
+        nr_folios: u32,
+        csum: u32,
+        folios: Vec<TestFolio>,
+        vmalloc: Vmalloc,
+    },
     /// A format `inspect` does not know: address and size only.
     Unknown,
     /// A known format that failed its checks (see the problems).
@@ -148,6 +156,13 @@ pub(crate) struct RegionInfo {
     pub(crate) name: String,
     pub(crate) start: u64,
     pub(crate) size: u64,
+}
+
+/// One folio of lib/test_kho.c (`phys | order` in its array).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct TestFolio {
+    pub(crate) phys: u64,
+    pub(crate) order: u32,
 }
 
 /// One folio the stub preserved.

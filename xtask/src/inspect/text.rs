@@ -367,6 +367,32 @@ fn subtree_content(s: &mut String, c: &Content) {
                 Vmalloc::Invalid => s.push_str("    vmalloc area: invalid (see problems)\n"),
             }
         }
+        Content::KhoTest {
+            nr_folios,
+            csum,
+            folios,
+            vmalloc,
+        } => {
+            let _ = writeln!(
+                s,
+                "lib/test_kho.c data: {nr_folios} folio{}, csum {csum:#010x}",
+                plural(*nr_folios as usize)
+            );
+            for f in folios {
+                let _ = writeln!(s, "    folio {:#x} order {}", f.phys, f.order);
+            }
+            if let Vmalloc::Area(v) = vmalloc {
+                let _ = writeln!(
+                    s,
+                    "    array: vmalloc area of {} page{}, {} chunk{} from {:#x}",
+                    v.total_pages,
+                    plural(v.total_pages as usize),
+                    v.chunks,
+                    plural(v.chunks),
+                    v.first
+                );
+            }
+        }
         Content::Unknown => s.push_str("format unknown to inspect\n"),
         Content::Invalid => s.push_str("invalid (see problems)\n"),
     }

@@ -324,6 +324,122 @@ pub(crate) fn compare(stub: &StubAccount, r: &inspect::Report) -> Vec<String> {
     f
 }
 
+/// A dump of Linux's memory with the next kernel loaded (`[linux] dump`):
+/// kho-peer-init pauses after kexec_file_load, QEMU writes an ELF core, and
+/// `inspect --find` must decode Linux's handover from it with no address
+/// given: kho-v4, its subtrees, every kho_test folio with its order.
+#[derive(Debug)]
+pub(crate) struct LinuxDump {
+    qmp: PathBuf,
+    dump: PathBuf,
+}
+
+impl LinuxDump {
+    pub(crate) fn new(s: &Scenario, arch: &ArchSpec, log_dir: &Path) -> LinuxDump {
+        LinuxDump {
+            qmp: std::env::temp_dir().join(format!(
+                "kho-qmp-{}-{}-{}-linux.sock",
+                std::process::id(),
+                s.name,
+                arch.name
+            )),
+            dump: log_dir.join("memory-linux.elf"),
+        }
+    }
+
+    /// QEMU arguments for the QMP socket.
+    pub(crate) fn qemu_args(&self) -> [String; 2] {
+        [
+            "-qmp".to_owned(),
+            format!("unix:{},server=on,wait=off", self.qmp.display()),
+        ]
+    }
+
+    /// Dump now (Linux is paused), decode, and let Linux go on. The
+    /// failures (none: the dump is deleted unless KHO_KEEP_DUMPS=1).
+    pub(crate) fn take(&self, console: &mut Console) -> Result<Vec<String>> {
+        let started = Instant::now();
+        let mut failures = Vec::new();
+        match qmp_dump(&self.qmp, &self.dump) {
+            Err(e) => failures.push(format!("dump-guest-memory of Linux: {e:#}")),
+            Ok(()) => match inspect::find_file(&self.dump, None) {
+                Err(e) => failures.push(format!("inspect --find on Linux's dump: {e:#}")),
+                Ok(out) => failures.extend(check_linux_report(&out.found)),
+            },
+        }
+        console.send("\n")?;
+        let _ = std::fs::remove_file(&self.qmp);
+        let command = format!(
+            "cargo xtask inspect --memory {} --find",
+            self.dump.display()
+        );
+        if failures.is_empty() {
+            println!(
+                "    dump of Linux after kexec_file_load: inspect --find agrees ({:.2} s)",
+                started.elapsed().as_secs_f64()
+            );
+            if std::env::var(KEEP_DUMPS).is_ok_and(|v| v == "1") {
+                println!("    dump kept ({KEEP_DUMPS}=1): {command}");
+            } else {
+                let _ = std::fs::remove_file(&self.dump);
+            }
+        } else {
+            failures.push(format!("Linux's dump kept for inspection: {command}"));
+        }
+        Ok(failures)
+    }
+}
+
+/// What `inspect --find` must say of a Linux 7.2 dump taken after
+/// kexec_file_load: one decoded handover, kho-v4, no problem, the three
+/// subtrees Linux writes, and test_kho's folios all listed.
+pub(crate) fn check_linux_report(found: &inspect::find::Found) -> Vec<String> {
+    let mut f = Vec::new();
+    if let Some(why) = found.nothing_found() {
+        return vec![format!("inspect --find: {why}")];
+    }
+    for p in &found.problems {
+        f.push(format!(
+            "inspect --find: {} at {}: {}",
+            p.code, p.location, p.message
+        ));
+    }
+    let Some(best) = found.decoded.first() else {
+        return f;
+    };
+    let r = &best.report;
+    if r.abi_version.as_deref() != Some("kho-v4") {
+        f.push(format!(
+            "inspect: ABI version {:?}, want kho-v4",
+            r.abi_version
+        ));
+    }
+    for p in &r.problems {
+        f.push(format!(
+            "inspect: {} at {}: {}",
+            p.code, p.location, p.message
+        ));
+    }
+    for want in ["kho_test", "kexec-metadata", "memblock"] {
+        if !r.subtrees.iter().any(|s| s.name == want) {
+            f.push(format!("inspect lists no {want} subtree"));
+        }
+    }
+    match r
+        .subtrees
+        .iter()
+        .find(|s| s.name == "kho_test")
+        .map(|s| &s.content)
+    {
+        Some(inspect::report::Content::KhoTest {
+            nr_folios, folios, ..
+        }) if folios.len() == *nr_folios as usize && !folios.is_empty() => {}
+        Some(other) => f.push(format!("inspect did not list kho_test's folios: {other:?}")),
+        None => {}
+    }
+    f
+}
+
 /// Ask QEMU over QMP to write an ELF core of guest memory to `path`.
 fn qmp_dump(socket: &Path, path: &Path) -> Result<()> {
     let stream = UnixStream::connect(socket)

@@ -208,6 +208,12 @@ fn linux_boot(
             kexec_image.display(),
             next_cmdline.display()
         );
+        if phase.dump {
+            // kho-peer-init waits for the harness's dump after loading.
+            let pause = dir.join("next-pause");
+            std::fs::write(&pause, "")?;
+            list.push_str(&format!("file /next/pause {} 0644 0 0\n", pause.display()));
+        }
         if s.hands_to_linux() {
             // linux-roundtrip: the stub's initrd is the payload it boots
             // Linux from in the end (the peer kernel, kho-peer-init without
@@ -442,6 +448,15 @@ fn run_scenario(
     if let Some(d) = &dumper {
         qemu.args.extend(d.qemu_args());
     }
+    let linux_dump = s
+        .linux
+        .as_ref()
+        .filter(|l| l.dump)
+        .map(|_| dump::LinuxDump::new(s, arch, &log_dir));
+    if let Some(d) = &linux_dump {
+        qemu.args.extend(d.qemu_args());
+    }
+    let mut dump_failures = Vec::new();
     let command_line = qemu.shell_line();
     std::fs::write(log_dir.join("command.txt"), format!("{command_line}\n"))?;
     let numa = if s.numa_nodes > 0 {
@@ -484,12 +499,38 @@ fn run_scenario(
     {
         // A roundtrip's first Linux only has to reach its kexec; the
         // scenario's expected lines are the last Linux's.
-        let watch = if s.hands_to_linux() {
+        let mut watch = if s.hands_to_linux() {
             peer::Watch::until_kexec()
         } else {
             peer::Watch::new(phase, &l.peer.release)
         };
-        end = wait_linux(&mut console, s, arch, phase, watch, run_deadline, start)?;
+        if let Some(d) = &linux_dump {
+            // Up to kho-peer-init's pause: dump, decode, let Linux go on.
+            let result = console.wait_for(phase.timeout, run_deadline, |line| {
+                if line.contains(peer::PEER_PAUSE) {
+                    Some(check::Event::Success)
+                } else {
+                    watch.classify(line)
+                }
+            })?;
+            match result {
+                WaitResult::Success => dump_failures = d.take(&mut console)?,
+                WaitResult::Failure(why) => end = Some(console.stop_after_failure(&why)?),
+                WaitResult::TimedOut { after } => {
+                    console.kill();
+                    end = Some(RunEnd::TimedOut {
+                        waiting_for: format!("`{}`", peer::PEER_PAUSE),
+                        after,
+                    });
+                }
+                WaitResult::Eof => {
+                    end = Some(console.finish(Duration::from_secs(5), "QEMU to exit")?)
+                }
+            }
+        }
+        if end.is_none() {
+            end = wait_linux(&mut console, s, arch, phase, watch, run_deadline, start)?;
+        }
     }
     let stub_from = if s.linux_first() {
         console.lines.len()
@@ -600,6 +641,7 @@ fn run_scenario(
             .failures
             .extend(peer::check_handoff(&lines[..stub_from]));
     }
+    report.failures.extend(dump_failures);
     if let (Some(phase), Some(l)) = (&s.linux, &linux)
         && (s.linux_only() || (s.linux_first() && !s.hands_to_linux()) || report.done)
     {

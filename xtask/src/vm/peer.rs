@@ -52,6 +52,8 @@ const FAILURE_PATTERNS: &[(&str, &str)] = &[
 
 /// The panic that ends a kernel with no init (the selftest's second kernel).
 const PANIC: &str = "Kernel panic - not syncing";
+/// kho-peer-init's line when it waits for the harness's dump.
+pub(crate) const PEER_PAUSE: &str = "KHO-PEER pause";
 /// What Linux prints just before it jumps to the kexec'd kernel.
 const KEXEC_START: &str = "kexec_core: Starting new kernel";
 /// kho-peer-init's last line before it reboots (QEMU exits under -no-reboot).
@@ -97,6 +99,8 @@ pub(crate) struct LinuxFile {
     expect: Vec<String>,
     subtrees: Option<Vec<String>>,
     timeout: Option<u64>,
+    #[serde(default)]
+    dump: bool,
 }
 
 /// A validated `[linux]` part.
@@ -111,6 +115,9 @@ pub(crate) struct LinuxPhase {
     /// The `kho/in` subtrees kho-peer-init must list, exactly (stub-to-linux).
     pub(crate) subtrees: Option<Vec<String>>,
     pub(crate) timeout: Duration,
+    /// Dump the first Linux's memory after its kexec_file_load and check
+    /// `inspect --find` on it (`linux-to-stub`, `linux-roundtrip`).
+    pub(crate) dump: bool,
 }
 
 impl LinuxPhase {
@@ -155,6 +162,10 @@ impl LinuxPhase {
             ),
             _ => {}
         }
+        ensure!(
+            !f.dump || matches!(f.flow, Flow::LinuxToStub | Flow::LinuxRoundtrip),
+            "[linux] dump needs a flow where Linux kexecs the stub (linux-to-stub, linux-roundtrip)"
+        );
         let timeout = f.timeout.unwrap_or(DEFAULT_TIMEOUT);
         ensure!(timeout > 0, "[linux] timeout must be at least 1 second");
         Ok(LinuxPhase {
@@ -163,6 +174,7 @@ impl LinuxPhase {
             expect: f.expect,
             subtrees: f.subtrees,
             timeout: Duration::from_secs(timeout),
+            dump: f.dump,
         })
     }
 
