@@ -53,6 +53,16 @@ const PEER_INIT: &str = include_str!("../../vm-images/linux/kho-peer-init.c");
 const RECIPE: &str = "kho-rs linux peer recipe 1";
 /// The manifest inside a finished entry.
 const MANIFEST: &str = "manifest.txt";
+/// Every file of a finished entry, each with its hash in the manifest.
+const ENTRY_FILES: [&str; 7] = [
+    "kernel",
+    "config",
+    "gen_init_cpio",
+    "selftest-init",
+    "kho-peer-init",
+    "initramfs-selftest.cpio",
+    "initramfs-peer.cpio",
+];
 /// Marks a fully extracted source tree.
 const SOURCE_STAMP: &str = ".kho-rs-extracted";
 
@@ -675,20 +685,11 @@ fn assemble_entry(
         &tmp.join("initramfs-peer.cpio"),
     )?;
 
-    let files = [
-        "kernel",
-        "config",
-        "gen_init_cpio",
-        "selftest-init",
-        "kho-peer-init",
-        "initramfs-selftest.cpio",
-        "initramfs-peer.cpio",
-    ];
     let mut manifest = format!(
         "# kho-rs Linux peer cache entry (cargo xtask linux)\npackage {PACKAGE} {version}\nrelease {release}\narch {}\nbuild-seconds {build_secs:.0}\n",
         recipe.name
     );
-    for f in files {
+    for f in ENTRY_FILES {
         let _ = writeln!(manifest, "file {} {}", sha256_file(&tmp.join(f))?, f);
     }
     fs::write(tmp.join(MANIFEST), manifest)?;
@@ -732,7 +733,7 @@ fn verify_entry(dir: &Path) -> Result<Peer> {
     let manifest = fs::read_to_string(dir.join(MANIFEST))
         .with_context(|| format!("{} has no {MANIFEST}", dir.display()))?;
     let (mut package_version, mut release) = (None, None);
-    let mut files = 0;
+    let mut files: Vec<&str> = Vec::new();
     for line in manifest.lines().filter(|l| !l.starts_with('#')) {
         let mut words = line.split_whitespace();
         match (words.next(), words.next(), words.next()) {
@@ -740,20 +741,25 @@ fn verify_entry(dir: &Path) -> Result<Peer> {
             (Some("release"), Some(r), None) => release = Some(r.to_owned()),
             (Some("file"), Some(hash), Some(name)) => {
                 ensure!(
-                    !name.contains('/') && !name.starts_with('.'),
-                    "bad file name `{name}` in the manifest"
+                    ENTRY_FILES.contains(&name) && !files.contains(&name),
+                    "the manifest names `{name}` again or names no file of an entry"
                 );
                 let got = sha256_file(&dir.join(name))?;
                 ensure!(
                     got == hash,
                     "{name} does not match its hash in the manifest"
                 );
-                files += 1;
+                files.push(name);
             }
             _ => {}
         }
     }
-    ensure!(files == 7, "the manifest lists {files} files, not 7");
+    ensure!(
+        files.len() == ENTRY_FILES.len(),
+        "the manifest lists {} files, not {}",
+        files.len(),
+        ENTRY_FILES.len()
+    );
     Ok(Peer {
         package_version: package_version.context("the manifest has no package line")?,
         release: release.context("the manifest has no release line")?,
@@ -814,17 +820,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("kho-linux-entry-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        let names = [
-            "kernel",
-            "config",
-            "gen_init_cpio",
-            "selftest-init",
-            "kho-peer-init",
-            "initramfs-selftest.cpio",
-            "initramfs-peer.cpio",
-        ];
         let mut manifest = String::from("package linux-source-7.2 7.2.13-1\nrelease 7.2.13\n");
-        for n in names {
+        for n in ENTRY_FILES {
             fs::write(dir.join(n), n).unwrap();
             manifest.push_str(&format!(
                 "file {} {n}\n",
