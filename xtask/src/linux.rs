@@ -245,14 +245,14 @@ pub(crate) fn ensure(arch: &ArchSpec, jobs: Option<usize>) -> Result<Peer> {
         .join(format!("{}-{}", upstream_version(&version), arch.name));
     build_kernel(recipe, &src, &work, jobs)?;
     let build_secs = started.elapsed().as_secs_f64();
-    // Leftovers of interrupted runs are never reused.
-    let prefix = format!(".tmp-{}-{key}-", arch.name);
+    // Leftovers of interrupted runs are never reused: with the cache lock
+    // held, every temporary entry is one.
     for old in fs::read_dir(&root)?.filter_map(|e| e.ok()) {
-        if old.file_name().to_string_lossy().starts_with(&prefix) {
+        if old.file_name().to_string_lossy().starts_with(".tmp-") {
             fs::remove_dir_all(old.path())?;
         }
     }
-    let tmp = root.join(format!("{prefix}{}", std::process::id()));
+    let tmp = root.join(format!(".tmp-{}-{key}-{}", arch.name, std::process::id()));
     fs::create_dir_all(&tmp)?;
     assemble_entry(&sh, recipe, &src, &work, &tmp, &version, build_secs)
         .with_context(|| format!("assembling the cache entry in {}", tmp.display()))?;
