@@ -70,26 +70,13 @@ entry:
     b       3b
     .ltorg
 
-/* kexec_enter(entry, dtb): enter the next generation, a copy of this image
- * in scratch that relocates itself, as Linux is entered: the new code made
- * visible to instruction fetch, x0 = DTB, x1..x3 = 0. */
+/* linux_enter(entry, dtb) and kexec_enter(entry, dtb): enter an arm64
+ * Image as booting.rst asks, after the caller cleaned what it reads to the
+ * PoC: all interrupts masked, no stale instruction cache entries, MMU off
+ * (it never was on), x0 = DTB, x1..x3 = 0. The same for Linux and for the
+ * next stub generation (a copy of this image that relocates itself). */
     .global kexec_enter
 kexec_enter:
-    mov     x9, x0
-    dsb     sy
-    ic      iallu
-    dsb     sy
-    isb
-    mov     x0, x1
-    mov     x1, xzr
-    mov     x2, xzr
-    mov     x3, xzr
-    br      x9
-
-/* linux_enter(entry, dtb): enter an arm64 Linux Image as booting.rst asks,
- * after the caller cleaned the kernel, DTB and initrd to the PoC: all
- * interrupts masked, no stale instruction cache entries, MMU off (it never
- * was on), x0 = DTB, x1..x3 = 0. */
     .global linux_enter
 linux_enter:
     msr     daifset, #0xf
