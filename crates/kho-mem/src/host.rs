@@ -1,20 +1,46 @@
 //! `HostMem`: a `PhysMem` over host memory at realistic physical addresses.
 
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::{Error, Order, PAGE_SHIFT, PAGE_SIZE, PhysAddr, PhysMem, PhysRange, Result};
 
-/// One RAM region: its bytes and which of its pages are in use.
+/// log2 of the bytes in one chunk of region memory, the unit the host
+/// allocates on first write (1 MiB).
+const CHUNK_SHIFT: u32 = 20;
+/// Bytes in one chunk.
+const CHUNK_SIZE: u64 = 1 << CHUNK_SHIFT;
+/// Byte mask of an offset inside a chunk.
+const CHUNK_MASK: u64 = CHUNK_SIZE - 1;
+
+/// One RAM region: its bytes, in lazily allocated chunks, and which of its
+/// pages are in use.
 #[derive(Debug)]
 struct Region {
     range: PhysRange,
-    bytes: Vec<u8>,
+    /// The region's bytes in [`CHUNK_SIZE`] pieces (the last one may be
+    /// shorter). `None` reads as zeros; the first write of a non-zero byte
+    /// allocates the chunk.
+    chunks: Vec<Option<Box<[u8]>>>,
     /// Bit per page: allocated or reserved.
     used: Vec<u64>,
     /// Page index where the next search starts (next fit).
     hint: u64,
+}
+
+/// The bits of the word holding `page` that cover `page ..` up to `end`
+/// (exclusive) within that word, and how many pages that is.
+fn word_mask(page: u64, end: u64) -> (u64, u64) {
+    let bit = page % 64;
+    let n = (64 - bit).min(end - page);
+    let mask = if n == 64 {
+        u64::MAX
+    } else {
+        ((1u64 << n) - 1) << bit
+    };
+    (mask, n)
 }
 
 impl Region {
@@ -22,38 +48,34 @@ impl Region {
         self.range.size() >> PAGE_SHIFT
     }
 
-    fn is_used(&self, page: u64) -> bool {
-        self.used[(page / 64) as usize] & (1 << (page % 64)) != 0
-    }
-
+    /// Mark pages `first .. first + count` used or free, a word at a time.
     fn set_used(&mut self, first: u64, count: u64, used: bool) {
-        for page in first..first + count {
+        let end = first + count;
+        let mut page = first;
+        while page < end {
+            let (mask, n) = word_mask(page, end);
             let word = &mut self.used[(page / 64) as usize];
             if used {
-                *word |= 1 << (page % 64);
+                *word |= mask;
             } else {
-                *word &= !(1 << (page % 64));
+                *word &= !mask;
             }
+            page += n;
         }
     }
 
-    fn block_is_free(&self, first: u64, count: u64) -> bool {
+    /// The first used page in `first .. end`, if any.
+    fn first_used(&self, first: u64, end: u64) -> Option<u64> {
         let mut page = first;
-        let end = first + count;
         while page < end {
-            if page.is_multiple_of(64) && end - page >= 64 {
-                if self.used[(page / 64) as usize] != 0 {
-                    return false;
-                }
-                page += 64;
-            } else {
-                if self.is_used(page) {
-                    return false;
-                }
-                page += 1;
+            let (mask, n) = word_mask(page, end);
+            let hit = self.used[(page / 64) as usize] & mask;
+            if hit != 0 {
+                return Some(page / 64 * 64 + u64::from(hit.trailing_zeros()));
             }
+            page += n;
         }
-        true
+        None
     }
 
     /// First free naturally aligned block of `count` pages at or after `from`.
@@ -67,37 +89,108 @@ impl Region {
         };
         let mut page = first_aligned(from)?;
         while page.checked_add(count)? <= self.pages() {
-            if count == 1 && self.used[(page / 64) as usize] == u64::MAX {
-                page = (page / 64 + 1) * 64;
+            // A fully used word holds no free page: skip it whole.
+            if self.used[(page / 64) as usize] == u64::MAX {
+                page = first_aligned((page / 64 + 1) * 64)?;
                 continue;
             }
-            if self.block_is_free(page, count) {
-                return Some(page);
+            match self.first_used(page, page + count) {
+                None => return Some(page),
+                // Every candidate containing that page fails too.
+                Some(used) => page = first_aligned(used + 1)?,
             }
-            page = first_aligned(page + count)?;
         }
         None
     }
 
-    fn offset(&self, addr: PhysAddr, len: u64) -> Option<usize> {
+    fn offset(&self, addr: PhysAddr, len: u64) -> Option<u64> {
         let off = addr.checked_offset_from(self.range.start())?;
         let end = off.checked_add(len)?;
         if end > self.range.size() {
             return None;
         }
-        usize::try_from(off).ok()
+        Some(off)
+    }
+
+    /// Bytes in chunk `index`.
+    fn chunk_len(&self, index: usize) -> usize {
+        let start = (index as u64) << CHUNK_SHIFT;
+        (self.range.size() - start).min(CHUNK_SIZE) as usize
+    }
+
+    /// Copy the region's bytes at `off` into `buf` (bounds already checked).
+    fn read_at(&self, off: u64, buf: &mut [u8]) {
+        let mut done = 0;
+        while done < buf.len() {
+            let at = off + done as u64;
+            let inner = (at & CHUNK_MASK) as usize;
+            let n = (CHUNK_SIZE as usize - inner).min(buf.len() - done);
+            let dst = &mut buf[done..done + n];
+            match self.chunks.get((at >> CHUNK_SHIFT) as usize) {
+                Some(Some(chunk)) => dst.copy_from_slice(&chunk[inner..inner + n]),
+                _ => dst.fill(0),
+            }
+            done += n;
+        }
+    }
+
+    /// Copy `data` to the region's bytes at `off` (bounds already checked),
+    /// allocating the chunks it writes non-zero bytes to.
+    fn write_at(&mut self, off: u64, data: &[u8]) {
+        let mut done = 0;
+        while done < data.len() {
+            let at = off + done as u64;
+            let index = (at >> CHUNK_SHIFT) as usize;
+            let inner = (at & CHUNK_MASK) as usize;
+            let n = (CHUNK_SIZE as usize - inner).min(data.len() - done);
+            let src = &data[done..done + n];
+            done += n;
+            let len = self.chunk_len(index);
+            let slot = &mut self.chunks[index];
+            if slot.is_none() && src.iter().all(|&b| b == 0) {
+                continue;
+            }
+            let chunk = slot.get_or_insert_with(|| vec![0u8; len].into_boxed_slice());
+            chunk[inner..inner + n].copy_from_slice(src);
+        }
+    }
+
+    /// Zero the region's bytes `off .. off + len` (bounds already checked):
+    /// chunks the range covers whole go back to `None`, chunks never
+    /// allocated stay so.
+    fn zero_at(&mut self, off: u64, len: u64) {
+        let mut at = off;
+        let end = off + len;
+        while at < end {
+            let index = (at >> CHUNK_SHIFT) as usize;
+            let inner = (at & CHUNK_MASK) as usize;
+            let chunk_len = self.chunk_len(index);
+            let n = ((chunk_len - inner) as u64).min(end - at) as usize;
+            let slot = &mut self.chunks[index];
+            if inner == 0 && n == chunk_len {
+                *slot = None;
+            } else if let Some(chunk) = slot {
+                chunk[inner..inner + n].fill(0);
+            }
+            at += n as u64;
+        }
     }
 }
 
 /// A [`PhysMem`] backed by host memory, with one or more RAM regions at
 /// chosen physical addresses and a page allocator over them.
 ///
-/// Region bytes are allocated zeroed, so the host only commits the pages that
-/// are touched: an arena can describe gigabytes of RAM cheaply. Allocation is
-/// next-fit from low addresses and hands out naturally aligned blocks.
-/// [`HostMem::reserve`] keeps ranges (scratch, preserved memory) away from
-/// the allocator, and [`HostMem::fail_allocations_after`] injects allocation
-/// failures for error-path tests.
+/// Memory is sparse: a region's bytes live in 1 MiB chunks the host
+/// allocates on the first write of a non-zero byte, and chunks never
+/// written read as zeros. What an arena costs is the chunks it touched
+/// plus one bit per page of RAM (32 MiB for 1 TiB) and a pointer per
+/// chunk (16 MiB for 1 TiB), so tests can describe terabytes of RAM at
+/// realistic addresses. Allocation is next-fit from low addresses and
+/// hands out naturally aligned, zero-filled blocks (zeroing drops the
+/// chunks a block covers whole). [`HostMem::reserve`] keeps ranges
+/// (scratch, preserved memory) away from the allocator, and
+/// [`HostMem::fail_allocations_after`] injects allocation failures for
+/// error-path tests.
 #[derive(Debug)]
 pub struct HostMem {
     regions: Vec<Region>,
@@ -147,15 +240,20 @@ impl HostMem {
         }
         let mut regions = Vec::with_capacity(sorted.len());
         for range in sorted {
-            let len = usize::try_from(range.size()).map_err(|_| Error::NotRam {
+            let too_big = Error::NotRam {
                 addr: range.start().as_u64(),
                 len: range.size(),
-            })?;
-            let pages = range.size() >> PAGE_SHIFT;
+            };
+            // Offsets into the region are computed in u64 and indexed in
+            // usize: the region must be addressable on this host.
+            usize::try_from(range.size()).map_err(|_| too_big)?;
+            let chunks = usize::try_from(range.size().div_ceil(CHUNK_SIZE)).map_err(|_| too_big)?;
+            let words =
+                usize::try_from((range.size() >> PAGE_SHIFT).div_ceil(64)).map_err(|_| too_big)?;
             regions.push(Region {
                 range,
-                bytes: vec![0u8; len],
-                used: vec![0u64; pages.div_ceil(64) as usize],
+                chunks: vec![None; chunks],
+                used: vec![0u64; words],
                 hint: 0,
             });
         }
@@ -190,7 +288,7 @@ impl HostMem {
                 len: range.size(),
             });
         }
-        let region = self.region_mut(range.start(), range.size())?;
+        let (region, _) = self.region_mut(range.start(), range.size())?;
         let first = (range.start().as_u64() - region.range.start().as_u64()) >> PAGE_SHIFT;
         let end = ((last.as_u64() - region.range.start().as_u64()) >> PAGE_SHIFT) + 1;
         region.set_used(first, end - first, true);
@@ -203,7 +301,10 @@ impl HostMem {
         self.fail_after = n;
     }
 
-    fn region(&self, addr: PhysAddr, len: u64) -> Result<(&Region, usize)> {
+    /// The region holding all of `[addr, addr + len)` (`addr` alone if
+    /// `len == 0`) and the offset of `addr` in it.
+    #[inline]
+    fn region(&self, addr: PhysAddr, len: u64) -> Result<(&Region, u64)> {
         let len_or_one = len.max(1);
         for r in &self.regions {
             if let Some(off) = r.offset(addr, len_or_one) {
@@ -216,33 +317,32 @@ impl HostMem {
         })
     }
 
-    fn region_mut(&mut self, addr: PhysAddr, len: u64) -> Result<&mut Region> {
+    /// [`HostMem::region`], mutable.
+    #[inline]
+    fn region_mut(&mut self, addr: PhysAddr, len: u64) -> Result<(&mut Region, u64)> {
         let len_or_one = len.max(1);
-        self.regions
-            .iter_mut()
-            .find(|r| r.offset(addr, len_or_one).is_some())
-            .ok_or(Error::NotRam {
-                addr: addr.as_u64(),
-                len,
-            })
+        for r in &mut self.regions {
+            if let Some(off) = r.offset(addr, len_or_one) {
+                return Ok((r, off));
+            }
+        }
+        Err(Error::NotRam {
+            addr: addr.as_u64(),
+            len,
+        })
     }
 }
 
 impl PhysMem for HostMem {
     fn read(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<()> {
         let (r, off) = self.region(addr, buf.len() as u64)?;
-        buf.copy_from_slice(&r.bytes[off..off + buf.len()]);
+        r.read_at(off, buf);
         Ok(())
     }
 
     fn write(&mut self, addr: PhysAddr, data: &[u8]) -> Result<()> {
-        let len = data.len() as u64;
-        let r = self.region_mut(addr, len)?;
-        let off = r.offset(addr, len.max(1)).ok_or(Error::NotRam {
-            addr: addr.as_u64(),
-            len,
-        })?;
-        r.bytes[off..off + data.len()].copy_from_slice(data);
+        let (r, off) = self.region_mut(addr, data.len() as u64)?;
+        r.write_at(off, data);
         Ok(())
     }
 
@@ -260,8 +360,7 @@ impl PhysMem for HostMem {
             if let Some(page) = found {
                 r.set_used(page, count, true);
                 r.hint = page + count;
-                let off = (page << PAGE_SHIFT) as usize;
-                r.bytes[off..off + order.bytes() as usize].fill(0);
+                r.zero_at(page << PAGE_SHIFT, order.bytes());
                 let addr = r.range.start().as_u64() + (page << PAGE_SHIFT);
                 self.live.insert(addr, order.get());
                 self.allocated_pages += count;
@@ -282,7 +381,7 @@ impl PhysMem for HostMem {
         if self.live.get(&addr.as_u64()) != Some(&order.get()) {
             return Err(not_allocated);
         }
-        let r = self.region_mut(addr, order.bytes())?;
+        let (r, _) = self.region_mut(addr, order.bytes())?;
         let first = (addr.as_u64() - r.range.start().as_u64()) >> PAGE_SHIFT;
         r.set_used(first, order.pages(), false);
         self.live.remove(&addr.as_u64());
@@ -293,32 +392,71 @@ impl PhysMem for HostMem {
     #[inline]
     fn read_u64(&self, addr: PhysAddr) -> Result<u64> {
         let (r, off) = self.region(addr, 8)?;
+        let inner = (off & CHUNK_MASK) as usize;
+        // Fast path: the word lies in one chunk (always so when aligned).
+        if inner <= CHUNK_SIZE as usize - 8 {
+            return Ok(match r.chunks.get((off >> CHUNK_SHIFT) as usize) {
+                Some(Some(chunk)) => {
+                    let mut le = [0u8; 8];
+                    le.copy_from_slice(&chunk[inner..inner + 8]);
+                    u64::from_le_bytes(le)
+                }
+                _ => 0,
+            });
+        }
         let mut le = [0u8; 8];
-        le.copy_from_slice(&r.bytes[off..off + 8]);
+        r.read_at(off, &mut le);
         Ok(u64::from_le_bytes(le))
     }
 
     #[inline]
     fn write_u64(&mut self, addr: PhysAddr, value: u64) -> Result<()> {
-        let r = self.region_mut(addr, 8)?;
-        let off = r.offset(addr, 8).ok_or(Error::NotRam {
-            addr: addr.as_u64(),
-            len: 8,
-        })?;
-        r.bytes[off..off + 8].copy_from_slice(&value.to_le_bytes());
+        let (r, off) = self.region_mut(addr, 8)?;
+        let inner = (off & CHUNK_MASK) as usize;
+        let index = (off >> CHUNK_SHIFT) as usize;
+        // Fast path: the word lies in a chunk that exists.
+        if inner <= CHUNK_SIZE as usize - 8
+            && let Some(Some(chunk)) = r.chunks.get_mut(index)
+        {
+            chunk[inner..inner + 8].copy_from_slice(&value.to_le_bytes());
+            return Ok(());
+        }
+        r.write_at(off, &value.to_le_bytes());
         Ok(())
     }
 
     fn read_u64s(&self, addr: PhysAddr, out: &mut [u64]) -> Result<()> {
         let len = (out.len() as u64) * 8;
         let (r, off) = self.region(addr, len)?;
-        for (w, b) in out
-            .iter_mut()
-            .zip(r.bytes[off..off + len as usize].chunks_exact(8))
-        {
-            let mut le = [0u8; 8];
-            le.copy_from_slice(b);
-            *w = u64::from_le_bytes(le);
+        let inner = (off & CHUNK_MASK) as usize;
+        // Fast path: the words lie in one chunk (a node page always does).
+        if inner as u64 + len <= CHUNK_SIZE {
+            match r.chunks.get((off >> CHUNK_SHIFT) as usize) {
+                Some(Some(chunk)) => {
+                    for (w, b) in out
+                        .iter_mut()
+                        .zip(chunk[inner..inner + len as usize].chunks_exact(8))
+                    {
+                        let mut le = [0u8; 8];
+                        le.copy_from_slice(b);
+                        *w = u64::from_le_bytes(le);
+                    }
+                }
+                _ => out.fill(0),
+            }
+            return Ok(());
+        }
+        let mut staging = [0u8; 512];
+        let mut at = off;
+        for words in out.chunks_mut(staging.len() / 8) {
+            let bytes = &mut staging[..words.len() * 8];
+            r.read_at(at, bytes);
+            for (w, b) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+                let mut le = [0u8; 8];
+                le.copy_from_slice(b);
+                *w = u64::from_le_bytes(le);
+            }
+            at += bytes.len() as u64;
         }
         Ok(())
     }
@@ -491,7 +629,195 @@ mod tests {
         assert_eq!(out, via_default);
     }
 
+    impl HostMem {
+        /// Chunks currently allocated, over every region.
+        fn touched_chunks(&self) -> usize {
+            self.regions
+                .iter()
+                .map(|r| r.chunks.iter().filter(|c| c.is_some()).count())
+                .sum()
+        }
+    }
+
+    #[test]
+    fn a_terabyte_region_costs_what_it_touches() {
+        const TIB: u64 = 1 << 40;
+        const GIB: u64 = 1 << 30;
+        let mut m = HostMem::new(PhysAddr::new(TIB), TIB).unwrap();
+        assert!(m.is_ram(PhysAddr::new(TIB), TIB));
+        assert_eq!(m.touched_chunks(), 0);
+        let first = PhysAddr::new(TIB);
+        let last = PhysAddr::new(2 * TIB - 8);
+        m.write_u64(first, 0x0123_4567_89ab_cdef).unwrap();
+        m.write(last, b"the end.").unwrap();
+        assert_eq!(m.read_u64(first), Ok(0x0123_4567_89ab_cdef));
+        let mut end = [0u8; 8];
+        m.read(last, &mut end).unwrap();
+        assert_eq!(&end, b"the end.");
+        assert_eq!(m.read_u64(PhysAddr::new(TIB + TIB / 2)), Ok(0));
+        assert_eq!(m.touched_chunks(), 2);
+        assert_eq!(
+            m.read_u64(PhysAddr::new(2 * TIB - 4)),
+            Err(Error::NotRam {
+                addr: 2 * TIB - 4,
+                len: 8
+            })
+        );
+
+        // Every 1 GiB block, in address order; allocating one zeroes it by
+        // dropping the chunks it covers.
+        let gib = order(18);
+        for i in 0..1024 {
+            let block = m.alloc_pages(gib).unwrap();
+            assert_eq!(block.as_u64(), TIB + i * GIB);
+        }
+        assert_eq!(m.alloc_pages(gib), Err(Error::OutOfMemory { order: 18 }));
+        assert_eq!(m.alloc_page(), Err(Error::OutOfMemory { order: 0 }));
+        assert_eq!(m.allocated_pages(), TIB >> PAGE_SHIFT);
+        assert_eq!(m.touched_chunks(), 0);
+        assert_eq!(m.read_u64(first), Ok(0));
+        m.read(last, &mut end).unwrap();
+        assert_eq!(end, [0u8; 8]);
+
+        // A freed block in the middle is found again, by any order.
+        let middle = PhysAddr::new(TIB + 517 * GIB);
+        m.free_pages(middle, gib).unwrap();
+        assert_eq!(m.alloc_pages(order(9)), Ok(middle));
+        assert_eq!(m.alloc_page(), Ok(middle.checked_add(2 << 20).unwrap()));
+    }
+
+    #[test]
+    fn accesses_cross_chunk_boundaries() {
+        let base = 0x8000_0000u64;
+        let mut m = HostMem::new(PhysAddr::new(base), 3 * CHUNK_SIZE).unwrap();
+        let seam = base + CHUNK_SIZE;
+        let data: Vec<u8> = (0..200u8).collect();
+        m.write(PhysAddr::new(seam - 100), &data).unwrap();
+        let mut back = [0u8; 200];
+        m.read(PhysAddr::new(seam - 100), &mut back).unwrap();
+        assert_eq!(&back[..], &data[..]);
+        assert_eq!(m.touched_chunks(), 2);
+
+        // Unaligned words across the next seam, written and read both ways.
+        let seam2 = seam + CHUNK_SIZE;
+        m.write_u64(PhysAddr::new(seam2 - 3), 0x1122_3344_5566_7788)
+            .unwrap();
+        assert_eq!(
+            m.read_u64(PhysAddr::new(seam2 - 3)),
+            Ok(0x1122_3344_5566_7788)
+        );
+        let mut bytes = [0u8; 8];
+        m.read(PhysAddr::new(seam2 - 3), &mut bytes).unwrap();
+        assert_eq!(u64::from_le_bytes(bytes), 0x1122_3344_5566_7788);
+        let mut words = [0u64; 3];
+        m.read_u64s(PhysAddr::new(seam2 - 11), &mut words).unwrap();
+        assert_eq!(words[1], 0x1122_3344_5566_7788);
+        assert_eq!(m.touched_chunks(), 3);
+
+        // Zeros written to a chunk never touched leave it unallocated.
+        let mut m = HostMem::new(PhysAddr::new(base), 3 * CHUNK_SIZE).unwrap();
+        m.fill(PhysAddr::new(seam - 4096), 3 * 4096, 0).unwrap();
+        m.write_u64(PhysAddr::new(seam2), 0).unwrap();
+        assert_eq!(m.touched_chunks(), 0);
+    }
+
+    #[test]
+    fn reallocated_blocks_read_as_zero() {
+        // 2 MiB and one page: the order-9 block covers two chunks whole, the
+        // page is the whole of a short last chunk. Each block has only one
+        // place to go, so reallocation returns the same memory.
+        let base = PhysAddr::new(0x4000_0000);
+        let mut m = HostMem::new(base, (2 << 20) + 4096).unwrap();
+        let big = m.alloc_pages(order(9)).unwrap();
+        let small = m.alloc_page().unwrap();
+        assert_eq!(small.as_u64(), big.as_u64() + (2 << 20));
+        m.fill(big, 2 << 20, 0xaa).unwrap();
+        m.fill(small, 4096, 0x55).unwrap();
+        assert_eq!(m.touched_chunks(), 3);
+        m.free_pages(big, order(9)).unwrap();
+        m.free_page(small).unwrap();
+        // Freed memory keeps its bytes until it is allocated again.
+        assert_eq!(m.read_u64(small), Ok(0x5555_5555_5555_5555));
+        assert_eq!(m.alloc_pages(order(9)), Ok(big));
+        assert_eq!(m.alloc_page(), Ok(small));
+        let mut words = [0xffu64; 512];
+        for at in (0..(2 << 20) + 4096).step_by(4096) {
+            m.read_u64s(big.checked_add(at).unwrap(), &mut words)
+                .unwrap();
+            assert!(words.iter().all(|&w| w == 0), "{at:#x}");
+        }
+
+        // A page inside a chunk that stays allocated is zeroed in place.
+        let mut m = HostMem::new(base, 16 * 4096).unwrap();
+        let pages: Vec<PhysAddr> = (0..16).map(|_| m.alloc_page().unwrap()).collect();
+        for &p in &pages {
+            m.fill(p, 4096, 0xcc).unwrap();
+        }
+        m.free_page(pages[7]).unwrap();
+        assert_eq!(m.alloc_page(), Ok(pages[7]));
+        let mut page = [0xffu8; 4096];
+        m.read(pages[7], &mut page).unwrap();
+        assert!(page.iter().all(|&b| b == 0));
+        m.read(pages[8], &mut page).unwrap();
+        assert!(page.iter().all(|&b| b == 0xcc));
+    }
+
+    #[test]
+    fn large_ranges_mark_whole_words() {
+        // An unaligned base so that blocks start mid-word.
+        let base = PhysAddr::new(0x4000_0000 + 5 * 4096);
+        let mut m = HostMem::new(base, 1 << 30).unwrap();
+        m.reserve(PhysRange::try_new(base, 4096 * 1000).unwrap())
+            .unwrap();
+        let r = &m.regions[0];
+        assert_eq!(r.first_used(0, r.pages()), Some(0));
+        assert_eq!(r.first_used(1000, r.pages()), None);
+        assert_eq!(r.first_used(999, 1000), Some(999));
+        // The first free 2 MiB-aligned block after 1000 reserved pages.
+        let b = m.alloc_pages(order(9)).unwrap();
+        assert_eq!(b.as_u64(), 0x4000_0000 + (1024 << 12));
+        let r = &m.regions[0];
+        // Its pages are 1019 .. 1531 of the region, set across 9 words.
+        assert_eq!(r.first_used(1000, 1019), None);
+        assert_eq!(r.first_used(1000, 1020), Some(1019));
+        assert_eq!(r.first_used(1530, r.pages()), Some(1530));
+        assert_eq!(r.first_used(1531, r.pages()), None);
+        m.free_pages(b, order(9)).unwrap();
+        let r = &m.regions[0];
+        assert_eq!(r.first_used(1000, r.pages()), None);
+    }
+
     proptest! {
+        /// Reads and writes at random offsets around chunk seams agree with
+        /// a flat model of the region's bytes.
+        #[test]
+        fn bytes_match_a_flat_model(ops in proptest::collection::vec((0u64..6, 0u64..64, 1usize..300, any::<u8>()), 1..50)) {
+            let base = 0x1_0000_0000u64;
+            let size = 3 * CHUNK_SIZE;
+            let mut m = HostMem::new(PhysAddr::new(base), size).unwrap();
+            let mut model = vec![0u8; size as usize];
+            for (seam, delta, len, byte) in ops {
+                // Offsets just before and after the two chunk seams and the end.
+                let around = (seam / 2 + 1) * CHUNK_SIZE;
+                let off = if seam % 2 == 0 { around - delta - 1 } else { around + delta };
+                let off = off.min(size - 1);
+                let len = len.min((size - off) as usize);
+                let data: Vec<u8> = (0..len).map(|i| byte.wrapping_add(i as u8)).collect();
+                m.write(PhysAddr::new(base + off), &data).unwrap();
+                model[off as usize..off as usize + len].copy_from_slice(&data);
+                let start = off.saturating_sub(16);
+                let n = (len as u64 + 32).min(size - start) as usize;
+                let mut back = vec![0u8; n];
+                m.read(PhysAddr::new(base + start), &mut back).unwrap();
+                prop_assert_eq!(&back[..], &model[start as usize..start as usize + n]);
+                if off + 8 <= size {
+                    let mut le = [0u8; 8];
+                    le.copy_from_slice(&model[off as usize..off as usize + 8]);
+                    prop_assert_eq!(m.read_u64(PhysAddr::new(base + off)), Ok(u64::from_le_bytes(le)));
+                }
+            }
+        }
+
         /// Random alloc/free sequences: blocks never overlap, stay aligned and
         /// inside RAM, and the page count matches a model.
         #[test]
