@@ -5,6 +5,8 @@ use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use zerocopy::IntoBytes;
+
 use crate::{Error, Order, PAGE_SHIFT, PAGE_SIZE, PhysAddr, PhysMem, PhysRange, Result};
 
 /// log2 of the bytes in one chunk of region memory, the unit the host
@@ -20,10 +22,15 @@ const CHUNK_MASK: u64 = CHUNK_SIZE - 1;
 #[derive(Debug)]
 struct Region {
     range: PhysRange,
+    /// `range.start()` and `range.size()` as plain numbers.
+    start: u64,
+    size: u64,
     /// The region's bytes in [`CHUNK_SIZE`] pieces (the last one may be
-    /// shorter). `None` reads as zeros; the first write of a non-zero byte
-    /// allocates the chunk.
-    chunks: Vec<Option<Box<[u8]>>>,
+    /// shorter), stored as words whose in-memory bytes are the region's
+    /// bytes, so that an aligned `u64` access is one word (`from_le` /
+    /// `to_le` of it). `None` reads as zeros; the first write of a non-zero
+    /// byte allocates the chunk.
+    chunks: Vec<Option<Box<[u64]>>>,
     /// Bit per page: allocated or reserved.
     used: Vec<u64>,
     /// Page index where the next search starts (next fit).
@@ -103,13 +110,17 @@ impl Region {
         None
     }
 
-    fn offset(&self, addr: PhysAddr, len: u64) -> Option<u64> {
-        let off = addr.checked_offset_from(self.range.start())?;
-        let end = off.checked_add(len)?;
-        if end > self.range.size() {
-            return None;
+    /// The offset of `addr` in the region if all of `[addr, addr + len)`
+    /// lies in it (plain arithmetic: this is on every access's path, in
+    /// debug builds too).
+    #[inline]
+    fn offset(&self, addr: u64, len: u64) -> Option<u64> {
+        let off = addr.wrapping_sub(self.start);
+        if addr >= self.start && off < self.size && len <= self.size - off {
+            Some(off)
+        } else {
+            None
         }
-        Some(off)
     }
 
     /// Bytes in chunk `index`.
@@ -127,7 +138,7 @@ impl Region {
             let n = (CHUNK_SIZE as usize - inner).min(buf.len() - done);
             let dst = &mut buf[done..done + n];
             match self.chunks.get((at >> CHUNK_SHIFT) as usize) {
-                Some(Some(chunk)) => dst.copy_from_slice(&chunk[inner..inner + n]),
+                Some(Some(chunk)) => dst.copy_from_slice(&chunk.as_bytes()[inner..inner + n]),
                 _ => dst.fill(0),
             }
             done += n;
@@ -150,8 +161,8 @@ impl Region {
             if slot.is_none() && src.iter().all(|&b| b == 0) {
                 continue;
             }
-            let chunk = slot.get_or_insert_with(|| vec![0u8; len].into_boxed_slice());
-            chunk[inner..inner + n].copy_from_slice(src);
+            let chunk = slot.get_or_insert_with(|| vec![0u64; len / 8].into_boxed_slice());
+            chunk.as_mut_bytes()[inner..inner + n].copy_from_slice(src);
         }
     }
 
@@ -170,7 +181,7 @@ impl Region {
             if inner == 0 && n == chunk_len {
                 *slot = None;
             } else if let Some(chunk) = slot {
-                chunk[inner..inner + n].fill(0);
+                chunk.as_mut_bytes()[inner..inner + n].fill(0);
             }
             at += n as u64;
         }
@@ -252,6 +263,8 @@ impl HostMem {
                 usize::try_from((range.size() >> PAGE_SHIFT).div_ceil(64)).map_err(|_| too_big)?;
             regions.push(Region {
                 range,
+                start: range.start().as_u64(),
+                size: range.size(),
                 chunks: vec![None; chunks],
                 used: vec![0u64; words],
                 hint: 0,
@@ -305,9 +318,9 @@ impl HostMem {
     /// `len == 0`) and the offset of `addr` in it.
     #[inline]
     fn region(&self, addr: PhysAddr, len: u64) -> Result<(&Region, u64)> {
-        let len_or_one = len.max(1);
+        let len_or_one = if len == 0 { 1 } else { len };
         for r in &self.regions {
-            if let Some(off) = r.offset(addr, len_or_one) {
+            if let Some(off) = r.offset(addr.as_u64(), len_or_one) {
                 return Ok((r, off));
             }
         }
@@ -320,9 +333,9 @@ impl HostMem {
     /// [`HostMem::region`], mutable.
     #[inline]
     fn region_mut(&mut self, addr: PhysAddr, len: u64) -> Result<(&mut Region, u64)> {
-        let len_or_one = len.max(1);
+        let len_or_one = if len == 0 { 1 } else { len };
         for r in &mut self.regions {
-            if let Some(off) = r.offset(addr, len_or_one) {
+            if let Some(off) = r.offset(addr.as_u64(), len_or_one) {
                 return Ok((r, off));
             }
         }
@@ -392,15 +405,11 @@ impl PhysMem for HostMem {
     #[inline]
     fn read_u64(&self, addr: PhysAddr) -> Result<u64> {
         let (r, off) = self.region(addr, 8)?;
-        let inner = (off & CHUNK_MASK) as usize;
-        // Fast path: the word lies in one chunk (always so when aligned).
-        if inner <= CHUNK_SIZE as usize - 8 {
+        // Fast path: an aligned word, one word of one chunk.
+        if off % 8 == 0 {
+            let word = (off & CHUNK_MASK) as usize / 8;
             return Ok(match r.chunks.get((off >> CHUNK_SHIFT) as usize) {
-                Some(Some(chunk)) => {
-                    let mut le = [0u8; 8];
-                    le.copy_from_slice(&chunk[inner..inner + 8]);
-                    u64::from_le_bytes(le)
-                }
+                Some(Some(chunk)) => u64::from_le(chunk[word]),
                 _ => 0,
             });
         }
@@ -412,13 +421,11 @@ impl PhysMem for HostMem {
     #[inline]
     fn write_u64(&mut self, addr: PhysAddr, value: u64) -> Result<()> {
         let (r, off) = self.region_mut(addr, 8)?;
-        let inner = (off & CHUNK_MASK) as usize;
-        let index = (off >> CHUNK_SHIFT) as usize;
-        // Fast path: the word lies in a chunk that exists.
-        if inner <= CHUNK_SIZE as usize - 8
-            && let Some(Some(chunk)) = r.chunks.get_mut(index)
+        // Fast path: an aligned word in a chunk that exists.
+        if off % 8 == 0
+            && let Some(Some(chunk)) = r.chunks.get_mut((off >> CHUNK_SHIFT) as usize)
         {
-            chunk[inner..inner + 8].copy_from_slice(&value.to_le_bytes());
+            chunk[(off & CHUNK_MASK) as usize / 8] = value.to_le();
             return Ok(());
         }
         r.write_at(off, &value.to_le_bytes());
@@ -428,35 +435,28 @@ impl PhysMem for HostMem {
     fn read_u64s(&self, addr: PhysAddr, out: &mut [u64]) -> Result<()> {
         let len = (out.len() as u64) * 8;
         let (r, off) = self.region(addr, len)?;
-        let inner = (off & CHUNK_MASK) as usize;
-        // Fast path: the words lie in one chunk (a node page always does).
-        if inner as u64 + len <= CHUNK_SIZE {
+        let inner = off & CHUNK_MASK;
+        // Fast path: aligned words in one chunk (a node page always is).
+        if off % 8 == 0 && inner + len <= CHUNK_SIZE {
             match r.chunks.get((off >> CHUNK_SHIFT) as usize) {
                 Some(Some(chunk)) => {
-                    for (w, b) in out
-                        .iter_mut()
-                        .zip(chunk[inner..inner + len as usize].chunks_exact(8))
-                    {
-                        let mut le = [0u8; 8];
-                        le.copy_from_slice(b);
-                        *w = u64::from_le_bytes(le);
+                    let first = inner as usize / 8;
+                    out.copy_from_slice(&chunk[first..first + out.len()]);
+                    if cfg!(target_endian = "big") {
+                        for w in out.iter_mut() {
+                            *w = u64::from_le(*w);
+                        }
                     }
                 }
                 _ => out.fill(0),
             }
             return Ok(());
         }
-        let mut staging = [0u8; 512];
-        let mut at = off;
-        for words in out.chunks_mut(staging.len() / 8) {
-            let bytes = &mut staging[..words.len() * 8];
-            r.read_at(at, bytes);
-            for (w, b) in words.iter_mut().zip(bytes.chunks_exact(8)) {
-                let mut le = [0u8; 8];
-                le.copy_from_slice(b);
-                *w = u64::from_le_bytes(le);
+        r.read_at(off, out.as_mut_bytes());
+        if cfg!(target_endian = "big") {
+            for w in out.iter_mut() {
+                *w = u64::from_le(*w);
             }
-            at += bytes.len() as u64;
         }
         Ok(())
     }
