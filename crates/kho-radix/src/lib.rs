@@ -22,6 +22,9 @@
 //!   first, as upstream), both validating every entry and reporting
 //!   corruption as a named [`Error`] with level, entry and node. A
 //!   caller-provided [`VisitedSet`] detects shared nodes and bounds the work.
+//!   [`IncomingTree`] adopts a tree that passed the walk and answers the
+//!   restore side (is this block preserved, take it) from the tree's own
+//!   leaves: no per-block state, whatever the previous kernel preserved.
 //!
 //! The crate is `no_std`, allocates nothing (nodes come from the
 //! [`PhysMem`](kho_mem::PhysMem) passed to each call) and has no `unsafe`.
@@ -90,12 +93,14 @@ extern crate std;
 
 mod blocks;
 mod error;
+mod incoming;
 mod tree;
 mod visited;
 mod walk;
 
 pub use blocks::PageBlocks;
 pub use error::{Error, Result};
+pub use incoming::IncomingTree;
 pub use tree::{NodeStats, RadixTree};
 pub use visited::VisitedSet;
 pub use walk::{MAX_ROOT_SLOT, PreservedRange, Ranges, ranges, walk};

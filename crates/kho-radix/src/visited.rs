@@ -60,6 +60,17 @@ impl<'b> VisitedSet<'b> {
         self.len == 0
     }
 
+    /// The node pages recorded by the last walk (its whole tree if it
+    /// succeeded), in no particular order: what the caller must keep intact
+    /// while it restores from an [`IncomingTree`](crate::IncomingTree), and
+    /// may free afterwards.
+    pub fn nodes(&self) -> impl Iterator<Item = kho_mem::PhysAddr> + '_ {
+        self.slots
+            .iter()
+            .filter(|&&t| t != 0)
+            .map(|&t| kho_mem::PhysAddr::new(t & !1))
+    }
+
     /// Forget every node.
     pub(crate) fn clear(&mut self) {
         self.slots.fill(0);
@@ -121,8 +132,17 @@ mod tests {
             Err(Error::VisitedSetFull { capacity: cap })
         );
         assert_eq!(set.len(), cap);
+        let mut nodes: std::vec::Vec<u64> = set.nodes().map(|n| n.as_u64()).collect();
+        nodes.sort_unstable();
+        assert_eq!(
+            nodes,
+            (0..cap as u64)
+                .map(|i| i << 12)
+                .collect::<std::vec::Vec<_>>()
+        );
         set.clear();
         assert!(set.is_empty());
+        assert_eq!(set.nodes().count(), 0);
         assert_eq!(set.insert(5 << 12), Ok(true));
     }
 
