@@ -122,7 +122,7 @@ pub use error::{Error, Result};
 pub use kho_abi::vmalloc::VmallocDescriptor;
 pub use preserve::{preserve_vmalloc, read_descriptor, unpreserve_vmalloc, write_descriptor};
 pub use restore::{
-    Blocks, Chunks, Pages, VmallocArea, restore_vmalloc, restore_vmalloc_at,
+    Blocks, Chunks, Pages, Piece, VmallocArea, restore_vmalloc, restore_vmalloc_at,
     restore_vmalloc_checked,
 };
 

@@ -84,8 +84,7 @@ enum State {
 /// is full, blocks cannot exceed `total_pages`, and a revisited chunk is
 /// caught by Brent's cycle detection before it is read again.
 #[derive(Debug)]
-pub(crate) struct Cursor<'m, M: ?Sized> {
-    mem: &'m M,
+pub(crate) struct Cursor {
     order: Order,
     total: u64,
     state: State,
@@ -102,10 +101,9 @@ pub(crate) struct Cursor<'m, M: ?Sized> {
     steps: usize,
 }
 
-impl<'m, M: PhysMem + ?Sized> Cursor<'m, M> {
-    pub(crate) fn new(mem: &'m M, header: &Header) -> Cursor<'m, M> {
+impl Cursor {
+    pub(crate) fn new(header: &Header) -> Cursor {
         Cursor {
-            mem,
             order: header.order,
             total: u64::from(header.total_pages),
             state: State::Enter(header.first),
@@ -132,30 +130,33 @@ impl<'m, M: PhysMem + ?Sized> Cursor<'m, M> {
 
     /// The next chunk or block; [`Step::End`] forever once the chain ended.
     /// After an error the cursor is finished too (it returns `End`).
-    pub(crate) fn step(
+    pub(crate) fn step<M: PhysMem + ?Sized>(
         &mut self,
+        mem: &M,
         is_preserved: &mut impl FnMut(PhysAddr, Order) -> bool,
     ) -> Result<Step> {
-        let step = self.step_inner(is_preserved);
+        let step = self.step_inner(mem, is_preserved);
         if step.is_err() {
             self.state = State::Done;
         }
         step
     }
 
-    fn step_inner(
+    fn step_inner<M: PhysMem + ?Sized>(
         &mut self,
+        mem: &M,
         is_preserved: &mut impl FnMut(PhysAddr, Order) -> bool,
     ) -> Result<Step> {
         match self.state {
             State::Done => Ok(Step::End),
-            State::Enter(phys) => self.enter(phys, is_preserved),
-            State::Slots => self.slot(is_preserved),
+            State::Enter(phys) => self.enter(mem, phys, is_preserved),
+            State::Slots => self.slot(mem, is_preserved),
         }
     }
 
-    fn enter(
+    fn enter<M: PhysMem + ?Sized>(
         &mut self,
+        mem: &M,
         phys: PhysAddr,
         is_preserved: &mut impl FnMut(PhysAddr, Order) -> bool,
     ) -> Result<Step> {
@@ -174,7 +175,7 @@ impl<'m, M: PhysMem + ?Sized> Cursor<'m, M> {
         if !phys.is_page_aligned() {
             return Err(Error::ChunkMisaligned { chunk, phys });
         }
-        if !self.mem.is_ram(phys, PAGE_SIZE as u64) {
+        if !mem.is_ram(phys, PAGE_SIZE as u64) {
             return Err(Error::ChunkNotRam { chunk, phys });
         }
         if !is_preserved(phys, Order::ZERO) {
@@ -187,25 +188,29 @@ impl<'m, M: PhysMem + ?Sized> Cursor<'m, M> {
         Ok(Step::Chunk(phys))
     }
 
-    fn slot(&mut self, is_preserved: &mut impl FnMut(PhysAddr, Order) -> bool) -> Result<Step> {
+    fn slot<M: PhysMem + ?Sized>(
+        &mut self,
+        mem: &M,
+        is_preserved: &mut impl FnMut(PhysAddr, Order) -> bool,
+    ) -> Result<Step> {
         let chunk = self.chunks - 1;
         if self.slot == CHUNK_ENTRIES {
             // A full chunk: no terminator, the chain may go on.
-            let next = read_word(self.mem, self.chunk)?;
+            let next = read_word(mem, self.chunk)?;
             if next == 0 {
                 return self.finish();
             }
-            return self.enter(PhysAddr::new(next), is_preserved);
+            return self.enter(mem, PhysAddr::new(next), is_preserved);
         }
-        let entry = read_word(self.mem, slot_addr(self.chunk, self.slot))?;
+        let entry = read_word(mem, slot_addr(self.chunk, self.slot))?;
         if entry == 0 {
             for slot in self.slot + 1..CHUNK_ENTRIES {
-                let entry = read_word(self.mem, slot_addr(self.chunk, slot))?;
+                let entry = read_word(mem, slot_addr(self.chunk, slot))?;
                 if entry != 0 {
                     return Err(Error::EntryAfterTerminator { chunk, slot, entry });
                 }
             }
-            let next = read_word(self.mem, self.chunk)?;
+            let next = read_word(mem, self.chunk)?;
             if next != 0 {
                 return Err(Error::NextAfterTerminator { chunk, next });
             }
@@ -224,7 +229,7 @@ impl<'m, M: PhysMem + ?Sized> Cursor<'m, M> {
         if !phys.is_aligned(order.bytes()) {
             return Err(Error::BlockMisaligned { index, phys, order });
         }
-        if !self.mem.is_ram(phys, order.bytes()) {
+        if !mem.is_ram(phys, order.bytes()) {
             return Err(Error::BlockNotRam { index, phys, order });
         }
         if !is_preserved(phys, order) {
@@ -315,7 +320,8 @@ impl VmallocArea {
     /// The block addresses, in virtual-address order.
     pub fn iter_blocks<'m, M: PhysMem + ?Sized>(&self, mem: &'m M) -> Blocks<'m, M> {
         Blocks {
-            cursor: Cursor::new(mem, &self.header()),
+            mem,
+            cursor: Cursor::new(&self.header()),
         }
     }
 
@@ -323,7 +329,8 @@ impl VmallocArea {
     /// claimed, these pages are no longer needed (upstream frees them).
     pub fn iter_chunks<'m, M: PhysMem + ?Sized>(&self, mem: &'m M) -> Chunks<'m, M> {
         Chunks {
-            cursor: Cursor::new(mem, &self.header()),
+            mem,
+            cursor: Cursor::new(&self.header()),
         }
     }
 
@@ -377,6 +384,42 @@ impl VmallocArea {
     }
 }
 
+/// One piece of a restored area, as [`VmallocArea::for_each_mut`] meets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// A chunk page of the chain (order 0).
+    Chunk(PhysAddr),
+    /// A block of the area's order.
+    Block(PhysAddr),
+}
+
+impl VmallocArea {
+    /// Visit every chunk page and block in chain order, giving `f` mutable
+    /// access to the memory between steps: the way to claim an area
+    /// (restore each block, free each chunk) without copying its block list
+    /// anywhere. The chain is re-read and re-checked as it goes, exactly as
+    /// the iterators do; a chain error stops the visit and is returned
+    /// through `E: From<Error>`.
+    pub fn for_each_mut<M, E>(
+        &self,
+        mem: &mut M,
+        mut f: impl FnMut(&mut M, Piece) -> core::result::Result<(), E>,
+    ) -> core::result::Result<(), E>
+    where
+        M: PhysMem + ?Sized,
+        E: From<Error>,
+    {
+        let mut cursor = Cursor::new(&self.header());
+        loop {
+            match cursor.step(&*mem, &mut |_, _| true)? {
+                Step::Chunk(phys) => f(mem, Piece::Chunk(phys))?,
+                Step::Block(phys) => f(mem, Piece::Block(phys))?,
+                Step::End => return Ok(()),
+            }
+        }
+    }
+}
+
 /// Builds a descriptor from its fields.
 pub(crate) fn descriptor(
     first: PhysAddr,
@@ -396,7 +439,8 @@ pub(crate) fn descriptor(
 /// Iterator over an area's block addresses ([`VmallocArea::iter_blocks`]).
 #[derive(Debug)]
 pub struct Blocks<'m, M: ?Sized> {
-    cursor: Cursor<'m, M>,
+    mem: &'m M,
+    cursor: Cursor,
 }
 
 impl<M: PhysMem + ?Sized> Iterator for Blocks<'_, M> {
@@ -404,7 +448,7 @@ impl<M: PhysMem + ?Sized> Iterator for Blocks<'_, M> {
 
     fn next(&mut self) -> Option<Result<PhysAddr>> {
         loop {
-            match self.cursor.step(&mut |_, _| true) {
+            match self.cursor.step(self.mem, &mut |_, _| true) {
                 Ok(Step::Block(phys)) => return Some(Ok(phys)),
                 Ok(Step::Chunk(_)) => {}
                 Ok(Step::End) => return None,
@@ -419,7 +463,8 @@ impl<M: PhysMem + ?Sized> core::iter::FusedIterator for Blocks<'_, M> {}
 /// Iterator over an area's chunk page addresses ([`VmallocArea::iter_chunks`]).
 #[derive(Debug)]
 pub struct Chunks<'m, M: ?Sized> {
-    cursor: Cursor<'m, M>,
+    mem: &'m M,
+    cursor: Cursor,
 }
 
 impl<M: PhysMem + ?Sized> Iterator for Chunks<'_, M> {
@@ -427,7 +472,7 @@ impl<M: PhysMem + ?Sized> Iterator for Chunks<'_, M> {
 
     fn next(&mut self) -> Option<Result<PhysAddr>> {
         loop {
-            match self.cursor.step(&mut |_, _| true) {
+            match self.cursor.step(self.mem, &mut |_, _| true) {
                 Ok(Step::Chunk(phys)) => return Some(Ok(phys)),
                 Ok(Step::Block(_)) => {}
                 Ok(Step::End) => return None,
@@ -511,8 +556,8 @@ where
     P: FnMut(PhysAddr, Order) -> bool,
 {
     let header = Header::check(desc)?;
-    let mut cursor = Cursor::new(mem, &header);
-    while cursor.step(&mut is_preserved)? != Step::End {}
+    let mut cursor = Cursor::new(&header);
+    while cursor.step(mem, &mut is_preserved)? != Step::End {}
     Ok(VmallocArea {
         header_first: header.first,
         total_pages: header.total_pages,

@@ -348,3 +348,56 @@ fn vec_conveniences() {
     assert_eq!(pages.len(), 14);
     assert_eq!(pages[1].as_u64(), blocks[0].as_u64() + PAGE);
 }
+
+/// `for_each_mut` meets the chain in order (each chunk, then its blocks),
+/// lets the visitor write memory between steps, and passes errors through.
+#[test]
+fn for_each_mut_claims_in_chain_order() {
+    let (mut mem, mut tree) = setup(64);
+    let order = order(0);
+    let blocks = scattered(&mut mem, 1200, order);
+    let desc = preserve_vmalloc(
+        &mut mem,
+        &mut tree,
+        blocks.iter().copied(),
+        order,
+        FLAG_VM_ALLOC,
+    )
+    .unwrap();
+    let area = restore_vmalloc(&mem, &desc).unwrap();
+    let chain = chunks(&mem, &desc);
+    let mut seen_blocks = Vec::new();
+    let mut seen_chunks = Vec::new();
+    area.for_each_mut(&mut mem, |mem, piece| -> Result<(), Error> {
+        match piece {
+            kho_vmalloc::Piece::Block(b) => {
+                // Writing the block itself does not disturb the chain.
+                mem.write_u64(b, 0x1234).unwrap();
+                seen_blocks.push(b);
+            }
+            kho_vmalloc::Piece::Chunk(c) => seen_chunks.push(c),
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen_blocks, blocks);
+    assert_eq!(seen_chunks, chain);
+
+    // The visitor's error stops the visit.
+    let mut visits = 0;
+    let r = area.for_each_mut(&mut mem, |_, _| {
+        visits += 1;
+        if visits == 3 {
+            Err(Error::NoChunks)
+        } else {
+            Ok(())
+        }
+    });
+    assert_eq!(r, Err(Error::NoChunks));
+    assert_eq!(visits, 3);
+
+    // A chain broken after validation comes back as the chain's error.
+    mem.write_u64(chain[0], 0x10).unwrap();
+    let r = area.for_each_mut(&mut mem, |_, _| -> Result<(), Error> { Ok(()) });
+    assert!(r.is_err(), "{r:?}");
+}
