@@ -74,6 +74,22 @@ pub enum Error {
         /// The order it was preserved with, if it is a preserved block at all.
         preserved: Option<Order>,
     },
+    /// A preserved block (or radix node) of the incoming handover overlaps
+    /// memory already in use: the running kernel, boot data, scratch, or
+    /// another preserved block. Returned by reserve callbacks that check.
+    BlockInUse {
+        /// Start of the block.
+        addr: PhysAddr,
+        /// Its size in bytes.
+        size: u64,
+        /// The first page of it found in use.
+        used: PhysAddr,
+    },
+    /// A restore was asked for before [`KhoIn::reserve_preserved`]
+    /// completed a walk of the incoming tree.
+    ///
+    /// [`KhoIn::reserve_preserved`]: crate::KhoIn::reserve_preserved
+    NotWalked,
     /// The `kexec-metadata` blob is malformed.
     BadMetadata {
         /// What is wrong.
@@ -147,8 +163,19 @@ impl fmt::Display for Error {
                 order,
                 preserved: None,
             } => {
-                write!(f, "{addr} is not a preserved order-{order} block")
+                write!(
+                    f,
+                    "{addr} is not a preserved order-{order} block (or was restored already)"
+                )
             }
+            Error::BlockInUse { addr, size, used } => write!(
+                f,
+                "preserved memory {addr}+{size:#x} overlaps memory already in use at {used}"
+            ),
+            Error::NotWalked => write!(
+                f,
+                "restore before the incoming radix tree was walked (reserve_preserved)"
+            ),
             Error::BadMetadata { reason } => write!(f, "kexec-metadata: {reason}"),
             Error::SetupHeaderTooLong { len, max } => {
                 write!(

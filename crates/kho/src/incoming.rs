@@ -1,7 +1,6 @@
 //! The incoming side: validate what the previous kernel handed over, reserve
 //! every preserved block, let clients restore their memory.
 
-use alloc::collections::BTreeMap;
 use core::ops::ControlFlow;
 
 use kho_abi::metadata::{self, KexecMetadata};
@@ -10,7 +9,7 @@ use kho_abi::{AbiVersion, PAGE_SIZE};
 use kho_fdt::KhoFdt;
 use kho_mem::{Order, PhysAddr, PhysMem, PhysRange};
 use kho_memblock::MemblockFdt;
-use kho_radix::{PageBlocks, VisitedSet};
+use kho_radix::{IncomingTree, PageBlocks, PreservedRange, VisitedSet};
 use kho_scratch::{ReadPolicy, ScratchAreas};
 use kho_vmalloc::VmallocArea;
 
@@ -20,6 +19,26 @@ use crate::{Error, Handover, Result};
 ///
 /// Build it with [`KhoIn::populate`]; then call
 /// [`KhoIn::reserve_preserved`] before allocating anything outside scratch.
+///
+/// # Memory
+///
+/// The incoming side's memory does not depend on what the previous kernel
+/// preserved. A `KhoIn` is `size_of::<KhoIn>()` bytes (about 4.9 KiB: the
+/// root FDT page it copied, the scratch array, and an
+/// [`IncomingTree`] of a few hundred bytes) and allocates nothing, before
+/// or after the walk, for any number of preserved blocks. Which blocks are
+/// still waiting to be restored is kept in the incoming tree's own leaves
+/// (a restore clears the block's bit, as Linux clears `page->private`),
+/// so the caller keeps the tree's node pages intact until it has restored
+/// what it wants: [`VisitedSet::nodes`] lists them after the walk.
+///
+/// The only memory that grows with the tree is the caller's
+/// [`VisitedSet`] buffer, `8 * words_for(n)` bytes (about `9.2 * n`) for
+/// a cap of `n` nodes: a tree with more nodes fails the walk with
+/// [`kho_radix::Error::VisitedSetFull`]. One node covers up to 32768
+/// blocks of one order (128 MiB of order-0 pages, 4 TiB of 1 GiB folios),
+/// so a dense 16 GiB of 4 KiB pages needs 133 nodes (1.2 KiB), and
+/// `nodes <= 5 * blocks + 1` in any tree.
 #[derive(Debug)]
 pub struct KhoIn {
     handover: Handover,
@@ -28,8 +47,9 @@ pub struct KhoIn {
     version: AbiVersion,
     memory_map: PhysAddr,
     areas: ScratchAreas,
-    /// Preserved blocks not restored yet: phys -> order.
-    blocks: BTreeMap<u64, Order>,
+    /// The walked tree, whose leaves say what is not restored yet; `None`
+    /// until [`KhoIn::reserve_preserved`] succeeded.
+    tree: Option<IncomingTree>,
 }
 
 /// What [`KhoIn::reserve_preserved`] found.
@@ -41,6 +61,8 @@ pub struct WalkStats {
     pub pages: u64,
     /// Runs of adjacent blocks of one order (as the walk visits them).
     pub ranges: u64,
+    /// Radix nodes (tables and leaves) the walk read.
+    pub nodes: u64,
 }
 
 impl KhoIn {
@@ -82,7 +104,7 @@ impl KhoIn {
             version,
             memory_map,
             areas,
-            blocks: BTreeMap::new(),
+            tree: None,
         })
     }
 
@@ -130,14 +152,12 @@ impl KhoIn {
         let mut stats = WalkStats::default();
         let mut last: Option<(u64, Order)> = None;
         let areas = &self.areas;
-        let blocks = &mut self.blocks;
-        let flow = kho_radix::walk(mem, self.memory_map, visited, |phys, order| {
+        self.tree = None;
+        let flow = IncomingTree::walk(mem, self.memory_map, visited, |phys, order| {
             let mut step = || -> Result<()> {
                 let range = PhysRange::try_new(phys, order.bytes())?;
                 kho_scratch::check_no_overlap(areas, [range])?;
-                reserve(range, order)?;
-                blocks.insert(phys.as_u64(), order);
-                Ok(())
+                reserve(range, order)
             };
             if let Err(e) = step() {
                 return ControlFlow::Break(e);
@@ -153,7 +173,11 @@ impl KhoIn {
         })?;
         match flow {
             ControlFlow::Break(e) => Err(e),
-            ControlFlow::Continue(()) => Ok(stats),
+            ControlFlow::Continue(tree) => {
+                stats.nodes = visited.len() as u64;
+                self.tree = Some(tree);
+                Ok(stats)
+            }
         }
     }
 
@@ -173,52 +197,65 @@ impl KhoIn {
     }
 
     /// Take ownership of a preserved block back: it must have been preserved
-    /// as exactly this block and not restored before.
-    pub fn restore_folio(&mut self, phys: PhysAddr, order: Order) -> Result<()> {
-        match self.blocks.get(&phys.as_u64()) {
-            Some(&o) if o == order => {
-                self.blocks.remove(&phys.as_u64());
-                Ok(())
+    /// as exactly this block and not restored before. Clears the block's
+    /// bit in the incoming tree (which must still be intact, see
+    /// [`KhoIn`]).
+    pub fn restore_folio<M: PhysMem>(
+        &mut self,
+        mem: &mut M,
+        phys: PhysAddr,
+        order: Order,
+    ) -> Result<()> {
+        let tree = self.tree.as_mut().ok_or(Error::NotWalked)?;
+        let pfn = kho_mem::Pfn::try_from_phys(phys)?;
+        match tree.take(mem, pfn, order) {
+            Ok(()) => Ok(()),
+            Err(kho_radix::Error::NotPreserved { .. } | kho_radix::Error::Misaligned { .. }) => {
+                Err(Error::NotRestorable {
+                    addr: phys,
+                    order,
+                    preserved: tree
+                        .find_block(mem, pfn)?
+                        .filter(|(start, _)| *start == pfn)
+                        .map(|(_, o)| o),
+                })
             }
-            found => Err(Error::NotRestorable {
-                addr: phys,
-                order,
-                preserved: found.copied(),
-            }),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Restore a page range preserved with `preserve_pages`: the same
     /// decomposition into blocks, each restored in turn (blocks restored
     /// before a failure stay restored, as in Linux).
-    pub fn restore_pages(&mut self, range: PhysRange) -> Result<()> {
+    pub fn restore_pages<M: PhysMem>(&mut self, mem: &mut M, range: PhysRange) -> Result<()> {
         let start = kho_mem::Pfn::try_from_phys(range.start())?;
         let pages = range.size() / PAGE_SIZE as u64;
-        for block in PageBlocks::new(start, pages)? {
-            let (pfn, order) = block;
-            self.restore_folio(pfn.phys(), order)?;
+        for (pfn, order) in PageBlocks::new(start, pages)? {
+            self.restore_folio(mem, pfn.phys(), order)?;
         }
         Ok(())
     }
 
     /// Restore a vmalloc area from its descriptor: the chain is validated
     /// (every chunk and block must also be a block the walk reported with
-    /// that order), then every block and chunk page is restored.
+    /// that order and not restored yet), then every block and chunk page is
+    /// restored. Nothing is copied: the chain is walked in place.
     pub fn restore_vmalloc<M: PhysMem>(
         &mut self,
-        mem: &M,
+        mem: &mut M,
         desc: &VmallocDescriptor,
     ) -> Result<VmallocArea> {
-        let blocks = &self.blocks;
-        let area = kho_vmalloc::restore_vmalloc_checked(mem, desc, |p, o| {
-            blocks.get(&p.as_u64()) == Some(&o)
+        let tree = self.tree.as_ref().ok_or(Error::NotWalked)?;
+        let area = kho_vmalloc::restore_vmalloc_checked(&*mem, desc, |p, o| {
+            kho_mem::Pfn::try_from_phys(p)
+                .ok()
+                .is_some_and(|pfn| tree.contains(&*mem, pfn, o).unwrap_or(false))
         })?;
-        for block in area.iter_blocks(mem) {
-            self.restore_folio(block?, area.order())?;
-        }
-        for chunk in area.iter_chunks(mem) {
-            self.restore_folio(chunk?, Order::ZERO)?;
-        }
+        let order = area.order();
+        area.for_each_mut(mem, |mem, piece| match piece {
+            kho_vmalloc::Piece::Block(b) => self.restore_folio(mem, b, order),
+            kho_vmalloc::Piece::Chunk(c) => self.restore_folio(mem, c, Order::ZERO),
+        })?;
         Ok(area)
     }
 
@@ -237,9 +274,26 @@ impl KhoIn {
         Ok(Some(kho_memblock::retrieve(mem, phys, size, buf)?))
     }
 
-    /// Preserved blocks nobody restored (yet): they stay reserved.
-    pub fn unrestored(&self) -> impl Iterator<Item = (PhysAddr, Order)> + '_ {
-        self.blocks.iter().map(|(&p, &o)| (PhysAddr::new(p), o))
+    /// How many preserved blocks nobody restored (yet): they stay reserved.
+    /// Zero before a successful walk.
+    pub fn unrestored_blocks(&self) -> u64 {
+        self.tree.as_ref().map_or(0, IncomingTree::remaining_blocks)
+    }
+
+    /// The blocks nobody restored, coalesced into runs: the incoming tree
+    /// re-walked with every check (`visited` must hold as many nodes as the
+    /// first walk). Empty before a successful walk.
+    pub fn unrestored<'a, 'b, M: PhysMem>(
+        &self,
+        mem: &'a M,
+        visited: &'a mut VisitedSet<'b>,
+    ) -> impl Iterator<Item = Result<PreservedRange>> + use<'a, 'b, M> {
+        self.tree
+            .as_ref()
+            .map(|t| t.remaining(mem, visited))
+            .into_iter()
+            .flatten()
+            .map(|r| r.map_err(Error::from))
     }
 
     /// The kexec count from the `kexec-metadata` subtree, `None` if the

@@ -104,16 +104,16 @@ fn one_generation_hands_over_to_the_next() {
         // The wrong order is refused, the right one accepted exactly once.
         let wrong = order(o.get() + 1);
         assert_eq!(
-            kin.restore_folio(phys, wrong),
+            kin.restore_folio(&mut mem, phys, wrong),
             Err(Error::NotRestorable {
                 addr: phys,
                 order: wrong,
                 preserved: Some(o)
             })
         );
-        kin.restore_folio(phys, o).unwrap();
+        kin.restore_folio(&mut mem, phys, o).unwrap();
         assert!(matches!(
-            kin.restore_folio(phys, o),
+            kin.restore_folio(&mut mem, phys, o),
             Err(Error::NotRestorable {
                 preserved: None,
                 ..
@@ -123,7 +123,13 @@ fn one_generation_hands_over_to_the_next() {
         mem.read(phys, &mut first).unwrap();
         assert_eq!(first[0], 0xa0 + i as u8);
     }
-    assert_eq!(kin.unrestored().count(), 3);
+    assert_eq!(kin.unrestored_blocks(), 3);
+    let mut visited = VisitedSet::new(&mut buf);
+    let left: u64 = kin
+        .unrestored(&mem, &mut visited)
+        .map(|r| r.unwrap().blocks())
+        .sum();
+    assert_eq!(left, 3);
 }
 
 /// Every version round-trips through the engine: the writer emits the
@@ -147,7 +153,7 @@ fn every_version_hands_over() {
         assert_eq!(kin.kexec_count(&mem).unwrap(), Some(4));
         assert_eq!(kin.subtree("client").unwrap().1, Some(12));
         for (phys, o) in folios {
-            kin.restore_folio(phys, o).unwrap();
+            kin.restore_folio(&mut mem, phys, o).unwrap();
         }
     }
 }
@@ -201,7 +207,7 @@ fn kho_v4_in_linux_property_order_revives() {
     assert_eq!(kin.kexec_count(&mem).unwrap(), Some(4));
     assert_eq!(kin.subtree("client").unwrap().1, Some(12));
     for (phys, o) in folios {
-        kin.restore_folio(phys, o).unwrap();
+        kin.restore_folio(&mut mem, phys, o).unwrap();
     }
 }
 
@@ -291,7 +297,7 @@ fn linux_zero_size_scratch_entry_revives() {
         .unwrap();
     assert!(stats.blocks >= folios.len() as u64);
     for (phys, o) in folios {
-        kin.restore_folio(phys, o).unwrap();
+        kin.restore_folio(&mut mem, phys, o).unwrap();
     }
 }
 
@@ -406,14 +412,14 @@ fn vmalloc_area_and_reserve_mem_region_survive() {
     let mut buf = vec![0u64; VisitedSet::words_for(4096)];
     kin.reserve_preserved(&mem, &mut VisitedSet::new(&mut buf), |_, _| Ok(()))
         .unwrap();
-    let area = kin.restore_vmalloc(&mem, &desc).unwrap();
+    let area = kin.restore_vmalloc(&mut mem, &desc).unwrap();
     assert_eq!((area.total_pages(), area.chunks()), (600, 2));
     let back: Vec<PhysAddr> = area.iter_blocks(&mem).map(|b| b.unwrap()).collect();
     assert_eq!(back, pages);
     assert_eq!(mem.read_u64(back[599]).unwrap(), 599);
     // Restoring again fails: the blocks are no longer preserved blocks.
     assert!(matches!(
-        kin.restore_vmalloc(&mem, &desc),
+        kin.restore_vmalloc(&mut mem, &desc),
         Err(Error::Vmalloc(_))
     ));
 
@@ -422,10 +428,10 @@ fn vmalloc_area_and_reserve_mem_region_survive() {
     let memblock = kin.memblock(&mem, &mut page).unwrap().unwrap();
     let found = memblock.find("kho_log").unwrap();
     assert_eq!((found.start(), found.size()), (log, 64 << 10));
-    kin.restore_pages(found.range()).unwrap();
-    kin.restore_folio(blob_phys, Order::ZERO).unwrap();
+    kin.restore_pages(&mut mem, found.range()).unwrap();
+    kin.restore_folio(&mut mem, blob_phys, Order::ZERO).unwrap();
     // Left: the FDT page.
-    assert_eq!(kin.unrestored().count(), 1);
+    assert_eq!(kin.unrestored_blocks(), 1);
 }
 
 #[test]
@@ -444,7 +450,7 @@ fn vmalloc_chain_naming_unpreserved_memory_is_refused() {
     kin.reserve_preserved(&mem, &mut VisitedSet::new(&mut buf), |_, _| Ok(()))
         .unwrap();
     assert!(matches!(
-        kin.restore_vmalloc(&mem, &desc),
+        kin.restore_vmalloc(&mut mem, &desc),
         Err(Error::Vmalloc(kho_vmalloc::Error::BlockNotPreserved { .. }))
     ));
 }
