@@ -11,10 +11,13 @@
 //! | 16 | u64 seed |
 //! | 24 | the 16-byte `kho_vmalloc` descriptor of the stub's vmalloc area (all zero: none) |
 //! | 40 | u64 the generation that wrote the `kho_log` region's first line (0 without a log) |
-//! | 48 | records: u64 phys, u64 checksum, u32 order, u32 generation that filled it, u32 block id, u32 reserved |
+//! | 48 | records: u64 phys, u64 checksum, u32 order, u32 generation that filled it, u32 block id, u16 count, u16 spacing |
+//!
+//! A record is one block, or (guest memory, `guest.rs`) an extent of `count`
+//! blocks `2^spacing` blocks apart with consecutive block ids; 0 counts as 1.
 
 use kho_abi::vmalloc::VmallocDescriptor;
-use zerocopy::little_endian::{U32, U64};
+use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// Root child name of the stub's blob.
@@ -57,10 +60,12 @@ pub struct Record {
     pub order: U32,
     /// Generation that filled it.
     pub generation: U32,
-    /// Block id the content is derived from.
+    /// Block id the content is derived from (of the first block).
     pub block: U32,
-    /// Reserved, 0.
-    pub reserved: U32,
+    /// Blocks in the extent (0 or 1: one block).
+    pub count: U16,
+    /// log2 of the distance between the extent's blocks, in blocks.
+    pub spacing: U16,
 }
 
 const _: () = {
@@ -82,6 +87,8 @@ pub enum BlobError {
     BadMagic,
     /// `count` does not match the blob size.
     CountMismatch,
+    /// More records than [`MAX_RECORDS`].
+    TooManyRecords,
 }
 
 impl core::fmt::Display for BlobError {
@@ -90,26 +97,50 @@ impl core::fmt::Display for BlobError {
             BlobError::Truncated => "kho-stub blob truncated",
             BlobError::BadMagic => "kho-stub blob has a bad magic",
             BlobError::CountMismatch => "kho-stub blob record count does not match its size",
+            BlobError::TooManyRecords => "kho-stub blob has more than 4096 records",
         })
     }
 }
 
-/// Validate `bytes` (exactly the blob, as long as its `blob-size`).
-pub fn parse(bytes: &[u8]) -> Result<(&Header, &[Record]), BlobError> {
-    let (header, rest) = Header::ref_from_prefix(bytes).map_err(|_| BlobError::Truncated)?;
+/// Most records a blob may hold: far more than the stub ever keeps
+/// (4 folios per generation for 3 generations, plus guest-memory extents),
+/// and a bound on what an incoming blob can make the stub keep on its heap.
+pub const MAX_RECORDS: u32 = 4096;
+
+/// Check a blob's header against its `blob-size`: the magic, and exactly
+/// `count` records (at most [`MAX_RECORDS`]) after the header.
+pub fn check(header: &Header, size: u64) -> Result<(), BlobError> {
+    if size < size_of::<Header>() as u64 {
+        return Err(BlobError::Truncated);
+    }
     if header.magic != MAGIC {
         return Err(BlobError::BadMagic);
     }
-    let count = header.count.get() as usize;
-    if rest.len()
-        != count
-            .checked_mul(size_of::<Record>())
-            .ok_or(BlobError::CountMismatch)?
-    {
+    let count = header.count.get();
+    if count > MAX_RECORDS {
+        return Err(BlobError::TooManyRecords);
+    }
+    if size != blob_size(count as usize) as u64 {
         return Err(BlobError::CountMismatch);
     }
+    Ok(())
+}
+
+/// Validate `bytes` (exactly the blob, as long as its `blob-size`) and
+/// split it into the header and its records: for readers that copied the
+/// blob (the inspector); the stub reads records in place.
+#[cfg_attr(target_os = "none", allow(dead_code))]
+pub fn parse(bytes: &[u8]) -> Result<(&Header, &[Record]), BlobError> {
+    let (header, rest) = Header::ref_from_prefix(bytes).map_err(|_| BlobError::Truncated)?;
+    check(header, bytes.len() as u64)?;
     let records = <[Record]>::ref_from_bytes(rest).map_err(|_| BlobError::Truncated)?;
     Ok((header, records))
+}
+
+/// Where record `index` of the blob at `blob` is; `None` on overflow.
+pub fn record_at(blob: kho_mem::PhysAddr, index: u32) -> Option<kho_mem::PhysAddr> {
+    let offset = size_of::<Header>() as u64 + u64::from(index) * size_of::<Record>() as u64;
+    blob.checked_add(offset)
 }
 
 #[cfg(test)]
@@ -134,26 +165,47 @@ mod tests {
                 order: U32::new(i),
                 generation: U32::new(4),
                 block: U32::new(i),
-                reserved: U32::new(0),
+                count: U16::new(0),
+                spacing: U16::new(0),
             };
             v.extend_from_slice(r.as_bytes());
         }
         v
     }
 
+    fn header(b: &[u8]) -> Header {
+        Header::read_from_prefix(b).unwrap().0
+    }
+
     #[test]
     fn round_trip_and_errors() {
         let b = sample(3);
+        let size = b.len() as u64;
         assert_eq!(b.len(), blob_size(3));
-        let (h, r) = parse(&b).unwrap();
-        assert_eq!((h.generation.get(), r.len(), r[2].order.get()), (4, 3, 2));
-        assert_eq!(parse(&b[..40]), Err(BlobError::Truncated));
-        assert_eq!(parse(&b[..b.len() - 1]), Err(BlobError::CountMismatch));
+        let h = header(&b);
+        assert_eq!(check(&h, size), Ok(()));
+        let at = record_at(kho_mem::PhysAddr::new(0x1000), 2).unwrap();
+        let off = (at.as_u64() - 0x1000) as usize;
+        let r = Record::read_from_prefix(&b[off..]).unwrap().0;
+        assert_eq!((h.generation.get(), r.order.get()), (4, 2));
+        assert_eq!(check(&h, 40), Err(BlobError::Truncated));
+        assert_eq!(check(&h, size - 1), Err(BlobError::CountMismatch));
         let mut bad = b.clone();
         bad[0] = b'X';
-        assert_eq!(parse(&bad), Err(BlobError::BadMagic));
-        let mut lying = b;
+        assert_eq!(check(&header(&bad), size), Err(BlobError::BadMagic));
+        let mut lying = b.clone();
         lying[12] = 200;
-        assert_eq!(parse(&lying), Err(BlobError::CountMismatch));
+        assert_eq!(check(&header(&lying), size), Err(BlobError::CountMismatch));
+        let mut huge = b.clone();
+        huge[12..16].copy_from_slice(&(MAX_RECORDS + 1).to_le_bytes());
+        let huge_size = blob_size(MAX_RECORDS as usize + 1) as u64;
+        assert_eq!(
+            check(&header(&huge), huge_size),
+            Err(BlobError::TooManyRecords)
+        );
+        assert_eq!(record_at(kho_mem::PhysAddr::new(u64::MAX - 8), 0), None);
+        let (h2, records) = parse(&b).unwrap();
+        assert_eq!((h2.count.get(), records.len()), (3, 3));
+        assert_eq!(parse(&b[..40]), Err(BlobError::Truncated));
     }
 }

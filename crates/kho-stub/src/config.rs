@@ -30,6 +30,9 @@ pub enum FaultClass {
     RadixOutsideRam,
     /// A radix table entry points back at the root.
     RadixCycle,
+    /// The order-0 leaf (the tree's last) has every bit set: 32768 blocks,
+    /// many of them memory nobody preserved.
+    RadixFullLeaf,
     /// The vmalloc chunk chain loops onto its first chunk.
     VmallocCycle,
     /// A scratch array entry covers a preserved block.
@@ -43,7 +46,7 @@ pub enum FaultClass {
 
 impl FaultClass {
     /// Every class with its command-line name.
-    pub const ALL: [(FaultClass, &'static str); 13] = [
+    pub const ALL: [(FaultClass, &'static str); 14] = [
         (FaultClass::BadMagic, "bad-magic"),
         (FaultClass::Truncated, "truncated"),
         (FaultClass::Compatible, "compatible"),
@@ -53,6 +56,7 @@ impl FaultClass {
         (FaultClass::MemoryMapOutsideRam, "memory-map-outside-ram"),
         (FaultClass::RadixOutsideRam, "radix-outside-ram"),
         (FaultClass::RadixCycle, "radix-cycle"),
+        (FaultClass::RadixFullLeaf, "radix-full-leaf"),
         (FaultClass::VmallocCycle, "vmalloc-cycle"),
         (
             FaultClass::ScratchOverlapsPreserved,
@@ -79,6 +83,7 @@ impl FaultClass {
             self,
             FaultClass::RadixOutsideRam
                 | FaultClass::RadixCycle
+                | FaultClass::RadixFullLeaf
                 | FaultClass::ScratchOverlapsPreserved
                 | FaultClass::ScratchOutsideRam
                 | FaultClass::HandoffLength
@@ -125,6 +130,9 @@ pub struct Config {
     /// Publish (and verify) lib/test_kho.c's `kho_test` subtree every
     /// generation (`kho_stub.kho_test=1`).
     pub kho_test: bool,
+    /// Hypervisor-scale guest memory, created once and kept by every
+    /// generation (`kho_stub.guest=1g:N,2m:N,4k:N`; `guest.rs`).
+    pub guest: crate::guest::GuestSpec,
     /// The KHO ABI version of the outgoing root FDT (`kho_stub.abi=v2|v3|v4`,
     /// default the newest, kho-v4). Incoming handovers of every version are
     /// read whatever this says.
@@ -189,6 +197,7 @@ impl Default for Config {
             fault: None,
             kho: KhoCmdline::default(),
             vmalloc_pages: 600,
+            guest: crate::guest::GuestSpec::default(),
             log: None,
             pause_at: None,
             subtrees: Subtrees::None,
@@ -289,6 +298,9 @@ impl Config {
                         "0" => false,
                         _ => return Err(bad("not 0 or 1")),
                     };
+                }
+                "kho_stub.guest" => {
+                    cfg.guest = crate::guest::GuestSpec::parse(value).map_err(bad)?;
                 }
                 "kho_stub.vmalloc_pages" => {
                     cfg.vmalloc_pages = parse_u64(value)

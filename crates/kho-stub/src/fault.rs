@@ -121,6 +121,15 @@ pub fn corrupt_state(
             let (slot, _) = first_entry(mem, child)?;
             mem.write_u64(slot, radix_root.as_u64()).map_err(text)
         }
+        FaultClass::RadixFullLeaf => {
+            // The last entry at every level leads to the largest keys: the
+            // order-0 leaf (if order-0 blocks are preserved, as here).
+            let mut node = radix_root;
+            for _ in 0..kho_abi::radix::ROOT_LEVEL {
+                node = last_entry(mem, node)?;
+            }
+            mem.write(node, &[0xff; 4096]).map_err(text)
+        }
         FaultClass::VmallocCycle => {
             let first = PhysAddr::new(vmalloc.first.get());
             if first == PhysAddr::ZERO {
@@ -146,6 +155,18 @@ fn first_entry(mem: &StubMem, table: PhysAddr) -> Result<(PhysAddr, PhysAddr), S
         .ok_or("radix table is empty")?;
     let slot = table.checked_add(i as u64 * 8).ok_or("radix table wraps")?;
     Ok((slot, PhysAddr::new(entries[i])))
+}
+
+/// The last non-zero entry of the table page at `table`.
+fn last_entry(mem: &StubMem, table: PhysAddr) -> Result<PhysAddr, String> {
+    let mut entries = [0u64; 512];
+    mem.read_u64s(table, &mut entries).map_err(text)?;
+    let e = entries
+        .iter()
+        .rev()
+        .find(|&&e| e != 0)
+        .ok_or("radix table is empty")?;
+    Ok(PhysAddr::new(*e))
 }
 
 /// Corrupt the scratch array written at `array`: entry 1 (the global area)

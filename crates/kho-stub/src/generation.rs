@@ -19,13 +19,14 @@ use kho_mem::{Order, PhysAddr, PhysMem, PhysRange};
 use kho_radix::VisitedSet;
 use kho_scratch::{AreaKind, BootUsage, MemRegion, ScratchAllocator, ScratchAreas, ScratchSizes};
 use zerocopy::IntoBytes;
-use zerocopy::little_endian::{U32, U64};
+use zerocopy::little_endian::{U16, U32, U64};
 
 use crate::arch;
 use crate::blob::{self, Header, Record};
 use crate::config::{Config, FaultClass, Next, Subtrees, next_cmdline};
 use crate::content::{self, Checksum};
 use crate::mem::StubMem;
+use crate::why::Why;
 
 /// What the arch layer learned at entry.
 #[derive(Debug)]
@@ -96,6 +97,15 @@ fn print_hex(verb: &str, generation: u32, bytes: &[u8]) {
     let _ = writeln!(console);
 }
 
+/// This generation's number, once the command line is parsed (for the
+/// panic handler's report).
+static CURRENT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// This generation's number (0 until the command line is parsed).
+pub fn current() -> u32 {
+    CURRENT.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Run one generation; never returns.
 pub fn run(boot: BootInfo) -> ! {
     let t0 = arch::ticks();
@@ -104,6 +114,7 @@ pub fn run(boot: BootInfo) -> ! {
         Err(e) => fail(0, &e),
     };
     let g = cfg.generation;
+    CURRENT.store(g, core::sync::atomic::Ordering::Relaxed);
     let mode = if matches!(boot.handover, Ok(None)) {
         "cold"
     } else {
@@ -179,17 +190,36 @@ pub fn run(boot: BootInfo) -> ! {
     // outside scratch.
     let t_walk = arch::ticks();
     let mut walk = kho::WalkStats::default();
+    // The walk's node set: its buffer is the only incoming-side memory that
+    // depends on the tree (bounded by MAX_WALK_NODES, not by the blocks).
+    let mut walk_buf = vec![0u64; VisitedSet::words_for(MAX_WALK_NODES)];
+    let mut visited = VisitedSet::new(&mut walk_buf);
     if let Some(k) = incoming.as_mut() {
-        let mut buf = vec![0u64; VisitedSet::words_for(MAX_WALK_NODES)];
-        let mut blocks = Vec::new();
-        let result = k.reserve_preserved(&mem, &mut VisitedSet::new(&mut buf), |range, _| {
-            blocks.push(range);
-            Ok(())
-        });
+        // Each block is claimed as it is found: one overlapping the image,
+        // boot data, scratch, the payload or another block is corrupt.
+        let view = mem.ram_view();
+        let result = k
+            .reserve_preserved(&view, &mut visited, |range, _| {
+                mem.claim(range).map_err(|used| kho::Error::BlockInUse {
+                    addr: range.start(),
+                    size: range.size(),
+                    used,
+                })
+            })
+            .and_then(|stats| {
+                // The tree's own pages hold what is not restored yet: kept
+                // until every client restored its memory.
+                for node in visited.nodes() {
+                    let page = PhysRange::try_new(node, kho_mem::PAGE_SIZE as u64)?;
+                    mem.claim(page).map_err(|used| kho::Error::BlockInUse {
+                        addr: node,
+                        size: page.size(),
+                        used,
+                    })?;
+                }
+                Ok(stats)
+            });
         // Reservations made before a failure stay, as in Linux.
-        for r in &blocks {
-            mem.reserve(*r);
-        }
         match result {
             Ok(stats) => walk = stats,
             Err(e) => {
@@ -238,10 +268,11 @@ pub fn run(boot: BootInfo) -> ! {
         );
     }
     say!(
-        "KHO walk gen={g} blocks={} pages={} ranges={} ticks={walk_ticks}",
+        "KHO walk gen={g} blocks={} pages={} ranges={} nodes={} ticks={walk_ticks}",
         walk.blocks,
         walk.pages,
-        walk.ranges
+        walk.ranges,
+        walk.nodes
     );
 
     // Restore and verify what the previous generation preserved.
@@ -262,7 +293,14 @@ pub fn run(boot: BootInfo) -> ! {
         }
     }
     let verify_ticks = arch::ticks() - t_verify;
-    let leaked = incoming.as_ref().map_or(0, |k| k.unrestored().count());
+    // Restoring is over: the incoming tree's pages are free memory now (as
+    // in Linux after memblock_free_all).
+    if incoming.is_some() {
+        for node in visited.nodes() {
+            mem.free_page(node).unwrap_or_else(|e| fail(g, &e));
+        }
+    }
+    let leaked = incoming.as_ref().map_or(0, |k| k.unrestored_blocks());
     let result = match &verified.partial {
         Some(reason) => format!(
             "result=partial leaked={leaked} reason=\"{}\"",
@@ -311,7 +349,11 @@ pub fn run(boot: BootInfo) -> ! {
 
     let to_linux = cfg.is_last() && cfg.next == Next::Linux;
     if cfg.is_last() && !to_linux {
-        say!("KHO done gen={g} generations={} result=ok", cfg.generations);
+        say!(
+            "KHO done gen={g} generations={} heap={} result=ok",
+            cfg.generations,
+            crate::heap::high_water()
+        );
         arch::exit(true);
     }
 
@@ -404,7 +446,8 @@ pub fn run(boot: BootInfo) -> ! {
     };
     let now = arch::ticks();
     say!(
-        "KHO kexec gen={g} next={next} ticks-walk={walk_ticks} ticks-verify={verify_ticks} ticks-build={build_ticks} ticks-total={}",
+        "KHO kexec gen={g} next={next} heap={} ticks-walk={walk_ticks} ticks-verify={verify_ticks} ticks-build={build_ticks} ticks-total={}",
+        crate::heap::high_water(),
         now - t0
     );
     crate::kexec::kexec(&kexec)
@@ -514,7 +557,7 @@ fn verify(
     let (meta, _) = k
         .subtree(kho_abi::metadata::SUBTREE_NAME)
         .ok_or("no kexec-metadata subtree")?;
-    k.restore_folio(meta, Order::ZERO)
+    k.restore_folio(mem, meta, Order::ZERO)
         .map_err(|e| format!("kexec-metadata page: {e}"))?;
     mem.free_page(meta).map_err(text)?;
 
@@ -524,13 +567,12 @@ fn verify(
         return verify_foreign(k, mem, cfg, v, &release, log);
     };
     let size = size.ok_or("kho-stub subtree has no blob-size")?;
-    if size > 1 << 20 {
-        return Err(format!("kho-stub blob of {size:#x} bytes is too large"));
-    }
-    let mut bytes = vec![0u8; size as usize];
-    mem.read(blob_at, &mut bytes)
+    // Read in place, one record at a time: nothing here grows with the
+    // blob, whose size is checked against its record count first.
+    let header: Header = mem
+        .read_obj(blob_at)
         .map_err(|e| format!("kho-stub blob: {e}"))?;
-    let (header, records) = blob::parse(&bytes).map_err(text)?;
+    blob::check(&header, size).map_err(text)?;
     if header.seed.get() != cfg.seed {
         return Err(format!(
             "seed {:#x} in the blob, {:#x} on the command line",
@@ -550,14 +592,22 @@ fn verify(
             )
         })?;
     let blob_order = order_for(size);
-    k.restore_folio(blob_at, blob_order)
-        .map_err(|e| format!("kho-stub blob: {e}"))?;
-    mem.free_pages(blob_at, blob_order).map_err(text)?;
 
-    for rec in records {
+    for index in 0..header.count.get() {
+        let at = blob::record_at(blob_at, index).ok_or("kho-stub blob wraps")?;
+        let rec: Record = mem
+            .read_obj(at)
+            .map_err(|e| format!("kho-stub blob record {index}: {e}"))?;
+        if crate::guest::is_guest(&rec) {
+            // Guest memory stays where it is, generation after generation.
+            v.bytes += crate::guest::verify(k, mem, cfg.seed, &rec)?;
+            v.folios += 1;
+            kept.push(rec);
+            continue;
+        }
         let phys = PhysAddr::new(rec.phys.get());
         let order = Order::try_new(rec.order.get()).map_err(text)?;
-        k.restore_folio(phys, order)
+        k.restore_folio(mem, phys, order)
             .map_err(|e| format!("folio {phys}: {e}"))?;
         let sum = check_block(
             mem,
@@ -576,11 +626,14 @@ fn verify(
         v.folios += 1;
         v.bytes += order.bytes();
         if rec.generation.get() + KEEP_GENERATIONS > g {
-            kept.push(*rec);
+            kept.push(rec);
         } else {
             mem.free_pages(phys, order).map_err(text)?;
         }
     }
+    k.restore_folio(mem, blob_at, blob_order)
+        .map_err(|e| format!("kho-stub blob: {e}"))?;
+    mem.free_pages(blob_at, blob_order).map_err(text)?;
 
     // The vmalloc area: restored through its chunk chain, every page checked.
     if vmalloc.total_pages.get() > 0 {
@@ -589,28 +642,27 @@ fn verify(
         match k.restore_vmalloc(mem, &vmalloc) {
             Err(e) => v.partial = Some(format!("{e}")),
             Ok(area) => {
-                let blocks: Vec<PhysAddr> = area
-                    .iter_blocks(mem)
-                    .collect::<Result<_, _>>()
-                    .map_err(text)?;
-                let chunks: Vec<PhysAddr> = area
-                    .iter_chunks(mem)
-                    .collect::<Result<_, _>>()
-                    .map_err(text)?;
-                for (i, &b) in blocks.iter().enumerate() {
-                    check_block(
-                        mem,
-                        cfg.seed,
-                        writer,
-                        VMALLOC_BLOCK_BASE + i as u32,
-                        b,
-                        area.order(),
-                    )?;
-                    mem.free_pages(b, area.order()).map_err(text)?;
-                }
-                for c in chunks {
-                    mem.free_page(c).map_err(text)?;
-                }
+                // Checked and freed in chain order, in place.
+                let order = area.order();
+                let mut index = 0u32;
+                area.for_each_mut(mem, |mem, piece| -> Result<(), Why> {
+                    match piece {
+                        kho_vmalloc::Piece::Block(b) => {
+                            check_block(
+                                mem,
+                                cfg.seed,
+                                writer,
+                                VMALLOC_BLOCK_BASE + index,
+                                b,
+                                order,
+                            )?;
+                            mem.free_pages(b, order).map_err(text)?;
+                            index += 1;
+                        }
+                        kho_vmalloc::Piece::Chunk(c) => mem.free_page(c).map_err(text)?,
+                    }
+                    Ok(())
+                })?;
                 v.vmalloc_pages = u64::from(area.total_pages());
                 v.bytes += u64::from(area.total_pages()) * kho_mem::PAGE_SIZE as u64;
             }
@@ -636,10 +688,10 @@ fn verify(
         let (memblock_blob, _) = k
             .subtree(kho_abi::memblock::SUBTREE_NAME)
             .ok_or("no memblock subtree")?;
-        k.restore_folio(memblock_blob, Order::ZERO)
+        k.restore_folio(mem, memblock_blob, Order::ZERO)
             .map_err(|e| format!("memblock blob: {e}"))?;
         mem.free_page(memblock_blob).map_err(text)?;
-        k.restore_pages(range)
+        k.restore_pages(mem, range)
             .map_err(|e| format!("kho_log: {e}"))?;
         let mut content = vec![0u8; range.size() as usize];
         mem.read(range.start(), &mut content).map_err(text)?;
@@ -680,7 +732,7 @@ fn verify(
         let index: u32 = name[CLIENT_PREFIX.len()..]
             .parse()
             .map_err(|_| format!("bad client subtree name {name}"))?;
-        k.restore_folio(*at, Order::ZERO)
+        k.restore_folio(mem, *at, Order::ZERO)
             .map_err(|e| format!("{name}: {e}"))?;
         check_block(
             mem,
@@ -700,11 +752,11 @@ fn verify(
 
     // The root FDT page was preserved too; its bytes are already copied.
     let fdt = k.handover().fdt;
-    k.restore_folio(fdt, Order::ZERO)
+    k.restore_folio(mem, fdt, Order::ZERO)
         .map_err(|e| format!("root FDT page: {e}"))?;
     mem.free_page(fdt).map_err(text)?;
 
-    let left = k.unrestored().count();
+    let left = k.unrestored_blocks();
     if left != 0 && v.partial.is_none() {
         return Err(format!("{left} preserved blocks were restored by nobody"));
     }
@@ -779,11 +831,11 @@ fn verify_foreign(
             }
             None => None,
         };
-        k.restore_folio(memblock_blob, Order::ZERO)
+        k.restore_folio(mem, memblock_blob, Order::ZERO)
             .map_err(|e| format!("memblock blob: {e}"))?;
         mem.free_page(memblock_blob).map_err(text)?;
         if let Some(range) = region {
-            k.restore_pages(range)
+            k.restore_pages(mem, range)
                 .map_err(|e| format!("kho_log: {e}"))?;
             mem.fill(range.start(), range.size(), 0).map_err(text)?;
             *log = Some(Log {
@@ -797,11 +849,11 @@ fn verify_foreign(
 
     // (The caller restored the kexec-metadata page.)
     let fdt = k.handover().fdt;
-    k.restore_folio(fdt, Order::ZERO)
+    k.restore_folio(mem, fdt, Order::ZERO)
         .map_err(|e| format!("root FDT page: {e}"))?;
     mem.free_page(fdt).map_err(text)?;
 
-    let left = k.unrestored().count();
+    let left = k.unrestored_blocks();
     if !unknown.is_empty() {
         v.partial = Some(format!(
             "unknown client subtree(s) {}: their memory stays reserved",
@@ -884,9 +936,21 @@ fn build_outgoing(
     let mut out = KhoOut::new(mem, cfg.abi).map_err(text)?;
     let mut records = kept;
     for rec in &records {
+        if crate::guest::is_guest(rec) {
+            crate::guest::preserve(mem, &mut out, rec)?;
+            continue;
+        }
         let order = Order::try_new(rec.order.get()).map_err(text)?;
         out.preserve_folio(mem, PhysAddr::new(rec.phys.get()), order)
             .map_err(text)?;
+    }
+    // Guest memory: created once (here, after a cold boot), then carried.
+    if !cfg.guest.is_empty() && !records.iter().any(crate::guest::is_guest) {
+        let guest = crate::guest::create(mem, StubMem::alloc_pages_dirty, &cfg.guest, cfg.seed, g)?;
+        for rec in &guest {
+            crate::guest::preserve(mem, &mut out, rec)?;
+        }
+        records.extend(guest);
     }
     for (block, &o) in ORDERS.iter().enumerate() {
         let order = Order::try_new(o).map_err(text)?;
@@ -899,7 +963,8 @@ fn build_outgoing(
             order: U32::new(o),
             generation: U32::new(g),
             block: U32::new(block as u32),
-            reserved: U32::new(0),
+            count: U16::new(1),
+            spacing: U16::new(0),
         });
     }
     // Exercise unpreserve on the outgoing side: a block preserved and
@@ -913,21 +978,24 @@ fn build_outgoing(
     // blocks are adjacent and the chain must list each one.
     let mut vmalloc = VmallocDescriptor::default();
     if cfg.vmalloc_pages > 0 {
-        let mut pages = Vec::with_capacity(cfg.vmalloc_pages as usize);
-        let mut gaps = Vec::with_capacity(cfg.vmalloc_pages as usize);
+        // Pages and gaps alternate as the allocator hands them out; both are
+        // kept as runs (start, count) of every-other-page, so the heap used
+        // grows with the fragmentation of free memory, not with the area.
+        let mut pages = Runs::default();
+        let mut gaps = Runs::default();
         for i in 0..cfg.vmalloc_pages {
             let p = mem.alloc_page().map_err(|e| format!("vmalloc page: {e}"))?;
             fill_block(mem, cfg.seed, g, VMALLOC_BLOCK_BASE + i, p, Order::ZERO)?;
             pages.push(p);
             gaps.push(mem.alloc_page().map_err(|e| format!("vmalloc gap: {e}"))?);
         }
-        for gap in gaps {
+        for gap in gaps.iter() {
             mem.free_page(gap).map_err(text)?;
         }
         vmalloc = out
             .preserve_vmalloc(
                 mem,
-                pages.iter().copied(),
+                pages.iter(),
                 Order::ZERO,
                 kho_abi::vmalloc::FLAG_VM_ALLOC,
             )
@@ -1010,7 +1078,7 @@ fn build_outgoing(
     let folios = records.len() as u64;
     let bytes: u64 = records
         .iter()
-        .map(|r| 4096u64 << r.order.get())
+        .map(|r| (4096u64 << r.order.get()) * u64::from(r.count.get().max(1)))
         .sum::<u64>()
         + u64::from(cfg.vmalloc_pages) * kho_mem::PAGE_SIZE as u64;
     say!(
@@ -1020,6 +1088,33 @@ fn build_outgoing(
         out.node_stats().leaves
     );
     Ok((out, vmalloc))
+}
+
+/// Page addresses as runs of `count` pages two pages apart: how the
+/// vmalloc area's pages (and the gaps between them) come out of the
+/// allocator, stored in a few entries instead of one per page.
+#[derive(Debug, Default)]
+struct Runs(Vec<(PhysAddr, u32)>);
+
+/// The stride of a run: every other page.
+const RUN_STRIDE: u64 = 2 * kho_mem::PAGE_SIZE as u64;
+
+impl Runs {
+    fn push(&mut self, page: PhysAddr) {
+        if let Some((start, count)) = self.0.last_mut()
+            && start.as_u64() + u64::from(*count) * RUN_STRIDE == page.as_u64()
+        {
+            *count += 1;
+            return;
+        }
+        self.0.push((page, 1));
+    }
+
+    fn iter(&self) -> impl Iterator<Item = PhysAddr> + '_ {
+        self.0.iter().flat_map(|&(start, count)| {
+            (0..u64::from(count)).map(move |i| PhysAddr::new(start.as_u64() + i * RUN_STRIDE))
+        })
+    }
 }
 
 /// The stub's own account of its outgoing preserved set, for comparison
@@ -1116,7 +1211,7 @@ fn corrupt_handoff(
             crate::fault::corrupt_scratch_entry(mem, array, outside)
         }
         FaultClass::HandoffLength => arch::corrupt_handoff_length(mem, kexec),
-        FaultClass::RadixOutsideRam | FaultClass::RadixCycle => {
+        FaultClass::RadixOutsideRam | FaultClass::RadixCycle | FaultClass::RadixFullLeaf => {
             let none = VmallocDescriptor::default();
             crate::fault::corrupt_state(mem, class, out.fdt(), out.tree().root(), &none)
         }

@@ -244,6 +244,17 @@ pub fn kexec(k: &Kexec) -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     use core::fmt::Write;
+    if let Some(size) = crate::heap::exhausted() {
+        // The one failure the stub cannot turn into an error value: name it.
+        let _ = writeln!(
+            arch::console(),
+            "KHO fail gen={} reason=\"heap exhausted: {size} bytes requested with {} of {} bytes in use\"",
+            crate::generation::current(),
+            crate::heap::high_water(),
+            crate::heap::HEAP_SIZE
+        );
+        arch::exit(false)
+    }
     let _ = writeln!(arch::console(), "KHO panic msg=\"{info}\"");
     arch::exit(false)
 }

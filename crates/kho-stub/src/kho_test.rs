@@ -35,6 +35,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use crate::content;
 use crate::csum::Csum64;
+use crate::why::Why;
 
 /// Root child name (`KHO_TEST_FDT`).
 pub const SUBTREE_NAME: &str = "kho_test";
@@ -49,9 +50,10 @@ pub const MAX_MEM: u64 = 4 << 20;
 pub const MAX_ORDER: u32 = 10;
 /// Block ids of kho_test folio content start here.
 pub const BLOCK_BASE: u32 = 1 << 18;
-/// Largest sub-FDT read back (far above what `MAX_MEM` of order-0 folios
-/// needs).
-const MAX_FDT: u64 = 1 << 20;
+/// Largest sub-FDT read back: one page. test_kho's FDT holds a
+/// `compatible`, a `magic` and three properties (about 200 bytes); its
+/// `blob-size` is that totalsize, whatever the folio's size.
+const MAX_FDT: u64 = 4096;
 const PAGE: u64 = kho_mem::PAGE_SIZE as u64;
 
 fn text<E: core::fmt::Display>(e: E) -> String {
@@ -294,29 +296,54 @@ pub fn parse_fdt(blob: &[u8]) -> Result<TestFdt, String> {
     })
 }
 
-/// What [`verify`] restored: counts, and every block of the subtree, kept
-/// (not freed) so that [`carry`] can hand the same data on unchanged.
+/// What [`verify`] restored: counts, and where the subtree is, so that
+/// [`carry`] can hand the same data on unchanged. Nothing here grows with
+/// the subtree: carry re-reads the (validated, still intact) vmalloc chain
+/// and folio array in place.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Restored {
     /// Folios.
     pub folios: u32,
     /// Bytes in them.
     pub bytes: u64,
-    /// The test folios, in array order.
-    pub folio_blocks: Vec<(PhysAddr, Order)>,
-    /// The vmalloc'ed array's data blocks and their order.
-    pub array_blocks: Vec<PhysAddr>,
-    /// The order of [`Restored::array_blocks`].
-    pub array_order: Order,
-    /// The vmalloc chunk pages (order 0).
-    pub chunks: Vec<PhysAddr>,
+    /// The folio array's vmalloc descriptor (`folios_info`).
+    pub folios_info: VmallocDescriptor,
     /// The sub-FDT's folio, its order and the blob size.
     pub fdt: (PhysAddr, Order, u64),
 }
 
+/// The folio-array entries of a vmalloc'ed array, in order: `f(mem, i,
+/// phys, order)` for entry `i < nr`, read from each data block in place.
+fn for_each_entry<M: PhysMem>(
+    mem: &mut M,
+    area: &kho_vmalloc::VmallocArea,
+    nr: u64,
+    mut f: impl FnMut(&mut M, u64, PhysAddr, Order) -> Result<(), Why>,
+) -> Result<(), Why> {
+    let block_bytes = area.order().bytes();
+    let mut i = 0u64;
+    area.for_each_mut(mem, |mem, piece| {
+        let kho_vmalloc::Piece::Block(b) = piece else {
+            return Ok(());
+        };
+        let mut offset = 0;
+        while offset < block_bytes && i < nr {
+            let entry = b.checked_add(offset).ok_or("kho_test array wraps")?;
+            let value = mem.read_u64(entry).map_err(text)?;
+            let phys = PhysAddr::new(value & !(PAGE - 1));
+            let order = Order::try_new((value & (PAGE - 1)) as u32)
+                .map_err(|e| format!("kho_test folio {i}: {e}"))?;
+            f(mem, i, phys, order)?;
+            i += 1;
+            offset += 8;
+        }
+        Ok(())
+    })
+}
+
 /// Restore and check the incoming `kho_test` subtree, as test_kho's second
-/// boot does, and keep everything it restored (see [`carry`]); `None` if
-/// there is none.
+/// boot does, and say where it is (see [`carry`]); `None` if there is none.
+/// The memory it restores stays allocated, to be carried on.
 pub fn verify<M: PhysMem>(k: &mut KhoIn, mem: &mut M) -> Result<Option<Restored>, String> {
     let Some((at, size)) = k.subtree(SUBTREE_NAME) else {
         return Ok(None);
@@ -333,54 +360,35 @@ pub fn verify<M: PhysMem>(k: &mut KhoIn, mem: &mut M) -> Result<Option<Restored>
             "kho_test FDT totalsize {total:#x}, blob-size {size:?}"
         ));
     }
-    let mut blob = alloc::vec![0u8; len as usize];
-    mem.read(at, &mut blob)
+    let mut page = [0u8; MAX_FDT as usize];
+    let blob = &mut page[..len as usize];
+    mem.read(at, blob)
         .map_err(|e| format!("kho_test FDT: {e}"))?;
-    let t = parse_fdt(&blob)?;
+    let t = parse_fdt(blob)?;
 
     let area = k
         .restore_vmalloc(mem, &t.folios_info)
         .map_err(|e| format!("kho_test folios_info: {e}"))?;
-    let array_pages: Vec<PhysAddr> = area
-        .iter_pages(mem)
-        .collect::<Result<_, _>>()
-        .map_err(text)?;
-    let blocks: Vec<PhysAddr> = area
-        .iter_blocks(mem)
-        .collect::<Result<_, _>>()
-        .map_err(text)?;
-    let chunks: Vec<PhysAddr> = area
-        .iter_chunks(mem)
-        .collect::<Result<_, _>>()
-        .map_err(text)?;
-    if u64::from(t.nr_folios) * 8 > array_pages.len() as u64 * PAGE {
+    let nr = u64::from(t.nr_folios);
+    if nr * 8 > u64::from(area.total_pages()) * PAGE {
         return Err(format!(
-            "kho_test lists {} folios, its array has {} pages",
-            t.nr_folios,
-            array_pages.len()
+            "kho_test lists {nr} folios, its array has {} pages",
+            area.total_pages()
         ));
     }
     let mut csum = 0u32;
-    let mut restored = Restored::default();
-    for i in 0..u64::from(t.nr_folios) {
-        let page = array_pages[(i * 8 / PAGE) as usize];
-        let entry = page
-            .checked_add(i * 8 % PAGE)
-            .ok_or("kho_test array wraps")?;
-        let value = mem.read_u64(entry).map_err(text)?;
-        let phys = PhysAddr::new(value & !(PAGE - 1));
-        let order = Order::try_new((value & (PAGE - 1)) as u32)
-            .map_err(|e| format!("kho_test folio {i}: {e}"))?;
-        k.restore_folio(phys, order)
+    let mut restored = Restored {
+        folios_info: t.folios_info,
+        ..Restored::default()
+    };
+    for_each_entry(mem, &area, nr, |mem, i, phys, order| {
+        k.restore_folio(mem, phys, order)
             .map_err(|e| format!("kho_test folio {i}: {e}"))?;
         csum = checksum(mem, phys, order, csum)?;
-        restored.folio_blocks.push((phys, order));
         restored.folios += 1;
         restored.bytes += order.bytes();
-    }
-    restored.array_blocks = blocks;
-    restored.array_order = area.order();
-    restored.chunks = chunks;
+        Ok(())
+    })?;
     if csum != t.csum {
         return Err(format!(
             "kho_test checksum {csum:#010x}, the FDT says {:#010x}",
@@ -389,8 +397,8 @@ pub fn verify<M: PhysMem>(k: &mut KhoIn, mem: &mut M) -> Result<Option<Restored>
     }
     // test_kho leaves its FDT folio alone; every block must be restored
     // here, so take it back with the order test_kho allocates it with.
-    let fdt_order = get_order(u64::from(t.nr_folios) * 8 + PAGE)?;
-    k.restore_folio(at, fdt_order)
+    let fdt_order = get_order(nr * 8 + PAGE)?;
+    k.restore_folio(mem, at, fdt_order)
         .map_err(|e| format!("kho_test FDT folio: {e}"))?;
     restored.fdt = (at, fdt_order, len);
     Ok(Some(restored))
@@ -405,15 +413,20 @@ pub fn verify<M: PhysMem>(k: &mut KhoIn, mem: &mut M) -> Result<Option<Restored>
 pub fn carry<M: PhysMem>(mem: &mut M, out: &mut KhoOut, r: &Restored) -> Result<(), String> {
     let (fdt, fdt_order, size) = r.fdt;
     out.preserve_folio(mem, fdt, fdt_order).map_err(text)?;
-    for &c in &r.chunks {
-        out.preserve_folio(mem, c, Order::ZERO).map_err(text)?;
-    }
-    for &b in &r.array_blocks {
-        out.preserve_folio(mem, b, r.array_order).map_err(text)?;
-    }
-    for &(phys, order) in &r.folio_blocks {
+    let area = kho_vmalloc::restore_vmalloc(&*mem, &r.folios_info).map_err(text)?;
+    let order = area.order();
+    area.for_each_mut(mem, |mem, piece| -> Result<(), Why> {
+        match piece {
+            kho_vmalloc::Piece::Chunk(c) => out.preserve_folio(mem, c, Order::ZERO),
+            kho_vmalloc::Piece::Block(b) => out.preserve_folio(mem, b, order),
+        }
+        .map_err(text)?;
+        Ok(())
+    })?;
+    for_each_entry(mem, &area, u64::from(r.folios), |mem, _, phys, order| {
         out.preserve_folio(mem, phys, order).map_err(text)?;
-    }
+        Ok(())
+    })?;
     out.add_subtree(mem, SUBTREE_NAME, fdt, Some(size))
         .map_err(text)
 }
@@ -547,8 +560,13 @@ mod tests {
             .unwrap();
         let r = verify(&mut k, &mut mem)?.ok_or("no kho_test")?;
         // Every kho_test block was restored: only the root FDT page is left.
-        let left: Vec<_> = k.unrestored().collect();
-        assert_eq!(left, [(out.fdt(), Order::ZERO)]);
+        let mut visited = VisitedSet::new(&mut buf);
+        let left: Vec<_> = k
+            .unrestored(&mem, &mut visited)
+            .map(|r| r.map(|r| (r.range().start(), r.order(), r.blocks())))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(left, [(out.fdt(), Order::ZERO, 1)]);
         Ok(r)
     }
 

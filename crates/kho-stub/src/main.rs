@@ -16,9 +16,11 @@ mod blob;
 mod config;
 mod content;
 mod csum;
+mod guest;
 mod kho_test;
 mod linux;
 mod payload;
+mod why;
 
 #[cfg(target_os = "none")]
 mod arch;

@@ -32,38 +32,35 @@ impl StubMem {
     /// RAM = `ram` clipped to `[1, limit)` (the identity map's reach, minus
     /// address 0); only whole pages of it start as available to the
     /// allocator, so page 0 is never handed out.
+    ///
+    /// The page bitmap covers RAM up to its highest end (one bit per page,
+    /// 32 KiB per GiB), not the whole identity map.
     pub fn new(ram: impl IntoIterator<Item = PhysRange>, limit: u64) -> StubMem {
-        let pages = limit / PAGE;
+        let view = RamView::new(ram, limit);
+        let top = view
+            .ram
+            .iter()
+            .flatten()
+            .filter_map(|r| r.end().map(|e| e.as_u64()))
+            .max()
+            .unwrap_or(0);
+        let limit = limit.min(top.next_multiple_of(PAGE));
         let mut mem = StubMem {
-            ram: [None; MAX_RAM_RANGES],
-            used: vec![u64::MAX; pages.div_ceil(64) as usize],
+            ram: view.ram,
+            used: vec![u64::MAX; (limit / PAGE).div_ceil(64) as usize],
             limit,
             hint: 0,
         };
-        let mut n = 0;
-        for r in ram {
-            let start = r.start().as_u64().max(1);
-            let end = r.end().map_or(limit, |e| e.as_u64().min(limit));
-            if start >= end || n == MAX_RAM_RANGES {
-                continue;
-            }
-            if let Ok(clipped) = PhysRange::try_new(PhysAddr::new(start), end - start) {
-                mem.ram[n] = Some(clipped);
-                n += 1;
-                let first = start.next_multiple_of(PAGE);
-                if let Ok(pages) =
-                    PhysRange::try_new(PhysAddr::new(first), (end - first.min(end)) & !(PAGE - 1))
-                {
-                    mem.set(pages, false);
-                }
+        for r in view.ram.iter().flatten() {
+            let (start, end) = (r.start().as_u64(), r.end().map_or(limit, |e| e.as_u64()));
+            let first = start.next_multiple_of(PAGE);
+            if let Ok(pages) =
+                PhysRange::try_new(PhysAddr::new(first), (end - first.min(end)) & !(PAGE - 1))
+            {
+                mem.set(pages, false);
             }
         }
         mem
-    }
-
-    /// The RAM ranges.
-    pub fn ram(&self) -> impl Iterator<Item = PhysRange> + '_ {
-        self.ram.iter().flatten().copied()
     }
 
     /// Start allocation searches at `addr`: the allocator hands out pages
@@ -77,6 +74,73 @@ impl StubMem {
     /// Keep every page overlapping `range` away from the allocator.
     pub fn reserve(&mut self, range: PhysRange) {
         self.set(range, true);
+    }
+
+    /// Reserve `range` only if none of its pages is in use yet: `Err` names
+    /// the first page that is (the image, boot data, scratch, the payload,
+    /// or an earlier claim). An incoming walk claims each preserved block
+    /// and radix node this way, so a block overlapping any of those, or
+    /// another block, is caught before anything is allocated.
+    pub fn claim(&mut self, range: PhysRange) -> core::result::Result<(), PhysAddr> {
+        let Some(last) = range.last() else {
+            return Ok(());
+        };
+        let first = range.start().as_u64() / PAGE;
+        let last = last.as_u64() / PAGE;
+        if last >= self.limit / PAGE {
+            return Err(PhysAddr::new(self.limit.max(range.start().as_u64())));
+        }
+        let mut page = first;
+        while page <= last {
+            let (w, b) = ((page / 64) as usize, page % 64);
+            let word = self.used[w] >> b;
+            if word != 0 {
+                let hit = page + u64::from(word.trailing_zeros());
+                if hit <= last {
+                    return Err(PhysAddr::new(hit * PAGE));
+                }
+                break;
+            }
+            page = (page / 64 + 1) * 64;
+        }
+        self.set(range, true);
+        Ok(())
+    }
+
+    /// [`PhysMem::alloc_pages`] without the zero fill, for callers that
+    /// write every byte anyway (gigabytes of guest memory under TCG).
+    pub fn alloc_pages_dirty(&mut self, order: Order) -> Result<PhysAddr> {
+        let count = order.pages();
+        let total = self.limit / PAGE;
+        for pass in 0..2 {
+            let mut page = if pass == 0 { self.hint } else { 0 };
+            page = page.div_ceil(count) * count;
+            while page + count <= total {
+                if self.used[(page / 64) as usize] == u64::MAX {
+                    // A full word: no block of any size starts in it.
+                    page = ((page / 64 + 1) * 64).div_ceil(count) * count;
+                    continue;
+                }
+                if self.is_free(page, count) {
+                    let range = PhysRange::try_new(PhysAddr::new(page * PAGE), order.bytes())?;
+                    self.set(range, true);
+                    self.hint = page + count;
+                    return Ok(range.start());
+                }
+                page += count;
+            }
+        }
+        Err(Error::OutOfMemory { order: order.get() })
+    }
+
+    /// A copy of the RAM bounds that reads and writes memory exactly as
+    /// this `StubMem` does but allocates nothing: lets a walk read memory
+    /// while its callback reserves pages in the `StubMem`.
+    pub fn ram_view(&self) -> RamView {
+        RamView {
+            ram: self.ram,
+            limit: self.limit,
+        }
     }
 
     fn set(&mut self, range: PhysRange, used: bool) {
@@ -105,22 +169,39 @@ impl StubMem {
     }
 
     fn is_free(&self, first: u64, count: u64) -> bool {
-        (first..first + count).all(|p| self.used[(p / 64) as usize] & (1 << (p % 64)) == 0)
+        let mut page = first;
+        let end = first + count;
+        while page < end {
+            if page % 64 == 0 && end - page >= 64 {
+                if self.used[(page / 64) as usize] != 0 {
+                    return false;
+                }
+                page += 64;
+            } else {
+                if self.used[(page / 64) as usize] & (1 << (page % 64)) != 0 {
+                    return false;
+                }
+                page += 1;
+            }
+        }
+        true
     }
 
     fn checked(&self, addr: PhysAddr, len: u64) -> Result<usize> {
-        if self.is_ram(addr, len) {
-            usize::try_from(addr.as_u64()).map_err(|_| Error::NotRam {
-                addr: addr.as_u64(),
-                len,
-            })
-        } else {
-            Err(Error::NotRam {
-                addr: addr.as_u64(),
-                len,
-            })
-        }
+        checked(&self.ram, addr, len)
     }
+}
+
+/// `addr` as a pointer-sized integer if `[addr, addr + len)` is RAM.
+fn checked(ram: &[Option<PhysRange>], addr: PhysAddr, len: u64) -> Result<usize> {
+    let not_ram = Error::NotRam {
+        addr: addr.as_u64(),
+        len,
+    };
+    if !is_ram(ram, addr, len) {
+        return Err(not_ram);
+    }
+    usize::try_from(addr.as_u64()).map_err(|_| not_ram)
 }
 
 impl PhysMem for StubMem {
@@ -141,34 +222,13 @@ impl PhysMem for StubMem {
     }
 
     fn is_ram(&self, addr: PhysAddr, len: u64) -> bool {
-        let Ok(want) = PhysRange::try_new(addr, len.max(1)) else {
-            return false;
-        };
-        self.ram().any(|r| r.contains_range(want))
+        is_ram(&self.ram, addr, len)
     }
 
     fn alloc_pages(&mut self, order: Order) -> Result<PhysAddr> {
-        let count = order.pages();
-        let total = self.limit / PAGE;
-        for pass in 0..2 {
-            let mut page = if pass == 0 { self.hint } else { 0 };
-            page = page.div_ceil(count) * count;
-            while page + count <= total {
-                if count == 1 && self.used[(page / 64) as usize] == u64::MAX {
-                    page = (page / 64 + 1) * 64;
-                    continue;
-                }
-                if self.is_free(page, count) {
-                    let range = PhysRange::try_new(PhysAddr::new(page * PAGE), order.bytes())?;
-                    self.set(range, true);
-                    self.hint = page + count;
-                    self.fill(range.start(), range.size(), 0)?;
-                    return Ok(range.start());
-                }
-                page += count;
-            }
-        }
-        Err(Error::OutOfMemory { order: order.get() })
+        let at = self.alloc_pages_dirty(order)?;
+        self.fill(at, order.bytes(), 0)?;
+        Ok(at)
     }
 
     fn free_pages(&mut self, addr: PhysAddr, order: Order) -> Result<()> {
@@ -184,5 +244,77 @@ impl PhysMem for StubMem {
         }
         self.set(range, false);
         Ok(())
+    }
+}
+
+fn is_ram(ram: &[Option<PhysRange>], addr: PhysAddr, len: u64) -> bool {
+    let Ok(want) = PhysRange::try_new(addr, len.max(1)) else {
+        return false;
+    };
+    ram.iter().flatten().any(|r| r.contains_range(want))
+}
+
+/// RAM access without an allocator: [`StubMem::ram_view`], or a reader of
+/// boot structures before the memory map is known.
+#[derive(Clone, Copy, Debug)]
+pub struct RamView {
+    ram: [Option<PhysRange>; MAX_RAM_RANGES],
+    limit: u64,
+}
+
+impl RamView {
+    /// RAM = `ram` clipped to `[1, limit)` (the identity map's reach, minus
+    /// address 0, which Rust may not dereference); at most
+    /// [`MAX_RAM_RANGES`] ranges are kept.
+    pub fn new(ram: impl IntoIterator<Item = PhysRange>, limit: u64) -> RamView {
+        let mut view = RamView {
+            ram: [None; MAX_RAM_RANGES],
+            limit,
+        };
+        let mut n = 0;
+        for r in ram {
+            let start = r.start().as_u64().max(1);
+            let end = r.end().map_or(limit, |e| e.as_u64().min(limit));
+            if start >= end || n == MAX_RAM_RANGES {
+                continue;
+            }
+            if let Ok(clipped) = PhysRange::try_new(PhysAddr::new(start), end - start) {
+                view.ram[n] = Some(clipped);
+                n += 1;
+            }
+        }
+        view
+    }
+}
+
+impl PhysMem for RamView {
+    fn read(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<()> {
+        let at = checked(&self.ram, addr, buf.len() as u64)?;
+        // SAFETY: as in `StubMem::read`: `checked` proved the source is RAM
+        // inside the identity map, not containing address 0.
+        unsafe { core::ptr::copy_nonoverlapping(at as *const u8, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    fn write(&mut self, addr: PhysAddr, data: &[u8]) -> Result<()> {
+        let at = checked(&self.ram, addr, data.len() as u64)?;
+        // SAFETY: as in `StubMem::write`.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), at as *mut u8, data.len()) };
+        Ok(())
+    }
+
+    fn is_ram(&self, addr: PhysAddr, len: u64) -> bool {
+        addr.as_u64() < self.limit && is_ram(&self.ram, addr, len)
+    }
+
+    fn alloc_pages(&mut self, order: Order) -> Result<PhysAddr> {
+        Err(Error::OutOfMemory { order: order.get() })
+    }
+
+    fn free_pages(&mut self, addr: PhysAddr, order: Order) -> Result<()> {
+        Err(Error::NotAllocated {
+            addr: addr.as_u64(),
+            order: order.get(),
+        })
     }
 }

@@ -70,6 +70,9 @@ struct Gen<'l> {
     /// `KHO segments`: every range the next kernel reads at boot.
     segments: Option<(usize, Vec<Span>)>,
     kexec: Option<usize>,
+    /// `heap=` of the `KHO kexec` or `KHO done` line: the heap's high-water
+    /// mark over the generation.
+    heap: Option<(usize, Option<u64>)>,
 }
 
 /// Every invariant problem in the transcript (`lines` as collected by
@@ -87,6 +90,7 @@ pub(crate) fn check(plan: &Plan<'_>, lines: &[(usize, Line)]) -> Vec<String> {
     };
     let fresh = layout::scratch_spec(plan.cmdline)
         .map(|spec| (spec, layout::fresh_sizes(spec, plan.image_bytes)));
+    let holes = layout::node_holes(plan.arch.name, s.memory_mib, s.numa_nodes);
     let mut first_memory: Option<Vec<(Span, u32)>> = None;
     for (g, cur) in gens.iter().enumerate() {
         let g = g as u32;
@@ -98,7 +102,7 @@ pub(crate) fn check(plan: &Plan<'_>, lines: &[(usize, Line)]) -> Vec<String> {
             .checked_sub(1)
             .filter(|&p| p >= plan.first)
             .and_then(|p| gens.get(p as usize));
-        check_memory(g, cur, &spans, &mut first_memory, &mut failures);
+        check_memory(g, cur, &spans, &holes, &mut first_memory, &mut failures);
         check_areas(g, cur, &spans, &mut failures);
         let expect = plan.expect(g);
         let scratch = if g == plan.first && g > 0 {
@@ -127,7 +131,69 @@ pub(crate) fn check(plan: &Plan<'_>, lines: &[(usize, Line)]) -> Vec<String> {
         check_accounting(g, expect, cur, prev, &mut failures);
         check_knobs(plan, g, cur, &mut failures);
     }
+    check_heap(plan.first, &gens, &mut failures);
     failures
+}
+
+/// What a generation did, for comparing heap use: the `preserve` line's
+/// fields (but the log, which gains a line per generation in the same
+/// region) and how the revival went.
+#[derive(Debug, PartialEq, Eq)]
+struct Workload {
+    preserved: Vec<(String, String)>,
+    revival: Option<String>,
+}
+
+fn workload(cur: &Gen<'_>) -> Option<Workload> {
+    let (_, preserve) = cur.preserve?;
+    let fields = preserve
+        .fields
+        .iter()
+        .filter(|(k, _)| k != "gen" && k != "log-lines")
+        .cloned()
+        .collect();
+    let revival = cur
+        .revival
+        .and_then(|(_, r)| r.get("result").map(str::to_owned));
+    Some(Workload {
+        preserved: fields,
+        revival,
+    })
+}
+
+/// **heap**: every generation reports its heap high-water mark (`heap=` on
+/// `KHO kexec` / `KHO done`), and once the preserved set is stable — the
+/// same `preserve` line three generations running, so generation `g`
+/// revives and builds exactly what `g - 1` did, with the same revival
+/// result — the mark must not grow: the stub's memory does not drift.
+fn check_heap(first: u32, gens: &[Gen<'_>], failures: &mut Vec<String>) {
+    for (g, cur) in gens.iter().enumerate().skip(first as usize) {
+        let g = g as u32;
+        match cur.heap {
+            Some((n, None)) => failures.push(format!(
+                "line {n}: generation {g}: no numeric heap= (the heap's high-water mark)"
+            )),
+            Some((n, Some(heap))) if g >= first + 2 => {
+                let (Some(a), Some(b), Some(c)) = (
+                    gens.get(g as usize - 2).and_then(workload),
+                    gens.get(g as usize - 1).and_then(workload),
+                    workload(cur),
+                ) else {
+                    continue;
+                };
+                let Some((_, Some(before))) = gens[g as usize - 1].heap else {
+                    continue;
+                };
+                if a.preserved == b.preserved && b == c && heap > before {
+                    failures.push(format!(
+                        "line {n}: generation {g}: heap high-water mark grew from {before} to {heap} bytes with the same preserved set as generation {}",
+                        g - 1
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 fn collect<'l>(
@@ -206,7 +272,11 @@ fn collect<'l>(
                 Ok(spans) => cur.segments = Some((n, spans)),
                 Err(e) => failures.push(format!("line {n}: `KHO segments`: {e}")),
             },
-            Verb::Kexec => cur.kexec = Some(n),
+            Verb::Kexec => {
+                cur.kexec = Some(n);
+                cur.heap = Some((n, line.num("heap")));
+            }
+            Verb::Done => cur.heap = Some((n, line.num("heap"))),
             Verb::Revival => cur.revival = Some((n, line)),
             Verb::Verify => cur.verify = Some((n, line)),
             Verb::Preserve => cur.preserve = Some((n, line)),
@@ -221,6 +291,7 @@ fn check_memory(
     g: u32,
     cur: &Gen<'_>,
     spans: &[Span],
+    holes: &[u64],
     first: &mut Option<Vec<(Span, u32)>>,
     failures: &mut Vec<String>,
 ) {
@@ -247,7 +318,8 @@ fn check_memory(
             .filter(|(_, _, node)| *node as usize == i)
             .map(|(_, span, _)| span.size())
             .sum();
-        if seen + FIRMWARE_SLACK < home.size() {
+        let hole = holes.get(i).copied().unwrap_or(0);
+        if seen + FIRMWARE_SLACK + hole < home.size() {
             failures.push(format!(
                 "generation {g}: the stub sees {seen:#x} bytes of node {i}'s memory {home} ({:#x} bytes)",
                 home.size()

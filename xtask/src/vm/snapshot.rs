@@ -41,6 +41,11 @@ pub(crate) fn is_snapshot_failure(failure: &str) -> bool {
 /// The insta filter that redacts CPU counter values (`ticks=`, `ticks-walk=` …).
 const TICKS_FILTER: (&str, &str) = (r"\b(ticks[a-z-]*)=[0-9]+", "$1=[ticks]");
 
+/// The insta filter that redacts the heap's high-water mark (`heap=`): it
+/// moves with every change to the stub's code; the harness checks it
+/// instead (invariants.rs, "heap").
+const HEAP_FILTER: (&str, &str) = (r"\bheap=[0-9]+", "heap=[heap]");
+
 fn gen_name(scenario: &str, arch: &str, g: u32) -> String {
     format!("{scenario}__{arch}__gen{g:02}")
 }
@@ -200,6 +205,7 @@ pub(crate) fn assert_run(
             .join(format!("{}.toml", s.name)),
     );
     settings.add_filter(TICKS_FILTER.0, TICKS_FILTER.1);
+    settings.add_filter(HEAP_FILTER.0, HEAP_FILTER.1);
     if let Some((pattern, replacement)) = image_size_filter(lines) {
         settings.add_filter(&pattern, replacement);
         // Where a generation runs follows from where the previous one ran
@@ -378,12 +384,13 @@ mod tests {
     fn ticks_filter_redacts_every_counter() {
         let mut settings = insta::Settings::clone_current();
         settings.add_filter(TICKS_FILTER.0, TICKS_FILTER.1);
+        settings.add_filter(HEAP_FILTER.0, HEAP_FILTER.1);
         settings.bind(|| {
             insta::assert_snapshot!(
-                "KHO walk gen=1 blocks=5 ticks=123\nKHO kexec gen=0 next=1 ticks-walk=12 ticks-total=99 noticks=1",
+                "KHO walk gen=1 blocks=5 ticks=123\nKHO kexec gen=0 next=1 heap=4096 ticks-walk=12 ticks-total=99 noticks=1",
                 @r"
             KHO walk gen=1 blocks=5 ticks=[ticks]
-            KHO kexec gen=0 next=1 ticks-walk=[ticks] ticks-total=[ticks] noticks=1
+            KHO kexec gen=0 next=1 heap=[heap] ticks-walk=[ticks] ticks-total=[ticks] noticks=1
             "
             );
         });

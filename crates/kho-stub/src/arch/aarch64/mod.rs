@@ -16,7 +16,7 @@ use kho_scratch::{LowLimit, MemRegion, NodeId, ScratchAllocator};
 
 use crate::generation::{self, BootInfo};
 use crate::kexec::Kexec;
-use crate::mem::StubMem;
+use crate::mem::{RamView, StubMem};
 
 core::arch::global_asm!(include_str!("entry.S"));
 
@@ -27,8 +27,9 @@ unsafe extern "C" {
 /// Architecture name in protocol lines.
 pub const NAME: &str = "aarch64";
 /// The stub runs with the MMU off: every address below this is reachable
-/// (QEMU virt's RAM starts at 1 GiB; the stub supports RAM below 4 GiB).
-pub const MAPPED_LIMIT: u64 = 4 << 30;
+/// (QEMU virt's RAM starts at 1 GiB; the stub uses RAM below 16 GiB, as
+/// the x86_64 stub does).
+pub const MAPPED_LIMIT: u64 = 16 << 30;
 /// Where the kernel pool starts handing out pages: RAM + 32 MiB, well
 /// above the Image at RAM + 2 MiB, so preserved addresses do not move with
 /// its size.
@@ -132,7 +133,7 @@ pub struct ArchBoot {
 }
 
 fn boot_from_dtb(at: u64) -> BootInfo {
-    let probe = StubMem::new(
+    let probe = RamView::new(
         [PhysRange::try_new(PhysAddr::new(1), MAPPED_LIMIT - 1).unwrap_or_else(|_| exit(false))],
         MAPPED_LIMIT,
     );

@@ -1,7 +1,7 @@
 //! Just enough ACPI to learn the NUMA layout: RSDP → XSDT/RSDT → SRAT memory affinity.
 //!
 //! Every table is length- and checksum-checked before it is used and read
-//! through the bounds-checked `StubMem`, so a bad pointer is an error, not
+//! through the bounds-checked `RamView`, so a bad pointer is an error, not
 //! a fault.
 
 use alloc::format;
@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 
 use kho_mem::{PhysAddr, PhysMem, PhysRange};
 
-use crate::mem::StubMem;
+use crate::mem::RamView;
 
 /// A memory range and its proximity domain (SRAT memory affinity, enabled).
 #[derive(Clone, Copy, Debug)]
@@ -28,7 +28,7 @@ fn sum(bytes: &[u8]) -> u8 {
     bytes.iter().fold(0u8, |a, &b| a.wrapping_add(b))
 }
 
-fn read(mem: &StubMem, at: PhysAddr, len: usize) -> Result<Vec<u8>, String> {
+fn read(mem: &RamView, at: PhysAddr, len: usize) -> Result<Vec<u8>, String> {
     let mut v = vec![0u8; len];
     mem.read(at, &mut v)
         .map_err(|e| format!("ACPI at {at}: {e}"))?;
@@ -45,7 +45,7 @@ fn le64(b: &[u8], o: usize) -> u64 {
 }
 
 /// A whole ACPI table at `at`, checked: its length is sane and its bytes sum to 0.
-fn table(mem: &StubMem, at: PhysAddr) -> Result<Vec<u8>, String> {
+fn table(mem: &RamView, at: PhysAddr) -> Result<Vec<u8>, String> {
     let header = read(mem, at, 36)?;
     let len = le32(&header, 4);
     if !(36..=MAX_TABLE).contains(&len) {
@@ -63,7 +63,7 @@ fn table(mem: &StubMem, at: PhysAddr) -> Result<Vec<u8>, String> {
 
 /// The enabled memory-affinity entries of the SRAT reached from `rsdp`
 /// (empty when there is no SRAT: a machine without NUMA).
-pub fn memory_affinity(mem: &StubMem, rsdp: PhysAddr) -> Result<Vec<Affinity>, String> {
+pub fn memory_affinity(mem: &RamView, rsdp: PhysAddr) -> Result<Vec<Affinity>, String> {
     let r = read(mem, rsdp, 36)?;
     if &r[..8] != b"RSD PTR " || sum(&r[..20]) != 0 {
         return Err(format!("no valid RSDP at {rsdp}"));

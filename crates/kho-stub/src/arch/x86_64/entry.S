@@ -147,22 +147,24 @@ linux_enter64:
 
     .section .data.boot, "aw"
     .balign 4096
-/* Identity map of the first 4 GiB with 2 MiB pages (TCG's default CPU has no
- * 1 GiB pages). The pointers between the tables are relocated with the rest
- * of the image at each entry; the 2 MiB entries are physical constants. */
+/* Identity map of the first 16 GiB with 2 MiB pages (TCG's default CPU has
+ * no 1 GiB pages): enough for hypervisor-scale guests with RAM above the
+ * 32-bit PCI hole. The pointers between the tables are relocated with the
+ * rest of the image at each entry; the 2 MiB entries are physical constants. */
     .global pml4
 pml4:
     .quad pdpt + 0x3
     .fill 511, 8, 0
 pdpt:
-    .quad pd + 0x0000 + 0x3
-    .quad pd + 0x1000 + 0x3
-    .quad pd + 0x2000 + 0x3
-    .quad pd + 0x3000 + 0x3
-    .fill 508, 8, 0
+    .set table, 0
+    .rept 16
+    .quad pd + table + 0x3
+    .set table, table + 0x1000
+    .endr
+    .fill 496, 8, 0
 pd:
     .set addr, 0
-    .rept 2048
+    .rept 8192
     .quad addr + 0x83               /* present | writable | 2 MiB page */
     .set addr, addr + 0x200000
     .endr

@@ -16,7 +16,7 @@ use kho_scratch::{LowLimit, MemKind, MemRegion, NodeId, ScratchAllocator};
 
 use crate::generation::{self, BootInfo};
 use crate::kexec::Kexec;
-use crate::mem::StubMem;
+use crate::mem::{RamView, StubMem};
 
 mod acpi;
 
@@ -24,8 +24,8 @@ core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
 
 /// Architecture name in protocol lines.
 pub const NAME: &str = "x86_64";
-/// End of the boot page tables' identity map (4 GiB).
-pub const MAPPED_LIMIT: u64 = 4 << 30;
+/// End of the boot page tables' identity map (16 GiB, entry.S).
+pub const MAPPED_LIMIT: u64 = 16 << 30;
 /// Where the kernel pool starts handing out pages: 32 MiB, well above the
 /// stub image at 1 MiB, so preserved addresses do not move with its size.
 pub const POOL_START: PhysAddr = PhysAddr::new(32 << 20);
@@ -185,13 +185,13 @@ fn regions(e820: &[MemoryEntry], rsdp: Option<PhysAddr>) -> Vec<MemRegion> {
 
 /// A reader for boot structures before the memory map is known: the whole
 /// identity map except address 0.
-fn probe() -> StubMem {
+fn probe() -> RamView {
     let all =
         PhysRange::try_new(PhysAddr::new(1), MAPPED_LIMIT - 1).unwrap_or_else(|_| exit(false));
-    StubMem::new([all], MAPPED_LIMIT)
+    RamView::new([all], MAPPED_LIMIT)
 }
 
-fn read_cstr(mem: &StubMem, at: PhysAddr, max: usize) -> String {
+fn read_cstr(mem: &RamView, at: PhysAddr, max: usize) -> String {
     let mut bytes = Vec::new();
     let mut b = [0u8; 1];
     for i in 0..max as u64 {
@@ -306,7 +306,7 @@ fn boot_from_boot_params(at: u64) -> BootInfo {
     let e820: Vec<MemoryEntry> = params.memory().to_vec();
     let memory = regions(&e820, params.acpi_rsdp);
     // Follow the untrusted setup_data chain over RAM only.
-    let ram = StubMem::new(
+    let ram = RamView::new(
         memory.iter().filter(|r| r.is_usable_ram()).map(|r| r.range),
         MAPPED_LIMIT,
     );
