@@ -67,10 +67,16 @@ fn ram_model(arch: &str) -> Option<(u64, u64)> {
     }
 }
 
+/// x86_64 `pc` with more RAM than the flat model: QEMU keeps 3 GiB below
+/// the 32-bit PCI hole and puts the rest at 4 GiB (`gigabyte_align`).
+const X86_LOW_SPLIT: u64 = 0xc000_0000;
+const X86_HIGH_START: u64 = 4 << 30;
+
 /// Each NUMA node's span of guest-physical RAM: QEMU gives node `i` the
 /// `i`-th `memory / nodes` bytes of RAM (one memdev each, in `-numa` order);
 /// without NUMA, node 0 is all of it. The firmware's holes (x86: below
-/// 1 MiB, a few pages at the top) are inside these spans.
+/// 1 MiB, a few pages at the top) are inside these spans, and so is the
+/// x86 PCI hole of a guest with more than 3.5 GiB ([`node_holes`]).
 pub(crate) fn node_spans(arch: &str, memory_mib: u64, numa_nodes: u32) -> Result<Vec<Span>> {
     let Some((base, limit)) = ram_model(arch) else {
         bail!("no RAM model for arch {arch} (xtask/src/vm/layout.rs)");
@@ -78,6 +84,16 @@ pub(crate) fn node_spans(arch: &str, memory_mib: u64, numa_nodes: u32) -> Result
     let bytes = memory_mib
         .checked_mul(MIB)
         .context("memory size overflows")?;
+    if arch == "x86_64" && bytes > limit {
+        ensure!(
+            numa_nodes <= 1,
+            "{memory_mib} MiB on x86_64 splits around the PCI hole: one NUMA node only (xtask/src/vm/layout.rs)"
+        );
+        return Ok(vec![Span {
+            start: 0,
+            end: X86_HIGH_START + (bytes - X86_LOW_SPLIT),
+        }]);
+    }
     ensure!(
         bytes <= limit,
         "{memory_mib} MiB on {arch} is past the flat RAM model ({} MiB; xtask/src/vm/layout.rs)",
@@ -91,6 +107,19 @@ pub(crate) fn node_spans(arch: &str, memory_mib: u64, numa_nodes: u32) -> Result
             end: base + (i + 1) * per,
         })
         .collect())
+}
+
+/// Bytes of each node's span ([`node_spans`]) that are not RAM by the
+/// board's design: the x86 PCI hole between 3 and 4 GiB of a guest too big
+/// for the flat model, else nothing.
+pub(crate) fn node_holes(arch: &str, memory_mib: u64, numa_nodes: u32) -> Vec<u64> {
+    let nodes = numa_nodes.max(1) as usize;
+    let big = ram_model(arch).is_some_and(|(_, limit)| memory_mib.saturating_mul(MIB) > limit);
+    let mut holes = vec![0; nodes];
+    if arch == "x86_64" && big {
+        holes[0] = X86_HIGH_START - X86_LOW_SPLIT;
+    }
+    holes
 }
 
 /// `kho_scratch=` as the harness reads it (Linux's `kho_parse_scratch_size`).
@@ -257,6 +286,21 @@ pub(crate) fn image_bytes_of(data: &[u8]) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn x86_ram_above_the_pci_hole() {
+        assert_eq!(
+            node_spans("x86_64", 5 * 1024, 1).unwrap(),
+            [Span {
+                start: 0,
+                end: 6 << 30
+            }]
+        );
+        assert_eq!(node_holes("x86_64", 5 * 1024, 1), [1 << 30]);
+        assert_eq!(node_holes("x86_64", 512, 1), [0]);
+        assert_eq!(node_holes("aarch64", 5 * 1024, 1), [0]);
+        assert!(node_spans("x86_64", 5 * 1024, 2).is_err());
+    }
 
     #[test]
     fn node_spans_follow_the_memdev_split() {

@@ -15,6 +15,7 @@
 //! dump_at = 2                   # optional: dump guest memory before G's kexec, check inspect (vm/dump.rs)
 //! subtrees = "max"              # optional: kho_stub.subtrees=N|max (extra client subtrees)
 //! vmalloc_pages = 5000          # optional: kho_stub.vmalloc_pages=N (default 600)
+//! guest = "1g:2,2m:400,4k:25000" # optional: kho_stub.guest= (guest memory kept by every generation)
 //! abi = "v3"                    # optional: kho_stub.abi=v2|v3|v4 (the stub's default is v4)
 //! snapshot_generations = [0, 1] # optional: the generations snapshotted (default: all)
 //! generation_timeout = 30       # optional, seconds per generation (default 30)
@@ -66,6 +67,7 @@ struct ScenarioFile {
     dump_at: Option<u32>,
     subtrees: Option<SubtreesFile>,
     vmalloc_pages: Option<u32>,
+    guest: Option<String>,
     abi: Option<String>,
     snapshot_generations: Option<Vec<u32>>,
     generation_timeout: Option<u64>,
@@ -224,6 +226,8 @@ pub(crate) struct Scenario {
     pub(crate) subtrees: Option<Subtrees>,
     /// `kho_stub.vmalloc_pages=`.
     pub(crate) vmalloc_pages: Option<u32>,
+    /// `kho_stub.guest=`: `1g:N,2m:N,4k:N` of guest memory.
+    pub(crate) guest: Option<String>,
     /// `kho_stub.abi=`: the root FDT version the stub writes (`v2`..`v4`).
     pub(crate) abi: Option<String>,
     /// The generations whose FDTs and protocol lines are snapshotted, ascending.
@@ -301,12 +305,23 @@ fn validate(name: &str, mut f: ScenarioFile) -> Result<Scenario> {
         selftest || generations >= 1,
         "generations must be at least 1"
     );
+    if let Some(g) = &f.guest {
+        ensure!(
+            !g.is_empty()
+                && g.split(',').all(|p| matches!(
+                    p.split_once(':'),
+                    Some(("1g" | "2m" | "4k", n)) if n.parse::<u32>().is_ok()
+                )),
+            "guest = {g:?}: want kind:count[,kind:count] with kinds 1g, 2m and 4k"
+        );
+    }
     if selftest {
         ensure!(
             f.fault.is_none()
                 && f.dump_at.is_none()
                 && f.subtrees.is_none()
                 && f.vmalloc_pages.is_none()
+                && f.guest.is_none()
                 && f.snapshot_generations.is_none()
                 && f.expect.is_empty()
                 && f.numa_nodes == 0
@@ -477,6 +492,7 @@ fn validate(name: &str, mut f: ScenarioFile) -> Result<Scenario> {
         dump_at: None,
         subtrees,
         vmalloc_pages: f.vmalloc_pages,
+        guest: f.guest,
         abi: f.abi,
         snapshot_generations,
         expect,
@@ -513,7 +529,7 @@ fn check_cmdline(cmdline: &str) -> Result<()> {
     for token in cmdline.split_whitespace() {
         ensure!(
             !(token == "kho" || token.starts_with("kho=") || token.starts_with("kho_stub.")),
-            "cmdline sets `{token}`, which the xtask composes from generations, seed, fault, dump_at, subtrees, vmalloc_pages and abi"
+            "cmdline sets `{token}`, which the xtask composes from generations, seed, fault, dump_at, subtrees, vmalloc_pages, guest and abi"
         );
     }
     Ok(())
@@ -561,6 +577,9 @@ impl Scenario {
         }
         if let Some(n) = self.vmalloc_pages {
             parts.push(format!("kho_stub.vmalloc_pages={n}"));
+        }
+        if let Some(guest) = &self.guest {
+            parts.push(format!("kho_stub.guest={guest}"));
         }
         if let Some(abi) = &self.abi {
             parts.push(format!("kho_stub.abi={abi}"));
@@ -986,6 +1005,7 @@ reason = "*kho-v9*"
             "memory-map-outside-ram",
             "radix-outside-ram",
             "radix-cycle",
+            "radix-full-leaf",
             "vmalloc-cycle",
             "scratch-overlaps-preserved",
             "scratch-outside-ram",
