@@ -42,11 +42,15 @@ pub enum FaultClass {
     /// The arch handoff entry has a wrong length (x86 setup_data `len`,
     /// arm64 `/chosen` `linux,kho-scratch`).
     HandoffLength,
+    /// Nothing is corrupted: the next generation runs its heap out while
+    /// reviving (a simulated allocation failure), to exercise the cold
+    /// restart of `restart.rs`.
+    HeapInRevival,
 }
 
 impl FaultClass {
     /// Every class with its command-line name.
-    pub const ALL: [(FaultClass, &'static str); 14] = [
+    pub const ALL: [(FaultClass, &'static str); 15] = [
         (FaultClass::BadMagic, "bad-magic"),
         (FaultClass::Truncated, "truncated"),
         (FaultClass::Compatible, "compatible"),
@@ -64,6 +68,7 @@ impl FaultClass {
         ),
         (FaultClass::ScratchOutsideRam, "scratch-outside-ram"),
         (FaultClass::HandoffLength, "handoff-length"),
+        (FaultClass::HeapInRevival, "heap-in-revival"),
     ];
 
     fn parse(s: &str) -> Option<FaultClass> {

@@ -115,6 +115,11 @@ pub fn run(boot: BootInfo) -> ! {
     };
     let g = cfg.generation;
     CURRENT.store(g, core::sync::atomic::Ordering::Relaxed);
+    let mut boot = boot;
+    if let Some(reason) = crate::restart::take() {
+        // The first attempt's revival ran the heap out: boot cold now.
+        boot.handover = Err(reason);
+    }
     let mode = if matches!(boot.handover, Ok(None)) {
         "cold"
     } else {
@@ -165,6 +170,9 @@ pub fn run(boot: BootInfo) -> ! {
         mem.reserve(p);
     }
 
+    // From here to the end of verification a heap exhaustion restarts this
+    // generation cold (restart.rs): nothing for the next kernel exists yet.
+    crate::restart::set_reviving(matches!(boot.handover, Ok(Some(_))));
     // kho_populate: validate the handover, or boot cold with a reason.
     let mut incoming = None;
     let mut failure: Option<String> = None;
@@ -293,6 +301,7 @@ pub fn run(boot: BootInfo) -> ! {
         }
     }
     let verify_ticks = arch::ticks() - t_verify;
+    crate::restart::set_reviving(false);
     // Restoring is over: the incoming tree's pages are free memory now (as
     // in Linux after memblock_free_all).
     if incoming.is_some() {
@@ -544,6 +553,14 @@ fn verify(
     log: &mut Option<Log>,
 ) -> Result<Verified, String> {
     let g = cfg.generation;
+    if cfg
+        .fault
+        .is_some_and(|f| f.class == FaultClass::HeapInRevival && f.generation + 1 == g)
+    {
+        // The simulated failure: more than the whole heap, at once.
+        let hog = vec![0u8; crate::heap::HEAP_SIZE + 1];
+        core::hint::black_box(&hog);
+    }
     let meta = k
         .kexec_metadata(mem)
         .map_err(text)?

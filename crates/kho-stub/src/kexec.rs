@@ -245,6 +245,17 @@ pub fn kexec(k: &Kexec) -> ! {
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     use core::fmt::Write;
     if let Some(size) = crate::heap::exhausted() {
+        if crate::restart::reviving() {
+            // Nothing for the next kernel is written yet: boot cold instead.
+            crate::restart::cold(
+                crate::generation::current(),
+                format_args!(
+                    "heap exhausted during revival: {size} bytes requested with {} of {} bytes in use",
+                    crate::heap::high_water(),
+                    crate::heap::HEAP_SIZE
+                ),
+            )
+        }
         // The one failure the stub cannot turn into an error value: name it.
         let _ = writeln!(
             arch::console(),

@@ -36,6 +36,8 @@ mod heap;
 mod kexec;
 #[cfg(target_os = "none")]
 mod mem;
+#[cfg(target_os = "none")]
+mod restart;
 
 #[cfg(not(target_os = "none"))]
 fn main() {

@@ -187,6 +187,17 @@ fn fatal_line(
                 Verb::Other(w) if w.eq_ignore_ascii_case("panic") => {
                     return Some(format!("{at}stub panic: {text}"));
                 }
+                // A restart always ends in a failed revival (restart.rs):
+                // news only where the scenario does not expect one.
+                Verb::Other(w)
+                    if w == "restart"
+                        && !g.is_some_and(|g| matches!(plan.expect(g), Expect::Failed { .. })) =>
+                {
+                    return Some(format!(
+                        "{at}unexpected restart: {}",
+                        line.get("reason").unwrap_or("(no reason)")
+                    ));
+                }
                 _ => {}
             }
             if line.get("result") == Some("partial")
@@ -312,6 +323,11 @@ pub(crate) fn check(plan: &Plan<'_>, lines: &[String], end: &RunEnd) -> Report {
                         );
                     }
                     last_gen = last_gen.max(g);
+                    if line.verb == Verb::Other("restart".to_owned()) {
+                        // The generation starts over (restart.rs): what it
+                        // printed before belongs to the abandoned attempt.
+                        protocol_lines.retain(|(_, l)| l.generation() != Some(g));
+                    }
                     protocol_lines.push((n, line));
                 }
             },

@@ -1010,6 +1010,7 @@ reason = "*kho-v9*"
             "scratch-overlaps-preserved",
             "scratch-outside-ram",
             "handoff-length",
+            "heap-in-revival",
         ] {
             let s = all
                 .iter()

@@ -20,6 +20,10 @@ _head:
     .long   0                       /* res5 */
 
     .section .text.boot, "ax"
+/* restart_entry(dtb): the same path again from a running generation
+ * (restart.rs): relocation is idempotent, .bss and the stack start over. */
+    .global restart_entry
+restart_entry:
 entry:
     mov     x19, x0                 /* DTB */
     /* Relocate: every R_AARCH64_RELATIVE slot gets addend + (where the image

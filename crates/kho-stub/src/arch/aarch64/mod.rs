@@ -191,7 +191,21 @@ fn boot_from_dtb(at: u64) -> BootInfo {
 
 #[unsafe(no_mangle)]
 extern "C" fn rust_entry(dtb: u64) -> ! {
+    crate::restart::entered([dtb, 0]);
     generation::run(boot_from_dtb(dtb))
+}
+
+unsafe extern "C" {
+    fn restart_entry(dtb: u64) -> !;
+}
+
+/// Enter this image again as its entry was entered (`restart.rs`).
+pub fn reenter(args: [u64; 2]) -> ! {
+    // SAFETY: restart_entry is entry.S's entry: it relocates the image in
+    // place (idempotent), clears .bss, resets the stack and calls
+    // rust_entry(dtb); the MMU stays off and nothing of the current stack
+    // is used again.
+    unsafe { restart_entry(args[0]) }
 }
 
 #[unsafe(no_mangle)]

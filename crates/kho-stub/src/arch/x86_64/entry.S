@@ -10,6 +10,8 @@
  *           kexec_file_load, anywhere): long mode, identity-mapped,
  *           %rsi = boot_params.
  * Both end in rust_entry(ptr, kind) with kind 0 = PVH, 1 = boot_params.
+ * restart64(ptr, kind): the same path again from a running generation
+ * (restart.rs): relocation is idempotent, .bss and the stack start over.
  */
 
     .section .note.Xen, "a", @note
@@ -60,6 +62,8 @@ _start64:
     movq %rsi, %rdi                 /* boot_params */
     movl $1, %esi                   /* kind 1: Linux boot_params */
 
+    .global restart64
+restart64:
 common64:
     movq %rdi, %r12
     movq %rsi, %r13

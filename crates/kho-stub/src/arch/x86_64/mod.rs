@@ -42,6 +42,7 @@ const SETUP_NONE: u32 = 0;
 
 unsafe extern "C" {
     fn _start64() -> !;
+    fn restart64(ptr: u64, kind: u64) -> !;
     fn linux_enter64(entry: u64, boot_params: u64) -> !;
 }
 
@@ -329,6 +330,7 @@ fn boot_from_boot_params(at: u64) -> BootInfo {
 
 #[unsafe(no_mangle)]
 extern "C" fn rust_entry(ptr: u64, kind: u64) -> ! {
+    crate::restart::entered([ptr, kind]);
     let boot = if kind == 0 {
         boot_from_pvh(ptr)
     } else {
@@ -530,6 +532,15 @@ pub fn corrupt_handoff_length(mem: &mut StubMem, k: &Kexec) -> Result<(), String
 
 /// Where the next generation is entered: the Linux 64-bit entry of the
 /// staged copy (`%rsi` = the zero page).
+/// Enter this image again as its entry was entered (`restart.rs`).
+pub fn reenter(args: [u64; 2]) -> ! {
+    // SAFETY: restart64 is common64 of entry.S: it relocates the image in
+    // place (idempotent), reloads the GDT and page tables, clears .bss,
+    // resets the stack and calls rust_entry(ptr, kind); nothing of the
+    // current stack is used again.
+    unsafe { restart64(args[0], args[1]) }
+}
+
 pub fn next_entry() -> u64 {
     _start64 as *const () as u64
 }
