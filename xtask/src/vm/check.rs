@@ -959,11 +959,11 @@ mod tests {
                     "linux".to_owned()
                 };
                 push(format!(
-                    "KHO kexec gen={g} next={next} ticks-walk=1 ticks-verify=2 ticks-build=3 ticks-total=6"
+                    "KHO kexec gen={g} next={next} heap=4096 ticks-walk=1 ticks-verify=2 ticks-build=3 ticks-total=6"
                 ));
             } else {
                 push(format!(
-                    "KHO done gen={g} generations={} result=ok",
+                    "KHO done gen={g} generations={} heap=4096 result=ok",
                     s.generations
                 ));
             }
@@ -1074,6 +1074,43 @@ mod tests {
                 .starts_with("// not a valid KHO root FDT")
         );
         assert_eq!(r.verified_bytes, 2000, "generations 1 and 3 verified");
+    }
+
+    /// `KHO restart` (restart.rs): the abandoned attempt's lines are
+    /// dropped, the second attempt is judged; only where a failed revival
+    /// is expected.
+    #[test]
+    fn a_restart_starts_the_generation_over() {
+        let s = scenario(4, true);
+        let mut lines = transcript(&s);
+        let boot2 = lines
+            .iter()
+            .position(|l| l.starts_with("KHO boot gen=2"))
+            .unwrap();
+        let attempt = [
+            lines[boot2].clone(),
+            "KHO revival gen=2 result=ok fdt=0x7fe000 scratch=0x18e00000+0x30\r".to_owned(),
+            "KHO walk gen=2 blocks=3 pages=40 ranges=2 ticks=1234\r".to_owned(),
+            "KHO restart gen=2 reason=\"heap exhausted during revival: 99 bytes requested\"\r"
+                .to_owned(),
+        ];
+        lines.splice(boot2..boot2, attempt.clone());
+        let r = run(&s, &lines, RunEnd::Exited(33));
+        assert!(r.passed(), "{:#?}", r.failures);
+        assert_eq!(r.generations[2].revival.as_deref(), Some("failed"));
+
+        // In a generation expected to verify, a restart is a failure.
+        let mut lines = transcript(&s);
+        let boot3 = lines
+            .iter()
+            .position(|l| l.starts_with("KHO boot gen=3"))
+            .unwrap();
+        let restart3 = attempt[3].replace("gen=2", "gen=3");
+        lines.splice(boot3..boot3, [lines[boot3].clone(), restart3]);
+        assert_fails(
+            &run(&s, &lines, RunEnd::Exited(33)),
+            "generation 3: unexpected restart: heap exhausted during revival",
+        );
     }
 
     #[test]
@@ -1263,7 +1300,7 @@ mod tests {
             ),
             (edit("next=2", "next=3"), "kexec next=3 (want 2)"),
             (
-                edit("generations=3 result=ok", "generations=4 result=ok"),
+                edit("generations=3 heap=4096", "generations=4 heap=4096"),
                 "want `KHO done gen=2 generations=3 result=ok`",
             ),
             (

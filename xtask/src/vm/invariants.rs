@@ -717,6 +717,55 @@ mod tests {
         );
     }
 
+    /// Only the heap invariant over `text`.
+    fn heap_failures(s: &Scenario, text: &str) -> Vec<String> {
+        let cmdline = s.compose_cmdline(None);
+        let plan = Plan::new(s, ArchSpec::find("x86_64").unwrap(), &cmdline);
+        let lines: Vec<(usize, Line)> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .enumerate()
+            .map(|(i, l)| (i + 1, protocol::parse(l).unwrap().unwrap()))
+            .collect();
+        let mut ignored = Vec::new();
+        let gens = collect(&plan, &lines, &mut ignored);
+        let mut failures = Vec::new();
+        check_heap(plan.first, &gens, &mut failures);
+        failures
+    }
+
+    #[test]
+    fn the_heap_may_not_grow_once_the_preserved_set_is_stable() {
+        let s = scenario("memory = \"512M\"\ngenerations = 6\n");
+        let generation = |g: u32, folios: u32, heap: &str| {
+            format!(
+                "KHO revival gen={g} result=ok\nKHO preserve gen={g} folios={folios} bytes=1 log-lines={g}\nKHO kexec gen={g} next={} {heap}\n",
+                g + 1
+            )
+        };
+        // Growing with the preserved set is fine; stable from generation 1.
+        let mut text = generation(0, 4, "heap=100") + &generation(1, 8, "heap=200");
+        text += &generation(2, 8, "heap=150");
+        text += &generation(3, 8, "heap=150");
+        assert_eq!(heap_failures(&s, &text), Vec::<String>::new());
+        text += &generation(4, 8, "heap=160");
+        let f = heap_failures(&s, &text);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_has(
+            &f,
+            "generation 4: heap high-water mark grew from 150 to 160 bytes",
+        );
+        // A different revival result is a different workload.
+        let cold = text.replace(
+            "KHO revival gen=4 result=ok",
+            "KHO revival gen=4 result=failed",
+        );
+        assert_eq!(heap_failures(&s, &cold), Vec::<String>::new());
+        text += &generation(5, 8, "");
+        assert_has(&heap_failures(&s, &text), "generation 5: no numeric heap=");
+    }
+
     /// numa2 on x86_64 as the stub prints it (1 GiB, two 512 MiB nodes).
     const NUMA2_X86: &str = "
         KHO image gen=0 addr=0x100000 size=0x474000
@@ -878,7 +927,7 @@ mod tests {
             "generation 1: no `KHO image` line",
         );
         let segments = format!(
-            "{NUMA2_X86}\nKHO segments gen=0 count=2 ranges=0x1e000000+0x40,0x3ae00000+0x1000\nKHO kexec gen=0 next=1"
+            "{NUMA2_X86}\nKHO segments gen=0 count=2 ranges=0x1e000000+0x40,0x3ae00000+0x1000\nKHO kexec gen=0 next=1 heap=4096"
         );
         assert_eq!(
             failures(&s, "x86_64", &segments, None),
@@ -894,7 +943,7 @@ mod tests {
             &failures(&s, "x86_64", &miscounted, None),
             "count=3 but ranges= lists 2",
         );
-        let none = format!("{NUMA2_X86}\nKHO kexec gen=0 next=1");
+        let none = format!("{NUMA2_X86}\nKHO kexec gen=0 next=1 heap=4096");
         assert_has(
             &failures(&s, "x86_64", &none, None),
             "generation 0 kexecs without a `KHO segments` line",

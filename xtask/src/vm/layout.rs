@@ -328,6 +328,10 @@ mod tests {
             }
         );
         let e = node_spans("x86_64", 4096, 2).unwrap_err().to_string();
+        assert!(e.contains("one NUMA node only"), "{e}");
+        let e = node_spans("aarch64", 256 * 1024, 1)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("past the flat RAM model"), "{e}");
         assert!(node_spans("riscv64", 512, 0).is_err());
     }
