@@ -859,17 +859,31 @@ impl<M: PhysMem> Decoder<'_, M> {
                 generation: r.generation.get(),
                 block: r.block.get(),
                 checksum: r.checksum.get(),
+                count: u32::from(r.count.get()).max(1),
+                spacing: u32::from(r.spacing.get()),
             })
             .collect();
         if let Some(set) = set {
             for (i, r) in records.iter().enumerate() {
-                if !set.has_block(r.phys, r.order) {
+                // An extent's blocks are `(4096 << order) << spacing` apart.
+                let stride = 4096u64
+                    .checked_shl(r.order)
+                    .and_then(|b| b.checked_shl(r.spacing))
+                    .unwrap_or(0);
+                let missing = (0..u64::from(r.count))
+                    .map(|k| {
+                        k.checked_mul(stride)
+                            .and_then(|off| r.phys.checked_add(off))
+                    })
+                    .find(|at| !at.is_some_and(|at| stride != 0 && set.has_block(at, r.order)));
+                if let Some(block) = missing {
                     self.problem(
                         "kho-stub-record-not-preserved",
                         format!("{at}, record {i}"),
                         format!(
                             "folio {:#x} of order {} is not a preserved block of that order",
-                            r.phys, r.order
+                            block.unwrap_or(r.phys),
+                            r.order
                         ),
                     );
                 }

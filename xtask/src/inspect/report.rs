@@ -173,6 +173,10 @@ pub(crate) struct StubRecord {
     pub(crate) generation: u32,
     pub(crate) block: u32,
     pub(crate) checksum: u64,
+    /// Blocks in the record (guest-memory extents; 1 for a folio).
+    pub(crate) count: u32,
+    /// log2 of the distance between the blocks, in blocks.
+    pub(crate) spacing: u32,
 }
 
 /// The vmalloc area a descriptor names.

@@ -342,6 +342,20 @@ fn subtree_content(s: &mut String, c: &Content) {
                 plural(records.len())
             );
             for r in records {
+                if r.count > 1 {
+                    let _ = writeln!(
+                        s,
+                        "    extent {:#x}: {} blocks of order {}, stride {} blocks, filled by generation {} (blocks {}.., checksum {:#018x})",
+                        r.phys,
+                        r.count,
+                        r.order,
+                        1u64 << r.spacing.min(63),
+                        r.generation,
+                        r.block,
+                        r.checksum
+                    );
+                    continue;
+                }
                 let _ = writeln!(
                     s,
                     "    folio {:#x} order {} filled by generation {} (block {}, checksum {:#018x})",
