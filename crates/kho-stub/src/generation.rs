@@ -126,8 +126,9 @@ pub fn run(boot: BootInfo) -> ! {
         "kho"
     };
     say!(
-        "KHO boot gen={g} arch={} mode={mode} cmdline=\"{}\"",
+        "KHO boot gen={g} arch={} mode={mode} ticks-hz={} cmdline=\"{}\"",
         arch::NAME,
+        arch::tick_hz(),
         boot.cmdline.trim()
     );
     // Where this generation runs: a loader (QEMU, our kexec, Linux's
@@ -359,9 +360,10 @@ pub fn run(boot: BootInfo) -> ! {
     let to_linux = cfg.is_last() && cfg.next == Next::Linux;
     if cfg.is_last() && !to_linux {
         say!(
-            "KHO done gen={g} generations={} heap={} result=ok",
+            "KHO done gen={g} generations={} heap={} ticks-walk={walk_ticks} ticks-verify={verify_ticks} ticks-build={build_ticks} ticks-total={} result=ok",
             cfg.generations,
-            crate::heap::high_water()
+            crate::heap::high_water(),
+            arch::ticks() - t0
         );
         arch::exit(true);
     }

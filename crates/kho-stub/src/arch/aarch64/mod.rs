@@ -93,6 +93,14 @@ pub fn exit(success: bool) -> ! {
 }
 
 /// The virtual counter.
+/// The generic timer's rate in Hz (CNTFRQ_EL0, set by the firmware).
+pub fn tick_hz() -> u64 {
+    let f: u64;
+    // SAFETY: reading CNTFRQ_EL0 has no side effect.
+    unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) f, options(nomem, nostack)) }
+    f
+}
+
 pub fn ticks() -> u64 {
     let t: u64;
     // SAFETY: reading CNTVCT_EL0 has no side effect.
