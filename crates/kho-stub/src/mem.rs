@@ -26,6 +26,11 @@ pub struct StubMem {
     used: Vec<u64>,
     limit: u64,
     hint: u64,
+    /// Where [`StubMem::start_allocations_at`] put the first search: a
+    /// search that reaches the end wraps to here before it tries below, so
+    /// what lies below (the image QEMU loaded, its DTB) shifts no address
+    /// until memory above is full.
+    pool_start: u64,
 }
 
 impl StubMem {
@@ -50,6 +55,7 @@ impl StubMem {
             used: vec![u64::MAX; (limit / PAGE).div_ceil(64) as usize],
             limit,
             hint: 0,
+            pool_start: 0,
         };
         for r in view.ram.iter().flatten() {
             let (start, end) = (r.start().as_u64(), r.end().map_or(limit, |e| e.as_u64()));
@@ -69,6 +75,7 @@ impl StubMem {
     /// the stub's own size, so reviewed snapshots do not churn.
     pub fn start_allocations_at(&mut self, addr: PhysAddr) {
         self.hint = addr.as_u64() / PAGE;
+        self.pool_start = self.hint;
     }
 
     /// Keep every page overlapping `range` away from the allocator.
@@ -112,8 +119,8 @@ impl StubMem {
     pub fn alloc_pages_dirty(&mut self, order: Order) -> Result<PhysAddr> {
         let count = order.pages();
         let total = self.limit / PAGE;
-        for pass in 0..2 {
-            let mut page = if pass == 0 { self.hint } else { 0 };
+        for from in [self.hint, self.pool_start, 0] {
+            let mut page = from;
             page = page.div_ceil(count) * count;
             while page + count <= total {
                 if self.used[(page / 64) as usize] == u64::MAX {
