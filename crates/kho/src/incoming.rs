@@ -25,8 +25,12 @@ use crate::{Error, Handover, Result};
 /// The incoming side's memory does not depend on what the previous kernel
 /// preserved. A `KhoIn` is `size_of::<KhoIn>()` bytes (about 4.9 KiB: the
 /// root FDT page it copied, the scratch array, and an
-/// [`IncomingTree`] of a few hundred bytes) and allocates nothing, before
-/// or after the walk, for any number of preserved blocks. Which blocks are
+/// [`IncomingTree`] of a few hundred bytes). Parsing that one-page FDT
+/// ([`populate`](KhoIn::populate), [`subtree`](KhoIn::subtree)) builds a
+/// short list of its children, bounded by the page and freed before the
+/// call returns (192 bytes for a typical handover); the walk and every
+/// restore allocate nothing, for any number of preserved blocks
+/// (crates/kho/tests/scale.rs counts it, up to 4 Mi blocks). Which blocks are
 /// still waiting to be restored is kept in the incoming tree's own leaves
 /// (a restore clears the block's bit, as Linux clears `page->private`),
 /// so the caller keeps the tree's node pages intact until it has restored
