@@ -87,11 +87,13 @@ impl<'a> Dtb<'a> {
     }
 
     /// The root's `#address-cells` and `#size-cells` (device-tree defaults 2
-    /// and 1 when absent; `None` if present but not one 4-byte cell).
+    /// and 1 when absent; `None` if present but not one 4-byte cell, or
+    /// above 2: a 64-bit physical address or size never needs more cells,
+    /// and a larger count from an untrusted DTB must not drive arithmetic).
     pub fn root_cells(&self) -> Option<(u32, u32)> {
         let cell = |name, default| match self.property("/", name) {
             None => Some(default),
-            Some(v) => Some(u32::from_be_bytes(v.try_into().ok()?)),
+            Some(v) => Some(u32::from_be_bytes(v.try_into().ok()?)).filter(|&c| c <= 2),
         };
         Some((
             cell(
@@ -156,9 +158,13 @@ impl<'a> Dtb<'a> {
 }
 
 /// Decode big-endian (address, size) pairs of `ac` and `sc` cells each.
+///
+/// Yields nothing unless `ac` and `sc` are at most 2 (not both 0) and the
+/// value is a whole number of pairs.
 pub fn decode_pairs(value: &[u8], ac: u32, sc: u32) -> impl Iterator<Item = (u64, u64)> + '_ {
-    let cells = (ac + sc) as usize;
-    let ok = cells > 0 && ac <= 2 && sc <= 2 && value.len().is_multiple_of(cells * 4);
+    let small = ac <= 2 && sc <= 2;
+    let cells = if small { (ac + sc) as usize } else { 0 };
+    let ok = small && cells > 0 && value.len().is_multiple_of(cells * 4);
     let pair_len = if ok { cells * 4 } else { 1 };
     value
         .chunks_exact(pair_len)
@@ -170,7 +176,10 @@ pub fn decode_pairs(value: &[u8], ac: u32, sc: u32) -> impl Iterator<Item = (u64
 }
 
 /// Encode one (address, size) pair in `ac` + `sc` big-endian cells.
+///
+/// Cell counts above 2 are treated as 2 (a 64-bit value never needs more).
 pub fn encode_pair(address: u64, size: u64, ac: u32, sc: u32) -> Vec<u8> {
+    let (ac, sc) = (ac.min(2), sc.min(2));
     let mut out = Vec::with_capacity(((ac + sc) * 4) as usize);
     for (value, cells) in [(address, ac), (size, sc)] {
         for i in (0..cells).rev() {
@@ -304,6 +313,29 @@ mod tests {
         // Nothing to do without NOPs; damage is still refused.
         assert_eq!(without_nops(&sample()).unwrap(), None);
         assert!(without_nops(&blob[..blob.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn cell_counts_above_two_are_refused() {
+        for (ac, sc) in [(3u32, 2u32), (2, 3), (u32::MAX, 1), (1, u32::MAX)] {
+            let mut w = FdtWriter::new().unwrap();
+            let root = w.begin_node("").unwrap();
+            w.property_u32("#address-cells", ac).unwrap();
+            w.property_u32("#size-cells", sc).unwrap();
+            let mem = w.begin_node("memory@40000000").unwrap();
+            w.property_string("device_type", "memory").unwrap();
+            w.property_array_u64("reg", &[0x4000_0000, 0x2000_0000])
+                .unwrap();
+            w.end_node(mem).unwrap();
+            w.end_node(root).unwrap();
+            let blob = w.finish().unwrap();
+            let dtb = Dtb::parse(&blob).unwrap();
+            assert_eq!(dtb.root_cells(), None, "{ac} {sc}");
+            assert!(dtb.memory_regions().is_empty());
+            assert_eq!(decode_pairs(&[0; 16], ac, sc).count(), 0);
+            let want = (ac.min(2) + sc.min(2)) as usize * 4;
+            assert_eq!(encode_pair(1, 2, ac, sc).len(), want);
+        }
     }
 
     fn sample() -> Vec<u8> {

@@ -275,6 +275,36 @@ mod tests {
         assert_eq!(read_initrd(&blob).unwrap(), None);
     }
 
+    /// Regression (fuzz, issue 15): cell counts near u32::MAX made
+    /// `(ac + sc) * 4` overflow. Counts above 2 are a named error now.
+    #[test]
+    fn absurd_cell_counts_are_refused_not_overflowed() {
+        let pair = alloc::vec![0u8; 16];
+        for cells in [
+            (u32::MAX, 1),
+            (2, u32::MAX),
+            (0x4000_0000, 0x4000_0000),
+            (3, 2),
+        ] {
+            let blob = dtb(
+                cells,
+                &[
+                    ("linux,kho-fdt", pair.clone()),
+                    ("linux,kho-scratch", pair.clone()),
+                ],
+            );
+            assert_eq!(
+                read_chosen(&blob),
+                Err(Error::BadChosen {
+                    reason: "bad #address-cells or #size-cells"
+                }),
+                "{cells:?}"
+            );
+            assert!(read_initrd(&blob).is_err() || read_initrd(&blob) == Ok(None));
+            assert!(write_chosen(&blob, Some(&handover()), None).is_err());
+        }
+    }
+
     #[test]
     fn round_trip_and_bytes() {
         let out = write_chosen(&dtb((2, 2), &[]), Some(&handover()), Some("kho=on")).unwrap();
