@@ -1,11 +1,58 @@
 //! `cargo xtask fdt-dump FILE`: render a KHO FDT blob for review.
+//!
+//! The input is untrusted and read with bounds: only regular files, at
+//! most [`MAX_ROOT`] bytes for a KHO root FDT (one page) or [`MAX_RAW`]
+//! with `--raw` (any FDT blob: a client's sub-FDT, a boot DTB; Linux's
+//! arm64 `MAX_FDT_SIZE`), checked before anything is read. A FIFO, a device
+//! (`/dev/zero`) or a directory is refused with one line instead of being
+//! read without end. A reader that closes the pipe early (`| head`) ends
+//! the output quietly.
 
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
+/// Largest KHO root FDT: one page.
+pub(crate) const MAX_ROOT: u64 = 4096;
+/// Largest blob `--raw` reads: 2 MiB.
+pub(crate) const MAX_RAW: u64 = 2 << 20;
+
+/// Read `file` if it is a regular file of at most `max` bytes.
+fn read_bounded(file: &Path, max: u64) -> Result<Vec<u8>, String> {
+    let f = File::open(file).map_err(|e| e.to_string())?;
+    let meta = f.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err(String::from(
+            "not a regular file (a directory, FIFO or device): fdt-dump reads files only",
+        ));
+    }
+    if meta.len() > max {
+        return Err(format!(
+            "{} bytes: larger than an FDT it renders can be ({max} bytes{})",
+            meta.len(),
+            if max == MAX_ROOT {
+                "; --raw takes any FDT blob up to 2 MiB"
+            } else {
+                ""
+            }
+        ));
+    }
+    // The file may grow after the check: never read more than `max` + 1.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!("grew past {max} bytes while being read"));
+    }
+    Ok(bytes)
+}
+
 /// Print the rendering of `file`; on any error print one line and exit 1.
 pub(crate) fn run(file: &Path, raw: bool) -> ExitCode {
-    let bytes = match std::fs::read(file) {
+    let max = if raw { MAX_RAW } else { MAX_ROOT };
+    let bytes = match read_bounded(file, max) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {}: {e}", file.display());
@@ -19,12 +66,58 @@ pub(crate) fn run(file: &Path, raw: bool) -> ExitCode {
     };
     match rendered {
         Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
+            let mut out = std::io::stdout().lock();
+            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                // The reader stopped early (`| head`): not an error.
+                Err(e) if e.kind() == ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: writing the rendering: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Err(e) => {
             eprintln!("error: {}: {e}", file.display());
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_small_regular_files_are_read() {
+        let dir = std::env::temp_dir().join(format!("kho-fdt-dump-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let small = dir.join("small");
+        std::fs::write(&small, [1u8; 100]).unwrap();
+        assert_eq!(read_bounded(&small, MAX_ROOT).unwrap().len(), 100);
+        let big = dir.join("big");
+        std::fs::write(&big, vec![0u8; MAX_ROOT as usize + 1]).unwrap();
+        let e = read_bounded(&big, MAX_ROOT).unwrap_err();
+        assert!(e.contains("4097 bytes: larger than"), "{e}");
+        assert_eq!(
+            read_bounded(&big, MAX_RAW).unwrap().len(),
+            MAX_ROOT as usize + 1
+        );
+        // A sparse file that claims 2 GiB is refused from its length alone.
+        let sparse = dir.join("sparse");
+        File::create(&sparse).unwrap().set_len(2 << 30).unwrap();
+        assert!(read_bounded(&sparse, MAX_RAW).is_err());
+        // Not regular files: a directory, a device.
+        assert!(
+            read_bounded(&dir, MAX_RAW)
+                .unwrap_err()
+                .contains("not a regular file")
+        );
+        assert!(
+            read_bounded(Path::new("/dev/zero"), MAX_RAW)
+                .unwrap_err()
+                .contains("not a regular file")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -263,3 +263,40 @@ fn no_arguments_prints_help() {
         "{text}"
     );
 }
+
+/// `fdt-dump --raw X | head -1`: the reader closes the pipe early;
+/// fdt-dump ends quietly instead of panicking ("failed printing to
+/// stdout"). The pipe is closed before fdt-dump writes anything, so its
+/// write meets the closed pipe whatever the output's size.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::process::Stdio;
+    let path = write_blob("pipe.dtb", &valid_blob());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["fdt-dump", "--raw"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+/// Anything but a small regular file is refused before it is read.
+#[test]
+fn refuses_devices_directories_and_oversized_files() {
+    let out = dump(Path::new("/dev/zero"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a regular file"), "{err}");
+    let big = write_blob("big.bin", &vec![0u8; 8192]);
+    let out = dump(&big, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("8192 bytes: larger than"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
