@@ -90,6 +90,12 @@ impl IncomingTree {
     ///
     /// `f` returning [`ControlFlow::Break`] stops the walk and returns that
     /// value (nothing is adopted).
+    ///
+    /// Beyond [`walk`](crate::walk)'s checks, blocks may not overlap across
+    /// orders ([`Error::Overlap`], naming both): keys come highest order
+    /// first, so each block is looked up in the larger orders seen before
+    /// it (one descent per larger order present). Upstream reserves both
+    /// and restores whichever a client asks for; one of them is corrupt.
     pub fn walk<M: PhysMem + ?Sized, B>(
         mem: &M,
         root: PhysAddr,
@@ -105,6 +111,12 @@ impl IncomingTree {
         };
         let flow = walk(mem, root, visited, |phys, order| {
             let o = order.get() as usize;
+            // Larger orders present so far: every one of them is complete.
+            if tree.present >> (o + 1) != 0
+                && let Err(e) = tree.check_no_larger(mem, phys, order)
+            {
+                return ControlFlow::Break(Err(e));
+            }
             if let Some(n) = tree.blocks.get_mut(o) {
                 *n += 1;
             }
@@ -113,17 +125,49 @@ impl IncomingTree {
             // Every block is RAM and at most 2^51 pages: a sum of them
             // saturates long before it could wrap.
             tree.walked_pages = tree.walked_pages.saturating_add(order.pages());
-            f(phys, order)
+            f(phys, order).map_break(Ok)
         })?;
-        Ok(match flow {
-            ControlFlow::Break(b) => ControlFlow::Break(b),
-            ControlFlow::Continue(()) => ControlFlow::Continue(tree),
-        })
+        match flow {
+            ControlFlow::Break(Ok(b)) => Ok(ControlFlow::Break(b)),
+            ControlFlow::Break(Err(e)) => Err(e),
+            ControlFlow::Continue(()) => Ok(ControlFlow::Continue(tree)),
+        }
     }
 
     /// Physical address of the root table.
     pub const fn root(&self) -> PhysAddr {
         self.root
+    }
+
+    /// [`Error::Overlap`] if a block of a larger order, walked before,
+    /// contains the block at `phys`.
+    fn check_no_larger<M: PhysMem + ?Sized>(
+        &self,
+        mem: &M,
+        phys: PhysAddr,
+        order: Order,
+    ) -> Result<()> {
+        let pfn = phys.pfn_floor();
+        let mut larger = self.present >> (order.get() + 1) << (order.get() + 1);
+        while larger != 0 {
+            let big = larger.trailing_zeros();
+            larger &= larger - 1;
+            let Ok(big_order) = Order::try_new(big) else {
+                continue;
+            };
+            let Ok(start) = Pfn::try_new(pfn.as_u64() & !((1u64 << big) - 1)) else {
+                continue;
+            };
+            if self.contains(mem, start, big_order)? {
+                return Err(Error::Overlap {
+                    pfn,
+                    order,
+                    existing_pfn: start,
+                    existing_order: big_order,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Blocks the walk found.

@@ -176,3 +176,57 @@ proptest! {
         prop_assert_eq!(tree.remaining(&mem, &mut visited).count(), 0);
     }
 }
+
+/// The order-0 leaf word address for `phys` in the tree at `root` (test
+/// helper: descends the tree as the spec lays it out).
+fn leaf_word(mem: &HostMem, root: PhysAddr, phys: u64) -> (PhysAddr, u64) {
+    use kho_abi::radix::{ROOT_LEVEL, encode_key, leaf_bit, table_index};
+    let key = encode_key(phys, 0).unwrap();
+    let mut node = root.as_u64();
+    for level in (1..=ROOT_LEVEL).rev() {
+        node = mem
+            .read_u64(PhysAddr::new(node + 8 * table_index(key, level) as u64))
+            .unwrap();
+        assert_ne!(node, 0, "no path for {phys:#x}");
+    }
+    let bit = leaf_bit(key);
+    (PhysAddr::new(node + 8 * (bit / 64) as u64), 1 << (bit % 64))
+}
+
+/// Upstream reserves an order-9 block and an order-0 block inside it and
+/// restores whichever is asked for; the adopting walk refuses the pair.
+#[test]
+fn blocks_overlapping_across_orders_are_refused() {
+    let mut mem = HostMem::new(PhysAddr::new(BASE), 256 << 20).unwrap();
+    let mut out = RadixTree::new(&mut mem).unwrap();
+    let folio = BASE + (64 << 20);
+    out.preserve(&mut mem, phys_pfn(folio), ord(9)).unwrap();
+    // An order-0 block elsewhere in the same 128 MiB gives the leaf.
+    out.preserve(&mut mem, phys_pfn(BASE + (100 << 20)), ord(0))
+        .unwrap();
+    let inside = folio + 5 * PAGE;
+    let (word, mask) = leaf_word(&mem, out.root(), inside);
+    let w = mem.read_u64(word).unwrap();
+    mem.write_u64(word, w | mask).unwrap();
+    // The plain walk reports both (it keeps no state)...
+    let mut buf = vec![0u64; VisitedSet::words_for(64)];
+    let mut n = 0;
+    let _ = kho_radix::walk(&mem, out.root(), &mut VisitedSet::new(&mut buf), |_, _| {
+        n += 1;
+        ControlFlow::<()>::Continue(())
+    });
+    assert_eq!(n, 3);
+    // ...the adopting walk names the pair.
+    let r = IncomingTree::walk(&mem, out.root(), &mut VisitedSet::new(&mut buf), |_, _| {
+        ControlFlow::<()>::Continue(())
+    });
+    assert_eq!(
+        r.err(),
+        Some(Error::Overlap {
+            pfn: phys_pfn(inside),
+            order: ord(0),
+            existing_pfn: phys_pfn(folio),
+            existing_order: ord(9),
+        })
+    );
+}

@@ -345,6 +345,7 @@ pub fn run(boot: BootInfo) -> ! {
         log,
         verified.kexec_count,
         carried.as_ref(),
+        &areas,
     )
     .unwrap_or_else(|e| fail(g, &e));
     let build_ticks = arch::ticks() - t_build;
@@ -950,9 +951,13 @@ fn build_outgoing(
     log: Option<Log>,
     kexec_count: u32,
     carried: Option<&crate::kho_test::Restored>,
+    areas: &ScratchAreas,
 ) -> Result<(KhoOut, VmallocDescriptor), String> {
     let g = cfg.generation;
     let mut out = KhoOut::new(mem, cfg.abi).map_err(text)?;
+    // Anything preserved in scratch is refused at once, not by the next
+    // kernel's walk.
+    out.exclude_scratch(areas);
     let mut records = kept;
     for rec in &records {
         if crate::guest::is_guest(rec) {

@@ -85,6 +85,19 @@ pub enum Error {
         /// The first page of it found in use.
         used: PhysAddr,
     },
+    /// A block to preserve is not (entirely) RAM: the next kernel's walk
+    /// would refuse it, and with it the whole handover.
+    PreserveNotRam {
+        /// Start of the block.
+        addr: PhysAddr,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// The root FDT page cannot be unpreserved: it is the handover itself.
+    RootFdtPage {
+        /// The root FDT page.
+        addr: PhysAddr,
+    },
     /// A restore was asked for before [`KhoIn::reserve_preserved`]
     /// completed a walk of the incoming tree.
     ///
@@ -171,6 +184,14 @@ impl fmt::Display for Error {
             Error::BlockInUse { addr, size, used } => write!(
                 f,
                 "preserved memory {addr}+{size:#x} overlaps memory already in use at {used}"
+            ),
+            Error::PreserveNotRam { addr, size } => write!(
+                f,
+                "cannot preserve {addr}+{size:#x}: not RAM (the next kernel would refuse the handover)"
+            ),
+            Error::RootFdtPage { addr } => write!(
+                f,
+                "{addr} is the root FDT page: it stays preserved while the handover exists"
             ),
             Error::NotWalked => write!(
                 f,

@@ -7,7 +7,7 @@ use kho_fdt::KhoFdtBuilder;
 use kho_mem::{Order, Pfn, PhysAddr, PhysMem, PhysRange};
 use kho_memblock::{MemblockBlob, Region};
 use kho_radix::{NodeStats, RadixTree};
-use kho_scratch::ScratchArea;
+use kho_scratch::{ScratchArea, ScratchAreas};
 
 use crate::{Error, Handover, Result};
 
@@ -24,6 +24,9 @@ pub struct KhoOut {
     tree: RadixTree,
     fdt_page: PhysAddr,
     fdt: KhoFdtBuilder,
+    /// Scratch, once known ([`KhoOut::exclude_scratch`]): preserving inside
+    /// it is refused at the call.
+    scratch: Option<ScratchAreas>,
 }
 
 impl KhoOut {
@@ -42,6 +45,7 @@ impl KhoOut {
             tree,
             fdt_page,
             fdt,
+            scratch: None,
         };
         out.tree
             .preserve(mem, Pfn::try_from_phys(fdt_page)?, Order::ZERO)?;
@@ -69,23 +73,63 @@ impl KhoOut {
         self.tree.node_stats()
     }
 
+    /// From now on, refuse to preserve anything inside these scratch
+    /// areas (the next kernel allocates from them before it reserves
+    /// anything, so a block there would be refused by its walk and the
+    /// whole handover lost). Blocks already preserved are not re-checked:
+    /// [`KhoOut::check_handover`] checks everything at the end.
+    pub fn exclude_scratch(&mut self, areas: &ScratchAreas) {
+        self.scratch = Some(*areas);
+    }
+
+    /// What the next kernel would refuse, refused now: `range` must be RAM
+    /// and outside the scratch areas given to [`KhoOut::exclude_scratch`].
+    fn check_preservable<M: PhysMem>(&self, mem: &M, range: PhysRange) -> Result<()> {
+        if !mem.is_ram(range.start(), range.size()) {
+            return Err(Error::PreserveNotRam {
+                addr: range.start(),
+                size: range.size(),
+            });
+        }
+        if let Some(areas) = &self.scratch {
+            kho_scratch::check_no_overlap(areas.as_slice(), [range])?;
+        }
+        Ok(())
+    }
+
     /// Preserve the naturally aligned block of `2^order` pages at `phys`.
+    ///
+    /// Besides the tree's own checks (alignment, duplicates, overlaps across
+    /// orders), the block must be RAM ([`Error::PreserveNotRam`]: a block of
+    /// an order larger than RAM can hold is not) and outside scratch once
+    /// [`KhoOut::exclude_scratch`] was called: the next kernel's walk would
+    /// refuse either, and with it every client's memory.
     pub fn preserve_folio<M: PhysMem>(
         &mut self,
         mem: &mut M,
         phys: PhysAddr,
         order: Order,
     ) -> Result<()> {
-        Ok(self.tree.preserve(mem, Pfn::try_from_phys(phys)?, order)?)
+        let pfn = Pfn::try_from_phys(phys)?;
+        let range = PhysRange::try_new(phys, order.bytes())?;
+        self.check_preservable(mem, range)?;
+        Ok(self.tree.preserve(mem, pfn, order)?)
     }
 
-    /// Undo [`KhoOut::preserve_folio`] for exactly that block.
+    /// Undo [`KhoOut::preserve_folio`] for exactly that block. The root
+    /// FDT page is not the caller's to drop ([`Error::RootFdtPage`]).
     pub fn unpreserve_folio<M: PhysMem>(
         &mut self,
         mem: &mut M,
         phys: PhysAddr,
         order: Order,
     ) -> Result<()> {
+        let range = PhysRange::try_new(phys, order.bytes())?;
+        if range.contains(self.fdt_page) {
+            return Err(Error::RootFdtPage {
+                addr: self.fdt_page,
+            });
+        }
         Ok(self
             .tree
             .unpreserve(mem, Pfn::try_from_phys(phys)?, order)?)
@@ -93,13 +137,23 @@ impl KhoOut {
 
     /// Preserve a page-aligned range, decomposed into the largest naturally
     /// aligned blocks (all or nothing).
+    /// Checked as [`KhoOut::preserve_folio`] checks a block.
     pub fn preserve_pages<M: PhysMem>(&mut self, mem: &mut M, range: PhysRange) -> Result<()> {
         let (start, pages) = page_span(range)?;
+        if pages > 0 {
+            self.check_preservable(mem, range)?;
+        }
         Ok(self.tree.preserve_range(mem, start, pages)?)
     }
 
-    /// Undo [`KhoOut::preserve_pages`] for exactly that range.
+    /// Undo [`KhoOut::preserve_pages`] for exactly that range (which may not
+    /// include the root FDT page, [`Error::RootFdtPage`]).
     pub fn unpreserve_pages<M: PhysMem>(&mut self, mem: &mut M, range: PhysRange) -> Result<()> {
+        if range.contains(self.fdt_page) {
+            return Err(Error::RootFdtPage {
+                addr: self.fdt_page,
+            });
+        }
         let (start, pages) = page_span(range)?;
         Ok(self.tree.unpreserve_range(mem, start, pages)?)
     }

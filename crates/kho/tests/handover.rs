@@ -454,3 +454,58 @@ fn vmalloc_chain_naming_unpreserved_memory_is_refused() {
         Err(Error::Vmalloc(kho_vmalloc::Error::BlockNotPreserved { .. }))
     ));
 }
+
+/// What the next kernel would refuse (and lose every client's memory
+/// over) is refused at the call instead, with a named error.
+#[test]
+fn the_preserve_api_refuses_what_the_next_kernel_would() {
+    let (mut mem, areas) = setup();
+    let mut out = KhoOut::new(&mut mem, AbiVersion::V4).unwrap();
+    let before = out.tree().preserved_blocks();
+    // Outside RAM.
+    let outside = PhysAddr::new(0x10_0000_0000);
+    assert_eq!(
+        out.preserve_folio(&mut mem, outside, Order::ZERO),
+        Err(Error::PreserveNotRam {
+            addr: outside,
+            size: 4096
+        })
+    );
+    // An order larger than RAM can hold (1 GiB in 256 MiB).
+    let base = PhysAddr::new(BASE);
+    assert_eq!(
+        out.preserve_folio(&mut mem, base, order(18)),
+        Err(Error::PreserveNotRam {
+            addr: base,
+            size: 1 << 30
+        })
+    );
+    assert!(matches!(
+        out.preserve_pages(&mut mem, r(BASE + RAM - 4096, 8192)),
+        Err(Error::PreserveNotRam { .. })
+    ));
+    // Inside scratch, once the engine knows scratch.
+    let in_scratch = areas.as_slice()[0].range.start();
+    out.exclude_scratch(&areas);
+    assert!(matches!(
+        out.preserve_folio(&mut mem, in_scratch, Order::ZERO),
+        Err(Error::Scratch(kho_scratch::Error::PreservedInScratch {
+            index: 0,
+            ..
+        }))
+    ));
+    // The root FDT page stays preserved.
+    let fdt = out.fdt();
+    assert_eq!(
+        out.unpreserve_folio(&mut mem, fdt, Order::ZERO),
+        Err(Error::RootFdtPage { addr: fdt })
+    );
+    assert_eq!(
+        out.unpreserve_pages(&mut mem, r(fdt.as_u64(), 4096)),
+        Err(Error::RootFdtPage { addr: fdt })
+    );
+    assert_eq!(out.tree().preserved_blocks(), before);
+    // A good block still goes in.
+    let p = mem.alloc_page().unwrap();
+    out.preserve_folio(&mut mem, p, Order::ZERO).unwrap();
+}
