@@ -110,7 +110,7 @@ pub use cmdline::{
 pub use error::{Error, Result};
 pub use kho_abi::memblock::SUBTREE_NAME;
 pub use kho_scratch::Token;
-pub use preserve::{MemblockBlob, preserve_memblock, unpreserve_memblock};
+pub use preserve::{MemblockBlob, covering_pages, preserve_memblock, unpreserve_memblock};
 pub use region::Region;
 
 /// The README's example, compiled and run as a doctest.

@@ -50,6 +50,18 @@ fn own_pages(r: PhysRange, earlier: &[PhysRange]) -> (Pfn, u64) {
     (Pfn::try_new(lo).unwrap_or_default(), end.saturating_sub(lo))
 }
 
+/// The pages a region's memory was preserved as: its range rounded out to
+/// whole pages (a region need not be page-sized; [`preserve_memblock`]
+/// preserves every page it touches). Restore these pages, not the region.
+/// `None` if rounding up passes the end of the address space.
+pub fn covering_pages(range: PhysRange) -> Option<PhysRange> {
+    let page = 1u64 << PAGE_SHIFT;
+    let start = range.start().as_u64() & !(page - 1);
+    let end = range.start().as_u64().checked_add(range.size())?;
+    let end = end.checked_next_multiple_of(page)?;
+    PhysRange::try_new(kho_mem::PhysAddr::new(start), end - start).ok()
+}
+
 /// Preserves named `reserve_mem` regions as upstream's `prepare_kho_fdt`
 /// does: builds the `memblock-v1` sub-blob ([`build_blob`]), writes it into
 /// a freshly allocated page, preserves that page (order 0) and every
@@ -221,5 +233,28 @@ mod tests {
         // A region ending at the top of memory.
         let top = r(u64::MAX - 0xfff, 0x1000);
         assert_eq!(own(top, &[]), (u64::MAX >> 12, 1));
+    }
+}
+
+#[cfg(test)]
+mod covering_tests {
+    use super::*;
+
+    #[test]
+    fn regions_round_out_to_whole_pages() {
+        let r = |a: u64, s: u64| PhysRange::try_new(PhysAddr::new(a), s).unwrap();
+        assert_eq!(
+            covering_pages(r(0x4000_0000, 1024)),
+            Some(r(0x4000_0000, 4096))
+        );
+        assert_eq!(
+            covering_pages(r(0x4000_0800, 4096)),
+            Some(r(0x4000_0000, 8192))
+        );
+        assert_eq!(
+            covering_pages(r(0x4000_0000, 8192)),
+            Some(r(0x4000_0000, 8192))
+        );
+        assert_eq!(covering_pages(r(u64::MAX - 4096, 16)), None);
     }
 }

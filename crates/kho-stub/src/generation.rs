@@ -711,8 +711,11 @@ fn verify(
         k.restore_folio(mem, memblock_blob, Order::ZERO)
             .map_err(|e| format!("memblock blob: {e}"))?;
         mem.free_page(memblock_blob).map_err(text)?;
-        k.restore_pages(mem, range)
-            .map_err(|e| format!("kho_log: {e}"))?;
+        k.restore_pages(
+            mem,
+            kho_memblock::covering_pages(range).ok_or("kho_log wraps")?,
+        )
+        .map_err(|e| format!("kho_log: {e}"))?;
         let mut content = vec![0u8; range.size() as usize];
         mem.read(range.start(), &mut content).map_err(text)?;
         let mut used = 0usize;
@@ -855,8 +858,11 @@ fn verify_foreign(
             .map_err(|e| format!("memblock blob: {e}"))?;
         mem.free_page(memblock_blob).map_err(text)?;
         if let Some(range) = region {
-            k.restore_pages(mem, range)
-                .map_err(|e| format!("kho_log: {e}"))?;
+            k.restore_pages(
+                mem,
+                kho_memblock::covering_pages(range).ok_or("kho_log wraps")?,
+            )
+            .map_err(|e| format!("kho_log: {e}"))?;
             mem.fill(range.start(), range.size(), 0).map_err(text)?;
             *log = Some(Log {
                 range,
@@ -1048,7 +1054,24 @@ fn build_outgoing(
         };
         let line = log_line(g, cfg.seed);
         if log.used + line.len() as u64 > log.range.size() {
-            return Err(format!("kho_log is full after {} lines", log.lines));
+            // Full: start over, as a ring that keeps the latest run of
+            // lines (the blob's log_start says where they begin).
+            if line.len() as u64 > log.range.size() {
+                return Err(format!(
+                    "kho_log of {:#x} bytes cannot hold one line",
+                    log.range.size()
+                ));
+            }
+            say!(
+                "KHO log-rotate gen={g} lines={} bytes={:#x}",
+                log.lines,
+                log.used
+            );
+            mem.fill(log.range.start(), log.range.size(), 0)
+                .map_err(text)?;
+            log.first = g;
+            log.lines = 0;
+            log.used = 0;
         }
         let at = log
             .range

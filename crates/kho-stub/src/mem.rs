@@ -179,7 +179,7 @@ impl StubMem {
         let mut page = first;
         let end = first + count;
         while page < end {
-            if page % 64 == 0 && end - page >= 64 {
+            if page.is_multiple_of(64) && end - page >= 64 {
                 if self.used[(page / 64) as usize] != 0 {
                     return false;
                 }

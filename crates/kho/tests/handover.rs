@@ -508,4 +508,18 @@ fn the_preserve_api_refuses_what_the_next_kernel_would() {
     // A good block still goes in.
     let p = mem.alloc_page().unwrap();
     out.preserve_folio(&mut mem, p, Order::ZERO).unwrap();
+
+    // restore_pages takes whole pages, as preserve_pages does.
+    let array = areas
+        .write_array(&mut mem, areas.as_slice()[0].range.start())
+        .unwrap();
+    let mut kin = KhoIn::populate(&mem, out.handover(array)).unwrap();
+    let mut buf = vec![0u64; VisitedSet::words_for(64)];
+    kin.reserve_preserved(&mem, &mut VisitedSet::new(&mut buf), |_, _| Ok(()))
+        .unwrap();
+    assert!(matches!(
+        kin.restore_pages(&mut mem, r(p.as_u64(), 1024)),
+        Err(Error::Mem(kho_mem::Error::Misaligned { .. }))
+    ));
+    kin.restore_pages(&mut mem, r(p.as_u64(), 4096)).unwrap();
 }
