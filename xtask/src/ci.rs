@@ -73,6 +73,7 @@ pub(crate) fn test() -> Result<()> {
         accel: vm::qemu::AccelChoice::Auto,
         verbose: false,
         dump_at: None,
+        generations: None,
     })?;
     tracing::info!("all tests passed");
     Ok(())

@@ -150,6 +150,10 @@ enum Task {
         /// (overrides a scenario's `dump_at`).
         #[arg(long, value_name = "G")]
         dump_at: Option<u32>,
+        /// Run N generations instead of each scenario's count: a soak run,
+        /// checked generation by generation but not snapshotted.
+        #[arg(long, value_name = "N")]
+        generations: Option<u32>,
     },
 }
 
@@ -199,12 +203,14 @@ fn main() -> ExitCode {
             accel,
             verbose,
             dump_at,
+            generations,
         } => vm::test_vm(&vm::TestVmArgs {
             arches,
             scenarios,
             accel,
             verbose,
             dump_at,
+            generations,
         }),
     };
     match result {

@@ -161,37 +161,72 @@ fn workload(cur: &Gen<'_>) -> Option<Workload> {
     })
 }
 
+/// Bytes a stable stretch's heap mark may exceed its first generation's:
+/// the generation number is in a few strings alive at the peak (the next
+/// command line, the log line), and each extra decimal digit can move a
+/// block boundary by 8 bytes. A real leak passes this within a few
+/// generations; a 1000-generation soak adds three digits.
+pub(crate) const HEAP_SLACK: u64 = 64;
+
 /// **heap**: every generation reports its heap high-water mark (`heap=` on
-/// `KHO kexec` / `KHO done`), and once the preserved set is stable — the
-/// same `preserve` line three generations running, so generation `g`
-/// revives and builds exactly what `g - 1` did, with the same revival
-/// result — the mark must not grow: the stub's memory does not drift.
+/// `KHO kexec` / `KHO done`). Once the preserved set is stable — the same
+/// `preserve` line three generations running, so generation `g` revives
+/// and builds exactly what `g - 1` did, with the same revival result — the
+/// mark may not grow past the stretch's first mark plus [`HEAP_SLACK`]:
+/// the stub's memory does not drift, however long the stretch.
 fn check_heap(first: u32, gens: &[Gen<'_>], failures: &mut Vec<String>) {
+    // (generation, mark) where the current stable stretch began.
+    let mut base: Option<(u32, u64)> = None;
     for (g, cur) in gens.iter().enumerate().skip(first as usize) {
         let g = g as u32;
-        match cur.heap {
-            Some((n, None)) => failures.push(format!(
-                "line {n}: generation {g}: no numeric heap= (the heap's high-water mark)"
-            )),
-            Some((n, Some(heap))) if g >= first + 2 => {
-                let (Some(a), Some(b), Some(c)) = (
-                    gens.get(g as usize - 2).and_then(workload),
-                    gens.get(g as usize - 1).and_then(workload),
-                    workload(cur),
-                ) else {
-                    continue;
+        let heap = match cur.heap {
+            Some((n, None)) => {
+                failures.push(format!(
+                    "line {n}: generation {g}: no numeric heap= (the heap's high-water mark)"
+                ));
+                base = None;
+                continue;
+            }
+            Some((n, Some(heap))) => (n, heap),
+            None => {
+                base = None;
+                continue;
+            }
+        };
+        let stable = g >= first + 2
+            && match (
+                gens.get(g as usize - 2).and_then(workload),
+                gens.get(g as usize - 1).and_then(workload),
+                workload(cur),
+            ) {
+                (Some(a), Some(b), Some(c)) => a.preserved == b.preserved && b == c,
+                _ => false,
+            };
+        if !stable {
+            base = None;
+            continue;
+        }
+        let (n, heap) = heap;
+        match base {
+            None => {
+                // The stretch starts at the previous generation, which did
+                // exactly this generation's work.
+                base = match gens[g as usize - 1].heap {
+                    Some((_, Some(before))) => Some((g - 1, before)),
+                    _ => Some((g, heap)),
                 };
-                let Some((_, Some(before))) = gens[g as usize - 1].heap else {
-                    continue;
-                };
-                if a.preserved == b.preserved && b == c && heap > before {
+                if let Some((bg, before)) = base
+                    && heap > before + HEAP_SLACK
+                {
                     failures.push(format!(
-                        "line {n}: generation {g}: heap high-water mark grew from {before} to {heap} bytes with the same preserved set as generation {}",
-                        g - 1
+                        "line {n}: generation {g}: heap high-water mark grew from {before} (generation {bg}) to {heap} bytes with the same preserved set"
                     ));
                 }
             }
-            _ => {}
+            Some((bg, before)) if heap > before + HEAP_SLACK => failures.push(format!(
+                "line {n}: generation {g}: heap high-water mark grew from {before} (generation {bg}) to {heap} bytes with the same preserved set"
+            )),
+            Some(_) => {}
         }
     }
 }
@@ -737,33 +772,36 @@ mod tests {
 
     #[test]
     fn the_heap_may_not_grow_once_the_preserved_set_is_stable() {
-        let s = scenario("memory = \"512M\"\ngenerations = 6\n");
+        let s = scenario("memory = \"512M\"\ngenerations = 9\n");
         let generation = |g: u32, folios: u32, heap: &str| {
             format!(
                 "KHO revival gen={g} result=ok\nKHO preserve gen={g} folios={folios} bytes=1 log-lines={g}\nKHO kexec gen={g} next={} {heap}\n",
                 g + 1
             )
         };
-        // Growing with the preserved set is fine; stable from generation 1.
-        let mut text = generation(0, 4, "heap=100") + &generation(1, 8, "heap=200");
-        text += &generation(2, 8, "heap=150");
-        text += &generation(3, 8, "heap=150");
+        // Growing with the preserved set is fine. Generations 2 and 3 do the
+        // same work (each revives and builds 8 folios), so the stretch's base
+        // is generation 2's 200 bytes.
+        let mut text = generation(0, 4, "heap=100") + &generation(1, 8, "heap=300");
+        text += &generation(2, 8, "heap=200");
+        text += &generation(3, 8, "heap=208");
         assert_eq!(heap_failures(&s, &text), Vec::<String>::new());
-        text += &generation(4, 8, "heap=160");
+        // A digit more in a live string is within the slack...
+        text += &generation(4, 8, &format!("heap={}", 200 + HEAP_SLACK));
+        assert_eq!(heap_failures(&s, &text), Vec::<String>::new());
+        // ...a creeping leak is not, however slowly it creeps.
+        text += &generation(5, 8, &format!("heap={}", 201 + HEAP_SLACK));
         let f = heap_failures(&s, &text);
         assert_eq!(f.len(), 1, "{f:#?}");
         assert_has(
             &f,
-            "generation 4: heap high-water mark grew from 150 to 160 bytes",
+            "generation 5: heap high-water mark grew from 200 (generation 2) to 265 bytes",
         );
-        // A different revival result is a different workload.
-        let cold = text.replace(
-            "KHO revival gen=4 result=ok",
-            "KHO revival gen=4 result=failed",
-        );
+        // A different revival result starts a new stretch.
+        let cold = text.replace("KHO revival gen=5 result=ok", "KHO revival gen=5 result=failed");
         assert_eq!(heap_failures(&s, &cold), Vec::<String>::new());
-        text += &generation(5, 8, "");
-        assert_has(&heap_failures(&s, &text), "generation 5: no numeric heap=");
+        text += &generation(6, 8, "");
+        assert_has(&heap_failures(&s, &text), "generation 6: no numeric heap=");
     }
 
     /// numa2 on x86_64 as the stub prints it (1 GiB, two 512 MiB nodes).

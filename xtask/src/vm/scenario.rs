@@ -238,6 +238,10 @@ pub(crate) struct Scenario {
     pub(crate) scratch: Vec<ScratchExpect>,
     pub(crate) generation_timeout: Duration,
     pub(crate) run_timeout: Duration,
+    /// `test-vm --generations N` changed the count: a soak run, checked
+    /// generation by generation like any other but not snapshotted (the
+    /// command line, and so every snapshot, names the count).
+    pub(crate) soak: bool,
     /// A Linux peer in the run (`[linux]`).
     pub(crate) linux: Option<LinuxPhase>,
 }
@@ -499,6 +503,7 @@ fn validate(name: &str, mut f: ScenarioFile) -> Result<Scenario> {
         scratch,
         generation_timeout: Duration::from_secs(generation_timeout),
         run_timeout: Duration::from_secs(run_timeout),
+        soak: false,
         linux,
     };
     super::dump::apply_override(&mut scenario, f.dump_at).context("dump_at")?;
@@ -556,6 +561,57 @@ fn parse_fault(text: &str) -> Result<Fault> {
 }
 
 impl Scenario {
+    /// `test-vm --generations N`: run `n` generations instead of the file's
+    /// count. Generations added expect what the file's last one does when
+    /// it verifies (a verified revival); generations dropped may not carry
+    /// an expectation, a fault or a dump. The run timeout grows to cover
+    /// them at the scenario's per-generation timeout.
+    pub(crate) fn override_generations(&mut self, n: u32) -> Result<()> {
+        ensure!(n >= 1, "--generations must be at least 1");
+        ensure!(
+            self.linux.is_none(),
+            "scenario {}: --generations does not apply to runs with the Linux peer",
+            self.name
+        );
+        if let Some(f) = &self.fault {
+            ensure!(
+                f.generation + 1 < n,
+                "scenario {}: its fault at generation {} needs at least {} generations",
+                self.name,
+                f.generation,
+                f.generation + 2
+            );
+        }
+        if let Some(d) = self.dump_at {
+            ensure!(
+                d + 1 < n,
+                "scenario {}: its dump at generation {d} needs at least {} generations",
+                self.name,
+                d + 2
+            );
+        }
+        let kept = n as usize;
+        if let Some(g) = self.expect[kept.min(self.expect.len())..]
+            .iter()
+            .position(|e| !matches!(e, Expect::Verified))
+        {
+            bail!(
+                "scenario {}: generation {} has an expectation, so --generations must be above it",
+                self.name,
+                kept + g
+            );
+        }
+        self.expect.resize(kept, Expect::Verified);
+        self.scratch
+            .resize(kept, Expect::Verified.default_scratch());
+        self.generations = n;
+        self.snapshot_generations.clear();
+        let need = self.generation_timeout * n + Duration::from_secs(30);
+        self.run_timeout = self.run_timeout.max(need);
+        self.soak = true;
+        Ok(())
+    }
+
     /// The kernel command line: `kho=on kho_stub.generations=N kho_stub.seed=S
     /// [kho_stub.fault=CLASS@G] [kho_stub.pause_at=G] [kho_stub.subtrees=N]
     /// [kho_stub.vmalloc_pages=N] [kho_stub.next=linux kho_stub.kho_test=1]
@@ -1025,5 +1081,32 @@ reason = "*kho-v9*"
             );
             assert!(s.arches.len() == 2, "fault-{class} runs on both arches");
         }
+    }
+
+    #[test]
+    fn generations_can_be_overridden_for_a_soak() {
+        let all = load_dir(&crate::util::project_root().join("vm-images")).unwrap();
+        let mut long = all.iter().find(|s| s.name == "long").unwrap().clone();
+        long.override_generations(1000).unwrap();
+        assert_eq!(
+            (long.generations, long.expect.len(), long.scratch.len()),
+            (1000, 1000, 1000)
+        );
+        assert!(long.soak && long.snapshot_generations.is_empty());
+        assert!(long.run_timeout >= long.generation_timeout * 1000);
+        assert!(
+            long.compose_cmdline(None)
+                .contains("kho_stub.generations=1000")
+        );
+        // A fault scenario keeps its fault and the expectation after it.
+        let fault = all.iter().find(|s| s.name == "fault-bad-magic").unwrap();
+        let mut more = fault.clone();
+        more.override_generations(10).unwrap();
+        assert_eq!(more.expect[2], fault.expect[2]);
+        let mut fewer = fault.clone();
+        let e = fewer.override_generations(2).unwrap_err().to_string();
+        assert!(e.contains("needs at least 3 generations"), "{e}");
+        let linux = all.iter().find(|s| s.name == "stub-to-linux").unwrap();
+        assert!(linux.clone().override_generations(5).is_err());
     }
 }
