@@ -33,6 +33,9 @@ pub enum FaultClass {
     /// The order-0 leaf (the tree's last) has every bit set: 32768 blocks,
     /// many of them memory nobody preserved.
     RadixFullLeaf,
+    /// An order-0 block is added inside the first order-9 folio: two blocks
+    /// of different orders over the same page.
+    RadixOverlap,
     /// The vmalloc chunk chain loops onto its first chunk.
     VmallocCycle,
     /// A scratch array entry covers a preserved block.
@@ -50,7 +53,7 @@ pub enum FaultClass {
 
 impl FaultClass {
     /// Every class with its command-line name.
-    pub const ALL: [(FaultClass, &'static str); 15] = [
+    pub const ALL: [(FaultClass, &'static str); 16] = [
         (FaultClass::BadMagic, "bad-magic"),
         (FaultClass::Truncated, "truncated"),
         (FaultClass::Compatible, "compatible"),
@@ -61,6 +64,7 @@ impl FaultClass {
         (FaultClass::RadixOutsideRam, "radix-outside-ram"),
         (FaultClass::RadixCycle, "radix-cycle"),
         (FaultClass::RadixFullLeaf, "radix-full-leaf"),
+        (FaultClass::RadixOverlap, "radix-overlap"),
         (FaultClass::VmallocCycle, "vmalloc-cycle"),
         (
             FaultClass::ScratchOverlapsPreserved,
@@ -89,6 +93,7 @@ impl FaultClass {
             FaultClass::RadixOutsideRam
                 | FaultClass::RadixCycle
                 | FaultClass::RadixFullLeaf
+                | FaultClass::RadixOverlap
                 | FaultClass::ScratchOverlapsPreserved
                 | FaultClass::ScratchOutsideRam
                 | FaultClass::HandoffLength

@@ -130,6 +130,27 @@ pub fn corrupt_state(
             }
             mem.write(node, &[0xff; 4096]).map_err(text)
         }
+        FaultClass::RadixOverlap => {
+            // The first order-9 block in the tree, and the bit of the page
+            // after its first in the order-0 leaf of that address.
+            let mut folio = None;
+            let _ = kho_radix::walk(
+                &*mem,
+                radix_root,
+                &mut kho_radix::VisitedSet::new(&mut [0u64; kho_radix::VisitedSet::words_for(256)]),
+                |phys, order| {
+                    if order.get() == 9 {
+                        folio = Some(phys);
+                        return core::ops::ControlFlow::Break(());
+                    }
+                    core::ops::ControlFlow::Continue(())
+                },
+            )
+            .map_err(text)?;
+            let folio = folio.ok_or("no order-9 block to overlap")?;
+            let page = folio.checked_add(4096).ok_or("folio wraps")?;
+            set_leaf_bit(mem, radix_root, page)
+        }
         FaultClass::VmallocCycle => {
             let first = PhysAddr::new(vmalloc.first.get());
             if first == PhysAddr::ZERO {
@@ -157,6 +178,29 @@ fn first_entry(mem: &StubMem, table: PhysAddr) -> Result<(PhysAddr, PhysAddr), S
         .ok_or("radix table is empty")?;
     let slot = table.checked_add(i as u64 * 8).ok_or("radix table wraps")?;
     Ok((slot, PhysAddr::new(entries[i])))
+}
+
+/// Set the order-0 bit of `page` in its existing leaf.
+fn set_leaf_bit(mem: &mut StubMem, root: PhysAddr, page: PhysAddr) -> Result<(), String> {
+    use kho_abi::radix::{ROOT_LEVEL, encode_key, leaf_bit, table_index};
+    let key = encode_key(page.as_u64(), 0).ok_or("page has no order-0 key")?;
+    let mut node = root;
+    for level in (1..=ROOT_LEVEL).rev() {
+        let slot = node
+            .checked_add(8 * table_index(key, level) as u64)
+            .ok_or("radix table wraps")?;
+        let next = mem.read_u64(slot).map_err(text)?;
+        if next == 0 {
+            return Err(format!("no order-0 leaf for {page}"));
+        }
+        node = PhysAddr::new(next);
+    }
+    let bit = leaf_bit(key);
+    let word = node
+        .checked_add(8 * (bit / 64) as u64)
+        .ok_or("radix leaf wraps")?;
+    let w = mem.read_u64(word).map_err(text)?;
+    mem.write_u64(word, w | 1 << (bit % 64)).map_err(text)
 }
 
 /// The last non-zero entry of the table page at `table`.

@@ -1258,7 +1258,10 @@ fn corrupt_handoff(
             crate::fault::corrupt_scratch_entry(mem, array, outside)
         }
         FaultClass::HandoffLength => arch::corrupt_handoff_length(mem, kexec),
-        FaultClass::RadixOutsideRam | FaultClass::RadixCycle | FaultClass::RadixFullLeaf => {
+        FaultClass::RadixOutsideRam
+        | FaultClass::RadixCycle
+        | FaultClass::RadixFullLeaf
+        | FaultClass::RadixOverlap => {
             let none = VmallocDescriptor::default();
             crate::fault::corrupt_state(mem, class, out.fdt(), out.tree().root(), &none)
         }

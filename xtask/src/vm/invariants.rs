@@ -798,7 +798,10 @@ mod tests {
             "generation 5: heap high-water mark grew from 200 (generation 2) to 265 bytes",
         );
         // A different revival result starts a new stretch.
-        let cold = text.replace("KHO revival gen=5 result=ok", "KHO revival gen=5 result=failed");
+        let cold = text.replace(
+            "KHO revival gen=5 result=ok",
+            "KHO revival gen=5 result=failed",
+        );
         assert_eq!(heap_failures(&s, &cold), Vec::<String>::new());
         text += &generation(6, 8, "");
         assert_has(&heap_failures(&s, &text), "generation 6: no numeric heap=");

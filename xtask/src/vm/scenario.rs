@@ -1062,6 +1062,7 @@ reason = "*kho-v9*"
             "radix-outside-ram",
             "radix-cycle",
             "radix-full-leaf",
+            "radix-overlap",
             "vmalloc-cycle",
             "scratch-overlaps-preserved",
             "scratch-outside-ram",
