@@ -17,6 +17,60 @@ pub const fn word(seed: u64, generation: u32, block: u32, word: u64) -> u64 {
     mix(seed ^ ((generation as u64) << 40) ^ ((block as u64) << 20) ^ mix(word))
 }
 
+/// Fill the `2^order` pages at `phys` with `word(i)` as word `i` of the
+/// block, one page at a time; `page` sees each page's words before they are
+/// written (for a checksum).
+pub fn fill<M: kho_mem::PhysMem>(
+    mem: &mut M,
+    phys: kho_mem::PhysAddr,
+    order: kho_mem::Order,
+    word: impl Fn(u64) -> u64,
+    mut page: impl FnMut(&[u64]),
+) -> Result<(), alloc::string::String> {
+    let mut words = [0u64; 512];
+    for p in 0..order.pages() {
+        for (j, w) in words.iter_mut().enumerate() {
+            *w = word(p * 512 + j as u64);
+        }
+        page(&words);
+        // Memory is little-endian (PhysMem): a no-op on every KHO arch.
+        words.iter_mut().for_each(|w| *w = w.to_le());
+        let at = phys.checked_add(p * 4096).ok_or("block wraps")?;
+        mem.write(at, zerocopy::IntoBytes::as_bytes(&words[..]))
+            .map_err(|e| alloc::format!("block {phys}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Compare every word of the `2^order` pages at `phys` with `word(i)`; the
+/// first difference is an error naming the word. `page` sees each page's
+/// words (for a checksum).
+pub fn check<M: kho_mem::PhysMem>(
+    mem: &M,
+    phys: kho_mem::PhysAddr,
+    order: kho_mem::Order,
+    word: impl Fn(u64) -> u64,
+    mut page: impl FnMut(&[u64]),
+) -> Result<(), alloc::string::String> {
+    let mut words = [0u64; 512];
+    for p in 0..order.pages() {
+        let at = phys.checked_add(p * 4096).ok_or("block wraps")?;
+        mem.read_u64s(at, &mut words)
+            .map_err(|e| alloc::format!("block {phys}: {e}"))?;
+        for (j, &w) in words.iter().enumerate() {
+            let index = p * 512 + j as u64;
+            let want = word(index);
+            if w != want {
+                return Err(alloc::format!(
+                    "block {phys} word {index}: {w:#x}, expected {want:#x}"
+                ));
+            }
+        }
+        page(&words);
+    }
+    Ok(())
+}
+
 /// A running checksum over 64-bit words (FNV-1a over the words).
 #[derive(Clone, Copy, Debug)]
 pub struct Checksum(u64);
@@ -47,6 +101,23 @@ impl Default for Checksum {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fill_then_check_and_a_changed_word_is_named() {
+        use kho_mem::{HostMem, Order, PhysAddr, PhysMem};
+        let mut mem = HostMem::new(HostMem::DEFAULT_BASE, 1 << 20).unwrap();
+        let at = mem.alloc_pages(Order::try_new(1).unwrap()).unwrap();
+        let order = Order::try_new(1).unwrap();
+        let word = |i| word(7, 1, 2, i);
+        let (mut filled, mut checked) = (0, 0);
+        fill(&mut mem, at, order, word, |p| filled += p.len()).unwrap();
+        check(&mem, at, order, word, |p| checked += p.len()).unwrap();
+        assert_eq!((filled, checked), (1024, 1024));
+        mem.write_u64(PhysAddr::new(at.as_u64() + 8 * 700), 0)
+            .unwrap();
+        let e = check(&mem, at, order, word, |_| {}).unwrap_err();
+        assert!(e.contains("word 700: 0x0, expected"), "{e}");
+    }
 
     #[test]
     fn content_depends_on_every_coordinate() {

@@ -902,25 +902,10 @@ fn check_block(
     order: Order,
 ) -> Result<u64, String> {
     let mut sum = Checksum::new();
-    let mut words = [0u64; 512];
-    let total = order.bytes() / 8;
-    let mut i = 0u64;
-    while i < total {
-        let at = phys.checked_add(i * 8).ok_or("block wraps")?;
-        mem.read_u64s(at, &mut words)
-            .map_err(|e| format!("block {phys}: {e}"))?;
-        for (j, &w) in words.iter().enumerate() {
-            let index = i + j as u64;
-            let want = content::word(seed, generation, block, index);
-            if w != want {
-                return Err(format!(
-                    "block {phys} word {index}: {w:#x}, expected {want:#x}"
-                ));
-            }
-            sum.add(w);
-        }
-        i += words.len() as u64;
-    }
+    let word = |i| content::word(seed, generation, block, i);
+    content::check(mem, phys, order, word, |page| {
+        page.iter().for_each(|&w| sum.add(w))
+    })?;
     Ok(sum.get())
 }
 
@@ -934,16 +919,10 @@ fn fill_block(
     order: Order,
 ) -> Result<u64, String> {
     let mut sum = Checksum::new();
-    let mut chunk = [0u8; 4096];
-    for page in 0..order.pages() {
-        for (j, w) in chunk.chunks_exact_mut(8).enumerate() {
-            let value = content::word(seed, generation, block, page * 512 + j as u64);
-            w.copy_from_slice(&value.to_le_bytes());
-            sum.add(value);
-        }
-        let at = phys.checked_add(page * 4096).ok_or("block wraps")?;
-        mem.write(at, &chunk).map_err(text)?;
-    }
+    let word = |i| content::word(seed, generation, block, i);
+    content::fill(mem, phys, order, word, |page| {
+        page.iter().for_each(|&w| sum.add(w))
+    })?;
     Ok(sum.get())
 }
 

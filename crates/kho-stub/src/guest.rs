@@ -128,19 +128,14 @@ fn fill<M: PhysMem>(
     order: Order,
 ) -> Result<u64, String> {
     let b = base(seed, generation, block);
-    let mut chunk = [0u64; 512];
     let mut sum = 0u64;
-    let mut index = 0u64;
-    for page in 0..order.pages() {
-        for w in chunk.iter_mut() {
-            *w = b ^ index.wrapping_mul(WORD_STEP);
-            sum = sum.wrapping_add(*w);
-            index += 1;
-        }
-        let at = phys.checked_add(page * 4096).ok_or("block wraps")?;
-        mem.write(at, zerocopy::IntoBytes::as_bytes(&chunk[..]))
-            .map_err(|e| format!("{e}"))?;
-    }
+    content::fill(
+        mem,
+        phys,
+        order,
+        |i| b ^ i.wrapping_mul(WORD_STEP),
+        |page| sum = page.iter().fold(sum, |s, &w| s.wrapping_add(w)),
+    )?;
     Ok(sum)
 }
 
@@ -154,24 +149,15 @@ fn check<M: PhysMem>(
     order: Order,
 ) -> Result<u64, String> {
     let b = base(seed, generation, block);
-    let mut words = [0u64; 512];
     let mut sum = 0u64;
-    let mut index = 0u64;
-    for page in 0..order.pages() {
-        let at = phys.checked_add(page * 4096).ok_or("block wraps")?;
-        mem.read_u64s(at, &mut words)
-            .map_err(|e| format!("guest block {phys}: {e}"))?;
-        for &w in &words {
-            let want = b ^ index.wrapping_mul(WORD_STEP);
-            if w != want {
-                return Err(format!(
-                    "guest block {block} at {phys} word {index}: {w:#x}, expected {want:#x}"
-                ));
-            }
-            sum = sum.wrapping_add(w);
-            index += 1;
-        }
-    }
+    content::check(
+        mem,
+        phys,
+        order,
+        |i| b ^ i.wrapping_mul(WORD_STEP),
+        |page| sum = page.iter().fold(sum, |s, &w| s.wrapping_add(w)),
+    )
+    .map_err(|e| format!("guest block {block}: {e}"))?;
     Ok(sum)
 }
 

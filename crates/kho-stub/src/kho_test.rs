@@ -112,16 +112,11 @@ fn fill<M: PhysMem>(
     csum: u32,
 ) -> Result<u32, String> {
     let mut sum = Csum64::new();
-    let mut page = [0u8; kho_mem::PAGE_SIZE];
-    for p in 0..order.pages() {
-        for (j, w) in page.chunks_exact_mut(8).enumerate() {
-            let value = content::word(seed, generation, block, p * 512 + j as u64);
-            w.copy_from_slice(&value.to_le_bytes());
-        }
-        sum.add(&page);
-        let at = phys.checked_add(p * PAGE).ok_or("folio wraps")?;
-        mem.write(at, &page).map_err(text)?;
-    }
+    let word = |i| content::word(seed, generation, block, i);
+    content::fill(mem, phys, order, word, |page| {
+        sum.add(zerocopy::IntoBytes::as_bytes(page))
+    })
+    .map_err(|e| format!("folio {e}"))?;
     Ok(sum.finish(csum))
 }
 
