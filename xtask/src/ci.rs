@@ -6,6 +6,11 @@ use xshell::cmd;
 use crate::util::{self, project_root};
 use crate::{fixtures, tidy, vm};
 
+/// Seconds each fuzz target runs in `cargo xtask test`: a smoke test that
+/// every target builds (with overflow checks) and its seeds and first
+/// mutations pass; long runs are `cargo xtask fuzz --all --seconds N`.
+const FUZZ_SMOKE_SECONDS: u64 = 10;
+
 /// The bare-metal targets every library crate must build for.
 pub(crate) const BARE_TARGETS: [&str; 2] = ["x86_64-unknown-none", "aarch64-unknown-none"];
 
@@ -38,7 +43,8 @@ fn package_args(crates: &[String]) -> Vec<String> {
 }
 
 /// Every test: host tests (with snapshot checks), dtc interop, bare-metal
-/// builds, then the VM handover tests of every scenario on both arches.
+/// builds, the VM handover tests of every scenario on both arches, then a
+/// short run of every fuzz target.
 pub(crate) fn test() -> Result<()> {
     let sh = util::shell()?;
     util::ensure_tool(&sh, "dtc", "device-tree-compiler")?;
@@ -75,6 +81,8 @@ pub(crate) fn test() -> Result<()> {
         dump_at: None,
         generations: None,
     })?;
+    tracing::info!("step: fuzz smoke (every target in fuzz/, {FUZZ_SMOKE_SECONDS} s each)");
+    crate::fuzz::run(None, FUZZ_SMOKE_SECONDS)?;
     tracing::info!("all tests passed");
     Ok(())
 }

@@ -28,7 +28,25 @@ fn targets() -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// How one target's run went.
+#[derive(Debug, PartialEq, Eq)]
+struct Runs {
+    runs: u64,
+    seconds: u64,
+}
+
+/// libFuzzer's last word: `Done N runs in S second(s)`.
+fn parse_done(stderr: &str) -> Option<Runs> {
+    let line = stderr.lines().rev().find(|l| l.starts_with("Done "))?;
+    let mut words = line.split_whitespace();
+    let runs = words.nth(1)?.parse().ok()?;
+    let seconds = words.nth(2)?.parse().ok()?;
+    Some(Runs { runs, seconds })
+}
+
 /// Run `target` (or every target) for `seconds` each; any crash fails.
+/// Installs the nightly toolchain (minimal profile) and cargo-fuzz when
+/// they are missing, and ends with a table of executions per target.
 pub(crate) fn run(target: Option<&str>, seconds: u64) -> Result<()> {
     let sh = util::shell()?;
     let toolchains = cmd!(sh, "rustup toolchain list")
@@ -36,7 +54,10 @@ pub(crate) fn run(target: Option<&str>, seconds: u64) -> Result<()> {
         .read()
         .context("rustup toolchain list")?;
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
-        bail!("fuzzing needs a nightly toolchain: `rustup toolchain install nightly`");
+        tracing::info!("installing the nightly toolchain (fuzzing needs it)");
+        cmd!(sh, "rustup toolchain install nightly --profile minimal")
+            .run()
+            .context("fuzzing needs a nightly toolchain: `rustup toolchain install nightly`")?;
     }
     if !util::have("cargo-fuzz") {
         tracing::info!("installing cargo-fuzz");
@@ -54,21 +75,64 @@ pub(crate) fn run(target: Option<&str>, seconds: u64) -> Result<()> {
     let time = format!("-max_total_time={seconds}");
     // Memory-image targets read up to 256 KiB of RAM from the input.
     let max_len = "-max_len=262144";
+    let mut table = Vec::new();
     for t in &chosen {
         let corpus = format!("corpus/{t}");
         let seeds = format!("seeds/{t}");
         sh.create_dir(&corpus)?;
         sh.create_dir(&seeds)?;
         tracing::info!("fuzzing {t} for {seconds} s");
-        cmd!(
+        // -O: optimized, with the release profile's overflow checks and
+        // debug assertions (fuzz/Cargo.toml).
+        let out = cmd!(
             sh,
             "cargo +nightly fuzz run -O {t} {corpus} {seeds} -- {time} {max_len}"
         )
-        .run()
-        .with_context(|| {
-            format!("fuzz target {t} failed: the crashing input is in fuzz/artifacts/{t}/")
-        })?;
+        .ignore_status()
+        .output()
+        .with_context(|| format!("running cargo fuzz for {t}"))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+            bail!("fuzz target {t} failed: the crashing input is in fuzz/artifacts/{t}/");
+        }
+        let done = parse_done(&stderr)
+            .with_context(|| format!("fuzz target {t}: no `Done N runs` line from libFuzzer"))?;
+        table.push((t.clone(), done));
+    }
+    println!(
+        "{:<16} {:>12} {:>8} {:>10}",
+        "target", "runs", "seconds", "runs/s"
+    );
+    for (t, d) in &table {
+        println!(
+            "{t:<16} {:>12} {:>8} {:>10}",
+            d.runs,
+            d.seconds,
+            d.runs / d.seconds.max(1)
+        );
     }
     tracing::info!("no crash in {} target(s), {seconds} s each", chosen.len());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libfuzzer_summaries_parse() {
+        let text = "#123 DONE cov: 4\nDone 124936 runs in 121 second(s)\n";
+        assert_eq!(
+            parse_done(text),
+            Some(Runs {
+                runs: 124936,
+                seconds: 121
+            })
+        );
+        assert_eq!(parse_done("INFO: nothing"), None);
+    }
 }

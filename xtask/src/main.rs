@@ -91,7 +91,11 @@ enum Task {
     /// Fuzz the parsers of untrusted input (fuzz/, needs nightly; installs cargo-fuzz).
     Fuzz {
         /// One target (default: every target in fuzz/fuzz_targets).
+        #[arg(conflicts_with = "all")]
         target: Option<String>,
+        /// Every target, one after another (the default without TARGET).
+        #[arg(long)]
+        all: bool,
         /// Seconds per target.
         #[arg(long, default_value_t = 30)]
         seconds: u64,
@@ -188,7 +192,11 @@ fn main() -> ExitCode {
         Task::Ci => ci::lint().and_then(|()| ci::test()),
         Task::Fixtures { check } => fixtures::run(check),
         Task::Tidy => tidy::run(),
-        Task::Fuzz { target, seconds } => fuzz::run(target.as_deref(), seconds),
+        Task::Fuzz {
+            target,
+            all: _,
+            seconds,
+        } => fuzz::run(target.as_deref(), seconds),
         Task::Linux { arches, jobs } => linux::run(&arches, jobs),
         Task::Build { arch } => vm::build(arch),
         Task::Run {
