@@ -1,5 +1,6 @@
 //! Reading a root KHO FDT: [`KhoFdt::parse`] and the typed view it returns.
 
+use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::Write as _;
@@ -26,6 +27,9 @@ pub struct KhoFdt<'a> {
     version: AbiVersion,
     memory_map: PhysAddr,
     subtrees: Vec<Subtree<'a>>,
+    /// Children [`KhoFdt::parse_lenient`] left out, with why (shared so
+    /// that the view stays `Clone`).
+    rejected: Vec<(&'a str, Rc<Error>)>,
 }
 
 /// Two views are equal when they were parsed from the same bytes (everything
@@ -97,6 +101,21 @@ impl<'a> KhoFdt<'a> {
     /// sharing, child order and property order are not checked (Linux 7.2
     /// writes each child's `blob-size` before its `preserved-data`).
     pub fn parse(blob: &'a [u8]) -> Result<KhoFdt<'a>> {
+        KhoFdt::parse_with(blob, false)
+    }
+
+    /// [`KhoFdt::parse`] as Linux reads a handover: checks 1–4 (the header,
+    /// the structure, the root) still refuse the whole FDT, but a child
+    /// that fails check 5 only loses itself, as upstream's
+    /// `kho_retrieve_subtree` fails for that client alone. The children
+    /// left out are listed by [`KhoFdt::rejected`] with their named error;
+    /// of two children with one name the first is kept (libfdt's
+    /// `fdt_subnode_offset` finds the first).
+    pub fn parse_lenient(blob: &'a [u8]) -> Result<KhoFdt<'a>> {
+        KhoFdt::parse_with(blob, true)
+    }
+
+    fn parse_with(blob: &'a [u8], lenient: bool) -> Result<KhoFdt<'a>> {
         let valid = validate(blob, MAX_FDT_SIZE)?;
         let root = valid.root()?;
         let root_offset = valid.offset_of(root.name.as_bytes()).saturating_sub(4);
@@ -130,55 +149,13 @@ impl<'a> KhoFdt<'a> {
         }
 
         let mut subtrees: Vec<Subtree<'a>> = Vec::new();
+        let mut rejected: Vec<(&'a str, Rc<Error>)> = Vec::new();
         for child in root.children() {
-            let name = child.name;
-            let node_offset = valid.offset_of(name.as_bytes()).saturating_sub(4);
-            if subtrees.iter().any(|s| s.name == name) {
-                return Err(Error::DuplicateSubtree {
-                    name: name.to_string(),
-                    offset: Some(node_offset),
-                });
+            match check_child(&valid, &child, version, &subtrees) {
+                Ok(subtree) => subtrees.push(subtree),
+                Err(e) if lenient => rejected.push((child.name, Rc::new(e))),
+                Err(e) => return Err(e),
             }
-            let data =
-                child
-                    .property(PROP_PRESERVED_DATA)
-                    .ok_or_else(|| Error::MissingPreservedData {
-                        node: name.to_string(),
-                        offset: node_offset,
-                    })?;
-            let data_offset = valid.offset_of(data.value);
-            let data_addr = le64(data.value).ok_or_else(|| Error::BadPreservedDataLength {
-                node: name.to_string(),
-                len: data.value.len(),
-                offset: data_offset,
-            })?;
-            if data_addr == 0 {
-                return Err(Error::ZeroPreservedData {
-                    node: name.to_string(),
-                    offset: data_offset,
-                });
-            }
-            let size = match child.property(PROP_BLOB_SIZE) {
-                Some(p) => Some(le64(p.value).ok_or_else(|| Error::BadBlobSizeLength {
-                    node: name.to_string(),
-                    len: p.value.len(),
-                    offset: valid.offset_of(p.value),
-                })?),
-                None if version.requires_blob_size() => {
-                    return Err(Error::MissingBlobSize {
-                        node: name.to_string(),
-                        version,
-                        offset: node_offset,
-                    });
-                }
-                None => None,
-            };
-            subtrees.push(Subtree {
-                name,
-                data: PhysAddr::new(data_addr),
-                size,
-                offset: node_offset,
-            });
         }
 
         Ok(KhoFdt {
@@ -186,6 +163,7 @@ impl<'a> KhoFdt<'a> {
             version,
             memory_map,
             subtrees,
+            rejected,
         })
     }
 
@@ -228,10 +206,73 @@ impl<'a> KhoFdt<'a> {
         self.subtrees.iter().find(|s| s.name == name).copied()
     }
 
+    /// Children [`KhoFdt::parse_lenient`] left out, each with the error
+    /// [`KhoFdt::parse`] would have refused the whole FDT with (empty after
+    /// a strict parse).
+    pub fn rejected(&self) -> impl ExactSizeIterator<Item = (&'a str, &Error)> + '_ {
+        self.rejected.iter().map(|(name, e)| (*name, &**e))
+    }
+
     /// The canonical text rendering (see [`crate::render`]).
     pub fn render(&self) -> String {
         crate::render::render_valid(&self.blob, Some(self.version))
     }
+}
+
+/// Check 5 of [`KhoFdt::parse`] for one child of the root.
+fn check_child<'a>(
+    valid: &ValidFdt<'a>,
+    child: &fdt::node::FdtNode<'_, 'a>,
+    version: AbiVersion,
+    accepted: &[Subtree<'a>],
+) -> Result<Subtree<'a>> {
+    let name = child.name;
+    let node_offset = valid.offset_of(name.as_bytes()).saturating_sub(4);
+    if accepted.iter().any(|s| s.name == name) {
+        return Err(Error::DuplicateSubtree {
+            name: name.to_string(),
+            offset: Some(node_offset),
+        });
+    }
+    let data = child
+        .property(PROP_PRESERVED_DATA)
+        .ok_or_else(|| Error::MissingPreservedData {
+            node: name.to_string(),
+            offset: node_offset,
+        })?;
+    let data_offset = valid.offset_of(data.value);
+    let data_addr = le64(data.value).ok_or_else(|| Error::BadPreservedDataLength {
+        node: name.to_string(),
+        len: data.value.len(),
+        offset: data_offset,
+    })?;
+    if data_addr == 0 {
+        return Err(Error::ZeroPreservedData {
+            node: name.to_string(),
+            offset: data_offset,
+        });
+    }
+    let size = match child.property(PROP_BLOB_SIZE) {
+        Some(p) => Some(le64(p.value).ok_or_else(|| Error::BadBlobSizeLength {
+            node: name.to_string(),
+            len: p.value.len(),
+            offset: valid.offset_of(p.value),
+        })?),
+        None if version.requires_blob_size() => {
+            return Err(Error::MissingBlobSize {
+                node: name.to_string(),
+                version,
+                offset: node_offset,
+            });
+        }
+        None => None,
+    };
+    Ok(Subtree {
+        name,
+        data: PhysAddr::new(data_addr),
+        size,
+        offset: node_offset,
+    })
 }
 
 /// A KHO native u64: exactly 8 bytes, little-endian (see `kho_abi`).

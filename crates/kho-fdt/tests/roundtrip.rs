@@ -661,3 +661,78 @@ fn too_deep() {
         })
     );
 }
+
+/// `parse_lenient` reads a handover as Linux does: a malformed child only
+/// loses itself (listed with the error the strict parse would give), a
+/// duplicate name keeps the first child, and root-level defects still
+/// refuse the whole FDT.
+#[test]
+fn lenient_parse_drops_malformed_children_only() {
+    use kho_fdt::Error;
+    let le = |v: u64| v.to_le_bytes().to_vec();
+    let mut w = vm_fdt::FdtWriter::new().unwrap();
+    let r = w.begin_node("").unwrap();
+    w.property_string("compatible", "kho-v2").unwrap();
+    w.property("preserved-memory-map", &le(0x4100_0000))
+        .unwrap();
+    for (name, data, size) in [
+        ("good", Some(le(0x4123_4000)), None),
+        ("zero", Some(le(0)), None),
+        ("short", Some(vec![1, 2, 3, 4]), None),
+        ("missing", None, None),
+        ("badsize", Some(le(0x4200_0000)), Some(vec![1u8; 3])),
+        ("good", Some(le(0x4300_0000)), None),
+    ] {
+        let c = w.begin_node(name).unwrap();
+        if let Some(d) = data {
+            w.property("preserved-data", &d).unwrap();
+        }
+        if let Some(s) = size {
+            w.property("blob-size", &s).unwrap();
+        }
+        w.end_node(c).unwrap();
+    }
+    w.end_node(r).unwrap();
+    let blob = w.finish().unwrap();
+
+    let strict = KhoFdt::parse(&blob).unwrap_err();
+    assert!(
+        matches!(strict, Error::ZeroPreservedData { .. }),
+        "{strict}"
+    );
+    let fdt = KhoFdt::parse_lenient(&blob).unwrap();
+    let kept: Vec<_> = fdt
+        .subtrees()
+        .map(|s| (s.name(), s.data().as_u64()))
+        .collect();
+    assert_eq!(kept, [("good", 0x4123_4000)]);
+    let rejected: Vec<_> = fdt.rejected().map(|(n, _)| n).collect();
+    assert_eq!(rejected, ["zero", "short", "missing", "badsize", "good"]);
+    let kinds: Vec<bool> = fdt
+        .rejected()
+        .map(|(_, e)| {
+            matches!(
+                e,
+                Error::ZeroPreservedData { .. }
+                    | Error::BadPreservedDataLength { .. }
+                    | Error::MissingPreservedData { .. }
+                    | Error::BadBlobSizeLength { .. }
+                    | Error::DuplicateSubtree { .. }
+            )
+        })
+        .collect();
+    assert!(kinds.iter().all(|&k| k), "{kinds:?}");
+    // A strict parse of a clean FDT rejects nothing.
+    let clean = valid_blob_for_lenient();
+    assert_eq!(KhoFdt::parse(&clean).unwrap().rejected().len(), 0);
+    // Root-level defects refuse the whole FDT either way.
+    assert!(KhoFdt::parse_lenient(&blob[..40]).is_err());
+}
+
+fn valid_blob_for_lenient() -> Vec<u8> {
+    let mut b =
+        kho_fdt::KhoFdtBuilder::new(kho_abi::AbiVersion::V2, kho_mem::PhysAddr::new(0x4100_0000));
+    b.add_subtree("memblock", kho_mem::PhysAddr::new(0x4123_4000), None)
+        .unwrap();
+    b.build().unwrap()
+}

@@ -73,7 +73,10 @@ impl KhoIn {
     /// Validate a handover in upstream's order: the FDT mapping (one page of
     /// RAM), the FDT header, the root `compatible`, the
     /// `preserved-memory-map` property, then the scratch array (every entry
-    /// non-empty, page-aligned, RAM, disjoint).
+    /// non-empty, page-aligned, RAM, disjoint). A malformed child does not
+    /// fail the handover: it is left out, as Linux's
+    /// `kho_retrieve_subtree` fails for that client alone ([`KhoIn::fdt`]
+    /// lists it).
     ///
     /// Any error means "no revival": the caller boots cold and treats the
     /// previous kernel's memory as free.
@@ -89,7 +92,7 @@ impl KhoIn {
         let fdt_len = size as usize;
         mem.read(handover.fdt, &mut fdt[..fdt_len])?;
         let (version, memory_map) = {
-            let parsed = KhoFdt::parse(&fdt[..fdt_len])?;
+            let parsed = KhoFdt::parse_lenient(&fdt[..fdt_len])?;
             (parsed.version(), parsed.memory_map())
         };
         // Linux 7.2 hands over a zero-size entry when an area came out empty
@@ -129,7 +132,7 @@ impl KhoIn {
 
     /// The incoming root FDT, exactly its `totalsize` bytes.
     pub fn fdt_bytes(&self) -> &[u8] {
-        let total = KhoFdt::parse(&self.fdt[..self.fdt_len])
+        let total = KhoFdt::parse_lenient(&self.fdt[..self.fdt_len])
             .map(|f| f.total_size())
             .unwrap_or(self.fdt_len);
         &self.fdt[..total.min(self.fdt_len)]
@@ -185,16 +188,26 @@ impl KhoIn {
         }
     }
 
+    /// The incoming root FDT's view, read as Linux reads it: a malformed
+    /// child (missing, zero or wrong-length `preserved-data`, bad
+    /// `blob-size`, a second child of one name) is left out and listed by
+    /// [`KhoFdt::rejected`] with its named error, and every other client
+    /// proceeds. `None` only if the copy no longer parses (it did in
+    /// [`KhoIn::populate`]).
+    pub fn fdt(&self) -> Option<KhoFdt<'_>> {
+        KhoFdt::parse_lenient(&self.fdt[..self.fdt_len]).ok()
+    }
+
     /// The client blob registered as `name`: its phys and, when the previous
     /// kernel wrote `blob-size`, its size.
     pub fn subtree(&self, name: &str) -> Option<(PhysAddr, Option<u64>)> {
-        let fdt = KhoFdt::parse(&self.fdt[..self.fdt_len]).ok()?;
+        let fdt = KhoFdt::parse_lenient(&self.fdt[..self.fdt_len]).ok()?;
         fdt.subtree(name).map(|s| (s.data(), s.size()))
     }
 
     /// Names of every child of the incoming root FDT, in blob order.
     pub fn subtree_names(&self) -> alloc::vec::Vec<&str> {
-        match KhoFdt::parse(&self.fdt[..self.fdt_len]) {
+        match KhoFdt::parse_lenient(&self.fdt[..self.fdt_len]) {
             Ok(fdt) => fdt.subtrees().map(|s| s.name()).collect(),
             Err(_) => alloc::vec::Vec::new(),
         }

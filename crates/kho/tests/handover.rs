@@ -523,3 +523,41 @@ fn the_preserve_api_refuses_what_the_next_kernel_would() {
     ));
     kin.restore_pages(&mut mem, r(p.as_u64(), 4096)).unwrap();
 }
+
+/// Linux fails `kho_retrieve_subtree` for a malformed child and every
+/// other client goes on; so does `KhoIn`, and it names what it left out.
+#[test]
+fn a_malformed_child_loses_only_itself() {
+    let (mut mem, areas) = setup();
+    let (handover, folios) = hand_over(&mut mem, &areas);
+    // Zero the `client` child's preserved-data in the FDT page.
+    let mut page = [0u8; 4096];
+    mem.read(handover.fdt, &mut page).unwrap();
+    let (blob, _) = kho_fdt::KhoFdt::parse(&page)
+        .map(|f| (f.subtree("client").unwrap().data(), ()))
+        .unwrap();
+    let le = blob.as_u64().to_le_bytes();
+    let at = page.windows(8).position(|w| w == le).unwrap();
+    page[at..at + 8].fill(0);
+    mem.write(handover.fdt, &page).unwrap();
+    assert!(
+        kho_fdt::KhoFdt::parse(&page).is_err(),
+        "strict parse refuses it"
+    );
+
+    let mut kin = KhoIn::populate(&mem, handover).unwrap();
+    assert_eq!(kin.subtree("client"), None);
+    let fdt = kin.fdt().unwrap();
+    let rejected: Vec<_> = fdt.rejected().map(|(n, e)| (n, e.to_string())).collect();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].0, "client");
+    assert!(rejected[0].1.contains("zero"), "{}", rejected[0].1);
+    // Every other client proceeds.
+    assert_eq!(kin.kexec_count(&mem).unwrap(), Some(4));
+    let mut buf = vec![0u64; VisitedSet::words_for(1024)];
+    kin.reserve_preserved(&mem, &mut VisitedSet::new(&mut buf), |_, _| Ok(()))
+        .unwrap();
+    for (phys, o) in folios {
+        kin.restore_folio(&mut mem, phys, o).unwrap();
+    }
+}
