@@ -26,6 +26,9 @@ pub enum FaultClass {
     MemoryMapZero,
     /// `preserved-memory-map` points outside RAM.
     MemoryMapOutsideRam,
+    /// The first client subtree's `preserved-data` is 0 (needs
+    /// `kho_stub.subtrees` of at least 1).
+    SubtreeDataZero,
     /// A radix root entry points outside RAM.
     RadixOutsideRam,
     /// A radix table entry points back at the root.
@@ -53,7 +56,7 @@ pub enum FaultClass {
 
 impl FaultClass {
     /// Every class with its command-line name.
-    pub const ALL: [(FaultClass, &'static str); 16] = [
+    pub const ALL: [(FaultClass, &'static str); 17] = [
         (FaultClass::BadMagic, "bad-magic"),
         (FaultClass::Truncated, "truncated"),
         (FaultClass::Compatible, "compatible"),
@@ -61,6 +64,7 @@ impl FaultClass {
         (FaultClass::MemoryMap4Bytes, "memory-map-4-bytes"),
         (FaultClass::MemoryMapZero, "memory-map-zero"),
         (FaultClass::MemoryMapOutsideRam, "memory-map-outside-ram"),
+        (FaultClass::SubtreeDataZero, "subtree-data-zero"),
         (FaultClass::RadixOutsideRam, "radix-outside-ram"),
         (FaultClass::RadixCycle, "radix-cycle"),
         (FaultClass::RadixFullLeaf, "radix-full-leaf"),
@@ -170,6 +174,9 @@ pub enum Subtrees {
     /// As many as fit in the one-page root FDT.
     Max,
 }
+
+/// The name of the first extra client subtree (`kho_stub.subtrees`).
+pub const FIRST_CLIENT: &str = "client-000";
 
 /// Name of the `reserve_mem=` region every generation appends a line to.
 pub const LOG_REGION: &str = "kho_log";

@@ -32,6 +32,8 @@ fn text<E: core::fmt::Display>(e: E) -> String {
 enum Root {
     NoMemoryMap,
     MemoryMapBytes(Vec<u8>),
+    /// The root as it is, but this child's `preserved-data` is 0.
+    ChildDataZero(&'static str),
 }
 
 /// Rewrite the root FDT page with the same children but a different root.
@@ -40,6 +42,7 @@ fn rewrite_root(mem: &mut StubMem, fdt_page: PhysAddr, root: Root) -> Result<(),
     mem.read(fdt_page, &mut page).map_err(text)?;
     let parsed = KhoFdt::parse(&page).map_err(text)?;
     let compatible = parsed.version().compatible();
+    let memory_map = parsed.memory_map().as_u64();
     let children: Vec<(String, u64, Option<u64>)> = parsed
         .subtrees()
         .map(|s| (String::from(s.name()), s.data().as_u64(), s.size()))
@@ -48,11 +51,19 @@ fn rewrite_root(mem: &mut StubMem, fdt_page: PhysAddr, root: Root) -> Result<(),
         let mut w = FdtWriter::new()?;
         let r = w.begin_node("")?;
         w.property_string(PROP_COMPATIBLE, compatible)?;
-        if let Root::MemoryMapBytes(v) = &root {
-            w.property(PROP_PRESERVED_MEMORY_MAP, v)?;
+        match &root {
+            Root::MemoryMapBytes(v) => w.property(PROP_PRESERVED_MEMORY_MAP, v)?,
+            Root::ChildDataZero(_) => {
+                w.property(PROP_PRESERVED_MEMORY_MAP, &memory_map.to_le_bytes())?
+            }
+            Root::NoMemoryMap => {}
         }
         for (name, data, size) in &children {
             let c = w.begin_node(name)?;
+            let data = match &root {
+                Root::ChildDataZero(zero) if zero == name => 0,
+                _ => *data,
+            };
             w.property(PROP_PRESERVED_DATA, &data.to_le_bytes())?;
             if let Some(size) = size {
                 w.property(PROP_BLOB_SIZE, &size.to_le_bytes())?;
@@ -98,6 +109,11 @@ pub fn corrupt_state(
             mem.write(at(off as u64)?, b"kho-v9").map_err(text)
         }
         FaultClass::MemoryMapMissing => rewrite_root(mem, fdt_page, Root::NoMemoryMap),
+        FaultClass::SubtreeDataZero => rewrite_root(
+            mem,
+            fdt_page,
+            Root::ChildDataZero(crate::config::FIRST_CLIENT),
+        ),
         FaultClass::MemoryMap4Bytes => {
             let low = (radix_root.as_u64() as u32).to_le_bytes().to_vec();
             rewrite_root(mem, fdt_page, Root::MemoryMapBytes(low))

@@ -556,6 +556,12 @@ fn verify(
     log: &mut Option<Log>,
 ) -> Result<Verified, String> {
     let g = cfg.generation;
+    // Malformed children are left out (as Linux's kho_retrieve_subtree
+    // fails for that client alone); the others are verified as usual.
+    let rejected: Vec<String> = k
+        .fdt()
+        .map(|f| f.rejected().map(|(n, e)| format!("{n}: {e}")).collect())
+        .unwrap_or_default();
     if cfg
         .fault
         .is_some_and(|f| f.class == FaultClass::HeapInRevival && f.generation + 1 == g)
@@ -584,6 +590,12 @@ fn verify(
     // The stub's blob: folios, checksums, the vmalloc descriptor. Without
     // one the handover comes from another kernel (Linux).
     let Some((blob_at, size)) = k.subtree(blob::SUBTREE_NAME) else {
+        if rejected.iter().any(|r| r.starts_with(blob::SUBTREE_NAME)) {
+            return Err(format!(
+                "the kho-stub subtree was left out: {}",
+                rejected.join("; ")
+            ));
+        }
         return verify_foreign(k, mem, cfg, v, &release, log);
     };
     let size = size.ok_or("kho-stub subtree has no blob-size")?;
@@ -779,6 +791,12 @@ fn verify(
         .map_err(|e| format!("root FDT page: {e}"))?;
     mem.free_page(fdt).map_err(text)?;
 
+    if !rejected.is_empty() && v.partial.is_none() {
+        v.partial = Some(format!(
+            "malformed subtree(s) left out, their memory stays reserved: {}",
+            rejected.join("; ")
+        ));
+    }
     let left = k.unrestored_blocks();
     if left != 0 && v.partial.is_none() {
         return Err(format!("{left} preserved blocks were restored by nobody"));

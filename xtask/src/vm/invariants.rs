@@ -42,8 +42,9 @@ const FIRMWARE_SLACK: u64 = MIB;
 
 /// Fields a revived generation's `verify` must share with the previous `preserve`.
 const CARRIED: [&str; 5] = ["folios", "bytes", "vmalloc-pages", "log-lines", "subtrees"];
-/// The same for a partial revival (the failed client's bytes and pages are missing).
-const CARRIED_PARTIAL: [&str; 3] = ["folios", "log-lines", "subtrees"];
+/// The same for a partial revival (the failed client's bytes and pages are
+/// missing, and a failed client may be a subtree).
+const CARRIED_PARTIAL: [&str; 2] = ["folios", "log-lines"];
 
 /// A scratch area as printed.
 #[derive(Clone, Debug, PartialEq, Eq)]

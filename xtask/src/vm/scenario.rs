@@ -1059,6 +1059,7 @@ reason = "*kho-v9*"
             "memory-map-4-bytes",
             "memory-map-zero",
             "memory-map-outside-ram",
+            "subtree-data-zero",
             "radix-outside-ram",
             "radix-cycle",
             "radix-full-leaf",
