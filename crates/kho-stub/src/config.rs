@@ -41,6 +41,13 @@ pub enum FaultClass {
     RadixOverlap,
     /// The vmalloc chunk chain loops onto its first chunk.
     VmallocCycle,
+    /// The first block of the vmalloc area points outside RAM.
+    VmallocBlockOutsideRam,
+    /// The first block of the vmalloc area is not page-aligned.
+    VmallocBlockMisaligned,
+    /// The vmalloc descriptor in the stub's blob claims one page more than
+    /// the chain lists.
+    VmallocCountMismatch,
     /// A scratch array entry covers a preserved block.
     ScratchOverlapsPreserved,
     /// A scratch array entry lies outside RAM.
@@ -56,7 +63,7 @@ pub enum FaultClass {
 
 impl FaultClass {
     /// Every class with its command-line name.
-    pub const ALL: [(FaultClass, &'static str); 17] = [
+    pub const ALL: [(FaultClass, &'static str); 20] = [
         (FaultClass::BadMagic, "bad-magic"),
         (FaultClass::Truncated, "truncated"),
         (FaultClass::Compatible, "compatible"),
@@ -70,6 +77,15 @@ impl FaultClass {
         (FaultClass::RadixFullLeaf, "radix-full-leaf"),
         (FaultClass::RadixOverlap, "radix-overlap"),
         (FaultClass::VmallocCycle, "vmalloc-cycle"),
+        (
+            FaultClass::VmallocBlockOutsideRam,
+            "vmalloc-block-outside-ram",
+        ),
+        (
+            FaultClass::VmallocBlockMisaligned,
+            "vmalloc-block-misaligned",
+        ),
+        (FaultClass::VmallocCountMismatch, "vmalloc-count-mismatch"),
         (
             FaultClass::ScratchOverlapsPreserved,
             "scratch-overlaps-preserved",

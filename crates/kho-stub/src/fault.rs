@@ -167,6 +167,37 @@ pub fn corrupt_state(
             let page = folio.checked_add(4096).ok_or("folio wraps")?;
             set_leaf_bit(mem, radix_root, page)
         }
+        FaultClass::VmallocBlockOutsideRam | FaultClass::VmallocBlockMisaligned => {
+            let first = PhysAddr::new(vmalloc.first.get());
+            if first == PhysAddr::ZERO {
+                return Err(String::from(
+                    "vmalloc faults need a vmalloc area (kho_stub.vmalloc_pages > 0)",
+                ));
+            }
+            // Slot 0 of the first chunk, after its `next` word.
+            let slot = first.checked_add(8).ok_or("chunk wraps")?;
+            let value = if class == FaultClass::VmallocBlockOutsideRam {
+                OUTSIDE_RAM
+            } else {
+                mem.read_u64(slot).map_err(text)? + 8
+            };
+            mem.write_u64(slot, value).map_err(text)
+        }
+        FaultClass::VmallocCountMismatch => {
+            let mut page = [0u8; 4096];
+            mem.read(fdt_page, &mut page).map_err(text)?;
+            let blob = KhoFdt::parse(&page)
+                .map_err(text)?
+                .subtree(crate::blob::SUBTREE_NAME)
+                .ok_or("no kho-stub subtree")?
+                .data();
+            // The descriptor's total_pages: blob offset 24 + 8.
+            let at = blob.checked_add(32).ok_or("blob wraps")?;
+            let mut le = [0u8; 4];
+            mem.read(at, &mut le).map_err(text)?;
+            let total = u32::from_le_bytes(le) + 1;
+            mem.write(at, &total.to_le_bytes()).map_err(text)
+        }
         FaultClass::VmallocCycle => {
             let first = PhysAddr::new(vmalloc.first.get());
             if first == PhysAddr::ZERO {
