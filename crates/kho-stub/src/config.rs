@@ -39,6 +39,11 @@ pub enum FaultClass {
     /// An order-0 block is added inside the first order-9 folio: two blocks
     /// of different orders over the same page.
     RadixOverlap,
+    /// The first root entry is moved 8 bytes: not page-aligned.
+    RadixMisalignedEntry,
+    /// The first level-4 table's next slot points at the same child as its
+    /// first entry: one node reached through two entries.
+    RadixSharedNode,
     /// The vmalloc chunk chain loops onto its first chunk.
     VmallocCycle,
     /// The first block of the vmalloc area points outside RAM.
@@ -63,7 +68,7 @@ pub enum FaultClass {
 
 impl FaultClass {
     /// Every class with its command-line name.
-    pub const ALL: [(FaultClass, &'static str); 20] = [
+    pub const ALL: [(FaultClass, &'static str); 22] = [
         (FaultClass::BadMagic, "bad-magic"),
         (FaultClass::Truncated, "truncated"),
         (FaultClass::Compatible, "compatible"),
@@ -76,6 +81,8 @@ impl FaultClass {
         (FaultClass::RadixCycle, "radix-cycle"),
         (FaultClass::RadixFullLeaf, "radix-full-leaf"),
         (FaultClass::RadixOverlap, "radix-overlap"),
+        (FaultClass::RadixMisalignedEntry, "radix-misaligned-entry"),
+        (FaultClass::RadixSharedNode, "radix-shared-node"),
         (FaultClass::VmallocCycle, "vmalloc-cycle"),
         (
             FaultClass::VmallocBlockOutsideRam,
@@ -114,6 +121,8 @@ impl FaultClass {
                 | FaultClass::RadixCycle
                 | FaultClass::RadixFullLeaf
                 | FaultClass::RadixOverlap
+                | FaultClass::RadixMisalignedEntry
+                | FaultClass::RadixSharedNode
                 | FaultClass::ScratchOverlapsPreserved
                 | FaultClass::ScratchOutsideRam
                 | FaultClass::HandoffLength

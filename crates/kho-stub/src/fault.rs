@@ -132,6 +132,19 @@ pub fn corrupt_state(
             let (slot, _) = first_entry(mem, radix_root)?;
             mem.write_u64(slot, OUTSIDE_RAM).map_err(text)
         }
+        FaultClass::RadixMisalignedEntry => {
+            let (slot, child) = first_entry(mem, radix_root)?;
+            mem.write_u64(slot, child.as_u64() + 8).map_err(text)
+        }
+        FaultClass::RadixSharedNode => {
+            let (_, table) = first_entry(mem, radix_root)?;
+            let (slot, child) = first_entry(mem, table)?;
+            let next = slot.checked_add(8).ok_or("radix table wraps")?;
+            if mem.read_u64(next).map_err(text)? != 0 {
+                return Err(String::from("the slot after the first entry is in use"));
+            }
+            mem.write_u64(next, child.as_u64()).map_err(text)
+        }
         FaultClass::RadixCycle => {
             let (_, child) = first_entry(mem, radix_root)?;
             let (slot, _) = first_entry(mem, child)?;

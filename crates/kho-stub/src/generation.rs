@@ -1258,7 +1258,9 @@ fn corrupt_handoff(
         FaultClass::RadixOutsideRam
         | FaultClass::RadixCycle
         | FaultClass::RadixFullLeaf
-        | FaultClass::RadixOverlap => {
+        | FaultClass::RadixOverlap
+        | FaultClass::RadixMisalignedEntry
+        | FaultClass::RadixSharedNode => {
             let none = VmallocDescriptor::default();
             crate::fault::corrupt_state(mem, class, out.fdt(), out.tree().root(), &none)
         }

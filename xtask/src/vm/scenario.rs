@@ -1064,6 +1064,8 @@ reason = "*kho-v9*"
             "radix-cycle",
             "radix-full-leaf",
             "radix-overlap",
+            "radix-misaligned-entry",
+            "radix-shared-node",
             "vmalloc-cycle",
             "vmalloc-block-outside-ram",
             "vmalloc-block-misaligned",
