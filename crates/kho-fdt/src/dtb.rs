@@ -152,7 +152,34 @@ impl<'a> Dtb<'a> {
         let mut w = FdtWriter::new_with_mem_reserv(&reservations).map_err(Error::Writer)?;
         w.set_boot_cpuid_phys(self.valid.header.boot_cpuid_phys);
         let root = self.valid.root()?;
-        copy_node(&mut w, root, String::from("/"), edits, 0)?;
+        // Edit the node readers find at each path: `/name` is the first
+        // root child called `name` or `name@unit`, as libfdt's
+        // fdt_path_offset (and Dtb::property) resolve it. Writing into an
+        // exact `name` node while a `name@unit` node comes first would
+        // leave the edit where no reader looks.
+        let resolved: Vec<String> = edits
+            .iter()
+            .map(|e| {
+                let (Edit::Set { path, .. } | Edit::Delete { path, .. }) = *e;
+                resolve_top(&root, path)
+            })
+            .collect();
+        let edits: Vec<Edit<'_>> = edits
+            .iter()
+            .zip(&resolved)
+            .map(|(e, p)| match *e {
+                Edit::Set { name, value, .. } => Edit::Set {
+                    path: p.as_str(),
+                    name,
+                    value,
+                },
+                Edit::Delete { name, .. } => Edit::Delete {
+                    path: p.as_str(),
+                    name,
+                },
+            })
+            .collect();
+        copy_node(&mut w, root, String::from("/"), &edits, 0)?;
         w.finish().map_err(Error::Writer)
     }
 }
@@ -199,6 +226,26 @@ fn be_cells(bytes: &[u8]) -> u64 {
     bytes.chunks_exact(4).fold(0u64, |acc, c| {
         (acc << 32) | u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
     })
+}
+
+/// The path of the root child a reader finds for `path` when it is one
+/// component without a unit address (`/chosen` → `/chosen@0` if that comes
+/// first); any other path as it is.
+fn resolve_top(root: &fdt::node::FdtNode<'_, '_>, path: &str) -> String {
+    let Some(want) = path
+        .strip_prefix('/')
+        .filter(|w| !w.is_empty() && !w.contains(['/', '@']))
+    else {
+        return String::from(path);
+    };
+    root.children()
+        .find(|c| {
+            c.name == want
+                || c.name
+                    .strip_prefix(want)
+                    .is_some_and(|rest| rest.starts_with('@'))
+        })
+        .map_or_else(|| String::from(path), |c| alloc::format!("/{}", c.name))
 }
 
 fn copy_node(

@@ -156,11 +156,26 @@ pub fn write_chosen_initrd(
         reason: "bad #address-cells or #size-cells",
     })?;
     let mut args = Vec::new();
+    // As libfdt's fdt_appendprop_addrrange: a value the cells cannot hold
+    // is refused, never truncated (the next kernel would read another
+    // address).
+    let fits = |value: u64, cells: u32| cells >= 2 || value >> (32 * cells) == 0;
     let (fdt, scratch) = match handover {
-        Some(h) => (
-            encode_pair(h.fdt.as_u64(), h.fdt_size, ac, sc),
-            encode_pair(h.scratch.as_u64(), h.scratch_len, ac, sc),
-        ),
+        Some(h) => {
+            if !(fits(h.fdt.as_u64(), ac)
+                && fits(h.scratch.as_u64(), ac)
+                && fits(h.fdt_size, sc)
+                && fits(h.scratch_len, sc))
+            {
+                return Err(Error::BadChosen {
+                    reason: "the handover does not fit #address-cells/#size-cells",
+                });
+            }
+            (
+                encode_pair(h.fdt.as_u64(), h.fdt_size, ac, sc),
+                encode_pair(h.scratch.as_u64(), h.scratch_len, ac, sc),
+            )
+        }
         None => (Vec::new(), Vec::new()),
     };
     let mut edits = Vec::new();
@@ -273,6 +288,49 @@ mod tests {
         }
         assert_eq!(read_chosen(&blob).unwrap(), Some(handover()));
         assert_eq!(read_initrd(&blob).unwrap(), None);
+    }
+
+    /// Regression (fuzz, issue 15): with a `chosen@…` node before `chosen`,
+    /// the writer edited `chosen` while the reader (as libfdt) found
+    /// `chosen@…` first; both now use the first match.
+    #[test]
+    fn the_writer_edits_the_chosen_node_readers_find() {
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let first = w.begin_node("chosen@40000000").unwrap();
+        w.end_node(first).unwrap();
+        let second = w.begin_node("chosen").unwrap();
+        w.property_string("bootargs", "console=ttyAMA0").unwrap();
+        w.end_node(second).unwrap();
+        w.end_node(root).unwrap();
+        let blob = w.finish().unwrap();
+        let out = write_chosen(&blob, Some(&handover()), Some("kho=on")).unwrap();
+        assert_eq!(read_chosen(&out).unwrap(), Some(handover()));
+    }
+
+    /// A handover the root's cells cannot hold is refused, not truncated.
+    #[test]
+    fn a_handover_that_does_not_fit_the_cells_is_refused() {
+        for cells in [(0, 1), (1, 0), (1, 1)] {
+            let big = Handover {
+                fdt: PhysAddr::new(0x1_4123_4000),
+                ..handover()
+            };
+            let small_ok = write_chosen(&dtb(cells, &[]), Some(&handover()), None);
+            let want_small = cells.0 >= 1 && cells.1 >= 1;
+            assert_eq!(small_ok.is_ok(), want_small, "{cells:?}");
+            assert_eq!(
+                write_chosen(&dtb(cells, &[]), Some(&big), None),
+                Err(Error::BadChosen {
+                    reason: "the handover does not fit #address-cells/#size-cells"
+                }),
+                "{cells:?}"
+            );
+        }
+        let out = write_chosen(&dtb((1, 1), &[]), Some(&handover()), None).unwrap();
+        assert_eq!(read_chosen(&out).unwrap(), Some(handover()));
     }
 
     /// Regression (fuzz, issue 15): cell counts near u32::MAX made
