@@ -1,4 +1,4 @@
-//! Fuzz target: the root KHO FDT, any DTB, and the arm64 `/chosen` handoff.
+//! Fuzz target: the root KHO FDT, any DTB, and the arm64 `/chosen` handoff (reader and writer).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,4 +18,28 @@ fuzz_target!(|data: &[u8]| {
         let _ = dtb.rewrite(&[]);
     }
     let _ = kho::handoff::dt::read_chosen(data);
+    let _ = kho::handoff::dt::read_initrd(data);
+    // The writer a kexec runs on the boot DTB: rewrite /chosen with a
+    // handover, a command line and each initrd edit, and read it back.
+    let h = kho::Handover {
+        fdt: kho_mem::PhysAddr::new(0x4123_4000),
+        fdt_size: 4096,
+        scratch: kho_mem::PhysAddr::new(0x4400_0000),
+        scratch_len: 48,
+    };
+    let Ok(initrd) = kho_mem::PhysRange::try_new(kho_mem::PhysAddr::new(0x4800_0000), 0x1000)
+    else {
+        return;
+    };
+    for edit in [
+        kho::handoff::dt::InitrdEdit::Keep,
+        kho::handoff::dt::InitrdEdit::Remove,
+        kho::handoff::dt::InitrdEdit::Set(initrd),
+    ] {
+        if let Ok(out) =
+            kho::handoff::dt::write_chosen_initrd(data, Some(&h), Some("kho=on"), edit)
+        {
+            assert_eq!(kho::handoff::dt::read_chosen(&out), Ok(Some(h)));
+        }
+    }
 });

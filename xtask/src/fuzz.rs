@@ -97,7 +97,9 @@ pub(crate) fn run(target: Option<&str>, seconds: u64) -> Result<()> {
             for line in tail.iter().rev() {
                 eprintln!("{line}");
             }
-            bail!("fuzz target {t} failed: the crashing input is in fuzz/artifacts/{t}/");
+            bail!(
+                "fuzz target {t} failed (the lines above say whether it did not build or crashed; a crashing input is saved in fuzz/artifacts/{t}/)"
+            );
         }
         let done = parse_done(&stderr)
             .with_context(|| format!("fuzz target {t}: no `Done N runs` line from libFuzzer"))?;
