@@ -57,6 +57,10 @@ pub enum FaultClass {
     ScratchOverlapsPreserved,
     /// A scratch array entry lies outside RAM.
     ScratchOutsideRam,
+    /// Scratch array entry 1 starts half a page in.
+    ScratchMisaligned,
+    /// Scratch array entry 1 becomes entry 0's range: two areas overlap.
+    ScratchOverlapping,
     /// The arch handoff entry has a wrong length (x86 setup_data `len`,
     /// arm64 `/chosen` `linux,kho-scratch`).
     HandoffLength,
@@ -68,7 +72,7 @@ pub enum FaultClass {
 
 impl FaultClass {
     /// Every class with its command-line name.
-    pub const ALL: [(FaultClass, &'static str); 22] = [
+    pub const ALL: [(FaultClass, &'static str); 24] = [
         (FaultClass::BadMagic, "bad-magic"),
         (FaultClass::Truncated, "truncated"),
         (FaultClass::Compatible, "compatible"),
@@ -98,6 +102,8 @@ impl FaultClass {
             "scratch-overlaps-preserved",
         ),
         (FaultClass::ScratchOutsideRam, "scratch-outside-ram"),
+        (FaultClass::ScratchMisaligned, "scratch-misaligned"),
+        (FaultClass::ScratchOverlapping, "scratch-overlapping"),
         (FaultClass::HandoffLength, "handoff-length"),
         (FaultClass::HeapInRevival, "heap-in-revival"),
     ];
@@ -125,6 +131,8 @@ impl FaultClass {
                 | FaultClass::RadixSharedNode
                 | FaultClass::ScratchOverlapsPreserved
                 | FaultClass::ScratchOutsideRam
+                | FaultClass::ScratchMisaligned
+                | FaultClass::ScratchOverlapping
                 | FaultClass::HandoffLength
         )
     }

@@ -224,6 +224,8 @@ pub fn corrupt_state(
         FaultClass::HeapInRevival => Ok(()),
         FaultClass::ScratchOverlapsPreserved
         | FaultClass::ScratchOutsideRam
+        | FaultClass::ScratchMisaligned
+        | FaultClass::ScratchOverlapping
         | FaultClass::HandoffLength => Err(String::from("fault applies at hand-off time")),
     }
 }

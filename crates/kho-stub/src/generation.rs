@@ -1254,6 +1254,18 @@ fn corrupt_handoff(
                 .map_err(text)?;
             crate::fault::corrupt_scratch_entry(mem, array, outside)
         }
+        FaultClass::ScratchMisaligned | FaultClass::ScratchOverlapping => {
+            let mut entries = [0u64; 4];
+            mem.read_u64s(array.start(), &mut entries).map_err(text)?;
+            let [a0, s0, a1, s1] = entries;
+            let range = if class == FaultClass::ScratchMisaligned {
+                PhysRange::try_new(PhysAddr::new(a1 + 0x800), s1)
+            } else {
+                PhysRange::try_new(PhysAddr::new(a0), s0)
+            }
+            .map_err(text)?;
+            crate::fault::corrupt_scratch_entry(mem, array, range)
+        }
         FaultClass::HandoffLength => arch::corrupt_handoff_length(mem, kexec),
         FaultClass::RadixOutsideRam
         | FaultClass::RadixCycle

@@ -1072,6 +1072,8 @@ reason = "*kho-v9*"
             "vmalloc-count-mismatch",
             "scratch-overlaps-preserved",
             "scratch-outside-ram",
+            "scratch-misaligned",
+            "scratch-overlapping",
             "handoff-length",
             "heap-in-revival",
         ] {
