@@ -247,14 +247,7 @@ impl KhoIn {
     /// whole pages, as `preserve_pages` requires (a `reserve_mem` region is
     /// restored through [`kho_memblock::covering_pages`]).
     pub fn restore_pages<M: PhysMem>(&mut self, mem: &mut M, range: PhysRange) -> Result<()> {
-        let start = kho_mem::Pfn::try_from_phys(range.start())?;
-        if !range.size().is_multiple_of(PAGE_SIZE as u64) {
-            return Err(Error::Mem(kho_mem::Error::Misaligned {
-                addr: range.size(),
-                align: PAGE_SIZE as u64,
-            }));
-        }
-        let pages = range.size() / PAGE_SIZE as u64;
+        let (start, pages) = crate::outgoing::page_span(range)?;
         for (pfn, order) in PageBlocks::new(start, pages)? {
             self.restore_folio(mem, pfn.phys(), order)?;
         }

@@ -324,7 +324,9 @@ impl KhoOut {
     }
 }
 
-fn page_span(range: PhysRange) -> Result<(Pfn, u64)> {
+/// A page-aligned range as (first frame, pages); shared by
+/// `preserve_pages` and `KhoIn::restore_pages`, which must agree.
+pub(crate) fn page_span(range: PhysRange) -> Result<(Pfn, u64)> {
     let start = Pfn::try_from_phys(range.start())?;
     if !range.size().is_multiple_of(PAGE_SIZE as u64) {
         return Err(Error::Mem(kho_mem::Error::Misaligned {
