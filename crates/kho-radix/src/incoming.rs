@@ -203,10 +203,10 @@ impl IncomingTree {
         while orders != 0 {
             let o = orders.trailing_zeros();
             orders &= orders - 1;
-            let order = Order::try_new(o).map_err(|_| Error::OrderTooLarge {
-                order: Order::MAX,
-                max: Order::MAX,
-            })?;
+            // `present` only ever holds orders the walk decoded.
+            let Ok(order) = Order::try_new(o) else {
+                continue;
+            };
             let Ok(start) = Pfn::try_new(pfn.as_u64() & !((1u64 << o) - 1)) else {
                 continue;
             };

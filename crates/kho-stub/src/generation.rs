@@ -558,10 +558,7 @@ fn verify(
     let g = cfg.generation;
     // Malformed children are left out (as Linux's kho_retrieve_subtree
     // fails for that client alone); the others are verified as usual.
-    let rejected: Vec<String> = k
-        .fdt()
-        .map(|f| f.rejected().map(|(n, e)| format!("{n}: {e}")).collect())
-        .unwrap_or_default();
+    let rejected = Rejected::of(k);
     if cfg
         .fault
         .is_some_and(|f| f.class == FaultClass::HeapInRevival && f.generation + 1 == g)
@@ -590,13 +587,10 @@ fn verify(
     // The stub's blob: folios, checksums, the vmalloc descriptor. Without
     // one the handover comes from another kernel (Linux).
     let Some((blob_at, size)) = k.subtree(blob::SUBTREE_NAME) else {
-        if rejected.iter().any(|r| r.starts_with(blob::SUBTREE_NAME)) {
-            return Err(format!(
-                "the kho-stub subtree was left out: {}",
-                rejected.join("; ")
-            ));
+        if rejected.names(blob::SUBTREE_NAME) {
+            return Err(format!("the kho-stub subtree was left out: {rejected}"));
         }
-        return verify_foreign(k, mem, cfg, v, &release, log);
+        return verify_foreign(k, mem, cfg, v, &release, log, &rejected);
     };
     let size = size.ok_or("kho-stub subtree has no blob-size")?;
     // Read in place, one record at a time: nothing here grows with the
@@ -791,17 +785,54 @@ fn verify(
         .map_err(|e| format!("root FDT page: {e}"))?;
     mem.free_page(fdt).map_err(text)?;
 
-    if !rejected.is_empty() && v.partial.is_none() {
-        v.partial = Some(format!(
-            "malformed subtree(s) left out, their memory stays reserved: {}",
-            rejected.join("; ")
-        ));
+    if !rejected.0.is_empty() && v.partial.is_none() {
+        v.partial = Some(rejected.reason());
     }
     let left = k.unrestored_blocks();
     if left != 0 && v.partial.is_none() {
         return Err(format!("{left} preserved blocks were restored by nobody"));
     }
     Ok(v)
+}
+
+/// The root FDT's children the lenient parse left out (malformed: as
+/// Linux's kho_retrieve_subtree fails for that client alone), by name with
+/// the error.
+#[derive(Debug, Default)]
+struct Rejected(Vec<(String, String)>);
+
+impl Rejected {
+    fn of(k: &KhoIn) -> Rejected {
+        Rejected(
+            k.fdt()
+                .map(|f| {
+                    f.rejected()
+                        .map(|(n, e)| (String::from(n), format!("{e}")))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Whether a child called exactly `name` was left out.
+    fn names(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
+    }
+
+    /// The reason of the partial revival they cause.
+    fn reason(&self) -> String {
+        format!("malformed subtree(s) left out, their memory stays reserved: {self}")
+    }
+}
+
+impl core::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, (name, error)) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "; " };
+            write!(f, "{sep}{name}: {error}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Restore a handover another kernel (Linux) wrote: no `kho-stub` blob,
@@ -821,6 +852,7 @@ fn verify_foreign(
     mut v: Verified,
     release: &str,
     log: &mut Option<Log>,
+    rejected: &Rejected,
 ) -> Result<Verified, String> {
     let g = cfg.generation;
     let known = [
@@ -898,7 +930,9 @@ fn verify_foreign(
     mem.free_page(fdt).map_err(text)?;
 
     let left = k.unrestored_blocks();
-    if !unknown.is_empty() {
+    if !rejected.0.is_empty() {
+        v.partial = Some(rejected.reason());
+    } else if !unknown.is_empty() {
         v.partial = Some(format!(
             "unknown client subtree(s) {}: their memory stays reserved",
             unknown.join(", ")
