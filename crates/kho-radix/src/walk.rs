@@ -54,6 +54,12 @@ impl<'a, 'b> Checks<'a, 'b> {
     }
 }
 
+/// Words of a table's live-entry mask (one bit per entry).
+const MASK_WORDS: usize = TABLE_ENTRIES / 64;
+
+/// Entries read at once while building a table's live mask.
+const SCAN_CHUNK: usize = 64;
+
 /// One table on the walk's current path.
 #[derive(Clone, Copy, Debug, Default)]
 struct Frame {
@@ -62,6 +68,55 @@ struct Frame {
     base: u64,
     /// Next entry to look at.
     next: usize,
+    /// Bit `i` set: entry `i` was non-zero when the table was entered. The
+    /// walk visits only these, so an empty entry costs one bit, not a read.
+    live: [u64; MASK_WORDS],
+}
+
+/// 1 if `word` is non-zero, else 0, without a compare (so fuzzing builds,
+/// which trace every compare, do not trace 512 of them per table).
+#[inline]
+fn nonzero(word: u64) -> u64 {
+    (word | word.wrapping_neg()) >> 63
+}
+
+/// Bits of the non-zero words of `words`, `words.len()` ≤ 64.
+#[inline]
+fn nonzero_mask(words: &[u64]) -> u64 {
+    words
+        .iter()
+        .enumerate()
+        .fold(0, |mask, (i, &w)| mask | (nonzero(w) << i))
+}
+
+/// Read the table at `node` in bulk and return its live-entry mask.
+fn table_mask<M: PhysMem + ?Sized>(mem: &M, node: u64, level: u32) -> Result<[u64; MASK_WORDS]> {
+    let mut live = [0u64; MASK_WORDS];
+    let mut buf = [0u64; SCAN_CHUNK];
+    for (chunk, mask) in live.iter_mut().enumerate() {
+        let at = node + (chunk * SCAN_CHUNK * 8) as u64;
+        mem.read_u64s(PhysAddr::new(at), &mut buf)
+            .map_err(|source| Error::NodeRead {
+                level,
+                node: PhysAddr::new(node),
+                source,
+            })?;
+        *mask = nonzero_mask(&buf);
+    }
+    Ok(live)
+}
+
+/// The first set bit of `live` at or after `from`, if any.
+fn next_live(live: &[u64; MASK_WORDS], from: usize) -> Option<usize> {
+    let mut w = from / 64;
+    let mut bits = live.get(w)? & (u64::MAX << (from % 64));
+    loop {
+        if bits != 0 {
+            return Some(w * 64 + bits.trailing_zeros() as usize);
+        }
+        w += 1;
+        bits = *live.get(w)?;
+    }
 }
 
 /// A leaf the cursor reached: its address and the key of its bit 0.
@@ -99,6 +154,7 @@ impl<'a, 'b> Cursor<'a, 'b> {
         }
         let mut frames = [Frame::default(); ROOT_LEVEL as usize];
         frames[0].node = root.as_u64();
+        frames[0].live = table_mask(mem, root.as_u64(), ROOT_LEVEL)?;
         Ok(Cursor {
             checks,
             frames,
@@ -120,12 +176,11 @@ impl<'a, 'b> Cursor<'a, 'b> {
             let Some(frame) = self.frames.get_mut(top) else {
                 break;
             };
-            let index = frame.next;
-            if index >= TABLE_ENTRIES {
+            let Some(index) = next_live(&frame.live, frame.next) else {
                 self.depth = top;
                 continue;
-            }
-            frame.next += 1;
+            };
+            frame.next = index + 1;
             let Frame { node, base, .. } = *frame;
             let level = ROOT_LEVEL - top as u32;
             let table = PhysAddr::new(node);
@@ -184,11 +239,13 @@ impl<'a, 'b> Cursor<'a, 'b> {
             if level == 1 {
                 return Ok(Some(Leaf { node: entry, base }));
             }
+            let live = table_mask(mem, entry, level - 1)?;
             if let Some(child) = self.frames.get_mut(top + 1) {
                 *child = Frame {
                     node: entry,
                     base,
                     next: 0,
+                    live,
                 };
                 self.depth = top + 2;
             }
@@ -217,6 +274,21 @@ struct LeafInfo {
     end: usize,
 }
 
+/// First and one past the last non-zero word of `buf` (equal if none),
+/// found by mask rather than by a compare per word.
+fn nonzero_span(buf: &[u64; BITMAP_WORDS]) -> (usize, usize) {
+    let mut first = None;
+    let mut last = 0;
+    for (c, chunk) in buf.chunks(64).enumerate() {
+        let mask = nonzero_mask(chunk);
+        if mask != 0 {
+            first.get_or_insert(c * 64 + mask.trailing_zeros() as usize);
+            last = c * 64 + 63 - mask.leading_zeros() as usize;
+        }
+    }
+    first.map_or((BITMAP_WORDS, BITMAP_WORDS), |first| (first, last + 1))
+}
+
 /// Read a leaf into `buf` and validate it: every set bit must decode to a
 /// block and, if `blocks_in_ram`, every block must be RAM.
 fn load_leaf<M: PhysMem + ?Sized>(
@@ -231,11 +303,7 @@ fn load_leaf<M: PhysMem + ?Sized>(
         node,
         source,
     })?;
-    let first = buf.iter().position(|&w| w != 0).unwrap_or(BITMAP_WORDS);
-    let end = buf
-        .iter()
-        .rposition(|&w| w != 0)
-        .map_or(first, |last| last + 1);
+    let (first, end) = nonzero_span(buf);
     let order = uniform_order(leaf.base);
     let info = LeafInfo { order, first, end };
     if first == end {
