@@ -28,6 +28,17 @@ fn targets() -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Largest input libFuzzer may try for `target`: targets that take their
+/// input as a RAM image read up to 256 KiB of it (the arena in
+/// `fuzz_targets/common.rs`); the others need a page or two of DTB or a few
+/// thousand operations, and longer inputs would only slow them down.
+fn max_len(target: &str) -> usize {
+    match target {
+        "handoff" | "vmalloc_restore" => 256 * 1024,
+        _ => 16 * 1024,
+    }
+}
+
 /// How one target's run went.
 #[derive(Debug, PartialEq, Eq)]
 struct Runs {
@@ -73,8 +84,6 @@ pub(crate) fn run(target: Option<&str>, seconds: u64) -> Result<()> {
     };
     sh.change_dir(project_root().join("fuzz"));
     let time = format!("-max_total_time={seconds}");
-    // Memory-image targets read up to 256 KiB of RAM from the input.
-    let max_len = "-max_len=262144";
     let mut table = Vec::new();
     for t in &chosen {
         let corpus = format!("corpus/{t}");
@@ -82,11 +91,15 @@ pub(crate) fn run(target: Option<&str>, seconds: u64) -> Result<()> {
         sh.create_dir(&corpus)?;
         sh.create_dir(&seeds)?;
         tracing::info!("fuzzing {t} for {seconds} s");
+        let max_len = format!("-max_len={}", max_len(t));
         // -O: optimized, with the release profile's overflow checks and
-        // debug assertions (fuzz/Cargo.toml).
+        // debug assertions (fuzz/Cargo.toml). `-s none`: every fuzzed crate
+        // is `forbid(unsafe_code)`, so AddressSanitizer could only find
+        // what Rust's own bounds checks already report, at a third of the
+        // speed (measured on radix_walk: 900 vs 2,900 runs/s).
         let out = cmd!(
             sh,
-            "cargo +nightly fuzz run -O {t} {corpus} {seeds} -- {time} {max_len}"
+            "cargo +nightly fuzz run -O -s none {t} {corpus} {seeds} -- {time} {max_len}"
         )
         .ignore_status()
         .output()
