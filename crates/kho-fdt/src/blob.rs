@@ -132,7 +132,7 @@ fn be32_at(bytes: &[u8], at: usize) -> Option<u32> {
 ///
 /// `max_size` bounds `totalsize` (one page for a KHO root FDT).
 pub(crate) fn validate(blob: &[u8], max_size: usize) -> Result<ValidFdt<'_>> {
-    let (bytes, header, magic) = check_container(blob, max_size)?;
+    let (bytes, header, magic) = check_container(blob, max_size, false)?;
     walker(bytes, &header, false).walk()?;
     let fdt = fdt::Fdt::new(bytes).map_err(|e| match e {
         fdt::FdtError::BadMagic => Error::BadMagic { found: magic },
@@ -144,33 +144,76 @@ pub(crate) fn validate(blob: &[u8], max_size: usize) -> Result<ValidFdt<'_>> {
     Ok(ValidFdt { bytes, header, fdt })
 }
 
-/// `blob` (cut to its `totalsize`) with every `FDT_NOP` token removed from
-/// its structure block, or `None` if it has none. Linux leaves NOPs where
-/// libfdt deleted a property or node in place (`fdt_delprop`,
-/// `fdt_nop_node`), as in the DTB its arm64 `kexec_file_load` writes for
-/// the next kernel; [`validate`] refuses them because the `fdt` lookups
-/// mishandle them. Everything else is checked as [`validate`] checks it.
-pub(crate) fn without_nops(blob: &[u8], max_size: usize) -> Result<Option<Vec<u8>>> {
-    let (bytes, header, _) = check_container(blob, max_size)?;
-    let w = walker(bytes, &header, true);
-    if w.walk()? == 0 {
-        return Ok(None);
+/// What [`normalize`] changed in a blob.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Normalized {
+    /// `FDT_NOP` tokens removed from the structure block.
+    pub nops: usize,
+    /// The header version the blob had, if it was older than 17 (the
+    /// header now says 17, with `size_dt_struct` filled in).
+    pub from_version: Option<u32>,
+}
+
+impl Normalized {
+    /// Whether the blob was changed at all.
+    pub fn changed(&self) -> bool {
+        self.nops > 0 || self.from_version.is_some()
     }
-    let compact = w.compact();
+}
+
+/// Rewrite, in place, a valid FDT that libfdt (and so Linux) accepts but
+/// the `fdt` lookups behind [`validate`] do not, into the form they do:
+///
+/// - `FDT_NOP` tokens, which libfdt leaves where it deleted a property or a
+///   node in place (`fdt_delprop`, `fdt_nop_node`; Linux's arm64
+///   `kexec_file_load` does so in the DTB it hands on), are removed and the
+///   structure block is compacted (its freed tail zeroed);
+/// - a version 16 header, which has no `size_dt_struct` (libfdt bounds the
+///   structure block by `totalsize` below version 17), gets the real size
+///   and says version 17.
+///
+/// Everything else is checked as [`validate`] checks it; on error `buf` is
+/// unchanged. Blocks do not move, so offsets stay meaningful. Allocates at
+/// most one structure block's copy (bounded by `max_size`).
+pub fn normalize(buf: &mut [u8], max_size: usize) -> Result<Normalized> {
+    let (header, nops, compact) = {
+        let (bytes, header, _) = check_container(buf, max_size, true)?;
+        let w = walker(bytes, &header, true);
+        let nops = w.walk()?;
+        if nops == 0 && header.version >= FDT_VERSION {
+            return Ok(Normalized::default());
+        }
+        (header, nops, w.compact())
+    };
     let s_start = header.off_dt_struct as usize;
-    let s_end = s_start + header.size_dt_struct as usize;
+    // The old block ended at FDT_END: the compacted tokens plus the NOPs.
+    let old_end = s_start + compact.len() + 4 * nops;
+    if let Some(block) = buf.get_mut(s_start..old_end) {
+        let (kept, freed) = block.split_at_mut(compact.len());
+        kept.copy_from_slice(&compact);
+        freed.fill(0);
+    }
+    let set = |buf: &mut [u8], at: usize, v: u32| {
+        if let Some(w) = buf.get_mut(at..at + 4) {
+            w.copy_from_slice(&v.to_be_bytes());
+        }
+    };
+    let from_version = (header.version < FDT_VERSION).then_some(header.version);
+    if from_version.is_some() {
+        set(buf, 0x14, FDT_VERSION);
+        set(buf, 0x18, header.last_comp_version.min(16));
+    }
+    set(buf, 0x24, compact.len() as u32);
+    Ok(Normalized { nops, from_version })
+}
+
+/// `blob` (cut to its `totalsize`) normalized by [`normalize`], or `None`
+/// if it needed no change.
+pub(crate) fn without_nops(blob: &[u8], max_size: usize) -> Result<Option<Vec<u8>>> {
+    let (bytes, _, _) = check_container(blob, max_size, true)?;
     let mut out = bytes.to_vec();
-    let block = out.get_mut(s_start..s_end).unwrap_or_default();
-    block.fill(0);
-    block
-        .get_mut(..compact.len())
-        .unwrap_or_default()
-        .copy_from_slice(&compact);
-    // size_dt_struct (header offset 0x24); the freed tail is a gap.
-    out.get_mut(0x24..0x28)
-        .unwrap_or_default()
-        .copy_from_slice(&(compact.len() as u32).to_be_bytes());
-    Ok(Some(out))
+    Ok(normalize(&mut out, max_size)?.changed().then_some(out))
 }
 
 fn walker<'a>(bytes: &'a [u8], header: &FdtHeader, allow_nop: bool) -> Walker<'a> {
@@ -187,9 +230,14 @@ fn walker<'a>(bytes: &'a [u8], header: &FdtHeader, allow_nop: bool) -> Walker<'a
     }
 }
 
+/// Oldest header version [`normalize`] accepts: 16, the version libfdt
+/// writers mark as `last_comp_version` and the oldest with a strings size.
+const FDT_OLDEST_VERSION: u32 = 16;
+
 /// The header and blocks of `blob`: (the blob cut to `totalsize`, the
-/// header, the magic).
-fn check_container(blob: &[u8], max_size: usize) -> Result<(&[u8], FdtHeader, u32)> {
+/// header, the magic). With `v16`, a version 16 header is accepted and its
+/// structure block taken to run to `totalsize`, as libfdt reads it.
+fn check_container(blob: &[u8], max_size: usize, v16: bool) -> Result<(&[u8], FdtHeader, u32)> {
     // Magic first, so a short non-FDT blob says "bad magic" when it can.
     let magic = be32_at(blob, 0).ok_or(Error::Truncated {
         len: blob.len(),
@@ -202,7 +250,7 @@ fn check_container(blob: &[u8], max_size: usize) -> Result<(&[u8], FdtHeader, u3
         len: blob.len(),
         needed: FDT_HEADER_SIZE,
     })?;
-    let header = FdtHeader {
+    let mut header = FdtHeader {
         totalsize: raw.totalsize.get(),
         off_dt_struct: raw.off_dt_struct.get(),
         off_dt_strings: raw.off_dt_strings.get(),
@@ -213,11 +261,15 @@ fn check_container(blob: &[u8], max_size: usize) -> Result<(&[u8], FdtHeader, u3
         size_dt_strings: raw.size_dt_strings.get(),
         size_dt_struct: raw.size_dt_struct.get(),
     };
-    if header.version < FDT_VERSION || header.last_comp_version > FDT_VERSION {
+    let oldest = if v16 { FDT_OLDEST_VERSION } else { FDT_VERSION };
+    if header.version < oldest || header.last_comp_version > FDT_VERSION {
         return Err(Error::UnsupportedHeaderVersion {
             version: header.version,
             last_comp_version: header.last_comp_version,
         });
+    }
+    if header.version < FDT_VERSION {
+        header.size_dt_struct = header.totalsize.saturating_sub(header.off_dt_struct);
     }
     let totalsize = header.totalsize as usize;
     if totalsize > blob.len() {
@@ -334,9 +386,6 @@ impl Walker<'_> {
         let mut props_allowed = false;
         loop {
             let tok = self.token(pos)?;
-            if root_done && tok != FDT_END {
-                return Err(self.err(pos, Malformed::AfterRoot(tok)));
-            }
             if tok == FDT_NOP && self.allow_nop {
                 nops += 1;
                 pos += 4;
@@ -344,6 +393,9 @@ impl Walker<'_> {
                     return Err(self.err(pos, Malformed::MissingEnd));
                 }
                 continue;
+            }
+            if root_done && tok != FDT_END {
+                return Err(self.err(pos, Malformed::AfterRoot(tok)));
             }
             if pos == 0 && tok != FDT_BEGIN_NODE {
                 return Err(self.err(pos, Malformed::NoRootNode(tok)));
@@ -636,5 +688,80 @@ mod tests {
         // The lookups the crate uses stay panic-free at the depth limit.
         let root = v.root().unwrap();
         assert_eq!(root.children().count(), 1);
+    }
+
+    /// A v17 blob rewritten as libfdt's oldest readable form: version 16,
+    /// no `size_dt_struct` (garbage there, as a v16 writer leaves it).
+    fn as_v16(b: &[u8]) -> Vec<u8> {
+        let mut v = b.to_vec();
+        set_be32(&mut v, 0x14, 16);
+        set_be32(&mut v, 0x18, 16);
+        set_be32(&mut v, 0x24, 0xdead_beef);
+        v
+    }
+
+    #[test]
+    fn normalize_removes_nops_and_upgrades_v16() {
+        let b = minimal();
+        let s = 56; // off_dt_struct
+        let struct_size = u32::from_be_bytes(b[0x24..0x28].try_into().unwrap()) as usize;
+
+        // Unchanged: a clean v17 blob.
+        let mut v = b.clone();
+        assert_eq!(normalize(&mut v, 4096), Ok(Normalized::default()));
+        assert_eq!(v, b);
+
+        // NOPs before the root's property and before FDT_END: shift the
+        // tokens right by two words to make room, as fdt_nop_* would leave.
+        let mut v = b.clone();
+        let end = s + struct_size;
+        let mut with_nops = v[..s + 4 + 4].to_vec(); // header.., BEGIN_NODE "" (8 bytes)
+        with_nops.extend_from_slice(&FDT_NOP.to_be_bytes());
+        with_nops.extend_from_slice(&v[s + 8..end - 4]);
+        with_nops.extend_from_slice(&FDT_NOP.to_be_bytes());
+        with_nops.extend_from_slice(&v[end - 4..]);
+        let strings = u32::from_be_bytes(v[0x0c..0x10].try_into().unwrap()) + 8;
+        set_be32(&mut with_nops, 0x0c, strings);
+        let total = with_nops.len() as u32;
+        set_be32(&mut with_nops, 0x04, total);
+        set_be32(&mut with_nops, 0x24, struct_size as u32 + 8);
+        v = with_nops;
+        assert!(validate(&v, 4096).is_err(), "validate refuses NOPs");
+        let n = normalize(&mut v, 4096).unwrap();
+        assert_eq!((n.nops, n.from_version, n.changed()), (2, None, true));
+        let valid = validate(&v, 4096).unwrap();
+        assert_eq!(valid.header.size_dt_struct as usize, struct_size);
+        let root = valid.root().unwrap();
+        assert_eq!(root.property("p").unwrap().value, b"x\0");
+        assert_eq!(root.children().count(), 1);
+
+        // Version 16: the structure block runs to totalsize.
+        let mut v = as_v16(&b);
+        assert!(validate(&v, 4096).is_err(), "validate wants version 17");
+        let n = normalize(&mut v, 4096).unwrap();
+        assert_eq!((n.nops, n.from_version), (0, Some(16)));
+        assert_eq!(v, b, "a v16 blob becomes exactly its v17 twin");
+
+        // Older than 16, or newer-only blobs, stay refused, and `buf` is
+        // left as it was.
+        let mut v = b.clone();
+        set_be32(&mut v, 0x14, 15);
+        let before = v.clone();
+        assert!(matches!(
+            normalize(&mut v, 4096),
+            Err(Error::UnsupportedHeaderVersion { version: 15, .. })
+        ));
+        assert_eq!(v, before);
+        let mut v = as_v16(&b);
+        set_be32(&mut v, 0x18, 18);
+        assert!(normalize(&mut v, 4096).is_err());
+
+        // A v16 blob without FDT_END before totalsize is malformed.
+        let mut v = as_v16(&b);
+        set_be32(&mut v, s + struct_size - 4, FDT_NOP);
+        assert!(matches!(
+            normalize(&mut v, 4096),
+            Err(Error::MalformedStructure { .. })
+        ));
     }
 }

@@ -57,11 +57,13 @@ pub enum Edit<'e> {
     },
 }
 
-/// `blob` with every `FDT_NOP` token removed, or `None` if it has none;
-/// parse the result with [`Dtb::parse`]. A DTB from another kernel may hold
-/// NOPs where libfdt deleted a property in place (`fdt_delprop`): Linux's
-/// arm64 `kexec_file_load` edits `/chosen` of the next kernel's DTB that
-/// way. [`Dtb::parse`] itself refuses them ([`crate::error::Malformed::Nop`]).
+/// `blob` normalized by [`crate::normalize`] (every `FDT_NOP` token
+/// removed, a version 16 header brought to 17), or `None` if it needed no
+/// change; parse the result with [`Dtb::parse`]. A DTB from another kernel
+/// may hold NOPs where libfdt deleted a property in place (`fdt_delprop`):
+/// Linux's arm64 `kexec_file_load` edits `/chosen` of the next kernel's DTB
+/// that way. [`Dtb::parse`] itself refuses them
+/// ([`crate::error::Malformed::Nop`]).
 pub fn without_nops(blob: &[u8]) -> Result<Option<Vec<u8>>> {
     blob::without_nops(blob, MAX_DTB_SIZE)
 }

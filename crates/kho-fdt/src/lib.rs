@@ -85,7 +85,7 @@ mod error;
 mod parse;
 mod render;
 
-pub use blob::{FdtHeader, MAX_DEPTH};
+pub use blob::{FdtHeader, MAX_DEPTH, Normalized, normalize};
 pub use build::{KhoFdtBuilder, MAX_NAME_LEN};
 pub use error::{Block, Error, Malformed, Result};
 pub use parse::{KhoFdt, Subtree};

@@ -89,8 +89,10 @@ impl<'a> KhoFdt<'a> {
     ///    and aligned;
     /// 2. structure block well-formed (a bounds-checked token walk, nesting
     ///    at most [`crate::MAX_DEPTH`] deep, `FDT_END` present);
-    /// 3. root `compatible` exactly `"kho-v2"`, `"kho-v3"` or `"kho-v4"`
-    ///    (`"kho-v1"` is [`Error::LegacyVersion`]);
+    /// 3. root `compatible` names `"kho-v2"`, `"kho-v3"` or `"kho-v4"`
+    ///    (a string list may, as libfdt's `fdt_node_check_compatible`
+    ///    reads it: the first known entry wins; only `"kho-v1"` is
+    ///    [`Error::LegacyVersion`]);
     /// 4. root `preserved-memory-map`: present, 8 bytes, non-zero,
     ///    page-aligned;
     /// 5. every child of the root, in blob order: unique name,
@@ -284,11 +286,20 @@ pub(crate) fn le64(value: &[u8]) -> Option<u64> {
 /// The version whose compatible string `value` is, exactly (one string, one
 /// NUL terminator).
 fn version_of(value: &[u8], offset: usize) -> Result<AbiVersion> {
-    let known = |s: &str| value.strip_suffix(&[0]) == Some(s.as_bytes());
-    if let Some(v) = AbiVersion::ALL.into_iter().find(|v| known(v.compatible())) {
+    // A string list, as libfdt's `fdt_node_check_compatible` (Linux's
+    // check) reads it: any entry may match. The first entry naming a known
+    // version wins (a list goes from most to least specific).
+    let entries = || {
+        value
+            .strip_suffix(&[0])
+            .into_iter()
+            .flat_map(|list| list.split(|&b| b == 0))
+    };
+    let named = |v: &[u8]| AbiVersion::ALL.into_iter().find(|k| k.compatible().as_bytes() == v);
+    if let Some(v) = entries().find_map(named) {
         return Ok(v);
     }
-    if known(kho_abi::fdt::COMPATIBLE_V1) {
+    if entries().any(|e| e == kho_abi::fdt::COMPATIBLE_V1.as_bytes()) {
         return Err(Error::LegacyVersion { offset });
     }
     Err(Error::UnknownCompatible {
@@ -330,13 +341,24 @@ mod tests {
             version_of(b"kho-v1\0", 7),
             Err(Error::LegacyVersion { offset: 7 })
         );
-        // Unterminated, list, and trailing garbage are all unknown.
+        // A string list matches on any entry, as libfdt's
+        // fdt_node_check_compatible reads it; the first known one wins.
+        assert_eq!(version_of(b"kho-v2\0kho-v3\0", 0), Ok(AbiVersion::V2));
+        assert_eq!(version_of(b"kho-v4\0kho-v3\0", 0), Ok(AbiVersion::V4));
+        assert_eq!(version_of(b"vendor,kho\0kho-v4\0", 0), Ok(AbiVersion::V4));
+        assert_eq!(version_of(b"kho-v2\0\0", 0), Ok(AbiVersion::V2));
+        assert_eq!(version_of(b"kho-v1\0kho-v3\0", 0), Ok(AbiVersion::V3));
+        assert_eq!(
+            version_of(b"vendor,kho\0kho-v1\0", 3),
+            Err(Error::LegacyVersion { offset: 3 })
+        );
+        // Unterminated, unknown, and no entry at all.
         for (value, quoted) in [
             (&b"kho-v2"[..], "kho-v2"),
-            (b"kho-v2\0kho-v3\0", "kho-v2\\0kho-v3"),
-            (b"kho-v2\0\0", "kho-v2\\0"),
-            (b"kho-v4\0kho-v3\0", "kho-v4\\0kho-v3"),
             (b"kho-v5\0", "kho-v5"),
+            (b"kho-v5\0kho-v6\0", "kho-v5\\0kho-v6"),
+            (b"\0", ""),
+            (b"", ""),
             (b"\xff\"x\0", "\\xff\\\"x"),
         ] {
             assert_eq!(

@@ -71,7 +71,9 @@ pub struct WalkStats {
 
 impl KhoIn {
     /// Validate a handover in upstream's order: the FDT mapping (one page of
-    /// RAM), the FDT header, the root `compatible`, the
+    /// RAM), the FDT header (version 16 and `FDT_NOP` tokens accepted, as
+    /// libfdt accepts them), the root `compatible` (a string list naming a
+    /// known version), the
     /// `preserved-memory-map` property, then the scratch array (every entry
     /// non-empty, page-aligned, RAM, disjoint). A malformed child does not
     /// fail the handover: it is left out, as Linux's
@@ -91,6 +93,10 @@ impl KhoIn {
         let mut fdt = [0u8; PAGE_SIZE];
         let fdt_len = size as usize;
         mem.read(handover.fdt, &mut fdt[..fdt_len])?;
+        // Accept what libfdt accepts: FDT_NOPs and a version 16 header are
+        // rewritten away in the copy (the previous kernel's page is not
+        // touched).
+        kho_fdt::normalize(&mut fdt[..fdt_len], PAGE_SIZE)?;
         let (version, memory_map) = {
             let parsed = KhoFdt::parse_lenient(&fdt[..fdt_len])?;
             (parsed.version(), parsed.memory_map())

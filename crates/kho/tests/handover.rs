@@ -172,23 +172,7 @@ fn kho_v4_in_linux_property_order_revives() {
         .subtrees()
         .map(|s| (s.name().to_owned(), s.data().as_u64(), s.size().unwrap()))
         .collect();
-    let mut w = vm_fdt::FdtWriter::new().unwrap();
-    let root = w.begin_node("").unwrap();
-    w.property_string("compatible", "kho-v4").unwrap();
-    w.property(
-        "preserved-memory-map",
-        &ours.memory_map().as_u64().to_le_bytes(),
-    )
-    .unwrap();
-    // Linux's child order too: the last one added comes first.
-    for (name, data, size) in children.iter().rev() {
-        let c = w.begin_node(name).unwrap();
-        w.property("blob-size", &size.to_le_bytes()).unwrap();
-        w.property("preserved-data", &data.to_le_bytes()).unwrap();
-        w.end_node(c).unwrap();
-    }
-    w.end_node(root).unwrap();
-    let linux = w.finish().unwrap();
+    let linux = linux_layout(ours.memory_map().as_u64(), &children, false);
     assert!(linux.len() <= 4096);
     let mut fresh = [0u8; 4096];
     fresh[..linux.len()].copy_from_slice(&linux);
@@ -209,6 +193,105 @@ fn kho_v4_in_linux_property_order_revives() {
     for (phys, o) in folios {
         kin.restore_folio(&mut mem, phys, o).unwrap();
     }
+}
+
+/// A kho-v4 FDT as Linux 7.2 lays it out (children newest first, each
+/// child's `blob-size` first). With `libfdt_forms`, also in the forms
+/// libfdt reads but kho-rs never writes: a `compatible` string list, the
+/// `FDT_NOP`s `fdt_delprop` leaves (one in the root, one in a child) and a
+/// version 16 header.
+fn linux_layout(map: u64, children: &[(String, u64, u64)], libfdt_forms: bool) -> Vec<u8> {
+    let mut w = vm_fdt::FdtWriter::new().unwrap();
+    let root = w.begin_node("").unwrap();
+    if libfdt_forms {
+        w.property_string_list("compatible", vec!["vendor,kho".into(), "kho-v4".into()])
+            .unwrap();
+        w.property_null("deleted-prop").unwrap();
+    } else {
+        w.property_string("compatible", "kho-v4").unwrap();
+    }
+    w.property("preserved-memory-map", &map.to_le_bytes()).unwrap();
+    // Linux's child order too: the last one added comes first.
+    for (name, data, size) in children.iter().rev() {
+        let c = w.begin_node(name).unwrap();
+        w.property("blob-size", &size.to_le_bytes()).unwrap();
+        if libfdt_forms {
+            w.property_null("deleted-prop").unwrap();
+        }
+        w.property("preserved-data", &data.to_le_bytes()).unwrap();
+        w.end_node(c).unwrap();
+    }
+    w.end_node(root).unwrap();
+    let mut blob = w.finish().unwrap();
+    if libfdt_forms {
+        let be32 = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+        let strings = be32(&blob, 0x0c) as usize;
+        let name_off = blob[strings..]
+            .windows(13)
+            .position(|w| w == b"deleted-prop\0")
+            .unwrap() as u32;
+        // Every empty FDT_PROP naming it becomes three FDT_NOPs, exactly as
+        // libfdt's fdt_nop_property leaves it.
+        let (start, end) = (be32(&blob, 0x08) as usize, strings);
+        let mut at = start;
+        let mut nopped = 0;
+        while at + 12 <= end {
+            if be32(&blob, at) == 3 && be32(&blob, at + 4) == 0 && be32(&blob, at + 8) == name_off {
+                for k in 0..3 {
+                    blob[at + 4 * k..at + 4 * k + 4].copy_from_slice(&4u32.to_be_bytes());
+                }
+                nopped += 1;
+            }
+            at += 4;
+        }
+        assert_eq!(nopped, 1 + children.len());
+        // Version 16: no size_dt_struct (left as garbage).
+        blob[0x14..0x18].copy_from_slice(&16u32.to_be_bytes());
+        blob[0x24..0x28].copy_from_slice(&0xdead_beefu32.to_be_bytes());
+    }
+    blob
+}
+
+/// libfdt, and so Linux, reads a compatible string list, FDT_NOPs and a v16
+/// header; so does the engine, and the handover revives in full.
+#[test]
+fn libfdt_forms_revive() {
+    let (mut mem, areas) = setup();
+    let (handover, folios) = hand_over_as(&mut mem, &areas, AbiVersion::V4);
+    let mut page = [0u8; 4096];
+    mem.read(handover.fdt, &mut page).unwrap();
+    let ours = kho_fdt::KhoFdt::parse(&page).unwrap();
+    let children: Vec<(String, u64, u64)> = ours
+        .subtrees()
+        .map(|s| (s.name().to_owned(), s.data().as_u64(), s.size().unwrap()))
+        .collect();
+    let linux = linux_layout(ours.memory_map().as_u64(), &children, true);
+    // The strict reader (fdt-dump, inspect) still names what it refuses.
+    assert!(matches!(
+        kho_fdt::KhoFdt::parse(&linux),
+        Err(kho_fdt::Error::UnsupportedHeaderVersion { version: 16, .. })
+    ));
+    let mut fresh = [0u8; 4096];
+    fresh[..linux.len()].copy_from_slice(&linux);
+    mem.write(handover.fdt, &fresh).unwrap();
+
+    let mut kin = KhoIn::populate(&mem, handover).unwrap();
+    assert_eq!(kin.version(), AbiVersion::V4);
+    assert_eq!(kin.fdt().unwrap().rejected().count(), 0);
+    let mut names = kin.subtree_names();
+    names.sort_unstable();
+    assert_eq!(names, ["client", "kexec-metadata"]);
+    let mut buf = vec![0u64; VisitedSet::words_for(1024)];
+    kin.reserve_preserved(&mem, &mut VisitedSet::new(&mut buf), |_, _| Ok(()))
+        .unwrap();
+    assert_eq!(kin.kexec_count(&mem).unwrap(), Some(4));
+    for (phys, o) in folios {
+        kin.restore_folio(&mut mem, phys, o).unwrap();
+    }
+    // The previous kernel's page itself was not rewritten.
+    let mut after = [0u8; 4096];
+    mem.read(handover.fdt, &mut after).unwrap();
+    assert_eq!(after, fresh);
 }
 
 #[test]
