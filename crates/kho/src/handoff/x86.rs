@@ -271,7 +271,7 @@ pub fn read_boot_params<M: PhysMem>(mem: &M, at: PhysAddr) -> Result<BootParamsI
 ///
 /// Entries must be RAM; the walk stops after [`MAX_SETUP_DATA_ENTRIES`]
 /// (a longer chain is reported as a cycle); a type-10 entry must have
-/// `len == 32`. The first KHO entry wins, as in Linux.
+/// `len >= 32` (only the first 32 bytes are read). The first KHO entry wins.
 pub fn find_kho<M: PhysMem>(mem: &M, head: u64) -> Result<Option<Handover>> {
     let mut next = head;
     let mut seen = [0u64; MAX_SETUP_DATA_ENTRIES];
@@ -292,10 +292,13 @@ pub fn find_kho<M: PhysMem>(mem: &M, head: u64) -> Result<Option<Handover>> {
             reason: "setup_data entry outside RAM",
         })?;
         if header.type_.get() == SETUP_KEXEC_KHO {
-            if header.len.get() as usize != KHO_DATA_SIZE {
+            // Linux reads the first 32 bytes of a longer payload (a newer
+            // kernel may append fields); a shorter one would make it read
+            // past the entry, so it is refused here.
+            if (header.len.get() as usize) < KHO_DATA_SIZE {
                 return Err(Error::BadSetupData {
                     at,
-                    reason: "KHO setup_data length is not 32",
+                    reason: "KHO setup_data shorter than 32 bytes",
                 });
             }
             let payload =
@@ -505,6 +508,10 @@ mod tests {
             .unwrap();
         assert_eq!(find_kho(&m, 0x5000).unwrap(), Some(handover()));
         assert_eq!(find_kho(&m, 0).unwrap(), None);
+        // A longer payload (fields a newer kernel appended) is read as its
+        // first 32 bytes, as Linux reads it.
+        setup_entry(&mut m, 0x6000, 0, SETUP_KEXEC_KHO, 48);
+        assert_eq!(find_kho(&m, 0x5000).unwrap(), Some(handover()));
     }
 
     #[test]
@@ -517,7 +524,7 @@ mod tests {
         );
         setup_entry(&mut m, 0x6000, 0, SETUP_KEXEC_KHO, 16);
         assert!(
-            matches!(find_kho(&m, 0x5000), Err(Error::BadSetupData { reason, .. }) if reason.contains("length"))
+            matches!(find_kho(&m, 0x5000), Err(Error::BadSetupData { reason, .. }) if reason.contains("shorter than 32"))
         );
         setup_entry(&mut m, 0x6000, 0xa0000, 1, 0);
         assert!(
