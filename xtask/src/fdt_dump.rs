@@ -1,8 +1,9 @@
-//! `cargo xtask fdt-dump FILE`: render a KHO FDT blob for review.
+//! `cargo xtask fdt-dump FILE`: render a KHO FDT blob for review; the
+//! command line of `kho_inspect::fdt_dump`, which renders.
 //!
 //! The input is untrusted and read with bounds: only regular files, at
-//! most [`MAX_ROOT`] bytes for a KHO root FDT (one page) or [`MAX_RAW`]
-//! with `--raw` (any FDT blob: a client's sub-FDT, a boot DTB; Linux's
+//! most [`MAX_ROOT`] bytes for a KHO root FDT (one page) or
+//! [`MAX_RAW`](fdt_dump::MAX_RAW) with `--raw` (any FDT blob: a client's sub-FDT, a boot DTB; Linux's
 //! arm64 `MAX_FDT_SIZE`), checked before anything is read. A FIFO, a device
 //! (`/dev/zero`) or a directory is refused with one line instead of being
 //! read without end. A reader that closes the pipe early (`| head`) ends
@@ -13,10 +14,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-/// Largest KHO root FDT: one page.
-pub(crate) const MAX_ROOT: u64 = 4096;
-/// Largest blob `--raw` reads: 2 MiB.
-pub(crate) const MAX_RAW: u64 = 2 << 20;
+use kho_inspect::fdt_dump::{self, MAX_ROOT};
 
 /// Read `file` if it is a regular file of at most `max` bytes.
 fn read_bounded(file: &Path, max: u64) -> Result<Vec<u8>, String> {
@@ -51,20 +49,14 @@ fn read_bounded(file: &Path, max: u64) -> Result<Vec<u8>, String> {
 
 /// Print the rendering of `file`; on any error print one line and exit 1.
 pub(crate) fn run(file: &Path, raw: bool) -> ExitCode {
-    let max = if raw { MAX_RAW } else { MAX_ROOT };
-    let bytes = match read_bounded(file, max) {
+    let bytes = match read_bounded(file, fdt_dump::max_len(raw)) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {}: {e}", file.display());
             return ExitCode::FAILURE;
         }
     };
-    let rendered = if raw {
-        kho_fdt::render_blob(&bytes)
-    } else {
-        kho_fdt::render(&bytes)
-    };
-    match rendered {
+    match fdt_dump::render(&bytes, raw) {
         Ok(text) => {
             let mut out = std::io::stdout().lock();
             match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
@@ -87,6 +79,7 @@ pub(crate) fn run(file: &Path, raw: bool) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kho_inspect::fdt_dump::MAX_RAW;
 
     #[test]
     fn only_small_regular_files_are_read() {

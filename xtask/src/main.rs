@@ -3,9 +3,6 @@
 //! One module per task; every external command is printed before it runs.
 //! See `cargo xtask --help` and docs/TESTING.md.
 
-// `inspect` includes the stub's blob layout file, whose tests use `alloc::`.
-extern crate alloc;
-
 mod ci;
 mod fdt_dump;
 mod fixtures;
@@ -72,6 +69,9 @@ enum Task {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// The decoder's budget (defaults in docs/DEBUGGING.md, "Budget").
+        #[command(flatten)]
+        budget: inspect::Budget,
     },
     /// Run every test: host tests with snapshot checks, dtc interop,
     /// bare-metal builds, and the VM handover tests (test-vm).
@@ -174,9 +174,11 @@ fn main() -> ExitCode {
             dtb,
             find,
             json,
+            budget,
         } => {
+            let limits = budget.limits();
             if find {
-                return inspect::run_find(&memory, base, json);
+                return inspect::run_find(&memory, base, json, limits);
             }
             let start = match (fdt, x86_boot_params, dtb) {
                 (Some(a), _, _) => inspect::Start::Fdt(a),
@@ -185,7 +187,7 @@ fn main() -> ExitCode {
                 // clap's required group guarantees one of them.
                 (None, None, None) => return ExitCode::FAILURE,
             };
-            return inspect::run(&memory, base, start, json);
+            return inspect::run(&memory, base, start, json, limits);
         }
         Task::Test => ci::test(),
         Task::Lint => ci::lint(),

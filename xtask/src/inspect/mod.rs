@@ -1,29 +1,17 @@
 //! `cargo xtask inspect`: what a guest was about to hand over, read from
-//! outside in a memory dump (docs/DEBUGGING.md).
+//! outside in a memory dump (docs/DEBUGGING.md). The command-line front end
+//! of the `kho-inspect` crate, which does everything but the I/O:
 //!
-//! - [`image`]: the dump as a read-only `PhysMem` (ELF core or raw file);
-//! - [`decode`]: the handover decoded through the workspace's crates, every
-//!   structural problem listed with its location;
-//! - [`report`]: the result as data (`--json` serializes it);
-//! - [`text`]: the result as text;
-//! - [`find`]: `--find`, which scans the whole image for the handover
-//!   when no address is known.
+//! - [`image`]: the dump file as a `kho_inspect::Image` (`pread`), and the
+//!   one-line errors that name the file;
+//! - this module: the flags (start point, `--json`, the budget), printing,
+//!   the exit status.
 //!
 //! Exit status: 0 when the handover is sound, 1 when it has a structural
 //! problem (after printing everything that could be decoded), 1 with one
 //! line on unusable input (no such file, not ELF and no `--base`, …).
 
-pub(crate) mod decode;
-pub(crate) mod find;
 pub(crate) mod image;
-pub(crate) mod report;
-mod text;
-
-/// The stub's blob layout, written once in the stub crate (its file has no
-/// dependency beyond kho-abi and zerocopy); docs/HANDOVER.md documents it.
-#[allow(dead_code)]
-#[path = "../../../crates/kho-stub/src/blob.rs"]
-pub(crate) mod stub_blob;
 
 #[cfg(test)]
 mod find_tests;
@@ -37,68 +25,104 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde::Serialize;
 
-pub(crate) use decode::inspect;
 pub(crate) use image::Image;
-pub(crate) use report::{Report, Start};
+/// The decoder, for the tests (`inspect_file` is the command's way in).
+#[cfg(test)]
+use kho_inspect::inspect;
+pub(crate) use kho_inspect::report::{FindOutput, Output};
+pub(crate) use kho_inspect::{Limits, Report, Start, find, report};
 
-/// The image part of the output.
-#[derive(Clone, Debug, Serialize)]
-pub(crate) struct ImageInfo {
-    pub(crate) file: String,
-    pub(crate) format: image::Format,
-    pub(crate) segments: Vec<image::Segment>,
+/// The decoder's budget on the command line: each flag overrides one
+/// default of `kho_inspect::Limits` (docs/DEBUGGING.md, "Budget").
+#[derive(Clone, Copy, Debug, Default, clap::Args)]
+pub(crate) struct Budget {
+    /// Most radix nodes the walk of the preserved-memory tree visits.
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    max_nodes: Option<u64>,
+    /// Most runs of the preserved set listed (the walk stops after them).
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    max_runs: Option<u64>,
+    /// Most blocks checked one by one against the preserved set (the
+    /// stub's records, kho_test's folios).
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    max_blocks: Option<u64>,
+    /// Most bytes read from the image to decode one handover (K/M/G/T
+    /// suffixes: 8G).
+    #[arg(long, value_name = "BYTES", value_parser = parse_count)]
+    max_bytes: Option<u64>,
+    /// Most problems listed per handover (the rest are counted).
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    max_problems: Option<u64>,
 }
 
-/// Everything `inspect` prints.
-#[derive(Clone, Debug, Serialize)]
-pub(crate) struct Output {
-    pub(crate) image: ImageInfo,
-    pub(crate) start: Start,
-    #[serde(flatten)]
-    pub(crate) report: Report,
+impl Budget {
+    /// The default limits with these overrides.
+    pub(crate) fn limits(&self) -> Limits {
+        let d = Limits::default();
+        let size = |v: Option<u64>, default: usize| {
+            v.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX))
+        };
+        Limits {
+            nodes: size(self.max_nodes, d.nodes),
+            runs: size(self.max_runs, d.runs),
+            blocks: self.max_blocks.unwrap_or(d.blocks),
+            bytes: self.max_bytes.unwrap_or(d.bytes),
+            problems: size(self.max_problems, d.problems),
+            ..d
+        }
+    }
 }
 
-/// Open the image and decode the handover from `start`.
+/// Open the image and decode the handover from `start` (default limits).
 pub(crate) fn inspect_file(memory: &Path, base: Option<u64>, start: Start) -> Result<Output> {
+    inspect_file_with(memory, base, start, Limits::default())
+}
+
+/// Open the image and decode the handover from `start` within `limits`.
+pub(crate) fn inspect_file_with(
+    memory: &Path,
+    base: Option<u64>,
+    start: Start,
+    limits: Limits,
+) -> Result<Output> {
     let image = Image::open(memory, base)?;
-    let report = inspect(&image, start);
+    let report = kho_inspect::inspect_with(&image, start, limits);
     Ok(Output {
-        image: ImageInfo {
-            file: image.path().display().to_string(),
-            format: image.format(),
-            segments: image.segments().to_vec(),
-        },
+        image: image.info(),
         start,
         report,
     })
 }
 
-/// Everything `inspect --find` prints.
-#[derive(Clone, Debug, Serialize)]
-pub(crate) struct FindOutput {
-    pub(crate) image: ImageInfo,
-    #[serde(flatten)]
-    pub(crate) found: find::Found,
+/// Open the image, scan all of its RAM for the handover, decode the best
+/// candidates (default limits).
+pub(crate) fn find_file(memory: &Path, base: Option<u64>) -> Result<FindOutput> {
+    find_file_with(memory, base, Limits::default())
 }
 
-/// Open the image, scan all of its RAM for the handover, decode the best
-/// candidates.
-pub(crate) fn find_file(memory: &Path, base: Option<u64>) -> Result<FindOutput> {
+/// [`find_file`] within `limits`.
+pub(crate) fn find_file_with(
+    memory: &Path,
+    base: Option<u64>,
+    limits: Limits,
+) -> Result<FindOutput> {
     let image = Image::open(memory, base)?;
-    let found = find::find(&image, &image.ram_ranges(), find::Limits::default());
+    let found = find::find_in(&image, limits);
     Ok(FindOutput {
-        image: ImageInfo {
-            file: image.path().display().to_string(),
-            format: image.format(),
-            segments: image.segments().to_vec(),
-        },
+        image: image.info(),
         found,
     })
 }
 
 /// `cargo xtask inspect`.
-pub(crate) fn run(memory: &Path, base: Option<u64>, start: Start, json: bool) -> ExitCode {
-    let out = match inspect_file(memory, base, start) {
+pub(crate) fn run(
+    memory: &Path,
+    base: Option<u64>,
+    start: Start,
+    json: bool,
+    limits: Limits,
+) -> ExitCode {
+    let out = match inspect_file_with(memory, base, start, limits) {
         Ok(out) => out,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -106,14 +130,14 @@ pub(crate) fn run(memory: &Path, base: Option<u64>, start: Start, json: bool) ->
         }
     };
     let sound = out.report.problems.is_empty();
-    print(&out, json, text::render, sound)
+    print(&out, json, kho_inspect::text::render, sound)
 }
 
 /// `cargo xtask inspect --find`: exit 1 with one line when nothing is
 /// found, else the candidates and the decoded handovers (exit 0 when the
 /// scan and every decoded handover are free of problems).
-pub(crate) fn run_find(memory: &Path, base: Option<u64>, json: bool) -> ExitCode {
-    let out = match find_file(memory, base) {
+pub(crate) fn run_find(memory: &Path, base: Option<u64>, json: bool, limits: Limits) -> ExitCode {
+    let out = match find_file_with(memory, base, limits) {
         Ok(out) => out,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -125,14 +149,14 @@ pub(crate) fn run_find(memory: &Path, base: Option<u64>, json: bool) -> ExitCode
         return ExitCode::FAILURE;
     }
     let sound = out.found.is_sound();
-    print(&out, json, text::render_find, sound)
+    print(&out, json, kho_inspect::text::render_find, sound)
 }
 
 /// Print `out` as JSON or text; exit 0 if `sound`.
 fn print<T: Serialize>(out: &T, json: bool, render: fn(&T) -> String, sound: bool) -> ExitCode {
     let text = if json {
-        match serde_json::to_string_pretty(out) {
-            Ok(text) => text + "\n",
+        match kho_inspect::json::render(out) {
+            Ok(text) => text,
             Err(e) => {
                 eprintln!("error: serializing the report: {e}");
                 return ExitCode::FAILURE;
@@ -156,9 +180,61 @@ fn print<T: Serialize>(out: &T, json: bool, render: fn(&T) -> String, sound: boo
 
 /// A physical address on the command line: `0x` hex or decimal.
 pub(crate) fn parse_addr(text: &str) -> Result<u64, String> {
-    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(&hex.replace('_', ""), 16),
-        None => text.replace('_', "").parse(),
+    parse_number(text).ok_or_else(|| format!("`{text}` is not an address (0x-hex or decimal)"))
+}
+
+/// A count or size on the command line: `0x` hex or decimal, with an
+/// optional binary suffix `K`, `M`, `G` or `T` (`8G`).
+pub(crate) fn parse_count(text: &str) -> Result<u64, String> {
+    let (digits, shift) = match text.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&text[..i], 10),
+        Some((i, 'M' | 'm')) => (&text[..i], 20),
+        Some((i, 'G' | 'g')) => (&text[..i], 30),
+        Some((i, 'T' | 't')) => (&text[..i], 40),
+        _ => (text, 0),
     };
-    parsed.map_err(|_| format!("`{text}` is not an address (0x-hex or decimal)"))
+    parse_number(digits)
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("`{text}` is not a count (0x-hex or decimal, optional K/M/G/T)"))
+}
+
+fn parse_number(text: &str) -> Option<u64> {
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(&hex.replace('_', ""), 16).ok(),
+        None => text.replace('_', "").parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use super::*;
+
+    #[test]
+    fn counts_take_hex_decimal_and_binary_suffixes() {
+        assert_eq!(parse_count("4096"), Ok(4096));
+        assert_eq!(parse_count("0x1_000"), Ok(4096));
+        assert_eq!(parse_count("8G"), Ok(8 << 30));
+        assert_eq!(parse_count("1k"), Ok(1024));
+        assert!(parse_count("16E").is_err());
+        assert!(parse_count("99999999999T").is_err());
+        assert!(parse_count("").is_err());
+        assert!(parse_count("G").is_err());
+    }
+
+    #[test]
+    fn the_budget_flags_override_only_their_limit() {
+        let d = Limits::default();
+        assert_eq!(Budget::default().limits(), d);
+        let b = Budget {
+            max_runs: Some(10),
+            max_bytes: Some(1 << 20),
+            ..Budget::default()
+        };
+        let l = b.limits();
+        assert_eq!((l.runs, l.bytes), (10, 1 << 20));
+        assert_eq!(
+            (l.nodes, l.blocks, l.problems),
+            (d.nodes, d.blocks, d.problems)
+        );
+    }
 }

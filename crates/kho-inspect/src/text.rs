@@ -1,17 +1,30 @@
 //! The human-readable form of an inspection: stable order, hex addresses.
 
-use std::fmt::Write as _;
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write as _;
 
-use super::find::{Candidate, Found};
-use super::report::{Content, HandoverInfo, Problem, Report, Start, Vmalloc};
-use super::{FindOutput, ImageInfo, Output};
+use crate::find::{Candidate, Found};
+use crate::report::{
+    Content, FindOutput, HandoverInfo, ImageInfo, Output, Problem, Report, Start, Vmalloc,
+};
 
 /// The whole report as text.
-pub(crate) fn render(out: &Output) -> String {
+pub fn render(out: &Output) -> String {
     let mut s = String::new();
     image_line(&mut s, &out.image);
     let _ = writeln!(s, "start: {}", describe_start(out.start));
     report(&mut s, &out.report);
+    s
+}
+
+/// A report alone (no image line, no start line): what a library caller
+/// that decoded memory of its own prints.
+pub fn render_report(r: &Report) -> String {
+    let mut s = String::new();
+    report(&mut s, r);
     s
 }
 
@@ -33,7 +46,7 @@ fn image_line(s: &mut String, image: &ImageInfo) {
 }
 
 /// `--find`: what the scan saw, the candidates, then each decoded handover.
-pub(crate) fn render_find(out: &FindOutput) -> String {
+pub fn render_find(out: &FindOutput) -> String {
     let mut s = String::new();
     image_line(&mut s, &out.image);
     let f: &Found = &out.found;

@@ -19,11 +19,19 @@
 //! `kho_abi::x86::KhoData`); the handover is then decoded by the decoder
 //! `--fdt`, `--dtb` and `--x86-boot-params` use, started at the boot
 //! structure that names the FDT (so the scratch areas are known) or at the
-//! FDT itself. The cost is one read of the image plus work bounded by
-//! [`Limits`]: past a limit the scan goes on counting, lists a `find-limit`
-//! problem and keeps what it has.
+//! FDT itself. The cost is one read of the image's file plus work bounded
+//! by [`Limits`]: past a limit the scan goes on counting, lists a
+//! `find-limit` problem and keeps what it has. Over an [`Image`]
+//! ([`find_in`]) the zero fill past a segment's `p_filesz` is skipped, not
+//! read: an ELF core claiming 2^50 bytes of memory costs what its file
+//! holds.
 
-use std::collections::BTreeMap;
+use alloc::borrow::ToOwned;
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
 
 use kho::Handover;
 use kho::handoff::dt;
@@ -37,8 +45,10 @@ use kho_mem::{PhysAddr, PhysMem};
 use serde::Serialize;
 use zerocopy::FromBytes;
 
-use super::decode::inspect;
-use super::report::{HandoverInfo, Problem, Report, Start};
+pub use crate::Limits;
+use crate::decode::inspect_with;
+use crate::image::{Fill, Image, ReadAt};
+use crate::report::{HandoverInfo, Problem, Report, Start};
 
 const PAGE: u64 = kho_abi::PAGE_SIZE as u64;
 /// Bytes read at a time: physical-address aligned, so a page never spans
@@ -52,62 +62,30 @@ const SETUP_ENTRY_LEN: usize = SETUP_DATA_HEADER_SIZE + KHO_DATA_SIZE;
 /// What a zero page compares against (one `memcmp`).
 static ZERO_PAGE: [u8; PAGE as usize] = [0; PAGE as usize];
 
-/// Bounds on the work and output of one scan.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Limits {
-    /// Root KHO FDTs listed.
-    pub(crate) root_fdts: usize,
-    /// `setup_data` type-10 entries kept for matching.
-    pub(crate) setup_data: usize,
-    /// Boot DTBs read whole (to look at `/chosen`) …
-    pub(crate) dtbs: usize,
-    /// … and the bytes they may add up to.
-    pub(crate) dtb_bytes: u64,
-    /// Skipped FDT magics listed (the rest are counted).
-    pub(crate) skipped: usize,
-    /// Unreadable chunks listed as problems (the rest are counted).
-    pub(crate) read_errors: usize,
-    /// Handovers decoded.
-    pub(crate) decodes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            root_fdts: 64,
-            setup_data: 1024,
-            dtbs: 256,
-            dtb_bytes: 64 << 20,
-            skipped: 32,
-            read_errors: 8,
-            decodes: 8,
-        }
-    }
-}
-
 /// What the scan covered and how often each pattern matched.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub(crate) struct ScanInfo {
+pub struct ScanInfo {
     /// The RAM ranges scanned: (start, length).
-    pub(crate) ranges: Vec<(u64, u64)>,
+    pub ranges: Vec<(u64, u64)>,
     /// Bytes scanned (the ranges' total).
-    pub(crate) bytes: u64,
+    pub bytes: u64,
     /// Pages (4 KiB, by physical address) that were not all zero.
-    pub(crate) nonzero_pages: u64,
+    pub nonzero_pages: u64,
     /// FDT magics at 8-byte boundaries (page starts included).
-    pub(crate) fdt_magics: u64,
+    pub fdt_magics: u64,
     /// `setup_data` headers with `type` 10 and `len` 32.
-    pub(crate) setup_data_headers: u64,
+    pub setup_data_headers: u64,
     /// Device trees read whole to look at their `/chosen`.
-    pub(crate) dtbs_read: u64,
+    pub dtbs_read: u64,
 }
 
 /// A structure the scan found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
-pub(crate) enum Candidate {
+pub enum Candidate {
     /// A root KHO FDT at a page start.
     RootFdt {
+        /// Its physical address.
         addr: u64,
         /// The header's `totalsize`.
         total_size: u64,
@@ -123,7 +101,9 @@ pub(crate) enum Candidate {
     },
     /// An x86 `setup_data` entry of type 10.
     X86SetupData {
+        /// Its physical address.
         addr: u64,
+        /// The handover its `kho_data` names.
         handover: HandoverInfo,
         /// The version of the root FDT it names, if the scan found it.
         abi_version: Option<String>,
@@ -132,17 +112,22 @@ pub(crate) enum Candidate {
     },
     /// A boot DTB whose `/chosen` names a handover.
     Dtb {
+        /// Its physical address.
         addr: u64,
+        /// The header's `totalsize`.
         total_size: u64,
+        /// The handover its `/chosen` names.
         handover: HandoverInfo,
+        /// The version of the root FDT it names, if the scan found it.
         abi_version: Option<String>,
+        /// Whether `handover.fdt` is a root KHO FDT the scan found.
         names_root_fdt: bool,
     },
 }
 
 impl Candidate {
     /// Where the candidate is.
-    pub(crate) fn addr(&self) -> u64 {
+    pub fn addr(&self) -> u64 {
         match *self {
             Candidate::RootFdt { addr, .. }
             | Candidate::X86SetupData { addr, .. }
@@ -153,43 +138,48 @@ impl Candidate {
 
 /// An FDT magic at a page start that is not a root KHO FDT.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub(crate) struct Skipped {
-    pub(crate) addr: u64,
-    pub(crate) reason: String,
+pub struct Skipped {
+    /// Its physical address.
+    pub addr: u64,
+    /// Why it is not a candidate.
+    pub reason: String,
 }
 
 /// One handover decoded from a candidate.
 #[derive(Clone, Debug, Serialize)]
-pub(crate) struct Decoded {
+pub struct Decoded {
     /// Why this candidate, in words.
-    pub(crate) why: String,
-    pub(crate) start: Start,
+    pub why: String,
+    /// Where the decoder started.
+    pub start: Start,
     /// What to keep in mind reading the report (not problems).
-    pub(crate) notes: Vec<String>,
+    pub notes: Vec<String>,
+    /// What the decoder found.
     #[serde(flatten)]
-    pub(crate) report: Report,
+    pub report: Report,
 }
 
 /// Everything `--find` found.
 #[derive(Clone, Debug, Default, Serialize)]
-pub(crate) struct Found {
-    pub(crate) scan: ScanInfo,
+pub struct Found {
+    /// What the scan covered.
+    pub scan: ScanInfo,
     /// Root KHO FDTs by address, then boot structures by address.
-    pub(crate) candidates: Vec<Candidate>,
+    pub candidates: Vec<Candidate>,
     /// FDT magics at page starts that are not root KHO FDTs (at most
     /// [`Limits::skipped`]) …
-    pub(crate) skipped: Vec<Skipped>,
+    pub skipped: Vec<Skipped>,
     /// … and how many there were.
-    pub(crate) skipped_total: u64,
+    pub skipped_total: u64,
     /// Problems of the scan itself (each decoded handover has its own).
-    pub(crate) problems: Vec<Problem>,
+    pub problems: Vec<Problem>,
     /// The handovers decoded, best first.
-    pub(crate) decoded: Vec<Decoded>,
+    pub decoded: Vec<Decoded>,
 }
 
 impl Found {
     /// Why nothing was decoded, in one line (`None`: something was).
-    pub(crate) fn nothing_found(&self) -> Option<String> {
+    pub fn nothing_found(&self) -> Option<String> {
         if !self.decoded.is_empty() {
             return None;
         }
@@ -214,7 +204,7 @@ impl Found {
     }
 
     /// Whether the scan and every decoded handover are free of problems.
-    pub(crate) fn is_sound(&self) -> bool {
+    pub fn is_sound(&self) -> bool {
         !self.decoded.is_empty()
             && self.problems.is_empty()
             && self.decoded.iter().all(|d| d.report.problems.is_empty())
@@ -222,9 +212,29 @@ impl Found {
 }
 
 /// Scan `ram` (start, length ranges of `mem`) and decode what it finds.
-pub(crate) fn find<M: PhysMem>(mem: &M, ram: &[(u64, u64)], limits: Limits) -> Found {
+pub fn find<M: PhysMem>(mem: &M, ram: &[(u64, u64)], limits: Limits) -> Found {
+    scan(mem, ram, limits, &|_| None)
+}
+
+/// Scan all of `image`'s RAM ([`Image::ram_ranges`]) and decode what it
+/// finds, reading only the file's bytes: the zero fill past a segment's
+/// `p_filesz` is skipped (it holds no structure).
+pub fn find_in<R: ReadAt>(image: &Image<R>, limits: Limits) -> Found {
+    scan(image, &image.ram_ranges(), limits, &|addr| {
+        image.fill_at(addr)
+    })
+}
+
+/// What [`find`] and [`find_in`] do; `fill` says where the zero fill is.
+fn scan<M: PhysMem>(
+    mem: &M,
+    ram: &[(u64, u64)],
+    limits: Limits,
+    fill: &dyn Fn(u64) -> Option<Fill>,
+) -> Found {
     let mut s = Scanner {
         mem,
+        fill,
         limits,
         found: Found::default(),
         roots: BTreeMap::new(),
@@ -250,7 +260,7 @@ pub(crate) fn find<M: PhysMem>(mem: &M, ram: &[(u64, u64)], limits: Limits) -> F
     }
     s.resolve();
     let mut found = s.found;
-    let mut problems = std::mem::take(&mut found.problems);
+    let mut problems = core::mem::take(&mut found.problems);
     found.decoded = decode(mem, &found, limits, &mut problems);
     found.problems = problems;
     found
@@ -268,6 +278,8 @@ struct Root {
 
 struct Scanner<'m, M> {
     mem: &'m M,
+    /// Where the image's zero fill is (skipped, not read).
+    fill: &'m dyn Fn(u64) -> Option<Fill>,
     limits: Limits,
     found: Found,
     /// Root FDTs by address.
@@ -310,10 +322,29 @@ impl<M: PhysMem> Scanner<'_, M> {
         };
         let mut at = start;
         while at < end {
-            let next = (at / CHUNK)
+            let mut next = (at / CHUNK)
                 .checked_add(1)
                 .and_then(|c| c.checked_mul(CHUNK))
                 .map_or(end, |n| n.min(end));
+            match (self.fill)(at) {
+                // Zeros up to `zero_end`: nothing to find, nothing to read.
+                Some(Fill::Zero(zero_end)) => {
+                    let to = zero_end.clamp(at.saturating_add(1), end);
+                    self.found.scan.bytes = self.found.scan.bytes.saturating_add(to - at);
+                    at = to;
+                    continue;
+                }
+                // File bytes up to `file_end`: read them, and the rest of
+                // their last page, so that a page is read whole.
+                Some(Fill::File(file_end)) => {
+                    let page_end = file_end
+                        .checked_next_multiple_of(PAGE)
+                        .unwrap_or(file_end)
+                        .max(at.saturating_add(1));
+                    next = next.min(page_end);
+                }
+                None => {}
+            }
             // At most CHUNK bytes.
             let n = (next - at) as usize;
             buf.resize(n, 0);
@@ -330,7 +361,7 @@ impl<M: PhysMem> Scanner<'_, M> {
                     }
                 }
             }
-            self.found.scan.bytes += n as u64;
+            self.found.scan.bytes = self.found.scan.bytes.saturating_add(n as u64);
             at = next;
         }
     }
@@ -342,8 +373,8 @@ impl<M: PhysMem> Scanner<'_, M> {
             // `at + off` is in the range, so below its (checked) end.
             let addr = at + off as u64;
             let page_end = (off + (PAGE - addr % PAGE) as usize).min(buf.len());
-            let page = &buf[off..page_end];
-            if page != &ZERO_PAGE[..page.len()] {
+            let page = buf.get(off..page_end).unwrap_or_default();
+            if ZERO_PAGE.get(..page.len()) != Some(page) {
                 self.found.scan.nonzero_pages += 1;
                 self.page(at, buf, off, page_end);
             }
@@ -356,13 +387,17 @@ impl<M: PhysMem> Scanner<'_, M> {
         let misalign = ((at + from as u64) % 8) as usize;
         let mut i = from + (8 - misalign) % 8;
         while i + 8 <= to {
-            let b0 = buf[i];
-            if b0 == 0xd0 {
-                if buf[i..i + 4] == FDT_MAGIC.to_be_bytes() {
+            let Some(word) = buf.get(i..i + 8) else {
+                break;
+            };
+            match word.first() {
+                Some(0xd0) if word.starts_with(&FDT_MAGIC.to_be_bytes()) => {
                     self.fdt_magic(at + i as u64, buf, i);
                 }
-            } else if b0 == SETUP_KEXEC_KHO as u8 && le64(&buf[i..i + 8]) == SETUP_KHO_WORD {
-                self.setup_word(at + i as u64, buf, i);
+                Some(&b) if b == SETUP_KEXEC_KHO as u8 && le64(word) == SETUP_KHO_WORD => {
+                    self.setup_word(at + i as u64, buf, i);
+                }
+                _ => {}
             }
             i += 8;
         }
@@ -388,7 +423,7 @@ impl<M: PhysMem> Scanner<'_, M> {
         let page = if page_start {
             // The page, or what the range holds of it.
             let end = i.saturating_add(PAGE as usize).min(buf.len());
-            match root_fdt(&buf[i..end]) {
+            match root_fdt(buf.get(i..end).unwrap_or_default()) {
                 RootCheck::Root(root) => {
                     self.root(addr, root);
                     return;
@@ -480,12 +515,10 @@ impl<M: PhysMem> Scanner<'_, M> {
             return DtbCheck::NotRead;
         };
         let be32 = |o: usize| {
-            u64::from(u32::from_be_bytes([
-                header[o],
-                header[o + 1],
-                header[o + 2],
-                header[o + 3],
-            ]))
+            header
+                .get(o..o + 4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map_or(0, |b| u64::from(u32::from_be_bytes(b)))
         };
         let (total, version) = (be32(4), be32(20));
         // Cheap refusals first: only a plausible header costs a read.
@@ -563,7 +596,10 @@ impl<M: PhysMem> Scanner<'_, M> {
         let Some(bytes) = self.bytes(entry, SETUP_ENTRY_LEN, buf, i.checked_sub(8)) else {
             return;
         };
-        let Ok(data) = KhoData::read_from_bytes(&bytes[SETUP_DATA_HEADER_SIZE..]) else {
+        let Some(Ok(data)) = bytes
+            .get(SETUP_DATA_HEADER_SIZE..)
+            .map(KhoData::read_from_bytes)
+        else {
             return;
         };
         let h = Handover::from_kho_data(&data);
@@ -581,8 +617,8 @@ impl<M: PhysMem> Scanner<'_, M> {
     /// Match boot structures to root FDTs and list the candidates.
     fn resolve(&mut self) {
         let mut boot = Vec::new();
-        let setups = std::mem::take(&mut self.setups);
-        let dtbs = std::mem::take(&mut self.dtbs);
+        let setups = core::mem::take(&mut self.setups);
+        let dtbs = core::mem::take(&mut self.dtbs);
         let structures = setups
             .into_iter()
             .map(|(a, h)| (a, None, h))
@@ -624,7 +660,7 @@ impl<M: PhysMem> Scanner<'_, M> {
             });
         }
         boot.sort_by_key(Candidate::addr);
-        let roots = std::mem::take(&mut self.roots);
+        let roots = core::mem::take(&mut self.roots);
         self.found.candidates = roots
             .into_iter()
             .map(|(addr, r)| Candidate::RootFdt {
@@ -714,10 +750,9 @@ fn root_fdt(page: &[u8]) -> RootCheck {
     })
 }
 
+/// The little-endian word `b` holds (0 unless it is 8 bytes).
 fn le64(b: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(b);
-    u64::from_le_bytes(w)
+    <[u8; 8]>::try_from(b).map_or(0, u64::from_le_bytes)
 }
 
 /// Decode the best candidates: the root FDTs a boot structure names (from
@@ -770,14 +805,13 @@ fn decode<M: PhysMem>(
             }
             plan.push((why, start));
         }
-    } else if roots.len() == 1 {
+    } else if let [(only, _)] = roots.as_slice() {
         plan.push((
             format!(
-                "the only root KHO FDT in the image, at {:#x}; no boot structure names it, so \
-                 the scratch areas are unknown",
-                roots[0].0
+                "the only root KHO FDT in the image, at {only:#x}; no boot structure names it, \
+                 so the scratch areas are unknown"
             ),
-            Start::Fdt(roots[0].0),
+            Start::Fdt(*only),
         ));
     } else if !roots.is_empty() {
         let n = roots.len();
@@ -823,7 +857,7 @@ fn decode<M: PhysMem>(
     }
     plan.into_iter()
         .map(|(why, start)| {
-            let report = inspect(mem, start);
+            let report = inspect_with(mem, start, limits);
             Decoded {
                 why,
                 start,

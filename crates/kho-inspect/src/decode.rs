@@ -6,9 +6,20 @@
 //! kho-vmalloc, `kexec-metadata`, the stub's blob). A kernel stops at the
 //! first failure; the decoder goes on wherever the rest can still be read,
 //! so one run lists every problem it can reach.
+//!
+//! Its work and memory follow the handover and stop at the [`Limits`]:
+//! every read goes through a byte meter ([`Metered`]), the radix walk's
+//! visited set grows only as the tree does, up to `nodes`, and the runs,
+//! the blocks checked one by one and the problems listed each have their
+//! bound. Past one, a `budget-exceeded` problem says which, and what was not
+//! decoded.
 
-use std::collections::BTreeMap;
-use std::fmt::Display;
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt::Display;
 
 use kho::Handover;
 use kho::handoff::{dt, x86};
@@ -22,20 +33,26 @@ use kho_mem::{PhysAddr, PhysMem, PhysRange};
 use kho_radix::VisitedSet;
 use kho_scratch::{AreaKind, ReadPolicy, ScratchArea, ScratchAreas};
 
-use super::report::{
+use crate::Limits;
+use crate::budget::Metered;
+use crate::report::{
     Content, FdtInfo, HandoverInfo, Preserved, Problem, RadixNodes, RegionInfo, Report, Run,
     ScratchInfo, Start, StubRecord, SubtreeInfo, TestFolio, Vmalloc, VmallocInfo,
 };
-use super::stub_blob;
+use crate::runs::RunSet;
+use crate::stub_blob;
 
 const PAGE: u64 = PAGE_SIZE as u64;
 
-/// Nodes the first radix walk may visit; doubled (up to [`MAX_NODES`]) when
-/// a tree is larger.
+/// Nodes the first radix walk may visit (1 << 14, 150 KiB of visited set);
+/// eight times more for each retry of a larger tree, up to
+/// [`Limits::nodes`], so the set stays within 8× the tree and the walks
+/// before the last cost at most a seventh of it.
 const FIRST_NODES: usize = 1 << 14;
-/// The most radix nodes a walk visits (128 GiB of node pages, far beyond any
-/// real tree): a bound on the work a corrupt image can cause.
-const MAX_NODES: usize = 1 << 25;
+/// Growth of the visited set between walks.
+const NODES_GROWTH: usize = 8;
+/// The problem code of every budget bound ([`Limits`]).
+pub(crate) const BUDGET_EXCEEDED: &str = "budget-exceeded";
 /// lib/test_kho.c's subtree: name, compatible, magic ("KHO!").
 const KHO_TEST_NAME: &str = "kho_test";
 const KHO_TEST_COMPATIBLE: &[u8] = b"kho-test-v1\0";
@@ -50,28 +67,121 @@ const MAX_DTB: u64 = 2 << 20;
 /// Largest stub blob read (the stub's records fit in a few pages).
 const MAX_STUB_BLOB: u64 = 1 << 20;
 
-/// Decode the handover reachable from `start` in `mem`.
-pub(crate) fn inspect<M: PhysMem>(mem: &M, start: Start) -> Report {
+/// Decode the handover reachable from `start` in `mem`, within the default
+/// [`Limits`].
+pub fn inspect<M: PhysMem>(mem: &M, start: Start) -> Report {
+    inspect_with(mem, start, Limits::default())
+}
+
+/// Decode the handover reachable from `start` in `mem`, within `limits`
+/// (its decoder budget: `nodes`, `runs`, `blocks`, `bytes`, `problems`).
+pub fn inspect_with<M: PhysMem>(mem: &M, start: Start, limits: Limits) -> Report {
     let mut d = Decoder {
-        mem,
+        mem: Metered::new(mem, limits.bytes),
+        limits,
         report: Report::default(),
+        unlisted: 0,
+        checked_blocks: 0,
+        exceeded: Vec::new(),
     };
     d.run(start);
-    d.report
+    d.finish()
 }
 
 struct Decoder<'m, M> {
-    mem: &'m M,
+    mem: Metered<'m, M>,
+    limits: Limits,
     report: Report,
+    /// Problems found past [`Limits::problems`].
+    unlisted: u64,
+    /// Blocks checked one by one so far ([`Limits::blocks`]).
+    checked_blocks: u64,
+    /// The limits already reported (each once).
+    exceeded: Vec<&'static str>,
 }
 
 impl<M: PhysMem> Decoder<'_, M> {
+    /// Record a problem. After the byte budget refused a read, what fails
+    /// is its consequence: the budget is reported instead, once. Past
+    /// [`Limits::problems`] problems are only counted.
     fn problem(&mut self, code: &'static str, location: impl Into<String>, message: impl Display) {
+        if self.mem.refused() {
+            self.bytes_exceeded();
+            return;
+        }
+        if self.report.problems.len() >= self.limits.problems {
+            self.unlisted = self.unlisted.saturating_add(1);
+            return;
+        }
         self.report.problems.push(Problem {
             code,
             location: location.into(),
             message: message.to_string(),
         });
+    }
+
+    /// Record that `limit` stopped the decoder (once per limit; not counted
+    /// against [`Limits::problems`]).
+    fn exceeded(&mut self, limit: &'static str, location: String, message: String) {
+        if self.exceeded.contains(&limit) {
+            return;
+        }
+        self.exceeded.push(limit);
+        self.report.problems.push(Problem {
+            code: BUDGET_EXCEEDED,
+            location,
+            message,
+        });
+    }
+
+    fn bytes_exceeded(&mut self) {
+        let n = self.limits.bytes;
+        self.exceeded(
+            "bytes",
+            "the image".to_owned(),
+            format!(
+                "decoding would read more than {n:#x} bytes of the image (the `bytes` limit); \
+                 the read past it was refused and what needed it is not decoded"
+            ),
+        );
+    }
+
+    /// Count one block checked on its own; `false` past [`Limits::blocks`]
+    /// (reported once, at `at`).
+    fn check_block(&mut self, at: &str) -> bool {
+        if self.checked_blocks >= self.limits.blocks {
+            let n = self.limits.blocks;
+            self.exceeded(
+                "blocks",
+                at.to_owned(),
+                format!(
+                    "more than {n} blocks to check one by one against the preserved set (the \
+                     `blocks` limit); this and later blocks are not checked"
+                ),
+            );
+            return false;
+        }
+        self.checked_blocks += 1;
+        true
+    }
+
+    /// The report, with the budgets that stopped something.
+    fn finish(mut self) -> Report {
+        if self.mem.refused() {
+            self.bytes_exceeded();
+        }
+        if self.unlisted > 0 {
+            let (n, listed) = (self.unlisted, self.limits.problems);
+            self.exceeded(
+                "problems",
+                "the report".to_owned(),
+                format!(
+                    "{n} more problem{} found and not listed (the `problems` limit, {listed})",
+                    if n == 1 { "" } else { "s" }
+                ),
+            );
+        }
+        self.report
     }
 
     fn run(&mut self, start: Start) {
@@ -152,14 +262,14 @@ impl<M: PhysMem> Decoder<'_, M> {
 
     fn x86_handover(&mut self, addr: u64) -> Option<Handover> {
         let at = format!("boot_params at {addr:#x}");
-        let params = match x86::read_boot_params(self.mem, PhysAddr::new(addr)) {
+        let params = match x86::read_boot_params(&self.mem, PhysAddr::new(addr)) {
             Ok(p) => p,
             Err(e) => {
                 self.problem("boot-params", at, e);
                 return None;
             }
         };
-        match x86::find_kho(self.mem, params.setup_data) {
+        match x86::find_kho(&self.mem, params.setup_data) {
             Ok(Some(h)) => Some(h),
             Ok(None) => {
                 self.problem(
@@ -208,7 +318,7 @@ impl<M: PhysMem> Decoder<'_, M> {
             );
             return None;
         }
-        match x86::find_kho(self.mem, addr) {
+        match x86::find_kho(&self.mem, addr) {
             Ok(Some(h)) => Some(h),
             Ok(None) => {
                 self.problem("no-handover", at, "the entry is not a KHO entry");
@@ -289,11 +399,10 @@ impl<M: PhysMem> Decoder<'_, M> {
     }
 
     fn refused_fdt(&mut self, addr: PhysAddr, page: &[u8], e: &kho_fdt::Error) {
-        let total = if page.len() >= 8 {
-            u64::from(u32::from_be_bytes([page[4], page[5], page[6], page[7]]))
-        } else {
-            0
-        };
+        let total = page
+            .get(4..8)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, |b| u64::from(u32::from_be_bytes(b)));
         let location = match fdt_error_offset(e) {
             Some(off) => format!(
                 "root FDT at {:#x}, byte offset {off:#x} (physical {:#x})",
@@ -361,7 +470,7 @@ impl<M: PhysMem> Decoder<'_, M> {
     /// each entry is checked on its own so that every bad entry is listed
     /// and the good ones still count for the overlap checks.
     fn scratch(&mut self, at: PhysAddr, len: u64) -> Option<ScratchAreas> {
-        let areas = match ScratchAreas::read_array(self.mem, at, len, ReadPolicy::LINUX) {
+        let areas = match ScratchAreas::read_array(&self.mem, at, len, ReadPolicy::LINUX) {
             Ok(areas) => areas,
             Err(e) => self.scratch_entries(at, len, e)?,
         };
@@ -400,13 +509,18 @@ impl<M: PhysMem> Decoder<'_, M> {
         }
         let mut areas = ScratchAreas::new();
         let mut good: Vec<(usize, ScratchArea)> = Vec::new();
-        for index in 0..(len / entry_len) as usize {
-            let entry_at = PhysAddr::new(at.as_u64() + index as u64 * entry_len);
+        // The length passed read_array's checks: at most MAX_AREAS entries,
+        // all inside the address space.
+        let entries = (len / entry_len).min(kho_scratch::MAX_AREAS as u64) as usize;
+        for index in 0..entries {
+            let Some(entry_at) = at.checked_add(index as u64 * entry_len) else {
+                break;
+            };
             let location = format!(
                 "scratch entry {index} at {:#x} ({array})",
                 entry_at.as_u64()
             );
-            match ScratchAreas::read_array(self.mem, entry_at, entry_len, ReadPolicy::LINUX) {
+            match ScratchAreas::read_array(&self.mem, entry_at, entry_len, ReadPolicy::LINUX) {
                 Ok(one) => {
                     if let Some(area) = one.iter().next() {
                         let area = ScratchArea {
@@ -423,7 +537,7 @@ impl<M: PhysMem> Decoder<'_, M> {
             }
         }
         for (i, (first, a)) in good.iter().enumerate() {
-            for (second, b) in &good[i + 1..] {
+            for (second, b) in good.iter().skip(i + 1) {
                 if a.range.overlaps(b.range) {
                     let e = kho_scratch::Error::EntriesOverlap {
                         first: *first,
@@ -447,42 +561,49 @@ impl<M: PhysMem> Decoder<'_, M> {
     // --- preserved memory --------------------------------------------------
 
     /// Walk the radix tree from `root` (kho-radix's validating walk), check
-    /// the runs against scratch, count the nodes.
+    /// the runs against scratch, count the nodes. `None` when the walk was
+    /// stopped by the budget: a set cut short would make every later
+    /// "is it preserved?" check a false alarm.
     fn preserved(&mut self, root: PhysAddr, scratch: Option<&ScratchAreas>) -> Option<RunSet> {
-        let mut capacity = FIRST_NODES;
-        let (runs, error, visited) = loop {
-            let mut buf = vec![0u64; VisitedSet::words_for(capacity)];
-            let mut visited = VisitedSet::new(&mut buf);
-            let mut runs = Vec::new();
-            let mut error = None;
-            for item in kho_radix::ranges(self.mem, root, &mut visited) {
-                match item {
-                    Ok(r) => runs.push(Run {
-                        order: r.order().get(),
-                        addr: r.range().start().as_u64(),
-                        size: r.range().size(),
-                        blocks: r.blocks(),
-                    }),
-                    Err(e) => error = Some(e),
-                }
-            }
-            let full = matches!(error, Some(kho_radix::Error::VisitedSetFull { .. }));
-            if full && capacity < MAX_NODES {
-                capacity *= 2;
-                continue;
-            }
-            break (runs, error, visited.len());
-        };
-
+        let walk = self.walk(root);
+        let runs = walk.runs;
         let mut preserved = Preserved {
-            complete: error.is_none(),
-            blocks: runs.iter().map(|r| r.blocks).sum(),
-            pages: runs.iter().map(|r| r.size / PAGE).sum(),
-            bytes: runs.iter().map(|r| r.size).sum(),
+            complete: walk.end == WalkEnd::Complete,
+            blocks: saturating_sum(runs.iter().map(|r| r.blocks)),
+            pages: saturating_sum(runs.iter().map(|r| r.size / PAGE)),
+            bytes: saturating_sum(runs.iter().map(|r| r.size)),
             ..Preserved::default()
         };
-        if let Some(e) = &error {
-            self.problem(radix_error_code(e), radix_error_location(e, root), e);
+        let tree = format!("radix tree at {:#x}", root.as_u64());
+        match &walk.end {
+            WalkEnd::Complete => {}
+            WalkEnd::Error(e) => {
+                self.problem(radix_error_code(e), radix_error_location(e, root), e)
+            }
+            WalkEnd::Nodes => {
+                let n = self.limits.nodes;
+                self.exceeded(
+                    "nodes",
+                    tree.clone(),
+                    format!(
+                        "the tree has more than {n} nodes (the `nodes` limit); the walk stopped \
+                         there: the runs after it, the node count and the preservation checks \
+                         of the subtrees are not decoded"
+                    ),
+                );
+            }
+            WalkEnd::Runs => {
+                let n = self.limits.runs;
+                self.exceeded(
+                    "runs",
+                    tree.clone(),
+                    format!(
+                        "the preserved set has more than {n} runs (the `runs` limit); the \
+                         first {n} are listed, the rest of the tree, the node count and the \
+                         preservation checks of the subtrees are not decoded"
+                    ),
+                );
+            }
         }
         if let Some(areas) = scratch {
             for run in &runs {
@@ -501,8 +622,8 @@ impl<M: PhysMem> Decoder<'_, M> {
                 }
             }
         }
-        if error.is_none() {
-            match count_nodes(self.mem, root, visited) {
+        if walk.end == WalkEnd::Complete {
+            match count_nodes(&self.mem, root, walk.nodes) {
                 Ok(nodes) => {
                     if let Some(areas) = scratch {
                         self.nodes_in_scratch(&nodes, areas);
@@ -512,20 +633,66 @@ impl<M: PhysMem> Decoder<'_, M> {
                         root: root.as_u64(),
                         tables,
                         leaves,
-                        bytes: (tables + leaves) * PAGE,
+                        bytes: tables.saturating_add(leaves).saturating_mul(PAGE),
                     });
                 }
-                Err(e) => self.problem(
-                    "radix-read",
-                    format!("radix tree at {:#x}", root.as_u64()),
-                    e,
-                ),
+                Err(e) => self.problem("radix-read", tree, e),
             }
         }
-        let set = RunSet::new(&runs);
+        let budget_stopped = matches!(walk.end, WalkEnd::Nodes | WalkEnd::Runs);
+        let set = (!budget_stopped).then(|| RunSet::new(&runs));
         preserved.runs = runs;
         self.report.preserved = Some(preserved);
-        Some(set)
+        set
+    }
+
+    /// kho-radix's validating walk, coalesced into runs, within the `nodes`
+    /// and `runs` limits: the visited set starts small and grows eightfold
+    /// (a new walk each time) while the tree outgrows it.
+    fn walk(&mut self, root: PhysAddr) -> Walk {
+        let limit = self.limits.nodes;
+        let mut capacity = FIRST_NODES.min(limit);
+        loop {
+            let mut buf = Vec::new();
+            let words = VisitedSet::words_for(capacity);
+            if buf.try_reserve_exact(words).is_err() {
+                // No memory for a set this large: the budget ends here.
+                return Walk {
+                    runs: Vec::new(),
+                    end: WalkEnd::Nodes,
+                    nodes: 0,
+                };
+            }
+            buf.resize(words, 0u64);
+            let mut visited = VisitedSet::new(&mut buf);
+            let mut runs = Vec::new();
+            let mut end = WalkEnd::Complete;
+            for item in kho_radix::ranges(&self.mem, root, &mut visited) {
+                match item {
+                    Ok(_) if runs.len() >= self.limits.runs => {
+                        end = WalkEnd::Runs;
+                        break;
+                    }
+                    Ok(r) => runs.push(Run {
+                        order: r.order().get(),
+                        addr: r.range().start().as_u64(),
+                        size: r.range().size(),
+                        blocks: r.blocks(),
+                    }),
+                    Err(kho_radix::Error::VisitedSetFull { .. }) => end = WalkEnd::Nodes,
+                    Err(e) => end = WalkEnd::Error(e),
+                }
+            }
+            if end == WalkEnd::Nodes && capacity < limit {
+                capacity = capacity.saturating_mul(NODES_GROWTH).min(limit);
+                continue;
+            }
+            return Walk {
+                runs,
+                end,
+                nodes: visited.len(),
+            };
+        }
     }
 
     /// Radix nodes are not preserved: the next kernel keeps them only
@@ -601,7 +768,7 @@ impl<M: PhysMem> Decoder<'_, M> {
 
     fn memblock(&mut self, s: &Child<'_>, at: &str, set: Option<&RunSet>) -> Content {
         let mut buf = [0u8; PAGE_SIZE];
-        let fdt = match kho_memblock::retrieve(self.mem, s.data, s.size, &mut buf) {
+        let fdt = match kho_memblock::retrieve(&self.mem, s.data, s.size, &mut buf) {
             Ok(fdt) => fdt,
             Err(e) => {
                 self.problem("memblock", at, e);
@@ -716,19 +883,19 @@ impl<M: PhysMem> Decoder<'_, M> {
         let prop = |path: &str, name: &str, len: usize| {
             dtb.property(path, name).filter(|v| v.len() == len)
         };
-        let u32_le = |v: &[u8]| u32::from_le_bytes([v[0], v[1], v[2], v[3]]);
+        let u32_le = |v: &[u8]| <[u8; 4]>::try_from(v).ok().map(u32::from_le_bytes);
         if dtb.property("/", "compatible") != Some(KHO_TEST_COMPATIBLE) {
             self.problem(CODE, at, "root compatible is not \"kho-test-v1\"");
             return Content::Invalid;
         }
-        if prop("/", "magic", 4).map(u32_le) != Some(KHO_TEST_MAGIC) {
+        if prop("/", "magic", 4).and_then(u32_le) != Some(KHO_TEST_MAGIC) {
             self.problem(CODE, at, "magic is not 0x4b484f21");
             return Content::Invalid;
         }
         let (Some(nr), Some(info), Some(csum)) = (
-            prop("/data", "nr_folios", 4).map(u32_le),
+            prop("/data", "nr_folios", 4).and_then(u32_le),
             prop("/data", "folios_info", 16),
-            prop("/data", "csum", 4).map(u32_le),
+            prop("/data", "csum", 4).and_then(u32_le),
         ) else {
             self.problem(
                 CODE,
@@ -751,7 +918,7 @@ impl<M: PhysMem> Decoder<'_, M> {
             );
             return Content::Invalid;
         }
-        let area = match kho_vmalloc::restore_vmalloc_checked(self.mem, &desc, |p, o| {
+        let area = match kho_vmalloc::restore_vmalloc_checked(&self.mem, &desc, |p, o| {
             set.is_none_or(|set| set.has_block(p.as_u64(), o.get()))
         }) {
             Ok(area) => area,
@@ -765,19 +932,37 @@ impl<M: PhysMem> Decoder<'_, M> {
                 };
             }
         };
-        let pages: Vec<PhysAddr> = area.iter_pages(self.mem).filter_map(Result::ok).collect();
-        if u64::from(nr) * 8 > pages.len() as u64 * PAGE {
+        let total_pages = u64::from(area.total_pages());
+        // nr ≤ MAX_KHO_TEST_FOLIOS: the array's bytes fit easily.
+        let array_bytes = u64::from(nr) * 8;
+        if array_bytes > total_pages.saturating_mul(PAGE) {
             self.problem(
                 CODE,
                 at,
-                format!("{nr} folios do not fit the array's {} pages", pages.len()),
+                format!("{nr} folios do not fit the array's {total_pages} pages"),
             );
             return Content::Invalid;
         }
+        // Only the pages the folios are in (an area may claim 2^32 pages).
+        let needed = array_bytes.div_ceil(PAGE) as usize;
+        let pages: Vec<PhysAddr> = area
+            .iter_pages(&self.mem)
+            .take(needed)
+            .filter_map(Result::ok)
+            .collect();
         let mut folios = Vec::with_capacity(nr as usize);
         for i in 0..u64::from(nr) {
-            let entry = pages[(i * 8 / PAGE) as usize].as_u64() + i * 8 % PAGE;
-            let value = match self.mem.read_u64(PhysAddr::new(entry)) {
+            let entry = pages
+                .get((i * 8 / PAGE) as usize)
+                .and_then(|page| page.checked_add(i * 8 % PAGE));
+            let read = match entry {
+                Some(entry) => self.mem.read_u64(entry),
+                None => Err(kho_mem::Error::NotRam {
+                    addr: area.first().as_u64(),
+                    len: array_bytes,
+                }),
+            };
+            let value = match read {
                 Ok(v) => v,
                 Err(e) => {
                     self.problem(CODE, format!("{at}, array entry {i}"), e);
@@ -789,6 +974,7 @@ impl<M: PhysMem> Decoder<'_, M> {
                 order: (value & (PAGE - 1)) as u32,
             };
             if let Some(set) = set
+                && self.check_block(at)
                 && !set.has_block(folio.phys, folio.order)
             {
                 self.problem(
@@ -864,18 +1050,25 @@ impl<M: PhysMem> Decoder<'_, M> {
             })
             .collect();
         if let Some(set) = set {
-            for (i, r) in records.iter().enumerate() {
+            'records: for (i, r) in records.iter().enumerate() {
                 // An extent's blocks are `(4096 << order) << spacing` apart.
                 let stride = 4096u64
                     .checked_shl(r.order)
                     .and_then(|b| b.checked_shl(r.spacing))
                     .unwrap_or(0);
-                let missing = (0..u64::from(r.count))
-                    .map(|k| {
-                        k.checked_mul(stride)
-                            .and_then(|off| r.phys.checked_add(off))
-                    })
-                    .find(|at| !at.is_some_and(|at| stride != 0 && set.has_block(at, r.order)));
+                let mut missing = None;
+                for k in 0..u64::from(r.count) {
+                    if !self.check_block(at) {
+                        break 'records;
+                    }
+                    let block = k
+                        .checked_mul(stride)
+                        .and_then(|off| r.phys.checked_add(off));
+                    if !block.is_some_and(|b| stride != 0 && set.has_block(b, r.order)) {
+                        missing = Some(block);
+                        break;
+                    }
+                }
                 if let Some(block) = missing {
                     self.problem(
                         "kho-stub-record-not-preserved",
@@ -893,7 +1086,7 @@ impl<M: PhysMem> Decoder<'_, M> {
         let vmalloc = if desc.first.get() == 0 && desc.total_pages.get() == 0 {
             Vmalloc::None
         } else {
-            let restored = kho_vmalloc::restore_vmalloc_checked(self.mem, &desc, |p, o| {
+            let restored = kho_vmalloc::restore_vmalloc_checked(&self.mem, &desc, |p, o| {
                 set.is_none_or(|set| set.has_block(p.as_u64(), o.get()))
             });
             match restored {
@@ -939,62 +1132,33 @@ struct Child<'a> {
     offset: Option<usize>,
 }
 
-// --- the preserved set as runs ---------------------------------------------
-
-/// The walked runs, for "is this block / this range preserved?" questions.
-#[derive(Debug)]
-pub(crate) struct RunSet {
-    /// (order, start) → end, per order sorted by start.
-    runs: BTreeMap<(u32, u64), u64>,
-    orders: Vec<u32>,
+/// How the walk of the preserved-memory tree ended.
+#[derive(Debug, PartialEq, Eq)]
+enum WalkEnd {
+    /// Every node was walked.
+    Complete,
+    /// At a structural problem of the tree.
+    Error(kho_radix::Error),
+    /// At [`Limits::nodes`].
+    Nodes,
+    /// At [`Limits::runs`].
+    Runs,
 }
 
-impl RunSet {
-    fn new(runs: &[Run]) -> RunSet {
-        let mut map = BTreeMap::new();
-        let mut orders = Vec::new();
-        for r in runs {
-            map.insert((r.order, r.addr), r.addr.saturating_add(r.size));
-            if !orders.contains(&r.order) {
-                orders.push(r.order);
-            }
-        }
-        RunSet { runs: map, orders }
-    }
+/// What the walk found.
+#[derive(Debug)]
+struct Walk {
+    /// The runs before it ended.
+    runs: Vec<Run>,
+    end: WalkEnd,
+    /// Nodes it visited.
+    nodes: usize,
+}
 
-    /// The run of `order` blocks holding `phys`: (start, end).
-    fn run_at(&self, order: u32, phys: u64) -> Option<(u64, u64)> {
-        let (&(o, start), &end) = self.runs.range(..=(order, phys)).next_back()?;
-        (o == order && phys < end).then_some((start, end))
-    }
-
-    /// Whether `phys` is a preserved block of exactly `order`.
-    pub(crate) fn has_block(&self, phys: u64, order: u32) -> bool {
-        let block = PAGE.checked_shl(order).unwrap_or(0);
-        block != 0
-            && self
-                .run_at(order, phys)
-                .is_some_and(|(start, _)| (phys - start).is_multiple_of(block))
-    }
-
-    /// The first page of `range` no preserved block covers.
-    pub(crate) fn first_uncovered(&self, range: PhysRange) -> Option<u64> {
-        let mut at = range.start().as_u64() & !(PAGE - 1);
-        let end = range.end().map_or(u64::MAX, |e| e.as_u64());
-        while at < end {
-            let covered_to = self
-                .orders
-                .iter()
-                .filter_map(|&o| self.run_at(o, at))
-                .map(|(_, run_end)| run_end)
-                .max();
-            match covered_to {
-                Some(next) if next > at => at = next,
-                _ => return Some(at),
-            }
-        }
-        None
-    }
+/// The sum of `values`, at most `u64::MAX` (runs of different orders may
+/// overlap in a corrupt tree, so their sizes can add up past 2^64).
+fn saturating_sum(values: impl Iterator<Item = u64>) -> u64 {
+    values.fold(0, u64::saturating_add)
 }
 
 // --- radix node accounting -------------------------------------------------
@@ -1163,48 +1327,5 @@ fn vmalloc_error_code(e: &kho_vmalloc::Error) -> &'static str {
         E::ChunkMisaligned { .. } | E::BlockMisaligned { .. } => "vmalloc-misaligned",
         E::ChunkNotPreserved { .. } | E::BlockNotPreserved { .. } => "vmalloc-not-preserved",
         _ => "vmalloc",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn run(order: u32, addr: u64, blocks: u64) -> Run {
-        Run {
-            order,
-            addr,
-            size: blocks * (PAGE << order),
-            blocks,
-        }
-    }
-
-    #[test]
-    fn run_set_answers_block_and_coverage_questions() {
-        let set = RunSet::new(&[
-            run(9, 0x4020_0000, 1),
-            run(0, 0x4000_0000, 3),
-            run(0, 0x4000_5000, 1),
-            run(1, 0x4000_8000, 2),
-        ]);
-        assert!(set.has_block(0x4020_0000, 9));
-        assert!(!set.has_block(0x4020_1000, 9));
-        assert!(!set.has_block(0x4020_0000, 0));
-        assert!(set.has_block(0x4000_2000, 0));
-        assert!(!set.has_block(0x4000_3000, 0));
-        assert!(set.has_block(0x4000_a000, 1));
-        assert!(!set.has_block(0x4000_9000, 1));
-        let r = |a: u64, s: u64| PhysRange::try_new(PhysAddr::new(a), s).unwrap();
-        assert_eq!(set.first_uncovered(r(0x4000_0000, 0x3000)), None);
-        assert_eq!(
-            set.first_uncovered(r(0x4000_1000, 0x4000)),
-            Some(0x4000_3000)
-        );
-        assert_eq!(set.first_uncovered(r(0x4000_8000, 0x4000)), None);
-        assert_eq!(set.first_uncovered(r(0x4021_0000, 0x1000)), None);
-        assert_eq!(
-            set.first_uncovered(r(0x4040_0000, 0x1000)),
-            Some(0x4040_0000)
-        );
     }
 }
