@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use kho_mem::{Order, PhysAddr};
+use kho_mem::{Order, PhysAddr, PhysRange};
 
 /// Why a handover could not be built, accepted or used.
 #[derive(Debug, PartialEq, Eq)]
@@ -84,6 +84,25 @@ pub enum Error {
         size: u64,
         /// The first page of it found in use.
         used: PhysAddr,
+    },
+    /// The root FDT page is not a preserved block of the incoming tree: a
+    /// kernel reading the FDT in place (Linux does, for every
+    /// `kho_retrieve_subtree`) would read freed memory.
+    FdtNotPreserved {
+        /// The FDT page.
+        fdt: PhysAddr,
+    },
+    /// A radix node of the incoming tree lies in a scratch area: the next
+    /// kernel allocates there before it has walked the tree, so the node
+    /// could be overwritten while it is still needed (the previous kernel
+    /// must place nodes outside scratch, as Linux does).
+    NodeInScratch {
+        /// The node page.
+        node: PhysAddr,
+        /// Index of the scratch area in the array.
+        index: usize,
+        /// The area.
+        area: PhysRange,
     },
     /// A block to preserve is not (entirely) RAM: the next kernel's walk
     /// would refuse it, and with it the whole handover.
@@ -184,6 +203,16 @@ impl fmt::Display for Error {
             Error::BlockInUse { addr, size, used } => write!(
                 f,
                 "preserved memory {addr}+{size:#x} overlaps memory already in use at {used}"
+            ),
+            Error::FdtNotPreserved { fdt } => write!(
+                f,
+                "the root FDT page {fdt} is not preserved: a kernel reading it later would read freed memory"
+            ),
+            Error::NodeInScratch { node, index, area } => write!(
+                f,
+                "radix node {node} lies in scratch area {index} [{}, +{:#x}): the next kernel allocates there before its walk",
+                area.start(),
+                area.size()
             ),
             Error::PreserveNotRam { addr, size } => write!(
                 f,

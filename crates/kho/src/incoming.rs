@@ -187,6 +187,26 @@ impl KhoIn {
         match flow {
             ControlFlow::Break(e) => Err(e),
             ControlFlow::Continue(tree) => {
+                // The tree's own pages must lie outside scratch too.
+                for node in visited.nodes() {
+                    if let Some((index, a)) = areas
+                        .iter()
+                        .enumerate()
+                        .find(|(_, a)| a.range.contains(node))
+                    {
+                        return Err(Error::NodeInScratch {
+                            node,
+                            index,
+                            area: a.range,
+                        });
+                    }
+                }
+                // The FDT page must be preserved (in any block): clients
+                // read it after the walk.
+                let fdt = self.handover.fdt;
+                if !matches!(tree.find_block(mem, fdt.pfn_floor()), Ok(Some(_))) {
+                    return Err(Error::FdtNotPreserved { fdt });
+                }
                 stats.nodes = visited.len() as u64;
                 self.tree = Some(tree);
                 Ok(stats)

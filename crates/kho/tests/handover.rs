@@ -210,7 +210,8 @@ fn linux_layout(map: u64, children: &[(String, u64, u64)], libfdt_forms: bool) -
     } else {
         w.property_string("compatible", "kho-v4").unwrap();
     }
-    w.property("preserved-memory-map", &map.to_le_bytes()).unwrap();
+    w.property("preserved-memory-map", &map.to_le_bytes())
+        .unwrap();
     // Linux's child order too: the last one added comes first.
     for (name, data, size) in children.iter().rev() {
         let c = w.begin_node(name).unwrap();
@@ -417,6 +418,68 @@ fn preserved_block_inside_scratch_fails_the_walk() {
         ),
         "{err}"
     );
+}
+
+/// A handover whose root FDT page is not preserved is refused: a kernel
+/// reading the FDT in place later would read freed memory.
+#[test]
+fn unpreserved_root_fdt_page_fails_the_walk() {
+    let (mut mem, areas) = setup();
+    let (handover, _) = hand_over(&mut mem, &areas);
+    let mut buf = vec![0u64; VisitedSet::words_for(1024)];
+    let mut kin = KhoIn::populate(&mem, handover).unwrap();
+    kin.reserve_preserved(&mem, &mut VisitedSet::new(&mut buf), |_, _| Ok(()))
+        .unwrap();
+    // Restoring clears the page's bit in the tree in memory, as a kernel
+    // that unpreserved it would have.
+    kin.restore_folio(&mut mem, handover.fdt, order(0)).unwrap();
+    let mut again = KhoIn::populate(&mem, handover).unwrap();
+    let err = again
+        .reserve_preserved(&mem, &mut VisitedSet::new(&mut buf), |_, _| Ok(()))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::FdtNotPreserved { fdt } if fdt == handover.fdt),
+        "{err}"
+    );
+}
+
+/// A radix node inside a scratch area could be overwritten before the walk
+/// reads it: the revival is refused by name.
+#[test]
+fn radix_node_inside_scratch_fails_the_walk() {
+    let (mut mem, areas) = setup();
+    let (handover, _) = hand_over(&mut mem, &areas);
+    // Every node the walk reads, then a scratch area over the last one.
+    let mut buf = vec![0u64; VisitedSet::words_for(1024)];
+    let mut visited = VisitedSet::new(&mut buf);
+    let mut kin = KhoIn::populate(&mem, handover).unwrap();
+    kin.reserve_preserved(&mem, &mut visited, |_, _| Ok(()))
+        .unwrap();
+    let node = visited.nodes().last().unwrap();
+    let mut bad = ScratchAreas::new();
+    bad.push(areas.as_slice()[0]).unwrap();
+    bad.push(ScratchArea {
+        kind: AreaKind::Global,
+        range: r(node.as_u64(), 4096),
+    })
+    .unwrap();
+    let array = bad
+        .write_array(&mut mem, areas.as_slice()[1].range.start())
+        .unwrap();
+    let h = Handover {
+        scratch: array.start(),
+        scratch_len: array.size(),
+        ..handover
+    };
+    let mut kin = KhoIn::populate(&mem, h).unwrap();
+    let err = kin
+        .reserve_preserved(&mem, &mut VisitedSet::new(&mut buf), |_, _| Ok(()))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NodeInScratch { node: n, index: 1, .. } if n == node),
+        "{err}"
+    );
+    assert!(err.to_string().contains("lies in scratch area 1"), "{err}");
 }
 
 #[test]
