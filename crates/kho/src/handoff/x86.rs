@@ -206,19 +206,44 @@ impl BootParamsIn {
 /// Read and validate the zero page at `at`: header magic, memory map,
 /// command line pointer and the head of the `setup_data` chain.
 pub fn read_boot_params<M: PhysMem>(mem: &M, at: PhysAddr) -> Result<BootParamsIn> {
+    match read_boot_params_lenient(mem, at)? {
+        (_, Some(defect)) => Err(defect),
+        (params, None) => Ok(params),
+    }
+}
+
+/// [`read_boot_params`] for a kernel that must boot whatever it is given:
+/// a wrong header magic or an `e820_entries` count above the table's 128
+/// slots (read as 128) is returned as the second value instead of failing.
+/// The memory map is then still good enough for a cold boot (Linux's own
+/// 64-bit entry checks neither), but nothing else on the page should be
+/// trusted: not the `setup_data` chain, so not a KHO handover.
+pub fn read_boot_params_lenient<M: PhysMem>(
+    mem: &M,
+    at: PhysAddr,
+) -> Result<(BootParamsIn, Option<Error>)> {
     let mut page = [0u8; bp::SIZE];
     mem.read(at, &mut page)?;
     let u16_at = |o: usize| u16::from_le_bytes([page[o], page[o + 1]]);
     let u32_at = |o: usize| u32::from_le_bytes([page[o], page[o + 1], page[o + 2], page[o + 3]]);
-    if u16_at(bp::BOOT_FLAG) != bp::BOOT_FLAG_MAGIC || u32_at(bp::HEADER) != bp::HEADER_MAGIC {
-        return Err(Error::BadBootParams { at });
-    }
-    let count = usize::from(page[bp::E820_ENTRIES]);
+    let bad_magic =
+        u16_at(bp::BOOT_FLAG) != bp::BOOT_FLAG_MAGIC || u32_at(bp::HEADER) != bp::HEADER_MAGIC;
+    // A page that fails further checks too is not a zero page at all.
+    let or_magic = |e: Error| {
+        if bad_magic {
+            Error::BadBootParams { at }
+        } else {
+            e
+        }
+    };
+    let mut defect = bad_magic.then_some(Error::BadBootParams { at });
+    let mut count = usize::from(page[bp::E820_ENTRIES]);
     if count > bp::E820_MAX_ENTRIES {
-        return Err(Error::TooManyMemoryEntries {
+        defect.get_or_insert(Error::TooManyMemoryEntries {
             count,
             max: bp::E820_MAX_ENTRIES,
         });
+        count = bp::E820_MAX_ENTRIES;
     }
     let empty = MemoryEntry {
         range: PhysRange::try_new(PhysAddr::ZERO, 0)?,
@@ -230,7 +255,7 @@ pub fn read_boot_params<M: PhysMem>(mem: &M, at: PhysAddr) -> Result<BootParamsI
         let addr = u64::from(u32_at(o)) | (u64::from(u32_at(o + 4)) << 32);
         let size = u64::from(u32_at(o + 8)) | (u64::from(u32_at(o + 12)) << 32);
         let range = PhysRange::try_new(PhysAddr::new(addr), size)
-            .map_err(|_| Error::BadMemoryEntry { index: i })?;
+            .map_err(|_| or_magic(Error::BadMemoryEntry { index: i }))?;
         *slot = MemoryEntry {
             range,
             kind: u32_at(o + 16),
@@ -248,20 +273,23 @@ pub fn read_boot_params<M: PhysMem>(mem: &M, at: PhysAddr) -> Result<BootParamsI
     let ramdisk = match rd_size {
         0 => None,
         size => Some(
-            PhysRange::try_new(PhysAddr::new(rd_addr), size).map_err(|_| Error::BadInitrd {
-                addr: rd_addr,
-                size,
+            PhysRange::try_new(PhysAddr::new(rd_addr), size).map_err(|_| {
+                or_magic(Error::BadInitrd {
+                    addr: rd_addr,
+                    size,
+                })
             })?,
         ),
     };
-    Ok(BootParamsIn {
+    let params = BootParamsIn {
         entries,
         count,
         cmdline: (cmd != 0).then_some(PhysAddr::new(cmd)),
         acpi_rsdp: (rsdp != 0).then_some(PhysAddr::new(rsdp)),
         ramdisk,
         setup_data,
-    })
+    };
+    Ok((params, defect))
 }
 
 /// Follow a `setup_data` chain from `head` and return the KHO entry's payload.
@@ -546,5 +574,48 @@ mod tests {
             read_boot_params(&m, PhysAddr::new(0x7000)),
             Err(Error::BadBootParams { .. })
         ));
+        // The lenient reader still gives the (empty) memory map, and says
+        // why nothing else on the page is to be trusted.
+        let (params, defect) = read_boot_params_lenient(&m, PhysAddr::new(0x7000)).unwrap();
+        assert_eq!(params.memory().len(), 0);
+        assert!(matches!(defect, Some(Error::BadBootParams { .. })));
+    }
+
+    #[test]
+    fn too_many_e820_entries_read_as_the_table_holds() {
+        let mut m = mem();
+        let at = PhysAddr::new(0x7000);
+        let ram = [MemoryEntry {
+            range: PhysRange::try_new(PhysAddr::new(0x10_0000), 0x100_0000).unwrap(),
+            kind: 1,
+        }];
+        let out = BootParamsOut {
+            memory: &ram,
+            cmdline: None,
+            kho: None,
+            acpi_rsdp: None,
+            ramdisk: None,
+            setup_header: None,
+        };
+        write_boot_params(&mut m, at, &out).unwrap();
+        m.write(at.checked_add(bp::E820_ENTRIES as u64).unwrap(), &[200])
+            .unwrap();
+        assert_eq!(
+            read_boot_params(&m, at).unwrap_err(),
+            Error::TooManyMemoryEntries {
+                count: 200,
+                max: 128
+            }
+        );
+        let (params, defect) = read_boot_params_lenient(&m, at).unwrap();
+        assert_eq!(params.memory().len(), 128);
+        assert_eq!(params.memory()[0], ram[0]);
+        assert_eq!(
+            defect,
+            Some(Error::TooManyMemoryEntries {
+                count: 200,
+                max: 128
+            })
+        );
     }
 }
