@@ -68,11 +68,73 @@ pub enum FaultClass {
     /// reviving (a simulated allocation failure), to exercise the cold
     /// restart of `restart.rs`.
     HeapInRevival,
+    /// The root FDT's `totalsize` claims two pages.
+    FdtTooLarge,
+    /// The root FDT page's own bit is cleared from the radix tree.
+    FdtPageUnpreserved,
+    /// The first client subtree's `preserved-data` points outside RAM.
+    SubtreeDataOutsideRam,
+    /// The first client subtree appears twice.
+    SubtreeDuplicate,
+    /// The first client subtree's `blob-size` is 2^62.
+    SubtreeBlobSizeAbsurd,
+    /// The memblock blob's root `compatible` becomes `"memblock-v9"`.
+    MemblockCompatible,
+    /// The memblock blob gets a second region over the `kho_log` region.
+    MemblockOverlap,
+    /// The memblock blob's `kho_log` region starts outside RAM.
+    MemblockOutsideRam,
+    /// `kexec-metadata` says version 2.
+    KexecMetadataVersion,
+    /// `kexec-metadata`'s `blob-size` is 40, shorter than its 73 bytes.
+    KexecMetadataShort,
+    /// `kexec-metadata`'s `kexec_count` is `u32::MAX`: one more kexec
+    /// would overflow it.
+    KexecMetadataCount,
+    /// The vmalloc descriptor's first chunk is outside RAM.
+    VmallocChunkOutsideRam,
+    /// The first block of the vmalloc area is a RAM page nobody preserved
+    /// (the radix root).
+    VmallocBlockUnpreserved,
+    /// One byte of the first preserved folio is flipped after its checksum
+    /// was recorded.
+    ContentFlip,
+    /// A 2 MiB block inside scratch area 1 is added to the radix tree.
+    RadixLeafInScratch,
+    /// A 2 MiB block at 32 GiB (no RAM in the fault scenarios) is added to
+    /// the radix tree.
+    RadixLeafOutsideRam,
+    /// The order-0 leaf is moved into the last page of scratch area 1.
+    RadixNodeInScratch,
+    /// Scratch array entry 1 has size 0 (Linux writes such entries; the
+    /// next generation must accept it).
+    ScratchZeroSize,
+    /// The scratch array's length is not a multiple of 16 (x86_64:
+    /// `kho_data.scratch_size`, arm64: the `linux,kho-scratch` size cell).
+    ScratchLength,
+    /// x86_64: the KHO `setup_data` entry loses its type and points at
+    /// itself.
+    SetupDataSelfLoop,
+    /// x86_64: two untyped `setup_data` entries point at each other.
+    SetupDataLoop,
+    /// x86_64: a chain of 70 untyped `setup_data` entries.
+    SetupDataLongChain,
+    /// x86_64: the first `setup_data` entry points outside RAM.
+    SetupDataOutsideRam,
+    /// x86_64: the zero page's `boot_flag` is 0 instead of 0xaa55.
+    ZeroPageMagic,
+    /// x86_64: the zero page says 200 e820 entries; the table holds 128.
+    E820TooMany,
+    /// arm64: `/chosen` `linux,kho-fdt` is written with one address and
+    /// one size cell while the root says two of each.
+    ChosenCells,
+    /// arm64: `/chosen` has `linux,kho-fdt` but no `linux,kho-scratch`.
+    ChosenOneProperty,
 }
 
 impl FaultClass {
     /// Every class with its command-line name.
-    pub const ALL: [(FaultClass, &'static str); 24] = [
+    pub const ALL: [(FaultClass, &'static str); 51] = [
         (FaultClass::BadMagic, "bad-magic"),
         (FaultClass::Truncated, "truncated"),
         (FaultClass::Compatible, "compatible"),
@@ -106,6 +168,45 @@ impl FaultClass {
         (FaultClass::ScratchOverlapping, "scratch-overlapping"),
         (FaultClass::HandoffLength, "handoff-length"),
         (FaultClass::HeapInRevival, "heap-in-revival"),
+        (FaultClass::FdtTooLarge, "fdt-too-large"),
+        (FaultClass::FdtPageUnpreserved, "fdt-page-unpreserved"),
+        (
+            FaultClass::SubtreeDataOutsideRam,
+            "subtree-data-outside-ram",
+        ),
+        (FaultClass::SubtreeDuplicate, "subtree-duplicate"),
+        (
+            FaultClass::SubtreeBlobSizeAbsurd,
+            "subtree-blob-size-absurd",
+        ),
+        (FaultClass::MemblockCompatible, "memblock-compatible"),
+        (FaultClass::MemblockOverlap, "memblock-overlap"),
+        (FaultClass::MemblockOutsideRam, "memblock-outside-ram"),
+        (FaultClass::KexecMetadataVersion, "kexec-metadata-version"),
+        (FaultClass::KexecMetadataShort, "kexec-metadata-short"),
+        (FaultClass::KexecMetadataCount, "kexec-metadata-count"),
+        (
+            FaultClass::VmallocChunkOutsideRam,
+            "vmalloc-chunk-outside-ram",
+        ),
+        (
+            FaultClass::VmallocBlockUnpreserved,
+            "vmalloc-block-unpreserved",
+        ),
+        (FaultClass::ContentFlip, "content-flip"),
+        (FaultClass::RadixLeafInScratch, "radix-leaf-in-scratch"),
+        (FaultClass::RadixLeafOutsideRam, "radix-leaf-outside-ram"),
+        (FaultClass::RadixNodeInScratch, "radix-node-in-scratch"),
+        (FaultClass::ScratchZeroSize, "scratch-zero-size"),
+        (FaultClass::ScratchLength, "scratch-length"),
+        (FaultClass::SetupDataSelfLoop, "setup-data-self-loop"),
+        (FaultClass::SetupDataLoop, "setup-data-loop"),
+        (FaultClass::SetupDataLongChain, "setup-data-long-chain"),
+        (FaultClass::SetupDataOutsideRam, "setup-data-outside-ram"),
+        (FaultClass::ZeroPageMagic, "zero-page-magic"),
+        (FaultClass::E820TooMany, "e820-too-many"),
+        (FaultClass::ChosenCells, "chosen-cells"),
+        (FaultClass::ChosenOneProperty, "chosen-one-property"),
     ];
 
     fn parse(s: &str) -> Option<FaultClass> {
@@ -134,6 +235,20 @@ impl FaultClass {
                 | FaultClass::ScratchMisaligned
                 | FaultClass::ScratchOverlapping
                 | FaultClass::HandoffLength
+                | FaultClass::FdtPageUnpreserved
+                | FaultClass::RadixLeafInScratch
+                | FaultClass::RadixLeafOutsideRam
+                | FaultClass::RadixNodeInScratch
+                | FaultClass::ScratchZeroSize
+                | FaultClass::ScratchLength
+                | FaultClass::SetupDataSelfLoop
+                | FaultClass::SetupDataLoop
+                | FaultClass::SetupDataLongChain
+                | FaultClass::SetupDataOutsideRam
+                | FaultClass::ZeroPageMagic
+                | FaultClass::E820TooMany
+                | FaultClass::ChosenCells
+                | FaultClass::ChosenOneProperty
         )
     }
 }

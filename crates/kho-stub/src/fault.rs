@@ -7,6 +7,7 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
 
 use kho_abi::fdt::{
@@ -15,6 +16,7 @@ use kho_abi::fdt::{
 use kho_abi::scratch::ScratchDescriptor;
 use kho_abi::vmalloc::VmallocDescriptor;
 use kho_fdt::KhoFdt;
+use kho_fdt::dtb::{Dtb, Edit};
 use kho_mem::{PhysAddr, PhysMem, PhysRange};
 use vm_fdt::FdtWriter;
 
@@ -29,15 +31,19 @@ fn text<E: core::fmt::Display>(e: E) -> String {
 }
 
 /// What the root FDT's root node should say instead of the truth.
-enum Root {
+enum Root<'n> {
     NoMemoryMap,
     MemoryMapBytes(Vec<u8>),
-    /// The root as it is, but this child's `preserved-data` is 0.
-    ChildDataZero(&'static str),
+    /// The root as it is, but this child's `preserved-data` is this.
+    ChildData(&'n str, u64),
+    /// The root as it is, but this child's `blob-size` is this.
+    ChildBlobSize(&'n str, u64),
+    /// The root as it is, but this child appears twice.
+    DuplicateChild(&'n str),
 }
 
 /// Rewrite the root FDT page with the same children but a different root.
-fn rewrite_root(mem: &mut StubMem, fdt_page: PhysAddr, root: Root) -> Result<(), String> {
+fn rewrite_root(mem: &mut StubMem, fdt_page: PhysAddr, root: Root<'_>) -> Result<(), String> {
     let mut page = [0u8; 4096];
     mem.read(fdt_page, &mut page).map_err(text)?;
     let parsed = KhoFdt::parse(&page).map_err(text)?;
@@ -53,22 +59,30 @@ fn rewrite_root(mem: &mut StubMem, fdt_page: PhysAddr, root: Root) -> Result<(),
         w.property_string(PROP_COMPATIBLE, compatible)?;
         match &root {
             Root::MemoryMapBytes(v) => w.property(PROP_PRESERVED_MEMORY_MAP, v)?,
-            Root::ChildDataZero(_) => {
-                w.property(PROP_PRESERVED_MEMORY_MAP, &memory_map.to_le_bytes())?
-            }
             Root::NoMemoryMap => {}
+            _ => w.property(PROP_PRESERVED_MEMORY_MAP, &memory_map.to_le_bytes())?,
         }
         for (name, data, size) in &children {
-            let c = w.begin_node(name)?;
-            let data = match &root {
-                Root::ChildDataZero(zero) if zero == name => 0,
-                _ => *data,
+            let copies = match &root {
+                Root::DuplicateChild(twice) if twice == name => 2,
+                _ => 1,
             };
-            w.property(PROP_PRESERVED_DATA, &data.to_le_bytes())?;
-            if let Some(size) = size {
-                w.property(PROP_BLOB_SIZE, &size.to_le_bytes())?;
+            for _ in 0..copies {
+                let c = w.begin_node(name)?;
+                let data = match &root {
+                    Root::ChildData(n, v) if n == name => *v,
+                    _ => *data,
+                };
+                w.property(PROP_PRESERVED_DATA, &data.to_le_bytes())?;
+                let size = match &root {
+                    Root::ChildBlobSize(n, v) if n == name => Some(*v),
+                    _ => *size,
+                };
+                if let Some(size) = size {
+                    w.property(PROP_BLOB_SIZE, &size.to_le_bytes())?;
+                }
+                w.end_node(c)?;
             }
-            w.end_node(c)?;
         }
         w.end_node(r)?;
         w.finish()
@@ -112,8 +126,126 @@ pub fn corrupt_state(
         FaultClass::SubtreeDataZero => rewrite_root(
             mem,
             fdt_page,
-            Root::ChildDataZero(crate::config::FIRST_CLIENT),
+            Root::ChildData(crate::config::FIRST_CLIENT, 0),
         ),
+        FaultClass::SubtreeDataOutsideRam => rewrite_root(
+            mem,
+            fdt_page,
+            Root::ChildData(crate::config::FIRST_CLIENT, OUTSIDE_RAM),
+        ),
+        FaultClass::SubtreeDuplicate => rewrite_root(
+            mem,
+            fdt_page,
+            Root::DuplicateChild(crate::config::FIRST_CLIENT),
+        ),
+        FaultClass::SubtreeBlobSizeAbsurd => rewrite_root(
+            mem,
+            fdt_page,
+            Root::ChildBlobSize(crate::config::FIRST_CLIENT, 1 << 62),
+        ),
+        FaultClass::FdtTooLarge => mem.write(at(4)?, &8192u32.to_be_bytes()).map_err(text),
+        FaultClass::MemblockCompatible => edit_memblock(
+            mem,
+            fdt_page,
+            &[Edit::Set {
+                path: "/",
+                name: PROP_COMPATIBLE,
+                value: b"memblock-v9\0",
+            }],
+        ),
+        FaultClass::MemblockOutsideRam => {
+            let path = alloc::format!("/{}", crate::config::LOG_REGION);
+            edit_memblock(
+                mem,
+                fdt_page,
+                &[Edit::Set {
+                    path: &path,
+                    name: kho_abi::memblock::PROP_START,
+                    value: &OUTSIDE_RAM.to_le_bytes(),
+                }],
+            )
+        }
+        FaultClass::MemblockOverlap => {
+            // A second region, `kho_log2`, exactly over the log.
+            let (blob, size) = subtree(mem, fdt_page, kho_abi::memblock::SUBTREE_NAME)?;
+            let mut page = vec![0u8; size.min(4096) as usize];
+            mem.read(blob, &mut page).map_err(text)?;
+            let dtb = Dtb::parse(&page).map_err(text)?;
+            let log = alloc::format!("/{}", crate::config::LOG_REGION);
+            let start = dtb
+                .property(&log, kho_abi::memblock::PROP_START)
+                .ok_or("no kho_log region")?
+                .to_vec();
+            let len = dtb
+                .property(&log, kho_abi::memblock::PROP_SIZE)
+                .ok_or("no kho_log region")?
+                .to_vec();
+            let twin = alloc::format!("{log}2");
+            edit_memblock(
+                mem,
+                fdt_page,
+                &[
+                    Edit::Set {
+                        path: &twin,
+                        name: PROP_COMPATIBLE,
+                        value: b"reserve-mem-v1\0",
+                    },
+                    Edit::Set {
+                        path: &twin,
+                        name: kho_abi::memblock::PROP_START,
+                        value: &start,
+                    },
+                    Edit::Set {
+                        path: &twin,
+                        name: kho_abi::memblock::PROP_SIZE,
+                        value: &len,
+                    },
+                ],
+            )
+        }
+        FaultClass::KexecMetadataVersion | FaultClass::KexecMetadataCount => {
+            let (meta, _) = subtree(mem, fdt_page, kho_abi::metadata::SUBTREE_NAME)?;
+            let (off, value) = if class == FaultClass::KexecMetadataVersion {
+                (0, 2u32)
+            } else {
+                // After the u32 version and the 65-byte release string.
+                (4 + kho_abi::metadata::RELEASE_LEN as u64, u32::MAX)
+            };
+            let field = meta.checked_add(off).ok_or("kexec-metadata wraps")?;
+            mem.write(field, &value.to_le_bytes()).map_err(text)
+        }
+        FaultClass::KexecMetadataShort => rewrite_root(
+            mem,
+            fdt_page,
+            Root::ChildBlobSize(kho_abi::metadata::SUBTREE_NAME, 40),
+        ),
+        FaultClass::VmallocChunkOutsideRam => {
+            let (blob, _) = subtree(mem, fdt_page, crate::blob::SUBTREE_NAME)?;
+            // The descriptor's `first`: blob offset 24.
+            let first = blob.checked_add(24).ok_or("blob wraps")?;
+            mem.write_u64(first, OUTSIDE_RAM).map_err(text)
+        }
+        FaultClass::VmallocBlockUnpreserved => {
+            let first = PhysAddr::new(vmalloc.first.get());
+            if first == PhysAddr::ZERO {
+                return Err(String::from(
+                    "vmalloc faults need a vmalloc area (kho_stub.vmalloc_pages > 0)",
+                ));
+            }
+            // The radix root: RAM, page-aligned, and never itself preserved.
+            let slot = first.checked_add(8).ok_or("chunk wraps")?;
+            mem.write_u64(slot, radix_root.as_u64()).map_err(text)
+        }
+        FaultClass::ContentFlip => {
+            let (blob, _) = subtree(mem, fdt_page, crate::blob::SUBTREE_NAME)?;
+            // Record 0's `phys`: blob offset 48.
+            let rec = blob.checked_add(48).ok_or("blob wraps")?;
+            let folio = PhysAddr::new(mem.read_u64(rec).map_err(text)?);
+            let byte = folio.checked_add(100).ok_or("folio wraps")?;
+            let mut b = [0u8];
+            mem.read(byte, &mut b).map_err(text)?;
+            mem.write(byte, &[b[0] ^ 0x20]).map_err(text)
+        }
         FaultClass::MemoryMap4Bytes => {
             let low = (radix_root.as_u64() as u32).to_le_bytes().to_vec();
             rewrite_root(mem, fdt_page, Root::MemoryMapBytes(low))
@@ -178,7 +310,7 @@ pub fn corrupt_state(
             .map_err(text)?;
             let folio = folio.ok_or("no order-9 block to overlap")?;
             let page = folio.checked_add(4096).ok_or("folio wraps")?;
-            set_leaf_bit(mem, radix_root, page)
+            set_block_bit(mem, radix_root, page, 0, true)
         }
         FaultClass::VmallocBlockOutsideRam | FaultClass::VmallocBlockMisaligned => {
             let first = PhysAddr::new(vmalloc.first.get());
@@ -222,12 +354,100 @@ pub fn corrupt_state(
         }
         // Acted on by the next generation (generation.rs, `verify`).
         FaultClass::HeapInRevival => Ok(()),
-        FaultClass::ScratchOverlapsPreserved
-        | FaultClass::ScratchOutsideRam
-        | FaultClass::ScratchMisaligned
-        | FaultClass::ScratchOverlapping
-        | FaultClass::HandoffLength => Err(String::from("fault applies at hand-off time")),
+        _ => Err(String::from("fault applies at hand-off time")),
     }
+}
+
+/// The root FDT child `name`: its `preserved-data` and `blob-size`.
+fn subtree(mem: &StubMem, fdt_page: PhysAddr, name: &str) -> Result<(PhysAddr, u64), String> {
+    let mut page = [0u8; 4096];
+    mem.read(fdt_page, &mut page).map_err(text)?;
+    let s = KhoFdt::parse(&page)
+        .map_err(text)?
+        .subtree(name)
+        .ok_or_else(|| format!("no {name} subtree"))?;
+    Ok((s.data(), s.size().unwrap_or(4096)))
+}
+
+/// Apply `edits` to the memblock blob (an FDT in one page) and keep the
+/// root FDT's `blob-size` in step with it.
+fn edit_memblock(mem: &mut StubMem, fdt_page: PhysAddr, edits: &[Edit<'_>]) -> Result<(), String> {
+    let name = kho_abi::memblock::SUBTREE_NAME;
+    let (blob, size) = subtree(mem, fdt_page, name)?;
+    let mut page = vec![0u8; size.min(4096) as usize];
+    mem.read(blob, &mut page).map_err(text)?;
+    let out = Dtb::parse(&page)
+        .and_then(|d| d.rewrite(edits))
+        .map_err(text)?;
+    if out.len() > 4096 {
+        return Err(String::from("edited memblock blob does not fit its page"));
+    }
+    mem.write(blob, &out).map_err(text)?;
+    if out.len() as u64 != size {
+        rewrite_root(mem, fdt_page, Root::ChildBlobSize(name, out.len() as u64))?;
+    }
+    Ok(())
+}
+
+/// Set (`on`) or clear the bit of the block (`phys`, `order`) in its
+/// existing leaf.
+pub fn set_block_bit(
+    mem: &mut StubMem,
+    root: PhysAddr,
+    phys: PhysAddr,
+    order: u32,
+    on: bool,
+) -> Result<(), String> {
+    use kho_abi::radix::{ROOT_LEVEL, encode_key, leaf_bit, table_index};
+    let key = encode_key(phys.as_u64(), order).ok_or("block has no key")?;
+    let mut node = root;
+    for level in (1..=ROOT_LEVEL).rev() {
+        let slot = node
+            .checked_add(8 * table_index(key, level) as u64)
+            .ok_or("radix table wraps")?;
+        let next = mem.read_u64(slot).map_err(text)?;
+        if next == 0 {
+            return Err(format!("no order-{order} leaf for {phys}"));
+        }
+        node = PhysAddr::new(next);
+    }
+    let bit = leaf_bit(key);
+    let word = node
+        .checked_add(8 * (bit / 64) as u64)
+        .ok_or("radix leaf wraps")?;
+    let w = mem.read_u64(word).map_err(text)?;
+    let mask = 1u64 << (bit % 64);
+    mem.write_u64(word, if on { w | mask } else { w & !mask })
+        .map_err(text)
+}
+
+/// Move the tree's last leaf (the order-0 one) to `to` (a free page) and
+/// point its table entry there.
+pub fn move_last_leaf(mem: &mut StubMem, root: PhysAddr, to: PhysAddr) -> Result<(), String> {
+    let mut slot = None;
+    let mut node = root;
+    for _ in 0..kho_abi::radix::ROOT_LEVEL {
+        let (s, next) = last_slot(mem, node)?;
+        slot = Some(s);
+        node = next;
+    }
+    let slot = slot.ok_or("radix tree has no levels")?;
+    let mut leaf = [0u8; 4096];
+    mem.read(node, &mut leaf).map_err(text)?;
+    mem.write(to, &leaf).map_err(text)?;
+    mem.write_u64(slot, to.as_u64()).map_err(text)
+}
+
+/// The last non-zero entry of the table page at `table`: (its slot, its value).
+fn last_slot(mem: &StubMem, table: PhysAddr) -> Result<(PhysAddr, PhysAddr), String> {
+    let mut entries = [0u64; 512];
+    mem.read_u64s(table, &mut entries).map_err(text)?;
+    let i = entries
+        .iter()
+        .rposition(|&e| e != 0)
+        .ok_or("radix table is empty")?;
+    let slot = table.checked_add(i as u64 * 8).ok_or("radix table wraps")?;
+    Ok((slot, PhysAddr::new(entries[i])))
 }
 
 /// The first non-zero entry of the table page at `table`: (its slot, its value).
@@ -240,29 +460,6 @@ fn first_entry(mem: &StubMem, table: PhysAddr) -> Result<(PhysAddr, PhysAddr), S
         .ok_or("radix table is empty")?;
     let slot = table.checked_add(i as u64 * 8).ok_or("radix table wraps")?;
     Ok((slot, PhysAddr::new(entries[i])))
-}
-
-/// Set the order-0 bit of `page` in its existing leaf.
-fn set_leaf_bit(mem: &mut StubMem, root: PhysAddr, page: PhysAddr) -> Result<(), String> {
-    use kho_abi::radix::{ROOT_LEVEL, encode_key, leaf_bit, table_index};
-    let key = encode_key(page.as_u64(), 0).ok_or("page has no order-0 key")?;
-    let mut node = root;
-    for level in (1..=ROOT_LEVEL).rev() {
-        let slot = node
-            .checked_add(8 * table_index(key, level) as u64)
-            .ok_or("radix table wraps")?;
-        let next = mem.read_u64(slot).map_err(text)?;
-        if next == 0 {
-            return Err(format!("no order-0 leaf for {page}"));
-        }
-        node = PhysAddr::new(next);
-    }
-    let bit = leaf_bit(key);
-    let word = node
-        .checked_add(8 * (bit / 64) as u64)
-        .ok_or("radix leaf wraps")?;
-    let w = mem.read_u64(word).map_err(text)?;
-    mem.write_u64(word, w | 1 << (bit % 64)).map_err(text)
 }
 
 /// The last non-zero entry of the table page at `table`.

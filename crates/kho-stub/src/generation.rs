@@ -548,6 +548,11 @@ fn text<E: core::fmt::Display>(e: E) -> String {
 
 /// Restore and check everything the previous generation preserved; every
 /// preserved block must be accounted for.
+///
+/// As in Linux, a client that cannot be restored fails alone: its error
+/// becomes the partial-revival reason (the first one wins), its blocks stay
+/// reserved, and every other client is restored as usual. Only a handover
+/// the stub cannot attribute at all (its own subtree left out) is an error.
 fn verify(
     k: &mut KhoIn,
     mem: &mut StubMem,
@@ -567,22 +572,37 @@ fn verify(
         let hog = vec![0u8; crate::heap::HEAP_SIZE + 1];
         core::hint::black_box(&hog);
     }
-    let meta = k
-        .kexec_metadata(mem)
-        .map_err(text)?
-        .ok_or("no kexec-metadata subtree")?;
-    let kexec_count = meta.kexec_count.get();
-    let release = String::from_utf8_lossy(meta.release_bytes()).into_owned();
-    let mut v = Verified {
-        kexec_count,
-        ..Verified::default()
+    let mut v = Verified::default();
+    // A failed client: the first reason is the one reported.
+    let lost = |v: &mut Verified, reason: String| {
+        v.partial.get_or_insert(reason);
     };
-    let (meta, _) = k
-        .subtree(kho_abi::metadata::SUBTREE_NAME)
-        .ok_or("no kexec-metadata subtree")?;
-    k.restore_folio(mem, meta, Order::ZERO)
-        .map_err(|e| format!("kexec-metadata page: {e}"))?;
-    mem.free_page(meta).map_err(text)?;
+
+    // kexec-metadata: without it the count starts again at 0, as Linux's
+    // kho_in.kexec_count does.
+    let mut release = String::new();
+    let meta = (|| -> Result<(u32, String), String> {
+        let meta = k
+            .kexec_metadata(mem)
+            .map_err(text)?
+            .ok_or("no kexec-metadata subtree")?;
+        let count = meta.kexec_count.get();
+        let release = String::from_utf8_lossy(meta.release_bytes()).into_owned();
+        let (page, _) = k
+            .subtree(kho_abi::metadata::SUBTREE_NAME)
+            .ok_or("no kexec-metadata subtree")?;
+        k.restore_folio(mem, page, Order::ZERO)
+            .map_err(|e| format!("kexec-metadata page: {e}"))?;
+        mem.free_page(page).map_err(text)?;
+        Ok((count, release))
+    })();
+    match meta {
+        Ok((count, r)) => {
+            v.kexec_count = count;
+            release = r;
+        }
+        Err(e) => lost(&mut v, e),
+    }
 
     // The stub's blob: folios, checksums, the vmalloc descriptor. Without
     // one the handover comes from another kernel (Linux).
@@ -590,14 +610,75 @@ fn verify(
         if rejected.names(blob::SUBTREE_NAME) {
             return Err(format!("the kho-stub subtree was left out: {rejected}"));
         }
-        return verify_foreign(k, mem, cfg, v, &release, log, &rejected);
+        let partial = v.partial.take();
+        let mut v = verify_foreign(k, mem, cfg, v, &release, log, &rejected)?;
+        if let Some(reason) = partial {
+            v.partial = Some(reason);
+        }
+        return Ok(v);
     };
+    match verify_blob(k, mem, cfg, blob_at, size, kept, &mut v) {
+        Ok((writer, vmalloc, log_start)) => {
+            verify_vmalloc(k, mem, cfg, writer, &vmalloc, &mut v);
+            if let Some(req) = cfg.log {
+                match verify_log(k, mem, cfg, req, log_start) {
+                    Ok(l) => {
+                        v.log_lines = l.lines;
+                        *log = Some(l);
+                    }
+                    Err(e) => lost(&mut v, e),
+                }
+            }
+            verify_clients(k, mem, cfg, writer, &mut v);
+        }
+        // Everything the blob describes stays reserved.
+        Err(e) => lost(&mut v, format!("kho-stub blob: {e}")),
+    }
+
+    // lib/test_kho.c's subtree, checked as test_kho checks it.
+    match crate::kho_test::verify(k, mem) {
+        Ok(data) => {
+            v.kho_test = data.is_some();
+            v.kho_test_data = data;
+        }
+        Err(e) => lost(&mut v, e),
+    }
+
+    // The root FDT page was preserved too; its bytes are already copied.
+    let fdt = k.handover().fdt;
+    match k.restore_folio(mem, fdt, Order::ZERO) {
+        Ok(()) => mem.free_page(fdt).map_err(text)?,
+        Err(e) => lost(&mut v, format!("root FDT page: {e}")),
+    }
+
+    if !rejected.0.is_empty() && v.partial.is_none() {
+        v.partial = Some(rejected.reason());
+    }
+    let left = k.unrestored_blocks();
+    if left != 0 && v.partial.is_none() {
+        return Err(format!("{left} preserved blocks were restored by nobody"));
+    }
+    Ok(v)
+}
+
+/// The stub's own blob: every folio record restored and checked (kept or
+/// freed), then the blob itself. Returns what the rest of the blob's
+/// clients need: the generation that wrote it, the vmalloc descriptor and
+/// the log's first generation.
+fn verify_blob(
+    k: &mut KhoIn,
+    mem: &mut StubMem,
+    cfg: &Config,
+    blob_at: PhysAddr,
+    size: Option<u64>,
+    kept: &mut Vec<Record>,
+    v: &mut Verified,
+) -> Result<(u32, VmallocDescriptor, u32), String> {
+    let g = cfg.generation;
     let size = size.ok_or("kho-stub subtree has no blob-size")?;
     // Read in place, one record at a time: nothing here grows with the
     // blob, whose size is checked against its record count first.
-    let header: Header = mem
-        .read_obj(blob_at)
-        .map_err(|e| format!("kho-stub blob: {e}"))?;
+    let header: Header = mem.read_obj(blob_at).map_err(text)?;
     blob::check(&header, size).map_err(text)?;
     if header.seed.get() != cfg.seed {
         return Err(format!(
@@ -607,23 +688,22 @@ fn verify(
         ));
     }
     let writer = header.generation.get();
-    let vmalloc = header.vmalloc;
     let log_start = u32::try_from(header.log_start.get())
         .ok()
         .filter(|&s| s <= g)
         .ok_or_else(|| {
             format!(
-                "kho-stub blob: log start {} is past generation {g}",
+                "log start {} is past generation {g}",
                 header.log_start.get()
             )
         })?;
     let blob_order = order_for(size);
 
     for index in 0..header.count.get() {
-        let at = blob::record_at(blob_at, index).ok_or("kho-stub blob wraps")?;
+        let at = blob::record_at(blob_at, index).ok_or("blob wraps")?;
         let rec: Record = mem
             .read_obj(at)
-            .map_err(|e| format!("kho-stub blob record {index}: {e}"))?;
+            .map_err(|e| format!("record {index}: {e}"))?;
         if crate::guest::is_guest(&rec) {
             // Guest memory stays where it is, generation after generation.
             v.bytes += crate::guest::verify(k, mem, cfg.seed, &rec)?;
@@ -657,142 +737,157 @@ fn verify(
             mem.free_pages(phys, order).map_err(text)?;
         }
     }
-    k.restore_folio(mem, blob_at, blob_order)
-        .map_err(|e| format!("kho-stub blob: {e}"))?;
+    k.restore_folio(mem, blob_at, blob_order).map_err(text)?;
     mem.free_pages(blob_at, blob_order).map_err(text)?;
+    Ok((writer, header.vmalloc, log_start))
+}
 
-    // The vmalloc area: restored through its chunk chain, every page checked.
-    if vmalloc.total_pages.get() > 0 {
-        // A corrupt chain fails this client only (kho_restore_vmalloc
-        // returns NULL upstream; the kernel goes on).
-        match k.restore_vmalloc(mem, &vmalloc) {
-            Err(e) => v.partial = Some(format!("{e}")),
-            Ok(area) => {
-                // Checked and freed in chain order, in place.
-                let order = area.order();
-                let mut index = 0u32;
-                area.for_each_mut(mem, |mem, piece| -> Result<(), Why> {
-                    match piece {
-                        kho_vmalloc::Piece::Block(b) => {
-                            check_block(
-                                mem,
-                                cfg.seed,
-                                writer,
-                                VMALLOC_BLOCK_BASE + index,
-                                b,
-                                order,
-                            )?;
-                            mem.free_pages(b, order).map_err(text)?;
-                            index += 1;
-                        }
-                        kho_vmalloc::Piece::Chunk(c) => mem.free_page(c).map_err(text)?,
-                    }
-                    Ok(())
-                })?;
-                v.vmalloc_pages = u64::from(area.total_pages());
-                v.bytes += u64::from(area.total_pages()) * kho_mem::PAGE_SIZE as u64;
+/// The vmalloc area: restored through its chunk chain, every page checked.
+/// A corrupt chain fails this client only (kho_restore_vmalloc returns
+/// NULL upstream; the kernel goes on).
+fn verify_vmalloc(
+    k: &mut KhoIn,
+    mem: &mut StubMem,
+    cfg: &Config,
+    writer: u32,
+    vmalloc: &VmallocDescriptor,
+    v: &mut Verified,
+) {
+    if vmalloc.total_pages.get() == 0 {
+        return;
+    }
+    let area = match k.restore_vmalloc(mem, vmalloc) {
+        Ok(area) => area,
+        Err(e) => {
+            v.partial.get_or_insert(format!("{e}"));
+            return;
+        }
+    };
+    // Checked and freed in chain order, in place.
+    let order = area.order();
+    let mut index = 0u32;
+    let checked = area.for_each_mut(mem, |mem, piece| -> Result<(), Why> {
+        match piece {
+            kho_vmalloc::Piece::Block(b) => {
+                check_block(mem, cfg.seed, writer, VMALLOC_BLOCK_BASE + index, b, order)?;
+                mem.free_pages(b, order).map_err(text)?;
+                index += 1;
             }
+            kho_vmalloc::Piece::Chunk(c) => mem.free_page(c).map_err(text)?,
+        }
+        Ok(())
+    });
+    match checked {
+        Ok(()) => {
+            v.vmalloc_pages = u64::from(area.total_pages());
+            v.bytes += u64::from(area.total_pages()) * kho_mem::PAGE_SIZE as u64;
+        }
+        Err(e) => {
+            v.partial
+                .get_or_insert(format!("vmalloc: {}", String::from(e)));
         }
     }
+}
 
-    // The reserve_mem log: revived at the same place, one line per
-    // generation since the last cold boot.
-    if let Some(req) = cfg.log {
-        let mut page = [0u8; kho_mem::PAGE_SIZE];
-        let range = {
-            let fdt = k
-                .memblock(mem, &mut page)
-                .map_err(text)?
-                .ok_or("no memblock subtree for kho_log")?;
-            let want = kho_memblock::ReserveMem {
-                size: req.size,
-                align: req.align,
-                name: crate::config::LOG_REGION,
-            };
-            fdt.revive(&want).map_err(text)?.range()
+/// The reserve_mem log: revived at the same place, one line per generation
+/// since the last cold boot.
+fn verify_log(
+    k: &mut KhoIn,
+    mem: &mut StubMem,
+    cfg: &Config,
+    req: crate::config::LogRegion,
+    log_start: u32,
+) -> Result<Log, String> {
+    let g = cfg.generation;
+    let mut page = [0u8; kho_mem::PAGE_SIZE];
+    let range = {
+        let fdt = k
+            .memblock(mem, &mut page)
+            .map_err(text)?
+            .ok_or("no memblock subtree for kho_log")?;
+        let want = kho_memblock::ReserveMem {
+            size: req.size,
+            align: req.align,
+            name: crate::config::LOG_REGION,
         };
-        let (memblock_blob, _) = k
-            .subtree(kho_abi::memblock::SUBTREE_NAME)
-            .ok_or("no memblock subtree")?;
-        k.restore_folio(mem, memblock_blob, Order::ZERO)
-            .map_err(|e| format!("memblock blob: {e}"))?;
-        mem.free_page(memblock_blob).map_err(text)?;
-        k.restore_pages(
-            mem,
-            kho_memblock::covering_pages(range).ok_or("kho_log wraps")?,
-        )
-        .map_err(|e| format!("kho_log: {e}"))?;
-        let mut content = vec![0u8; range.size() as usize];
-        mem.read(range.start(), &mut content).map_err(text)?;
-        let mut used = 0usize;
-        let lines = g - log_start;
-        for j in 0..lines {
-            let want = log_line(log_start + j, cfg.seed);
-            let got = content.get(used..used + want.len()).unwrap_or_default();
-            if got != want.as_bytes() {
-                return Err(format!(
-                    "kho_log line {j}: {:?}, expected {:?}",
-                    String::from_utf8_lossy(got),
-                    want.trim_end()
-                ));
-            }
-            used += want.len();
+        fdt.revive(&want).map_err(text)?.range()
+    };
+    let (memblock_blob, _) = k
+        .subtree(kho_abi::memblock::SUBTREE_NAME)
+        .ok_or("no memblock subtree")?;
+    k.restore_folio(mem, memblock_blob, Order::ZERO)
+        .map_err(|e| format!("memblock blob: {e}"))?;
+    mem.free_page(memblock_blob).map_err(text)?;
+    k.restore_pages(
+        mem,
+        kho_memblock::covering_pages(range).ok_or("kho_log wraps")?,
+    )
+    .map_err(|e| format!("kho_log: {e}"))?;
+    let mut content = vec![0u8; range.size() as usize];
+    mem.read(range.start(), &mut content).map_err(text)?;
+    let mut used = 0usize;
+    let lines = g - log_start;
+    for j in 0..lines {
+        let want = log_line(log_start + j, cfg.seed);
+        let got = content.get(used..used + want.len()).unwrap_or_default();
+        if got != want.as_bytes() {
+            return Err(format!(
+                "kho_log line {j}: {:?}, expected {:?}",
+                String::from_utf8_lossy(got),
+                want.trim_end()
+            ));
         }
-        if content[used..].iter().any(|&b| b != 0) {
-            return Err(format!("kho_log has bytes after its {lines} lines"));
-        }
-        v.log_lines = lines;
-        *log = Some(Log {
-            range,
-            first: log_start,
-            lines,
-            used: used as u64,
-        });
+        used += want.len();
     }
+    if content[used..].iter().any(|&b| b != 0) {
+        return Err(format!("kho_log has bytes after its {lines} lines"));
+    }
+    Ok(Log {
+        range,
+        first: log_start,
+        lines,
+        used: used as u64,
+    })
+}
 
-    // Extra client subtrees: one page each, content from their index.
-    let clients: Vec<(String, PhysAddr)> = k
+/// Extra client subtrees: one page each, content from their index. Each
+/// fails alone.
+fn verify_clients(k: &mut KhoIn, mem: &mut StubMem, cfg: &Config, writer: u32, v: &mut Verified) {
+    let clients: Vec<(String, PhysAddr, Option<u64>)> = k
         .subtree_names()
         .into_iter()
         .filter_map(|name| name.strip_prefix(CLIENT_PREFIX).map(|_| String::from(name)))
-        .filter_map(|name| k.subtree(&name).map(|(at, _)| (name, at)))
+        .filter_map(|name| k.subtree(&name).map(|(at, size)| (name, at, size)))
         .collect();
-    for (name, at) in &clients {
-        let index: u32 = name[CLIENT_PREFIX.len()..]
-            .parse()
-            .map_err(|_| format!("bad client subtree name {name}"))?;
-        k.restore_folio(mem, *at, Order::ZERO)
-            .map_err(|e| format!("{name}: {e}"))?;
-        check_block(
-            mem,
-            cfg.seed,
-            writer,
-            CLIENT_BLOCK_BASE + index,
-            *at,
-            Order::ZERO,
-        )?;
-        mem.free_page(*at).map_err(text)?;
+    for (name, at, size) in &clients {
+        let one = (|| -> Result<(), String> {
+            let index: u32 = name[CLIENT_PREFIX.len()..]
+                .parse()
+                .map_err(|_| format!("bad client subtree name {name}"))?;
+            // The client knows its blob: one page (no blob-size before
+            // kho-v3).
+            if let Some(size) = size.filter(|&s| s != kho_mem::PAGE_SIZE as u64) {
+                return Err(format!("{name}: blob-size {size:#x}, expected one page"));
+            }
+            k.restore_folio(mem, *at, Order::ZERO)
+                .map_err(|e| format!("{name}: {e}"))?;
+            check_block(
+                mem,
+                cfg.seed,
+                writer,
+                CLIENT_BLOCK_BASE + index,
+                *at,
+                Order::ZERO,
+            )?;
+            mem.free_page(*at).map_err(text)
+        })();
+        match one {
+            Ok(()) => v.subtrees += 1,
+            Err(e) => {
+                v.partial.get_or_insert(e);
+            }
+        }
     }
-    v.subtrees = clients.len() as u32;
-
-    // lib/test_kho.c's subtree, checked as test_kho checks it.
-    v.kho_test_data = crate::kho_test::verify(k, mem)?;
-    v.kho_test = v.kho_test_data.is_some();
-
-    // The root FDT page was preserved too; its bytes are already copied.
-    let fdt = k.handover().fdt;
-    k.restore_folio(mem, fdt, Order::ZERO)
-        .map_err(|e| format!("root FDT page: {e}"))?;
-    mem.free_page(fdt).map_err(text)?;
-
-    if !rejected.0.is_empty() && v.partial.is_none() {
-        v.partial = Some(rejected.reason());
-    }
-    let left = k.unrestored_blocks();
-    if left != 0 && v.partial.is_none() {
-        return Err(format!("{left} preserved blocks were restored by nobody"));
-    }
-    Ok(v)
 }
 
 /// The root FDT's children the lenient parse left out (malformed: as
@@ -1300,7 +1395,51 @@ fn corrupt_handoff(
             .map_err(text)?;
             crate::fault::corrupt_scratch_entry(mem, array, range)
         }
-        FaultClass::HandoffLength => arch::corrupt_handoff_length(mem, kexec),
+        FaultClass::ScratchZeroSize => {
+            let mut entry = [0u64; 2];
+            let at = array.start().checked_add(16).ok_or("scratch array wraps")?;
+            mem.read_u64s(at, &mut entry).map_err(text)?;
+            let empty = PhysRange::try_new(PhysAddr::new(entry[0]), 0).map_err(text)?;
+            crate::fault::corrupt_scratch_entry(mem, array, empty)
+        }
+        FaultClass::FdtPageUnpreserved => {
+            crate::fault::set_block_bit(mem, out.tree().root(), out.fdt(), 0, false)
+        }
+        FaultClass::RadixLeafInScratch | FaultClass::RadixNodeInScratch => {
+            // Scratch area 1 (the global one), from the array the next
+            // kernel reads.
+            let mut entry = [0u64; 2];
+            let at = array.start().checked_add(16).ok_or("scratch array wraps")?;
+            mem.read_u64s(at, &mut entry).map_err(text)?;
+            let [start, size] = entry;
+            if class == FaultClass::RadixLeafInScratch {
+                // A 2 MiB block inside the area (order 9: its leaf spans
+                // 64 GiB, so it exists wherever a 2 MiB folio is kept).
+                let block = (start + (2 << 20) - 1) & !((2 << 20) - 1);
+                if block + (2 << 20) > start + size {
+                    return Err(String::from("scratch area 1 holds no 2 MiB block"));
+                }
+                crate::fault::set_block_bit(mem, out.tree().root(), PhysAddr::new(block), 9, true)
+            } else {
+                // Its last page: the next kernel allocates from the front.
+                let last = PhysAddr::new(start + size - 4096);
+                crate::fault::move_last_leaf(mem, out.tree().root(), last)
+            }
+        }
+        FaultClass::RadixLeafOutsideRam => {
+            let block = PhysAddr::new(crate::fault::OUTSIDE_RAM / 2);
+            crate::fault::set_block_bit(mem, out.tree().root(), block, 9, true)
+        }
+        FaultClass::HandoffLength
+        | FaultClass::ScratchLength
+        | FaultClass::SetupDataSelfLoop
+        | FaultClass::SetupDataLoop
+        | FaultClass::SetupDataLongChain
+        | FaultClass::SetupDataOutsideRam
+        | FaultClass::ZeroPageMagic
+        | FaultClass::E820TooMany
+        | FaultClass::ChosenCells
+        | FaultClass::ChosenOneProperty => arch::corrupt_handoff(mem, kexec, class),
         FaultClass::RadixOutsideRam
         | FaultClass::RadixCycle
         | FaultClass::RadixFullLeaf

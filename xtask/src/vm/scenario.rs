@@ -427,12 +427,15 @@ fn validate(name: &str, mut f: ScenarioFile) -> Result<Scenario> {
             "fault {fault} needs generation {next} to see it, but the run has {} generations",
             generations
         );
+        // "verified" is for the defects a kernel must accept (Linux writes
+        // them too, e.g. a zero-size scratch entry).
         ensure!(
-            matches!(
-                expect[next as usize],
-                Expect::Failed { .. } | Expect::Partial { .. }
-            ),
-            "fault {fault}: add an [[expect]] with generation = {next}, result = \"failed\" (or \"partial\") and the reason it must report"
+            seen.contains(&next)
+                && matches!(
+                    expect[next as usize],
+                    Expect::Failed { .. } | Expect::Partial { .. } | Expect::Verified
+                ),
+            "fault {fault}: add an [[expect]] with generation = {next}, result = \"failed\" (or \"partial\", or \"verified\" for a defect to be accepted) and the reason it must report"
         );
     }
     let subtrees = match f.subtrees {
@@ -835,6 +838,18 @@ reason = "*kho-v9*"
         assert_eq!(s.numa_nodes, 2);
         let e = err("n", &format!("{BASIC}numa_nodes = 3\n"));
         assert!(e.contains("split evenly over 3 NUMA nodes"), "{e}");
+    }
+
+    /// A defect the next kernel must accept (a zero-size scratch entry) is
+    /// expected as "verified", explicitly.
+    #[test]
+    fn a_fault_may_expect_verified() {
+        let text = FAULT.replace(
+            "result = \"failed\"\nreason = \"*kho-v9*\"",
+            "result = \"verified\"",
+        );
+        let s = parse("f", &text).unwrap();
+        assert_eq!(s.expect[4], Expect::Verified);
     }
 
     #[test]

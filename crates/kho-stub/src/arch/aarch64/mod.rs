@@ -14,6 +14,7 @@ use kho::handoff::dt;
 use kho_mem::{PhysAddr, PhysMem, PhysRange};
 use kho_scratch::{LowLimit, MemRegion, NodeId, ScratchAllocator};
 
+use crate::config::FaultClass;
 use crate::generation::{self, BootInfo};
 use crate::kexec::Kexec;
 use crate::mem::{RamView, StubMem};
@@ -345,25 +346,65 @@ pub fn enter_linux(entry: u64, dtb: u64, ranges: &[PhysRange]) -> ! {
     unsafe { linux_enter(entry, dtb) }
 }
 
-/// Fault injection: make `/chosen` `linux,kho-scratch` one cell short
-/// (12 bytes instead of 16) in the next DTB.
-pub fn corrupt_handoff_length(mem: &mut StubMem, k: &Kexec) -> Result<(), String> {
+/// Fault injection at hand-off time, on `/chosen` of the next DTB.
+pub fn corrupt_handoff(mem: &mut StubMem, k: &Kexec, class: FaultClass) -> Result<(), String> {
+    use kho_abi::chosen::{PROP_KHO_FDT, PROP_KHO_SCRATCH};
+    use kho_fdt::dtb::{Dtb, Edit, decode_pairs, encode_pair};
     let err = |e: &dyn core::fmt::Display| alloc::format!("corrupting the next DTB: {e}");
     let dtb_at = k.handoff();
     let mut blob = alloc::vec![0u8; dtb_at.size() as usize];
     mem.read(dtb_at.start(), &mut blob).map_err(|e| err(&e))?;
-    let dtb = kho_fdt::dtb::Dtb::parse(&blob).map_err(|e| err(&e))?;
-    let short = dtb
-        .property("/chosen", kho_abi::chosen::PROP_KHO_SCRATCH)
-        .ok_or("no linux,kho-scratch")?;
-    let short = short
-        .get(..12)
-        .ok_or("linux,kho-scratch shorter than 12 bytes")?
-        .to_vec();
-    let edit = kho_fdt::dtb::Edit::Set {
-        path: "/chosen",
-        name: kho_abi::chosen::PROP_KHO_SCRATCH,
-        value: &short,
+    let dtb = Dtb::parse(&blob).map_err(|e| err(&e))?;
+    let (ac, sc) = dtb.root_cells().ok_or("root cells out of range")?;
+    let prop = |name: &str| {
+        dtb.property("/chosen", name)
+            .ok_or(alloc::format!("no {name}"))
+    };
+    let (name, value) = match class {
+        // linux,kho-scratch one cell short (12 bytes of 16).
+        FaultClass::HandoffLength => {
+            let short = prop(PROP_KHO_SCRATCH)?
+                .get(..12)
+                .ok_or("linux,kho-scratch shorter than 12 bytes")?
+                .to_vec();
+            (PROP_KHO_SCRATCH, Some(short))
+        }
+        // The scratch array's size loses 8 bytes.
+        FaultClass::ScratchLength => {
+            let (addr, size) = decode_pairs(prop(PROP_KHO_SCRATCH)?, ac, sc)
+                .next()
+                .ok_or("linux,kho-scratch is not a pair")?;
+            (PROP_KHO_SCRATCH, Some(encode_pair(addr, size - 8, ac, sc)))
+        }
+        // linux,kho-fdt written with one address and one size cell while
+        // the root says two of each (a writer that ignored the root's cells).
+        FaultClass::ChosenCells => {
+            let (addr, size) = decode_pairs(prop(PROP_KHO_FDT)?, ac, sc)
+                .next()
+                .ok_or("linux,kho-fdt is not a pair")?;
+            if (ac, sc) == (1, 1) {
+                return Err(String::from("the root already has one cell each"));
+            }
+            (PROP_KHO_FDT, Some(encode_pair(addr, size, 1, 1)))
+        }
+        // Only linux,kho-fdt is left.
+        FaultClass::ChosenOneProperty => (PROP_KHO_SCRATCH, None),
+        _ => {
+            return Err(alloc::format!(
+                "fault class {class:?} does not apply to aarch64"
+            ));
+        }
+    };
+    let edit = match &value {
+        Some(value) => Edit::Set {
+            path: "/chosen",
+            name,
+            value,
+        },
+        None => Edit::Delete {
+            path: "/chosen",
+            name,
+        },
     };
     let out = dtb.rewrite(&[edit]).map_err(|e| err(&e))?;
     if out.len() as u64 > dtb_at.size() {

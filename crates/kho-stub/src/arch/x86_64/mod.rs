@@ -14,6 +14,7 @@ use kho_abi::x86::{SETUP_DATA_HEADER_SIZE, SetupDataHeader};
 use kho_mem::{PhysAddr, PhysMem, PhysRange};
 use kho_scratch::{LowLimit, MemKind, MemRegion, NodeId, ScratchAllocator};
 
+use crate::config::FaultClass;
 use crate::generation::{self, BootInfo};
 use crate::kexec::Kexec;
 use crate::mem::{RamView, StubMem};
@@ -324,7 +325,9 @@ fn boot_from_pvh(start_info: u64) -> BootInfo {
 }
 
 fn boot_from_boot_params(at: u64) -> BootInfo {
-    let params = match handoff::read_boot_params(&probe(), PhysAddr::new(at)) {
+    // A zero page with a bad magic or too many e820 entries still gives a
+    // memory map to boot cold on; nothing else on it is trusted.
+    let (params, defect) = match handoff::read_boot_params_lenient(&probe(), PhysAddr::new(at)) {
         Ok(p) => p,
         Err(e) => generation::fail(0, &e),
     };
@@ -339,7 +342,12 @@ fn boot_from_boot_params(at: u64) -> BootInfo {
         .cmdline
         .map(|c| read_cstr(&ram, c, MAX_CMDLINE))
         .unwrap_or_default();
-    let handover = handoff::find_kho(&ram, params.setup_data).map_err(|e| alloc::format!("{e}"));
+    let handover = match defect {
+        Some(e) => Err(alloc::format!(
+            "zero page at {at:#x}: {e}: its setup_data is not trusted"
+        )),
+        None => handoff::find_kho(&ram, params.setup_data).map_err(|e| alloc::format!("{e}")),
+    };
     BootInfo {
         memory,
         cmdline,
@@ -542,16 +550,61 @@ pub fn enter_linux(entry: u64, zero_page: u64, _ranges: &[PhysRange]) -> ! {
     unsafe { linux_enter64(entry, zero_page) }
 }
 
-/// Fault injection: give the KHO `setup_data` entry a wrong `len` (16
-/// instead of 32).
-pub fn corrupt_handoff_length(mem: &mut StubMem, k: &Kexec) -> Result<(), String> {
-    let len_field = k
-        .handoff()
-        .start()
-        .checked_add(4096 + 12)
-        .ok_or("boot_params wraps")?;
-    mem.write(len_field, &16u32.to_le_bytes())
-        .map_err(|e| alloc::format!("{e}"))
+/// Fault injection at hand-off time, on the zero page and its KHO
+/// `setup_data` entry (at +4096: `next`, `type`, `len`, then `kho_data`).
+pub fn corrupt_handoff(mem: &mut StubMem, k: &Kexec, class: FaultClass) -> Result<(), String> {
+    let e = |e: kho_mem::Error| alloc::format!("corrupting the zero page: {e}");
+    let zero_page = k.handoff().start().as_u64();
+    let entry = zero_page + 4096;
+    // A type no kernel knows: the reader must follow `next`.
+    let untyped = |mem: &mut StubMem, at: u64, next: u64| -> Result<(), String> {
+        mem.write_u64(PhysAddr::new(at), next).map_err(e)?;
+        mem.write(PhysAddr::new(at + 8), &0x7fff_0000u32.to_le_bytes())
+            .map_err(e)?;
+        mem.write(PhysAddr::new(at + 12), &0u32.to_le_bytes())
+            .map_err(e)
+    };
+    match class {
+        // `len` := 16.
+        FaultClass::HandoffLength => mem
+            .write(PhysAddr::new(entry + 12), &16u32.to_le_bytes())
+            .map_err(e),
+        // `kho_data.scratch_size` (payload +24) loses 8 bytes.
+        FaultClass::ScratchLength => {
+            let at = PhysAddr::new(entry + 16 + 24);
+            let size = mem.read_u64(at).map_err(e)?;
+            mem.write_u64(at, size - 8).map_err(e)
+        }
+        FaultClass::SetupDataSelfLoop => untyped(mem, entry, entry),
+        FaultClass::SetupDataLoop => {
+            // The second entry sits inside the first one's old payload.
+            untyped(mem, entry, entry + 24)?;
+            untyped(mem, entry + 24, entry)
+        }
+        FaultClass::SetupDataLongChain => {
+            // 70 entries in the unused tail of the zero page's e820 table
+            // (0x2d0 + 20 × 128; the stub writes a handful of entries).
+            let base = zero_page + 0x600;
+            untyped(mem, entry, base)?;
+            for i in 0..70u64 {
+                let next = if i == 69 { 0 } else { base + (i + 1) * 16 };
+                untyped(mem, base + i * 16, next)?;
+            }
+            Ok(())
+        }
+        FaultClass::SetupDataOutsideRam => untyped(mem, entry, crate::fault::OUTSIDE_RAM),
+        // boot_flag (0x1fe) := 0.
+        FaultClass::ZeroPageMagic => mem
+            .write(PhysAddr::new(zero_page + 0x1fe), &[0, 0])
+            .map_err(e),
+        // e820_entries (0x1e8) := 200, more than the table's 128 slots.
+        FaultClass::E820TooMany => mem
+            .write(PhysAddr::new(zero_page + 0x1e8), &[200])
+            .map_err(e),
+        _ => Err(alloc::format!(
+            "fault class {class:?} does not apply to x86_64"
+        )),
+    }
 }
 
 /// Where the next generation is entered: the Linux 64-bit entry of the
