@@ -82,7 +82,7 @@ pub(crate) fn test() -> Result<()> {
         generations: None,
     })?;
     tracing::info!("step: fuzz smoke (every target in fuzz/, {FUZZ_SMOKE_SECONDS} s each)");
-    crate::fuzz::run(None, FUZZ_SMOKE_SECONDS)?;
+    crate::fuzz::run(None, FUZZ_SMOKE_SECONDS, None)?;
     tracing::info!("all tests passed");
     Ok(())
 }

@@ -96,9 +96,13 @@ enum Task {
         /// Every target, one after another (the default without TARGET).
         #[arg(long)]
         all: bool,
-        /// Seconds per target.
+        /// Seconds per target (with --runs: the most each may take).
         #[arg(long, default_value_t = 30)]
         seconds: u64,
+        /// Stop each target after N executions instead (libFuzzer's -runs),
+        /// e.g. 10000000 for the figures in docs/TESTING.md.
+        #[arg(long, value_name = "N")]
+        runs: Option<u64>,
     },
     /// Build (once) and cache the Linux peer kernel from Debian's
     /// linux-source-7.2 with KHO and its selftest, plus its initramfs images;
@@ -198,7 +202,8 @@ fn main() -> ExitCode {
             target,
             all: _,
             seconds,
-        } => fuzz::run(target.as_deref(), seconds),
+            runs,
+        } => fuzz::run(target.as_deref(), seconds, runs),
         Task::Linux { arches, jobs } => linux::run(&arches, jobs),
         Task::Build { arch } => vm::build(arch),
         Task::Run {
