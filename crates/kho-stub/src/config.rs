@@ -93,6 +93,11 @@ pub enum FaultClass {
     KexecMetadataCount,
     /// The vmalloc descriptor's first chunk is outside RAM.
     VmallocChunkOutsideRam,
+    /// The vmalloc descriptor's first chunk is not page-aligned.
+    VmallocChunkMisaligned,
+    /// The vmalloc descriptor's first chunk is a RAM page nobody preserved
+    /// (the radix root).
+    VmallocChunkUnpreserved,
     /// The first block of the vmalloc area is a RAM page nobody preserved
     /// (the radix root).
     VmallocBlockUnpreserved,
@@ -134,7 +139,7 @@ pub enum FaultClass {
 
 impl FaultClass {
     /// Every class with its command-line name.
-    pub const ALL: [(FaultClass, &'static str); 51] = [
+    pub const ALL: [(FaultClass, &'static str); 53] = [
         (FaultClass::BadMagic, "bad-magic"),
         (FaultClass::Truncated, "truncated"),
         (FaultClass::Compatible, "compatible"),
@@ -188,6 +193,14 @@ impl FaultClass {
         (
             FaultClass::VmallocChunkOutsideRam,
             "vmalloc-chunk-outside-ram",
+        ),
+        (
+            FaultClass::VmallocChunkMisaligned,
+            "vmalloc-chunk-misaligned",
+        ),
+        (
+            FaultClass::VmallocChunkUnpreserved,
+            "vmalloc-chunk-unpreserved",
         ),
         (
             FaultClass::VmallocBlockUnpreserved,

@@ -219,11 +219,19 @@ pub fn corrupt_state(
             fdt_page,
             Root::ChildBlobSize(kho_abi::metadata::SUBTREE_NAME, 40),
         ),
-        FaultClass::VmallocChunkOutsideRam => {
+        FaultClass::VmallocChunkOutsideRam
+        | FaultClass::VmallocChunkMisaligned
+        | FaultClass::VmallocChunkUnpreserved => {
             let (blob, _) = subtree(mem, fdt_page, crate::blob::SUBTREE_NAME)?;
             // The descriptor's `first`: blob offset 24.
             let first = blob.checked_add(24).ok_or("blob wraps")?;
-            mem.write_u64(first, OUTSIDE_RAM).map_err(text)
+            let value = match class {
+                FaultClass::VmallocChunkOutsideRam => OUTSIDE_RAM,
+                FaultClass::VmallocChunkMisaligned => vmalloc.first.get() + 8,
+                // The radix root: RAM, page-aligned, never itself preserved.
+                _ => radix_root.as_u64(),
+            };
+            mem.write_u64(first, value).map_err(text)
         }
         FaultClass::VmallocBlockUnpreserved => {
             let first = PhysAddr::new(vmalloc.first.get());
