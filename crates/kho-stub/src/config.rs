@@ -235,24 +235,34 @@ impl FaultClass {
     /// generation's own checks. The other classes corrupt the KHO state as
     /// soon as it is built, so `fdt-out` shows the damage.
     pub fn at_handoff(self) -> bool {
+        self.arch_handoff()
+            || matches!(
+                self,
+                FaultClass::RadixOutsideRam
+                    | FaultClass::RadixCycle
+                    | FaultClass::RadixFullLeaf
+                    | FaultClass::RadixOverlap
+                    | FaultClass::RadixMisalignedEntry
+                    | FaultClass::RadixSharedNode
+                    | FaultClass::ScratchOverlapsPreserved
+                    | FaultClass::ScratchOutsideRam
+                    | FaultClass::ScratchMisaligned
+                    | FaultClass::ScratchOverlapping
+                    | FaultClass::FdtPageUnpreserved
+                    | FaultClass::RadixLeafInScratch
+                    | FaultClass::RadixLeafOutsideRam
+                    | FaultClass::RadixNodeInScratch
+                    | FaultClass::ScratchZeroSize
+            )
+    }
+
+    /// Whether the fault edits the arch handoff itself (the x86 zero page
+    /// and its `setup_data`, the arm64 `/chosen`): the arch module applies
+    /// it (`arch::corrupt_handoff`).
+    pub fn arch_handoff(self) -> bool {
         matches!(
             self,
-            FaultClass::RadixOutsideRam
-                | FaultClass::RadixCycle
-                | FaultClass::RadixFullLeaf
-                | FaultClass::RadixOverlap
-                | FaultClass::RadixMisalignedEntry
-                | FaultClass::RadixSharedNode
-                | FaultClass::ScratchOverlapsPreserved
-                | FaultClass::ScratchOutsideRam
-                | FaultClass::ScratchMisaligned
-                | FaultClass::ScratchOverlapping
-                | FaultClass::HandoffLength
-                | FaultClass::FdtPageUnpreserved
-                | FaultClass::RadixLeafInScratch
-                | FaultClass::RadixLeafOutsideRam
-                | FaultClass::RadixNodeInScratch
-                | FaultClass::ScratchZeroSize
+            FaultClass::HandoffLength
                 | FaultClass::ScratchLength
                 | FaultClass::SetupDataSelfLoop
                 | FaultClass::SetupDataLoop

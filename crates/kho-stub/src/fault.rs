@@ -269,16 +269,16 @@ pub fn corrupt_state(
             Root::MemoryMapBytes(OUTSIDE_RAM.to_le_bytes().to_vec()),
         ),
         FaultClass::RadixOutsideRam => {
-            let (slot, _) = first_entry(mem, radix_root)?;
+            let (slot, _) = entry(mem, radix_root, End::First)?;
             mem.write_u64(slot, OUTSIDE_RAM).map_err(text)
         }
         FaultClass::RadixMisalignedEntry => {
-            let (slot, child) = first_entry(mem, radix_root)?;
+            let (slot, child) = entry(mem, radix_root, End::First)?;
             mem.write_u64(slot, child.as_u64() + 8).map_err(text)
         }
         FaultClass::RadixSharedNode => {
-            let (_, table) = first_entry(mem, radix_root)?;
-            let (slot, child) = first_entry(mem, table)?;
+            let (_, table) = entry(mem, radix_root, End::First)?;
+            let (slot, child) = entry(mem, table, End::First)?;
             let next = slot.checked_add(8).ok_or("radix table wraps")?;
             if mem.read_u64(next).map_err(text)? != 0 {
                 return Err(String::from("the slot after the first entry is in use"));
@@ -286,8 +286,8 @@ pub fn corrupt_state(
             mem.write_u64(next, child.as_u64()).map_err(text)
         }
         FaultClass::RadixCycle => {
-            let (_, child) = first_entry(mem, radix_root)?;
-            let (slot, _) = first_entry(mem, child)?;
+            let (_, child) = entry(mem, radix_root, End::First)?;
+            let (slot, _) = entry(mem, child, End::First)?;
             mem.write_u64(slot, radix_root.as_u64()).map_err(text)
         }
         FaultClass::RadixFullLeaf => {
@@ -295,7 +295,7 @@ pub fn corrupt_state(
             // order-0 leaf (if order-0 blocks are preserved, as here).
             let mut node = radix_root;
             for _ in 0..kho_abi::radix::ROOT_LEVEL {
-                node = last_entry(mem, node)?;
+                node = entry(mem, node, End::Last)?.1;
             }
             mem.write(node, &[0xff; 4096]).map_err(text)
         }
@@ -435,7 +435,7 @@ pub fn move_last_leaf(mem: &mut StubMem, root: PhysAddr, to: PhysAddr) -> Result
     let mut slot = None;
     let mut node = root;
     for _ in 0..kho_abi::radix::ROOT_LEVEL {
-        let (s, next) = last_slot(mem, node)?;
+        let (s, next) = entry(mem, node, End::Last)?;
         slot = Some(s);
         node = next;
     }
@@ -446,40 +446,26 @@ pub fn move_last_leaf(mem: &mut StubMem, root: PhysAddr, to: PhysAddr) -> Result
     mem.write_u64(slot, to.as_u64()).map_err(text)
 }
 
-/// The last non-zero entry of the table page at `table`: (its slot, its value).
-fn last_slot(mem: &StubMem, table: PhysAddr) -> Result<(PhysAddr, PhysAddr), String> {
-    let mut entries = [0u64; 512];
-    mem.read_u64s(table, &mut entries).map_err(text)?;
-    let i = entries
-        .iter()
-        .rposition(|&e| e != 0)
-        .ok_or("radix table is empty")?;
-    let slot = table.checked_add(i as u64 * 8).ok_or("radix table wraps")?;
-    Ok((slot, PhysAddr::new(entries[i])))
+/// Which non-zero entry of a table [`entry`] returns.
+#[derive(Clone, Copy)]
+enum End {
+    First,
+    Last,
 }
 
-/// The first non-zero entry of the table page at `table`: (its slot, its value).
-fn first_entry(mem: &StubMem, table: PhysAddr) -> Result<(PhysAddr, PhysAddr), String> {
+/// The first or last non-zero entry of the table page at `table`: (its
+/// slot, its value).
+fn entry(mem: &StubMem, table: PhysAddr, end: End) -> Result<(PhysAddr, PhysAddr), String> {
     let mut entries = [0u64; 512];
     mem.read_u64s(table, &mut entries).map_err(text)?;
-    let i = entries
-        .iter()
-        .position(|&e| e != 0)
-        .ok_or("radix table is empty")?;
+    let nonzero = |e: &u64| *e != 0;
+    let i = match end {
+        End::First => entries.iter().position(nonzero),
+        End::Last => entries.iter().rposition(nonzero),
+    }
+    .ok_or("radix table is empty")?;
     let slot = table.checked_add(i as u64 * 8).ok_or("radix table wraps")?;
     Ok((slot, PhysAddr::new(entries[i])))
-}
-
-/// The last non-zero entry of the table page at `table`.
-fn last_entry(mem: &StubMem, table: PhysAddr) -> Result<PhysAddr, String> {
-    let mut entries = [0u64; 512];
-    mem.read_u64s(table, &mut entries).map_err(text)?;
-    let e = entries
-        .iter()
-        .rev()
-        .find(|&&e| e != 0)
-        .ok_or("radix table is empty")?;
-    Ok(PhysAddr::new(*e))
 }
 
 /// Corrupt the scratch array written at `array`: entry 1 (the global area)

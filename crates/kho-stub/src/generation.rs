@@ -799,19 +799,7 @@ fn verify_log(
     log_start: u32,
 ) -> Result<Log, String> {
     let g = cfg.generation;
-    let mut page = [0u8; kho_mem::PAGE_SIZE];
-    let range = {
-        let fdt = k
-            .memblock(mem, &mut page)
-            .map_err(text)?
-            .ok_or("no memblock subtree for kho_log")?;
-        let want = kho_memblock::ReserveMem {
-            size: req.size,
-            align: req.align,
-            name: crate::config::LOG_REGION,
-        };
-        fdt.revive(&want).map_err(text)?.range()
-    };
+    let range = our_log_region(k, mem, req)?.map_err(text)?;
     let (memblock_blob, _) = k
         .subtree(kho_abi::memblock::SUBTREE_NAME)
         .ok_or("no memblock subtree")?;
@@ -848,6 +836,27 @@ fn verify_log(
         lines,
         used: used as u64,
     })
+}
+
+/// The reserve_mem region `kho_log` as the memblock blob hands it over:
+/// the outer error when the blob is missing or malformed, the inner one
+/// when it has no such region (or one of another size or alignment).
+fn our_log_region(
+    k: &KhoIn,
+    mem: &StubMem,
+    req: crate::config::LogRegion,
+) -> Result<Result<PhysRange, kho_memblock::Error>, String> {
+    let mut page = [0u8; kho_mem::PAGE_SIZE];
+    let fdt = k
+        .memblock(mem, &mut page)
+        .map_err(text)?
+        .ok_or("no memblock subtree for kho_log")?;
+    let want = kho_memblock::ReserveMem {
+        size: req.size,
+        align: req.align,
+        name: crate::config::LOG_REGION,
+    };
+    Ok(fdt.revive(&want).map(|r| r.range()))
 }
 
 /// Extra client subtrees: one page each, content from their index. Each
@@ -983,20 +992,8 @@ fn verify_foreign(
 
     // memblock: the reserve_mem region named like ours becomes our log.
     if let Some((memblock_blob, _)) = k.subtree(kho_abi::memblock::SUBTREE_NAME) {
-        let mut page = [0u8; kho_mem::PAGE_SIZE];
         let region = match cfg.log {
-            Some(req) => {
-                let fdt = k
-                    .memblock(mem, &mut page)
-                    .map_err(text)?
-                    .ok_or("no memblock subtree")?;
-                let want = kho_memblock::ReserveMem {
-                    size: req.size,
-                    align: req.align,
-                    name: crate::config::LOG_REGION,
-                };
-                fdt.revive(&want).ok().map(|r| r.range())
-            }
+            Some(req) => our_log_region(k, mem, req)?.ok(),
             None => None,
         };
         k.restore_folio(mem, memblock_blob, Order::ZERO)
@@ -1430,16 +1427,7 @@ fn corrupt_handoff(
             let block = PhysAddr::new(crate::fault::OUTSIDE_RAM / 2);
             crate::fault::set_block_bit(mem, out.tree().root(), block, 9, true)
         }
-        FaultClass::HandoffLength
-        | FaultClass::ScratchLength
-        | FaultClass::SetupDataSelfLoop
-        | FaultClass::SetupDataLoop
-        | FaultClass::SetupDataLongChain
-        | FaultClass::SetupDataOutsideRam
-        | FaultClass::ZeroPageMagic
-        | FaultClass::E820TooMany
-        | FaultClass::ChosenCells
-        | FaultClass::ChosenOneProperty => arch::corrupt_handoff(mem, kexec, class),
+        c if c.arch_handoff() => arch::corrupt_handoff(mem, kexec, c),
         FaultClass::RadixOutsideRam
         | FaultClass::RadixCycle
         | FaultClass::RadixFullLeaf

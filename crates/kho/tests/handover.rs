@@ -165,14 +165,8 @@ fn every_version_hands_over() {
 fn kho_v4_in_linux_property_order_revives() {
     let (mut mem, areas) = setup();
     let (handover, folios) = hand_over_as(&mut mem, &areas, AbiVersion::V4);
-    let mut page = [0u8; 4096];
-    mem.read(handover.fdt, &mut page).unwrap();
-    let ours = kho_fdt::KhoFdt::parse(&page).unwrap();
-    let children: Vec<(String, u64, u64)> = ours
-        .subtrees()
-        .map(|s| (s.name().to_owned(), s.data().as_u64(), s.size().unwrap()))
-        .collect();
-    let linux = linux_layout(ours.memory_map().as_u64(), &children, false);
+    let (map, children) = our_children(&mem, handover);
+    let linux = linux_layout(map, &children, false);
     assert!(linux.len() <= 4096);
     let mut fresh = [0u8; 4096];
     fresh[..linux.len()].copy_from_slice(&linux);
@@ -193,6 +187,19 @@ fn kho_v4_in_linux_property_order_revives() {
     for (phys, o) in folios {
         kin.restore_folio(&mut mem, phys, o).unwrap();
     }
+}
+
+/// The memory map and the (name, data, size) of every child of the FDT
+/// kho-rs wrote for `handover`.
+fn our_children(mem: &HostMem, handover: Handover) -> (u64, Vec<(String, u64, u64)>) {
+    let mut page = [0u8; 4096];
+    mem.read(handover.fdt, &mut page).unwrap();
+    let ours = kho_fdt::KhoFdt::parse(&page).unwrap();
+    let children = ours
+        .subtrees()
+        .map(|s| (s.name().to_owned(), s.data().as_u64(), s.size().unwrap()))
+        .collect();
+    (ours.memory_map().as_u64(), children)
 }
 
 /// A kho-v4 FDT as Linux 7.2 lays it out (children newest first, each
@@ -259,14 +266,8 @@ fn linux_layout(map: u64, children: &[(String, u64, u64)], libfdt_forms: bool) -
 fn libfdt_forms_revive() {
     let (mut mem, areas) = setup();
     let (handover, folios) = hand_over_as(&mut mem, &areas, AbiVersion::V4);
-    let mut page = [0u8; 4096];
-    mem.read(handover.fdt, &mut page).unwrap();
-    let ours = kho_fdt::KhoFdt::parse(&page).unwrap();
-    let children: Vec<(String, u64, u64)> = ours
-        .subtrees()
-        .map(|s| (s.name().to_owned(), s.data().as_u64(), s.size().unwrap()))
-        .collect();
-    let linux = linux_layout(ours.memory_map().as_u64(), &children, true);
+    let (map, children) = our_children(&mem, handover);
+    let linux = linux_layout(map, &children, true);
     // The strict reader (fdt-dump, inspect) still names what it refuses.
     assert!(matches!(
         kho_fdt::KhoFdt::parse(&linux),
