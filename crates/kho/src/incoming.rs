@@ -1,6 +1,7 @@
 //! The incoming side: validate what the previous kernel handed over, reserve
 //! every preserved block, let clients restore their memory.
 
+use alloc::vec::Vec;
 use core::ops::ControlFlow;
 
 use kho_abi::metadata::{self, KexecMetadata};
@@ -25,11 +26,13 @@ use crate::{Error, Handover, Result};
 /// The incoming side's memory does not depend on what the previous kernel
 /// preserved. A `KhoIn` is `size_of::<KhoIn>()` bytes (about 4.9 KiB: the
 /// root FDT page it copied, the scratch array, and an
-/// [`IncomingTree`] of a few hundred bytes). Parsing that one-page FDT
-/// ([`populate`](KhoIn::populate), [`subtree`](KhoIn::subtree)) builds a
-/// short list of its children, bounded by the page and freed before the
-/// call returns (192 bytes for a typical handover); the walk and every
-/// restore allocate nothing, for any number of preserved blocks
+/// [`IncomingTree`] of a few hundred bytes). [`populate`](KhoIn::populate)
+/// parses that one-page FDT once: the parse's list of children (192 bytes
+/// for a typical handover) is freed before it returns, and `KhoIn` keeps
+/// 32 bytes per accepted child (at most one child per 32 bytes of the
+/// page), so a [`subtree`](KhoIn::subtree) lookup parses nothing. The
+/// walk and every restore allocate nothing, for any number of preserved
+/// blocks
 /// (crates/kho/tests/scale.rs counts it, up to 4 Mi blocks). Which blocks are
 /// still waiting to be restored is kept in the incoming tree's own leaves
 /// (a restore clears the block's bit, as Linux clears `page->private`),
@@ -48,6 +51,10 @@ pub struct KhoIn {
     handover: Handover,
     fdt: [u8; PAGE_SIZE],
     fdt_len: usize,
+    /// The accepted children of the root, in blob order (at most one per
+    /// 32 bytes of the one-page FDT: bounded by the page, not by what was
+    /// preserved).
+    children: Vec<Child>,
     version: AbiVersion,
     memory_map: PhysAddr,
     areas: ScratchAreas,
@@ -67,6 +74,30 @@ pub struct WalkStats {
     pub ranges: u64,
     /// Radix nodes (tables and leaves) the walk read.
     pub nodes: u64,
+}
+
+/// One accepted child of the incoming root FDT: where its name is in the
+/// FDT copy, and its `preserved-data` and `blob-size`.
+#[derive(Clone, Copy, Debug)]
+struct Child {
+    name_at: u16,
+    name_len: u16,
+    data: PhysAddr,
+    size: Option<u64>,
+}
+
+impl Child {
+    /// The child of a parsed FDT (whose name lies in the one-page copy, so
+    /// its offsets fit `u16`).
+    fn of(s: kho_fdt::Subtree<'_>) -> Option<Child> {
+        Some(Child {
+            // The name follows the FDT_BEGIN_NODE token.
+            name_at: u16::try_from(s.offset().checked_add(4)?).ok()?,
+            name_len: u16::try_from(s.name().len()).ok()?,
+            data: s.data(),
+            size: s.size(),
+        })
+    }
 }
 
 impl KhoIn {
@@ -97,9 +128,12 @@ impl KhoIn {
         // rewritten away in the copy (the previous kernel's page is not
         // touched).
         kho_fdt::normalize(&mut fdt[..fdt_len], PAGE_SIZE)?;
-        let (version, memory_map) = {
+        let (version, memory_map, children) = {
             let parsed = KhoFdt::parse_lenient(&fdt[..fdt_len])?;
-            (parsed.version(), parsed.memory_map())
+            // Looked up by every client: kept, so no lookup parses again.
+            let mut children = Vec::with_capacity(parsed.subtrees().len());
+            children.extend(parsed.subtrees().filter_map(Child::of));
+            (parsed.version(), parsed.memory_map(), children)
         };
         // Linux 7.2 hands over a zero-size entry when an area came out empty
         // (seen in 256 MiB and 1 GiB single-node guests: lowmem, global of
@@ -114,6 +148,7 @@ impl KhoIn {
             handover,
             fdt,
             fdt_len,
+            children,
             version,
             memory_map,
             areas,
@@ -227,16 +262,25 @@ impl KhoIn {
     /// The client blob registered as `name`: its phys and, when the previous
     /// kernel wrote `blob-size`, its size.
     pub fn subtree(&self, name: &str) -> Option<(PhysAddr, Option<u64>)> {
-        let fdt = KhoFdt::parse_lenient(&self.fdt[..self.fdt_len]).ok()?;
-        fdt.subtree(name).map(|s| (s.data(), s.size()))
+        self.children
+            .iter()
+            .find(|c| self.name_of(c) == Some(name))
+            .map(|c| (c.data, c.size))
     }
 
     /// Names of every child of the incoming root FDT, in blob order.
-    pub fn subtree_names(&self) -> alloc::vec::Vec<&str> {
-        match KhoFdt::parse_lenient(&self.fdt[..self.fdt_len]) {
-            Ok(fdt) => fdt.subtrees().map(|s| s.name()).collect(),
-            Err(_) => alloc::vec::Vec::new(),
-        }
+    pub fn subtree_names(&self) -> Vec<&str> {
+        self.children
+            .iter()
+            .filter_map(|c| self.name_of(c))
+            .collect()
+    }
+
+    /// A kept child's name, from the FDT copy it was parsed from.
+    fn name_of(&self, child: &Child) -> Option<&str> {
+        let start = usize::from(child.name_at);
+        let bytes = self.fdt.get(start..start + usize::from(child.name_len))?;
+        core::str::from_utf8(bytes).ok()
     }
 
     /// Take ownership of a preserved block back: it must have been preserved
