@@ -650,7 +650,9 @@ impl<M: PhysMem> Decoder<'_, M> {
     /// and `runs` limits: the visited set starts small and grows eightfold
     /// (a new walk each time) while the tree outgrows it.
     fn walk(&mut self, root: PhysAddr) -> Walk {
-        let limit = self.limits.nodes;
+        // A visited set's words must fit a usize (any larger fails to
+        // allocate below and ends the walk at the budget).
+        let limit = self.limits.nodes.min(usize::MAX / 2);
         let mut capacity = FIRST_NODES.min(limit);
         loop {
             let mut buf = Vec::new();
@@ -1010,7 +1012,11 @@ impl<M: PhysMem> Decoder<'_, M> {
             Some(size) => size,
             // No blob-size: the header says how many records follow.
             None => match self.mem.read_obj::<stub_blob::Header>(s.data) {
-                Ok(h) => stub_blob::blob_size(h.count.get() as usize) as u64,
+                // In u64: a count of 2^32 - 1 must not overflow a 32-bit usize.
+                Ok(h) => {
+                    let record = size_of::<stub_blob::Record>() as u64;
+                    size_of::<stub_blob::Header>() as u64 + u64::from(h.count.get()) * record
+                }
                 Err(e) => {
                     self.problem("kho-stub-blob", at, e);
                     return Content::Invalid;
@@ -1210,7 +1216,6 @@ fn radix_error_code(e: &kho_radix::Error) -> &'static str {
         E::SharedNode { .. } => "radix-shared-node",
         E::InvalidKey { .. } => "radix-invalid-key",
         E::BlockNotRam { .. } => "radix-block-outside-image",
-        E::VisitedSetFull { .. } => "radix-too-many-nodes",
         E::NodeRead { .. } => "radix-read",
         _ => "radix",
     }
@@ -1235,7 +1240,7 @@ fn radix_error_location(e: &kho_radix::Error, root: PhysAddr) -> String {
             level, index, node, ..
         } => format!(
             "radix level {level} table {node}, entry {index} (at {:#x})",
-            node.as_u64() + 8 * index as u64
+            node.as_u64().wrapping_add(8 * index as u64)
         ),
         E::InvalidKey { node, index, .. } | E::BlockNotRam { node, index, .. } => {
             format!("radix leaf {node}, bit {index}")

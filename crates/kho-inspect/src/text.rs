@@ -295,7 +295,7 @@ fn report(s: &mut String, r: &Report) {
                 n.root,
                 n.tables,
                 n.leaves,
-                n.tables + n.leaves,
+                n.tables.saturating_add(n.leaves),
                 n.bytes
             );
         }

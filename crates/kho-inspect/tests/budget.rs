@@ -214,3 +214,86 @@ fn the_blocks_limit_stops_the_checks_of_a_long_extent() {
         other => panic!("{other:?}"),
     }
 }
+
+/// `kho_test`'s array descriptor may claim a huge area: here one preserved
+/// order-31 block (2^31 pages, 8 TiB of an image whose zero fill covers
+/// it) listing one folio. The decoder reads only the array's first page;
+/// it used to collect the address of every page of the area first (16 GiB
+/// of addresses for this one).
+#[test]
+fn a_huge_kho_test_array_costs_only_the_pages_its_folios_are_in() {
+    use kho_fdt::KhoFdtBuilder;
+    use kho_inspect::report::Content;
+    use kho_mem::{HostMem, Order, Pfn, PhysAddr, PhysMem};
+    use kho_radix::RadixTree;
+
+    const BASE: u64 = 0x4000_0000;
+    const SIZE: u64 = 1 << 20;
+    const HUGE: u64 = 8 << 40;
+    let mut mem = HostMem::new(PhysAddr::new(BASE), SIZE).unwrap();
+    let mut tree = RadixTree::new(&mut mem).unwrap();
+    let page = |mem: &mut HostMem, tree: &mut RadixTree| {
+        let p = mem.alloc_page().unwrap();
+        tree.preserve(mem, Pfn::try_from_phys(p).unwrap(), Order::ZERO)
+            .unwrap();
+        p
+    };
+    // The huge block: RAM only in the image below, so the tree is written
+    // directly (KhoOut would refuse a block outside its RAM).
+    tree.preserve(
+        &mut mem,
+        Pfn::try_from_phys(PhysAddr::new(HUGE)).unwrap(),
+        Order::try_new(31).unwrap(),
+    )
+    .unwrap();
+    let chunk = page(&mut mem, &mut tree);
+    mem.write_u64(chunk.checked_add(8).unwrap(), HUGE).unwrap();
+    let mut desc = Vec::new();
+    desc.extend_from_slice(&chunk.as_u64().to_le_bytes());
+    desc.extend_from_slice(&(1u32 << 31).to_le_bytes()); // total_pages
+    desc.extend_from_slice(&1u16.to_le_bytes()); // flags: VM_ALLOC
+    desc.extend_from_slice(&31u16.to_le_bytes()); // order
+    let mut w = vm_fdt::FdtWriter::new().unwrap();
+    let root = w.begin_node("").unwrap();
+    w.property_string("compatible", "kho-test-v1").unwrap();
+    w.property("magic", &0x4b48_4f21u32.to_le_bytes()).unwrap();
+    let data = w.begin_node("data").unwrap();
+    w.property("nr_folios", &1u32.to_le_bytes()).unwrap();
+    w.property("folios_info", &desc).unwrap();
+    w.property("csum", &0u32.to_le_bytes()).unwrap();
+    w.end_node(data).unwrap();
+    w.end_node(root).unwrap();
+    let sub_fdt = w.finish().unwrap();
+    let sub = page(&mut mem, &mut tree);
+    mem.write(sub, &sub_fdt).unwrap();
+    let fdt = page(&mut mem, &mut tree);
+    let mut b = KhoFdtBuilder::new(kho_abi::AbiVersion::V4, tree.root());
+    b.add_subtree("kho_test", sub, Some(sub_fdt.len() as u64))
+        .unwrap();
+    mem.write(fdt, &b.build().unwrap()).unwrap();
+
+    let mut ram = vec![0u8; SIZE as usize];
+    mem.read(PhysAddr::new(BASE), &mut ram).unwrap();
+    let core = common::elf_core(&[
+        common::Load {
+            paddr: BASE,
+            memsz: SIZE,
+            data: &ram,
+        },
+        common::Load {
+            paddr: HUGE,
+            memsz: HUGE,
+            data: &[],
+        },
+    ]);
+    let image = Image::elf(&core[..]).unwrap();
+    let r = kho_inspect::inspect(&image, Start::Fdt(fdt.as_u64()));
+    match &r.subtrees[0].content {
+        // The one folio the array lists reads as 0 (the zero fill): not a
+        // preserved block, and said so.
+        Content::KhoTest { folios, .. } => assert_eq!(folios.len(), 1),
+        other => panic!("{other:?} {:#?}", r.problems),
+    }
+    let codes: Vec<&str> = r.problems.iter().map(|p| p.code).collect();
+    assert_eq!(codes, ["kho-test-folio-not-preserved"], "{:#?}", r.problems);
+}
