@@ -15,8 +15,8 @@
 #[path = "common.rs"]
 mod common;
 
-use kho::handoff::{dt, x86};
 use kho::KhoOut;
+use kho::handoff::{dt, x86};
 use kho_abi::AbiVersion;
 use kho_abi::x86::e820;
 use kho_inspect::report::{FindOutput, ImageInfo, Output};
@@ -79,8 +79,7 @@ fuzz_target!(|data: &[u8]| {
     let entry = scratch_at + 0x2000;
     let dtb = scratch_at + 0x3000;
     let memory = [x86::MemoryEntry {
-        range: PhysRange::try_new(PhysAddr::new(common::BASE), common::RAM)
-            .unwrap_or(scratch),
+        range: PhysRange::try_new(PhysAddr::new(common::BASE), common::RAM).unwrap_or(scratch),
         kind: e820::RAM,
     }];
     let params = x86::BootParamsOut {
@@ -142,10 +141,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = kho_inspect::text::render(&out);
         let _ = kho_inspect::json::render(&out);
     }
-    let ram: Vec<(u64, u64)> = mem
-        .ram()
-        .map(|r| (r.start().as_u64(), r.size()))
-        .collect();
+    let ram: Vec<(u64, u64)> = mem.ram().map(|r| (r.start().as_u64(), r.size())).collect();
     let found = kho_inspect::find::find(&mem, &ram, LIMITS);
     let out = FindOutput { image: info, found };
     let _ = kho_inspect::text::render_find(&out);
