@@ -193,3 +193,40 @@ fn unusable_input_is_one_line_and_exit_1() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an address"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The budget flags reach the decoder: a bound the handover exceeds is a
+/// `budget-exceeded` problem (exit 1) naming it, and a bad count is a
+/// usage error.
+#[test]
+fn the_budget_flags_bound_the_decoder() {
+    let f = fixture::build();
+    let dir = scratch_dir("budget");
+    let path = dir.join("guest.raw");
+    f.write_raw(&path);
+    let (memory, base, fdt) = (
+        path.display().to_string(),
+        format!("{BASE:#x}"),
+        format!("{:#x}", f.fdt),
+    );
+    let args = ["--memory", &memory, "--base", &base, "--fdt", &fdt];
+    let out = inspect(&[&args[..], &["--max-runs", "2", "--json"]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(codes(&v), ["budget-exceeded"]);
+    assert_eq!(v["preserved"]["runs"].as_array().unwrap().len(), 2);
+    assert!(
+        v["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than 2 runs (the `runs` limit)")
+    );
+
+    let out = inspect(&[&args[..], &["--max-bytes", "4K"]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("budget-exceeded at the image: "));
+
+    let out = inspect(&[&args[..], &["--max-nodes", "lots"]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a count"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
