@@ -295,7 +295,11 @@ fn version_of(value: &[u8], offset: usize) -> Result<AbiVersion> {
             .into_iter()
             .flat_map(|list| list.split(|&b| b == 0))
     };
-    let named = |v: &[u8]| AbiVersion::ALL.into_iter().find(|k| k.compatible().as_bytes() == v);
+    let named = |v: &[u8]| {
+        AbiVersion::ALL
+            .into_iter()
+            .find(|k| k.compatible().as_bytes() == v)
+    };
     if let Some(v) = entries().find_map(named) {
         return Ok(v);
     }
