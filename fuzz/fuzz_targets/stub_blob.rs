@@ -1,15 +1,11 @@
-//! Fuzz target: the kho-stub's own client blob (`crates/kho-stub/src/blob.rs`),
+//! Fuzz target: the kho-stub's own client blob (`kho_abi::stub`),
 //! as the next generation and the inspector read it: the header check
 //! against any `blob-size`, the in-place record addressing, and the copying
 //! parser. Every answer is a value or a named error, and the two readers
 //! agree.
 #![no_main]
 
-#[path = "../../crates/kho-stub/src/blob.rs"]
-#[allow(dead_code)]
-mod blob;
-
-use kho_mem::PhysAddr;
+use kho_abi::stub as blob;
 use libfuzzer_sys::fuzz_target;
 use zerocopy::FromBytes;
 
@@ -26,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         // In place: every record the header admits is addressable.
         if checked.is_ok() {
             for index in 0..header.count.get() {
-                let at = blob::record_at(PhysAddr::new(u64::MAX - claimed), index);
+                let at = blob::record_at(u64::MAX - claimed, index);
                 assert!(at.is_some(), "record {index} of a checked blob wraps");
             }
         }

@@ -59,6 +59,7 @@ pub mod memblock;
 pub mod metadata;
 pub mod radix;
 pub mod scratch;
+pub mod stub;
 pub mod vmalloc;
 pub mod x86;
 

@@ -104,11 +104,8 @@ pub mod report;
 mod runs;
 pub mod text;
 
-/// The stub's blob layout, written once in the stub crate (its file needs
-/// only kho-abi, kho-mem and zerocopy); docs/HANDOVER.md documents it.
-#[allow(dead_code)]
-#[path = "../../kho-stub/src/blob.rs"]
-mod stub_blob;
+/// The stub's blob layout (docs/HANDOVER.md documents it).
+use kho_abi::stub as stub_blob;
 
 pub use decode::{inspect, inspect_with};
 pub use error::{Error, Result};

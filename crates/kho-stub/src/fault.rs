@@ -222,7 +222,7 @@ pub fn corrupt_state(
         FaultClass::VmallocChunkOutsideRam
         | FaultClass::VmallocChunkMisaligned
         | FaultClass::VmallocChunkUnpreserved => {
-            let (blob, _) = subtree(mem, fdt_page, crate::blob::SUBTREE_NAME)?;
+            let (blob, _) = subtree(mem, fdt_page, kho_abi::stub::SUBTREE_NAME)?;
             // The descriptor's `first`: blob offset 24.
             let first = blob.checked_add(24).ok_or("blob wraps")?;
             let value = match class {
@@ -245,7 +245,7 @@ pub fn corrupt_state(
             mem.write_u64(slot, radix_root.as_u64()).map_err(text)
         }
         FaultClass::ContentFlip => {
-            let (blob, _) = subtree(mem, fdt_page, crate::blob::SUBTREE_NAME)?;
+            let (blob, _) = subtree(mem, fdt_page, kho_abi::stub::SUBTREE_NAME)?;
             // Record 0's `phys`: blob offset 48.
             let rec = blob.checked_add(48).ok_or("blob wraps")?;
             let folio = PhysAddr::new(mem.read_u64(rec).map_err(text)?);
@@ -341,7 +341,7 @@ pub fn corrupt_state(
             mem.read(fdt_page, &mut page).map_err(text)?;
             let blob = KhoFdt::parse(&page)
                 .map_err(text)?
-                .subtree(crate::blob::SUBTREE_NAME)
+                .subtree(kho_abi::stub::SUBTREE_NAME)
                 .ok_or("no kho-stub subtree")?
                 .data();
             // The descriptor's total_pages: blob offset 24 + 8.

@@ -22,11 +22,11 @@ use zerocopy::IntoBytes;
 use zerocopy::little_endian::{U16, U32, U64};
 
 use crate::arch;
-use crate::blob::{self, Header, Record};
 use crate::config::{Config, FaultClass, Next, Subtrees, next_cmdline};
 use crate::content::{self, Checksum};
 use crate::mem::StubMem;
 use crate::why::Why;
+use kho_abi::stub::{self as blob, Header, Record};
 
 /// What the arch layer learned at entry.
 #[derive(Debug)]
@@ -700,7 +700,9 @@ fn verify_blob(
     let blob_order = order_for(size);
 
     for index in 0..header.count.get() {
-        let at = blob::record_at(blob_at, index).ok_or("blob wraps")?;
+        let at = blob::record_at(blob_at.as_u64(), index)
+            .map(PhysAddr::new)
+            .ok_or("blob wraps")?;
         let rec: Record = mem
             .read_obj(at)
             .map_err(|e| format!("record {index}: {e}"))?;

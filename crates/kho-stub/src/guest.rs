@@ -22,8 +22,8 @@ use alloc::vec::Vec;
 use kho_mem::{Order, PhysAddr, PhysMem};
 use zerocopy::little_endian::{U16, U32, U64};
 
-use crate::blob::Record;
 use crate::content;
+use kho_abi::stub::Record;
 
 /// Block ids of guest memory start here (folios, vmalloc pages, clients
 /// and kho_test content use lower ids).

@@ -12,7 +12,6 @@
 
 extern crate alloc;
 
-mod blob;
 mod config;
 mod content;
 mod csum;

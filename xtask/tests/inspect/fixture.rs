@@ -36,7 +36,7 @@ pub const ORDERS: [u32; 4] = [0, 1, 3, 9];
 pub const VMALLOC_PAGES: usize = 5;
 /// The `reserve_mem` region's size.
 pub const LOG_SIZE: u64 = 0x10000;
-/// The stub blob's layout (crates/kho-stub/src/blob.rs, docs/HANDOVER.md).
+/// The stub blob's layout (`kho_abi::stub`, docs/HANDOVER.md).
 pub const STUB_MAGIC: &[u8; 8] = b"KHOSTUB1";
 
 /// The image and everything the tests expect to read back from it.

@@ -1,4 +1,7 @@
-//! The stub's own sub-blob (`kho-stub`): what was preserved and its checksums.
+//! The kho-rs test stub's client blob (`kho-stub`): what it preserved and the
+//! checksums, as the stub writes it and the next generation and the
+//! inspector read it. Not an upstream layout: the client a kho-rs kernel
+//! runs to prove every handover.
 //!
 //! Layout (little-endian), registered as root child `kho-stub` with
 //! `blob-size` = 48 + 32 × count:
@@ -16,7 +19,7 @@
 //! A record is one block, or (guest memory, `guest.rs`) an extent of `count`
 //! blocks `2^spacing` blocks apart with consecutive block ids; 0 counts as 1.
 
-use kho_abi::vmalloc::VmallocDescriptor;
+use crate::vmalloc::VmallocDescriptor;
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
@@ -80,6 +83,7 @@ pub const fn blob_size(count: usize) -> usize {
 
 /// Why a blob was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BlobError {
     /// Shorter than its header or its records.
     Truncated,
@@ -101,6 +105,8 @@ impl core::fmt::Display for BlobError {
         })
     }
 }
+
+impl core::error::Error for BlobError {}
 
 /// Most records a blob may hold: far more than the stub ever keeps
 /// (4 folios per generation for 3 generations, plus guest-memory extents),
@@ -129,7 +135,6 @@ pub fn check(header: &Header, size: u64) -> Result<(), BlobError> {
 /// Validate `bytes` (exactly the blob, as long as its `blob-size`) and
 /// split it into the header and its records: for readers that copied the
 /// blob (the inspector); the stub reads records in place.
-#[cfg_attr(target_os = "none", allow(dead_code))]
 pub fn parse(bytes: &[u8]) -> Result<(&Header, &[Record]), BlobError> {
     let (header, rest) = Header::ref_from_prefix(bytes).map_err(|_| BlobError::Truncated)?;
     check(header, bytes.len() as u64)?;
@@ -137,16 +142,18 @@ pub fn parse(bytes: &[u8]) -> Result<(&Header, &[Record]), BlobError> {
     Ok((header, records))
 }
 
-/// Where record `index` of the blob at `blob` is; `None` on overflow.
-pub fn record_at(blob: kho_mem::PhysAddr, index: u32) -> Option<kho_mem::PhysAddr> {
+/// Where record `index` of the blob at physical address `blob` is; `None`
+/// on overflow.
+pub fn record_at(blob: u64, index: u32) -> Option<u64> {
     let offset = size_of::<Header>() as u64 + u64::from(index) * size_of::<Record>() as u64;
     blob.checked_add(offset)
 }
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
-    use alloc::vec::Vec;
+    use std::vec::Vec;
 
     fn sample(count: u32) -> Vec<u8> {
         let h = Header {
@@ -184,8 +191,8 @@ mod tests {
         assert_eq!(b.len(), blob_size(3));
         let h = header(&b);
         assert_eq!(check(&h, size), Ok(()));
-        let at = record_at(kho_mem::PhysAddr::new(0x1000), 2).unwrap();
-        let off = (at.as_u64() - 0x1000) as usize;
+        let at = record_at(0x1000, 2).unwrap();
+        let off = (at - 0x1000) as usize;
         let r = Record::read_from_prefix(&b[off..]).unwrap().0;
         assert_eq!((h.generation.get(), r.order.get()), (4, 2));
         assert_eq!(check(&h, 40), Err(BlobError::Truncated));
@@ -203,7 +210,7 @@ mod tests {
             check(&header(&huge), huge_size),
             Err(BlobError::TooManyRecords)
         );
-        assert_eq!(record_at(kho_mem::PhysAddr::new(u64::MAX - 8), 0), None);
+        assert_eq!(record_at(u64::MAX - 8, 0), None);
         let (h2, records) = parse(&b).unwrap();
         assert_eq!((h2.count.get(), records.len()), (3, 3));
         assert_eq!(parse(&b[..40]), Err(BlobError::Truncated));
