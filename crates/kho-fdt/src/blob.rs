@@ -211,9 +211,92 @@ pub fn normalize(buf: &mut [u8], max_size: usize) -> Result<Normalized> {
 /// `blob` (cut to its `totalsize`) normalized by [`normalize`], or `None`
 /// if it needed no change.
 pub(crate) fn without_nops(blob: &[u8], max_size: usize) -> Result<Option<Vec<u8>>> {
-    let (bytes, _, _) = check_container(blob, max_size, true)?;
+    let (bytes, header, _) = check_container(blob, max_size, true)?;
+    // Copy only what needs a change (a boot DTB can be 1 MiB).
+    if walker(bytes, &header, true).walk()? == 0 && header.version >= FDT_VERSION {
+        return Ok(None);
+    }
     let mut out = bytes.to_vec();
-    Ok(normalize(&mut out, max_size)?.changed().then_some(out))
+    normalize(&mut out, max_size)?;
+    Ok(Some(out))
+}
+
+/// One property [`salvage`] met: the node it is in (`None`: the root; the
+/// name of a child of the root otherwise), its name and its value.
+pub(crate) struct SalvagedProp<'a> {
+    pub(crate) node: Option<&'a [u8]>,
+    pub(crate) name: &'a [u8],
+    pub(crate) value: &'a [u8],
+}
+
+/// A tolerant walk of a DTB that [`validate`] refuses (for a defect in a
+/// node the reader does not need): the header and blocks must still be
+/// sound, then the structure block is walked token by token, every read
+/// bounds-checked, and `f` sees each property of the root and of the
+/// root's children (deeper nodes are skipped; names are not checked). The
+/// walk stops at the first token it cannot make sense of, keeping what it
+/// saw before. Linear in the structure block.
+pub(crate) fn salvage<'a>(
+    blob: &'a [u8],
+    max_size: usize,
+    mut f: impl FnMut(SalvagedProp<'a>),
+) -> Result<()> {
+    let (bytes, header, _) = check_container(blob, max_size, true)?;
+    let w = walker(bytes, &header, true);
+    let mut pos = 0usize;
+    let mut depth = 0usize;
+    let mut node: Option<&'a [u8]> = None;
+    while let Ok(tok) = w.token(pos) {
+        match tok {
+            FDT_BEGIN_NODE => {
+                let start = pos + 4;
+                let rest = w.structure.get(start..).unwrap_or_default();
+                let Some(nul) = rest.iter().position(|&b| b == 0) else {
+                    break;
+                };
+                depth += 1;
+                if depth == 2 {
+                    node = rest.get(..nul);
+                }
+                pos = align4(start + nul + 1);
+            }
+            FDT_END_NODE => {
+                let Some(d) = depth.checked_sub(1) else {
+                    break;
+                };
+                depth = d;
+                if depth < 2 {
+                    node = None;
+                }
+                pos += 4;
+            }
+            FDT_PROP => {
+                let (Ok(len), Ok(nameoff)) = (w.token(pos + 4), w.token(pos + 8)) else {
+                    break;
+                };
+                let start = pos + 12;
+                let Some(value) = start
+                    .checked_add(len as usize)
+                    .and_then(|end| w.structure.get(start..end))
+                else {
+                    break;
+                };
+                let name = w
+                    .strings
+                    .get(nameoff as usize..)
+                    .and_then(|r| r.split(|&b| b == 0).next());
+                if let Some(name) = name
+                    && (1..=2).contains(&depth)
+                {
+                    f(SalvagedProp { node, name, value });
+                }
+                pos = align4(start + value.len());
+            }
+            FDT_NOP => pos += 4,
+            _ => break,
+        }
+    }
+    Ok(())
 }
 
 fn walker<'a>(bytes: &'a [u8], header: &FdtHeader, allow_nop: bool) -> Walker<'a> {

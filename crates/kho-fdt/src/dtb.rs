@@ -68,6 +68,67 @@ pub fn without_nops(blob: &[u8]) -> Result<Option<Vec<u8>>> {
     blob::without_nops(blob, MAX_DTB_SIZE)
 }
 
+/// What [`salvage`] could still read from a boot DTB the strict parser
+/// refuses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Salvaged {
+    /// The RAM its `memory` nodes describe (as [`Dtb::memory_regions`]).
+    pub memory: Vec<MemoryRegion>,
+    /// `/chosen` `bootargs`, without its NUL, if present.
+    pub bootargs: Option<Vec<u8>>,
+}
+
+/// Read the memory map and the command line from a boot DTB that
+/// [`Dtb::parse`] refuses for a defect elsewhere (a bad node name, an
+/// unknown token late in the block, …): what a kernel needs to boot cold.
+/// Linux itself only checks the header before it reads these. The header
+/// and blocks must still be sound (otherwise the error is returned); the
+/// walk stops at the first token it cannot read and keeps what came
+/// before. Nothing else in such a DTB should be trusted, a KHO handover
+/// least of all.
+pub fn salvage(blob: &[u8]) -> Result<Salvaged> {
+    let mut cells = (
+        kho_abi::chosen::DEFAULT_ADDRESS_CELLS,
+        kho_abi::chosen::DEFAULT_SIZE_CELLS,
+    );
+    let mut regs: Vec<(&[u8], &[u8])> = Vec::new();
+    let mut numa: Vec<(&[u8], u32)> = Vec::new();
+    let mut out = Salvaged::default();
+    let cell = |v: &[u8]| v.try_into().ok().map(u32::from_be_bytes);
+    blob::salvage(blob, MAX_DTB_SIZE, |p| {
+        let memory = |n: &[u8]| n == b"memory" || n.starts_with(b"memory@");
+        match (p.node, p.name) {
+            (None, b"#address-cells") => cells.0 = cell(p.value).unwrap_or(u32::MAX),
+            (None, b"#size-cells") => cells.1 = cell(p.value).unwrap_or(u32::MAX),
+            (Some(b"chosen"), b"bootargs") => {
+                let args = p.value.split(|&b| b == 0).next().unwrap_or_default();
+                out.bootargs = Some(args.to_vec());
+            }
+            (Some(n), b"reg") if memory(n) => regs.push((n, p.value)),
+            (Some(n), b"numa-node-id") if memory(n) => {
+                if let Some(id) = cell(p.value) {
+                    numa.push((n, id));
+                }
+            }
+            _ => {}
+        }
+    })?;
+    let (ac, sc) = cells;
+    for (node, reg) in regs {
+        // A node's numa-node-id may come before or after its reg.
+        let numa_node = numa.iter().find(|(m, _)| *m == node).map(|(_, id)| *id);
+        out.memory.extend(
+            decode_pairs(reg, ac, sc).map(|(address, size)| MemoryRegion {
+                address,
+                size,
+                numa_node,
+            }),
+        );
+    }
+    Ok(out)
+}
+
 impl<'a> Dtb<'a> {
     /// Validate `blob` (header, blocks, structure) as any FDT up to
     /// [`MAX_DTB_SIZE`].
@@ -412,6 +473,45 @@ mod tests {
         w.end_node(chosen).unwrap();
         w.end_node(root).unwrap();
         w.finish().unwrap()
+    }
+
+    /// A DTB the strict parser refuses for a defect in a node the boot
+    /// does not need still gives its memory map and command line.
+    #[test]
+    fn salvage_reads_memory_and_bootargs_past_other_defects() {
+        let good = sample();
+        let want = Salvaged {
+            memory: dtb_regions(&good),
+            bootargs: Some(b"console=ttyAMA0".to_vec()),
+        };
+        assert_eq!(salvage(&good).unwrap(), want);
+        // A node name with a '/' inside (the first child after the root's
+        // properties): refused by Dtb::parse, read past by salvage.
+        let mut bad = good.clone();
+        let at = bad
+            .windows(15)
+            .position(|w| w == b"memory@40000000")
+            .unwrap();
+        bad[at + 6] = b'/';
+        assert!(Dtb::parse(&bad).is_err());
+        let mut got = salvage(&bad).unwrap();
+        assert_eq!(got.bootargs, want.bootargs);
+        // That node is no longer named memory: only the second one counts.
+        assert_eq!(got.memory, want.memory[1..]);
+        // An unknown token after the memory nodes: the walk stops there
+        // and keeps what it read.
+        let mut cut = good.clone();
+        let chosen = cut.windows(7).position(|w| w == b"chosen\0").unwrap();
+        cut[chosen - 4..chosen].copy_from_slice(&7u32.to_be_bytes());
+        assert!(Dtb::parse(&cut).is_err());
+        got = salvage(&cut).unwrap();
+        assert_eq!(got.memory, want.memory);
+        assert_eq!(got.bootargs, None);
+        // A broken header is still an error.
+        let mut header = good.clone();
+        header[0] = 0;
+        assert!(salvage(&header).is_err());
+        assert!(salvage(&good[..good.len() / 2]).is_err());
     }
 
     fn dtb_regions(blob: &[u8]) -> Vec<MemoryRegion> {
