@@ -130,6 +130,9 @@ pub enum FaultClass {
     ZeroPageMagic,
     /// x86_64: the zero page says 200 e820 entries; the table holds 128.
     E820TooMany,
+    /// arm64: the next DTB's `cpus` node name gets a '/': the strict parser
+    /// refuses the DTB, its memory nodes and `/chosen` stay readable.
+    DtbInvalid,
     /// arm64: `/chosen` `linux,kho-fdt` is written with one address and
     /// one size cell while the root says two of each.
     ChosenCells,
@@ -139,7 +142,7 @@ pub enum FaultClass {
 
 impl FaultClass {
     /// Every class with its command-line name.
-    pub const ALL: [(FaultClass, &'static str); 53] = [
+    pub const ALL: [(FaultClass, &'static str); 54] = [
         (FaultClass::BadMagic, "bad-magic"),
         (FaultClass::Truncated, "truncated"),
         (FaultClass::Compatible, "compatible"),
@@ -220,6 +223,7 @@ impl FaultClass {
         (FaultClass::E820TooMany, "e820-too-many"),
         (FaultClass::ChosenCells, "chosen-cells"),
         (FaultClass::ChosenOneProperty, "chosen-one-property"),
+        (FaultClass::DtbInvalid, "dtb-invalid"),
     ];
 
     fn parse(s: &str) -> Option<FaultClass> {
@@ -272,6 +276,7 @@ impl FaultClass {
                 | FaultClass::E820TooMany
                 | FaultClass::ChosenCells
                 | FaultClass::ChosenOneProperty
+                | FaultClass::DtbInvalid
         )
     }
 }

@@ -163,11 +163,12 @@ fn boot_from_dtb(at: u64) -> BootInfo {
     let blob = match kho_fdt::dtb::without_nops(&blob) {
         Ok(Some(clean)) => clean,
         Ok(None) => blob,
-        Err(e) => generation::fail(0, &alloc::format!("boot DTB: {e}")),
+        // Refused for a defect elsewhere: boot cold on what can be read.
+        Err(e) => return boot_from_salvage(&blob, e),
     };
     let dtb = match kho_fdt::dtb::Dtb::parse(&blob) {
         Ok(d) => d,
-        Err(e) => generation::fail(0, &alloc::format!("boot DTB: {e}")),
+        Err(e) => return boot_from_salvage(&blob, e),
     };
     // RAM with NUMA nodes from the memory nodes' numa-node-id (node 0
     // without one).
@@ -196,6 +197,68 @@ fn boot_from_dtb(at: u64) -> BootInfo {
         payload,
         arch: ArchBoot { dtb: blob },
     }
+}
+
+/// A boot DTB the strict parser refuses (a defect in a node the boot does
+/// not need): its memory map and command line are salvaged (as Linux,
+/// which checks only the header before reading them, would boot on it),
+/// its handover is not trusted, and the next generation gets a fresh
+/// minimal DTB (memory nodes and `/chosen`) instead of a copy of it.
+fn boot_from_salvage(blob: &[u8], why: kho_fdt::Error) -> BootInfo {
+    let saved = match kho_fdt::dtb::salvage(blob) {
+        Ok(s) if !s.memory.is_empty() => s,
+        Ok(_) => generation::fail(0, &alloc::format!("boot DTB: {why}; no memory node")),
+        Err(e) => generation::fail(0, &alloc::format!("boot DTB: {why}; unreadable: {e}")),
+    };
+    let cmdline =
+        String::from_utf8_lossy(saved.bootargs.as_deref().unwrap_or_default()).into_owned();
+    let mut memory: Vec<MemRegion> = saved
+        .memory
+        .iter()
+        .filter_map(|m| {
+            let range = PhysRange::try_new(PhysAddr::new(m.address), m.size).ok()?;
+            Some(MemRegion::ram(range, NodeId::new(m.numa_node.unwrap_or(0))))
+        })
+        .collect();
+    memory.sort_by_key(|r| r.range.start());
+    let dtb = minimal_dtb(&saved).unwrap_or_else(|e| {
+        generation::fail(0, &alloc::format!("boot DTB: {why}; rebuilding it: {e:?}"))
+    });
+    let reason = alloc::format!(
+        "boot DTB: {why}: only its memory map and command line were read, its handover is not trusted"
+    );
+    BootInfo {
+        memory,
+        cmdline,
+        handover: Err(reason.clone()),
+        payload: Err(reason),
+        arch: ArchBoot { dtb },
+    }
+}
+
+/// A DTB with only what a kho-rs generation reads: the memory nodes and
+/// `/chosen` `bootargs`, two address and size cells.
+fn minimal_dtb(saved: &kho_fdt::dtb::Salvaged) -> Result<Vec<u8>, vm_fdt::Error> {
+    let mut w = vm_fdt::FdtWriter::new()?;
+    let root = w.begin_node("")?;
+    w.property_u32(kho_abi::chosen::PROP_ADDRESS_CELLS, 2)?;
+    w.property_u32(kho_abi::chosen::PROP_SIZE_CELLS, 2)?;
+    for m in &saved.memory {
+        let node = w.begin_node(&alloc::format!("memory@{:x}", m.address))?;
+        w.property_string("device_type", "memory")?;
+        w.property_array_u64("reg", &[m.address, m.size])?;
+        if let Some(id) = m.numa_node {
+            w.property_u32("numa-node-id", id)?;
+        }
+        w.end_node(node)?;
+    }
+    let chosen = w.begin_node("chosen")?;
+    if let Some(args) = &saved.bootargs {
+        w.property("bootargs", &[args.as_slice(), &[0]].concat())?;
+    }
+    w.end_node(chosen)?;
+    w.end_node(root)?;
+    w.finish()
 }
 
 #[unsafe(no_mangle)]
@@ -354,6 +417,24 @@ pub fn corrupt_handoff(mem: &mut StubMem, k: &Kexec, class: FaultClass) -> Resul
     let dtb_at = k.handoff();
     let mut blob = alloc::vec![0u8; dtb_at.size() as usize];
     mem.read(dtb_at.start(), &mut blob).map_err(|e| err(&e))?;
+    if class == FaultClass::DtbInvalid {
+        // The `cpus` node's name gets a '/': libfdt-style validation
+        // refuses the DTB, the memory nodes and /chosen stay readable.
+        let node = b"\0\0\0\x01cpus\0";
+        let at = blob
+            .windows(node.len())
+            .position(|w| w == node)
+            .ok_or("the next DTB has no cpus node")?;
+        return mem
+            .write(
+                dtb_at
+                    .start()
+                    .checked_add(at as u64 + 4)
+                    .ok_or("DTB wraps")?,
+                b"/",
+            )
+            .map_err(|e| err(&e));
+    }
     let dtb = Dtb::parse(&blob).map_err(|e| err(&e))?;
     let (ac, sc) = dtb.root_cells().ok_or("root cells out of range")?;
     let prop = |name: &str| {
