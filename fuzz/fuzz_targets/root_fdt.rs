@@ -1,4 +1,5 @@
-//! Fuzz target: the root KHO FDT, any DTB, and the arm64 `/chosen` handoff (reader and writer).
+//! Fuzz target: the root KHO FDT, any DTB (strict, normalized and salvaged),
+//! and the arm64 `/chosen` handoff (reader and writer).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,6 +18,16 @@ fuzz_target!(|data: &[u8]| {
         let _ = dtb.root_cells();
         let _ = dtb.rewrite(&[]);
     }
+    // What libfdt accepts and the strict parser does not: normalizing
+    // (NOPs out, v16 up) must leave a blob the strict parser accepts, and
+    // salvaging reads whatever comes before the first unreadable token.
+    let mut copy = data.to_vec();
+    let max = copy.len();
+    if kho_fdt::normalize(&mut copy, max).is_ok() {
+        let parsed = kho_fdt::dtb::Dtb::parse(&copy);
+        assert!(parsed.is_ok(), "normalized but refused: {parsed:?}");
+    }
+    let _ = kho_fdt::dtb::salvage(data);
     let _ = kho::handoff::dt::read_chosen(data);
     let _ = kho::handoff::dt::read_initrd(data);
     // The writer a kexec runs on the boot DTB: rewrite /chosen with a
