@@ -163,7 +163,8 @@ impl Normalized {
 }
 
 /// Rewrite, in place, a valid FDT that libfdt (and so Linux) accepts but
-/// the `fdt` lookups behind [`validate`] do not, into the form they do:
+/// this crate's parsers ([`crate::KhoFdt::parse`], [`crate::dtb::Dtb::parse`])
+/// refuse, into the form they accept:
 ///
 /// - `FDT_NOP` tokens, which libfdt leaves where it deleted a property or a
 ///   node in place (`fdt_delprop`, `fdt_nop_node`; Linux's arm64
@@ -173,7 +174,7 @@ impl Normalized {
 ///   structure block by `totalsize` below version 17), gets the real size
 ///   and says version 17.
 ///
-/// Everything else is checked as [`validate`] checks it; on error `buf` is
+/// Everything else is checked as those parsers check it; on error `buf` is
 /// unchanged. Blocks do not move, so offsets stay meaningful. Allocates at
 /// most one structure block's copy (bounded by `max_size`).
 pub fn normalize(buf: &mut [u8], max_size: usize) -> Result<Normalized> {
