@@ -30,10 +30,13 @@ pub(crate) fn artifacts_dir(sub: &str) -> PathBuf {
 pub(crate) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: logs and CI output stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .without_time()
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
 }
