@@ -20,14 +20,12 @@ use clap::{Parser, Subcommand};
 
 /// kho-rs automation: build, check and inspect Kexec HandOver state.
 #[derive(Debug, Parser)]
-#[command(
-    name = "cargo xtask",
-    bin_name = "cargo xtask",
-    arg_required_else_help = true
-)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
 struct Cli {
+    /// Without one, the list of tasks is printed (and the exit is 0: asking
+    /// what there is is not an error).
     #[command(subcommand)]
-    task: Task,
+    task: Option<Task>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,7 +166,14 @@ enum Task {
 fn main() -> ExitCode {
     util::init_tracing();
     let cli = Cli::parse();
-    let result = match cli.task {
+    let Some(task) = cli.task else {
+        let mut help = <Cli as clap::CommandFactory>::command();
+        return match help.print_help() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
+    };
+    let result = match task {
         Task::FdtDump { file, raw } => return fdt_dump::run(&file, raw),
         Task::Inspect {
             memory,

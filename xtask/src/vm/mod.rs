@@ -648,6 +648,11 @@ fn run_scenario(
             .extend(peer::check_handoff(&lines[..stub_from]));
     }
     report.failures.extend(dump_failures);
+    if accel == Accel::Kvm && matches!(end, RunEnd::TimedOut { .. }) {
+        report.failures.push(String::from(
+            "hint: this run used KVM, which under a nested hypervisor can be far slower than TCG (docs/TESTING.md, \"VM tests\"); try `--accel tcg`",
+        ));
+    }
     if let (Some(phase), Some(l)) = (&s.linux, &linux)
         && (s.linux_only() || (s.linux_first() && !s.hands_to_linux()) || report.done)
     {
@@ -792,11 +797,24 @@ fn print_failure(
         log.display()
     );
     for line in &lines[tail..] {
-        println!("  | {line}");
+        println!("  | {}", shorten_hex(line));
     }
     println!("QEMU command: {command}");
     println!("(snapshots are asserted only for runs that pass the checker)");
     println!("---- end of {} on {} ----", s.name, arch.name);
+}
+
+/// A console line with its `hex=` dump (up to 8 KiB of FDT) cut to its
+/// first 32 digits: the tail is for reading, the whole line is in the log.
+fn shorten_hex(line: &str) -> std::borrow::Cow<'_, str> {
+    const KEEP: usize = 32;
+    match line.find(" hex=") {
+        Some(at) if line.len() > at + 5 + KEEP => {
+            let digits = line.len() - at - 5;
+            format!("{}… ({digits} hex digits)", &line[..at + 5 + KEEP]).into()
+        }
+        _ => line.into(),
+    }
 }
 
 fn print_table(outcomes: &[Outcome]) {
@@ -846,6 +864,29 @@ fn print_table(outcomes: &[Outcome]) {
             o.report.verified_bytes,
             o.wall.as_secs_f64(),
             o.accel.name()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_dumps_are_cut_in_the_console_tail() {
+        let long = format!("KHO fdt-out gen=1 bytes=353 hex={}", "ab".repeat(353));
+        assert_eq!(
+            shorten_hex(&long),
+            format!(
+                "KHO fdt-out gen=1 bytes=353 hex={}… (706 hex digits)",
+                "ab".repeat(16)
+            )
+        );
+        let short = "KHO fdt-out gen=1 bytes=4 hex=d00dfeed";
+        assert_eq!(shorten_hex(short), short);
+        assert_eq!(
+            shorten_hex("KHO walk gen=1 blocks=3"),
+            "KHO walk gen=1 blocks=3"
         );
     }
 }
