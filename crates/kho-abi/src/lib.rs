@@ -87,3 +87,8 @@ pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 /// (`KHO_PAGE_MAGIC`, "KHOP"). Kernel-internal, kept for tools that
 /// cross-check a kernel's state.
 pub const KHO_PAGE_MAGIC: u32 = 0x4b48_4f50;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;

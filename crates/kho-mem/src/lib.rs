@@ -53,3 +53,8 @@ pub use host::HostMem;
 pub use phys::PhysMem;
 
 pub use kho_abi::{PAGE_SHIFT, PAGE_SIZE};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(all(doctest, feature = "host"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;

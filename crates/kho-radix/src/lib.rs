@@ -104,3 +104,8 @@ pub use incoming::IncomingTree;
 pub use tree::{NodeStats, RadixTree};
 pub use visited::VisitedSet;
 pub use walk::{MAX_ROOT_SLOT, PreservedRange, Ranges, ranges, walk};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;

@@ -132,3 +132,8 @@ pub const MAX_AREAS: usize = FIRST_NODE_INDEX + MAX_NUMA_NODES;
 /// The most usable memory-map entries [`ScratchAllocator::end_scratch_only`]
 /// keeps (x86's zero page holds 128 e820 entries).
 pub const MAX_MEMMAP_ENTRIES: usize = 128;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
