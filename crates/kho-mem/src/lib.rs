@@ -3,7 +3,7 @@
 //! KHO's algorithms (the radix tracker, scratch placement, vmalloc chains)
 //! never dereference raw pointers: they read and write physical memory
 //! through [`PhysMem`]. A kernel implements it over its identity map, tests
-//! use [`HostMem`] (feature `host`), a VMM could implement it over guest
+//! use `HostMem` (feature `host`), a VMM could implement it over guest
 //! memory. Addresses are typed: [`PhysAddr`] (a byte address), [`Pfn`] (a page
 //! frame number), [`Order`] (log2 of a block's page count), [`PhysRange`].
 //!
@@ -25,7 +25,7 @@
 //!
 //! # Features
 //!
-//! - `host`: [`HostMem`], a [`PhysMem`] over host memory with a page
+//! - `host`: `HostMem`, a [`PhysMem`] over host memory with a page
 //!   allocator, reservations and allocation-failure injection (needs `alloc`).
 
 #![no_std]
