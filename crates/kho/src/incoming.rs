@@ -224,16 +224,11 @@ impl KhoIn {
             ControlFlow::Continue(tree) => {
                 // The tree's own pages must lie outside scratch too.
                 for node in visited.nodes() {
-                    if let Some((index, a)) = areas
-                        .iter()
-                        .enumerate()
-                        .find(|(_, a)| a.range.contains(node))
+                    let page = PhysRange::try_new(node, PAGE_SIZE as u64)?;
+                    if let Err(kho_scratch::Error::PreservedInScratch { index, area, .. }) =
+                        kho_scratch::check_no_overlap(areas, [page])
                     {
-                        return Err(Error::NodeInScratch {
-                            node,
-                            index,
-                            area: a.range,
-                        });
+                        return Err(Error::NodeInScratch { node, index, area });
                     }
                 }
                 // The FDT page must be preserved (in any block): clients
