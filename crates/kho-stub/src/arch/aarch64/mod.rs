@@ -455,7 +455,10 @@ pub fn corrupt_handoff(mem: &mut StubMem, k: &Kexec, class: FaultClass) -> Resul
             let (addr, size) = decode_pairs(prop(PROP_KHO_SCRATCH)?, ac, sc)
                 .next()
                 .ok_or("linux,kho-scratch is not a pair")?;
-            (PROP_KHO_SCRATCH, Some(encode_pair(addr, size - 8, ac, sc)))
+            let short = size
+                .checked_sub(8)
+                .ok_or("scratch array shorter than 8 bytes")?;
+            (PROP_KHO_SCRATCH, Some(encode_pair(addr, short, ac, sc)))
         }
         // linux,kho-fdt written with one address and one size cell while
         // the root says two of each (a writer that ignored the root's cells).

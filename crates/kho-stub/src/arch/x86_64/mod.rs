@@ -573,7 +573,10 @@ pub fn corrupt_handoff(mem: &mut StubMem, k: &Kexec, class: FaultClass) -> Resul
         FaultClass::ScratchLength => {
             let at = PhysAddr::new(entry + 16 + 24);
             let size = mem.read_u64(at).map_err(e)?;
-            mem.write_u64(at, size - 8).map_err(e)
+            let short = size
+                .checked_sub(8)
+                .ok_or("scratch array shorter than 8 bytes")?;
+            mem.write_u64(at, short).map_err(e)
         }
         FaultClass::SetupDataSelfLoop => untyped(mem, entry, entry),
         FaultClass::SetupDataLoop => {
