@@ -42,6 +42,7 @@ const LIMITS: Limits = Limits {
     skipped: 8,
     read_errors: 4,
     decodes: 4,
+    scan_bytes: 1 << 20,
 };
 
 /// What the damage aims at.

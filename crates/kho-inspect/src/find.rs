@@ -242,11 +242,16 @@ fn scan<M: PhysMem>(
         dtbs: Vec::new(),
         dtb_bytes: 0,
         read_errors: 0,
+        read_bytes: 0,
+        stopped: false,
         limited: Vec::new(),
     };
     s.found.scan.ranges = ram.to_vec();
     let mut buf = Vec::new();
     for &(start, len) in ram {
+        if s.stopped {
+            break;
+        }
         s.range(start, len, &mut buf);
     }
     if s.read_errors > limits.read_errors {
@@ -290,6 +295,10 @@ struct Scanner<'m, M> {
     dtbs: Vec<(u64, u64, Handover)>,
     dtb_bytes: u64,
     read_errors: usize,
+    /// Bytes of the image read so far (counted against `scan_bytes`).
+    read_bytes: u64,
+    /// The scan stopped at `scan_bytes`.
+    stopped: bool,
     /// The limits already reported (each once).
     limited: Vec<&'static str>,
 }
@@ -347,6 +356,18 @@ impl<M: PhysMem> Scanner<'_, M> {
             }
             // At most CHUNK bytes.
             let n = (next - at) as usize;
+            if self.read_bytes.saturating_add(n as u64) > self.limits.scan_bytes {
+                let (read, max) = (self.read_bytes, self.limits.scan_bytes);
+                self.limit(
+                    "scan-bytes",
+                    format!(
+                        "read {read} bytes of the image, the most the scan may read ({max}, --max-scan-bytes); RAM from {at:#x} on was not scanned"
+                    ),
+                );
+                self.stopped = true;
+                return;
+            }
+            self.read_bytes += n as u64;
             buf.resize(n, 0);
             match self.mem.read(PhysAddr::new(at), buf) {
                 Ok(()) => self.chunk(at, buf),

@@ -26,9 +26,11 @@
 //! - [`problems`](Limits::problems) 1024 problems listed; the rest are
 //!   counted.
 //!
-//! The remaining fields bound `--find`'s scan ([`crate::find`]); the scan
-//! itself reads each byte of the image's file once and skips the zero fill
-//! past `p_filesz`.
+//! The remaining fields bound `--find`'s scan ([`crate::find`]). The scan
+//! reads each byte of the image's file once and skips the zero fill past
+//! `p_filesz`; [`scan_bytes`](Limits::scan_bytes) (64 GiB, about a minute
+//! of reading at disk speed) bounds what it reads, so a multi-terabyte dump
+//! ends with a named `find-limit` instead of hours of reading.
 
 /// Bounds on the work and memory of one inspection: the decoder's budget
 /// for each handover, and the bounds of `--find`'s scan.
@@ -73,6 +75,10 @@ pub struct Limits {
     pub read_errors: usize,
     /// `--find`: handovers decoded.
     pub decodes: usize,
+    /// `--find`: bytes of the image the scan reads (`--max-scan-bytes`); the
+    /// zero fill it skips does not count. Past it the scan stops, names
+    /// where, and decodes what it found.
+    pub scan_bytes: u64,
 }
 
 impl Default for Limits {
@@ -90,6 +96,7 @@ impl Default for Limits {
             skipped: 32,
             read_errors: 8,
             decodes: 8,
+            scan_bytes: 64 << 30,
         }
     }
 }

@@ -145,6 +145,42 @@ fn find_skips_the_zero_fill() {
     );
 }
 
+/// `--max-scan-bytes`: the scan stops reading at the bound, names where,
+/// and keeps (and decodes) what it found before it.
+#[test]
+fn the_scan_stops_at_its_byte_budget() {
+    let file = bomb(480);
+    let image = Image::elf(&file[..]).unwrap();
+    let none = kho_inspect::find::find_in(
+        &image,
+        Limits {
+            scan_bytes: 0,
+            ..Limits::default()
+        },
+    );
+    assert!(none.decoded.is_empty());
+    let limit: Vec<_> = none
+        .problems
+        .iter()
+        .filter(|p| p.code == "find-limit" && p.location.contains("scan-bytes"))
+        .collect();
+    assert_eq!(limit.len(), 1, "{:?}", none.problems);
+    assert!(limit[0].message.contains("--max-scan-bytes"));
+    assert!(limit[0].message.contains("was not scanned"));
+
+    // A budget the file fits in: the same result as without one.
+    let all = kho_inspect::find::find_in(
+        &image,
+        Limits {
+            runs: 10,
+            scan_bytes: file.len() as u64,
+            ..Limits::default()
+        },
+    );
+    assert_eq!(all.decoded.len(), 1);
+    assert!(!all.problems.iter().any(|p| p.code == "find-limit"));
+}
+
 /// The stub's blob lists an extent of 200 pages, every other page: 200
 /// blocks to check one by one. With `blocks: 50` the checks stop, named;
 /// the record is still listed.

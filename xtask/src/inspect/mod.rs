@@ -53,6 +53,10 @@ pub(crate) struct Budget {
     /// Most problems listed per handover (the rest are counted).
     #[arg(long, value_name = "N", value_parser = parse_count)]
     max_problems: Option<u64>,
+    /// `--find`: most bytes of the image the scan reads (K/M/G/T
+    /// suffixes: 256G); zero fill past an ELF segment's file bytes is free.
+    #[arg(long, value_name = "BYTES", value_parser = parse_count)]
+    max_scan_bytes: Option<u64>,
 }
 
 impl Budget {
@@ -68,6 +72,7 @@ impl Budget {
             blocks: self.max_blocks.unwrap_or(d.blocks),
             bytes: self.max_bytes.unwrap_or(d.bytes),
             problems: size(self.max_problems, d.problems),
+            scan_bytes: self.max_scan_bytes.unwrap_or(d.scan_bytes),
             ..d
         }
     }
