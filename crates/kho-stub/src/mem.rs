@@ -232,6 +232,22 @@ impl PhysMem for StubMem {
         is_ram(&self.ram, addr, len)
     }
 
+    fn read_u64(&self, addr: PhysAddr) -> Result<u64> {
+        read_u64(&self.ram, addr)
+    }
+
+    fn write_u64(&mut self, addr: PhysAddr, value: u64) -> Result<()> {
+        write_u64(&self.ram, addr, value)
+    }
+
+    fn read_u64s(&self, addr: PhysAddr, out: &mut [u64]) -> Result<()> {
+        read_u64s(&self.ram, addr, out)
+    }
+
+    fn fill(&mut self, addr: PhysAddr, len: u64, byte: u8) -> Result<()> {
+        fill(&self.ram, addr, len, byte)
+    }
+
     fn alloc_pages(&mut self, order: Order) -> Result<PhysAddr> {
         let at = self.alloc_pages_dirty(order)?;
         self.fill(at, order.bytes(), 0)?;
@@ -252,6 +268,63 @@ impl PhysMem for StubMem {
         self.set(range, false);
         Ok(())
     }
+}
+
+// The fast paths of `PhysMem` (issue 18): one RAM check per call and a
+// direct access, instead of the trait's defaults that go through `read` and
+// `write` a word or a 256-byte chunk at a time (every radix word of a walk,
+// every zeroed page).
+
+/// One little-endian word, with one RAM check.
+fn read_u64(ram: &[Option<PhysRange>], addr: PhysAddr) -> Result<u64> {
+    let at = checked(ram, addr, 8)?;
+    // SAFETY: `checked` proved the 8 bytes are RAM inside the identity map,
+    // not containing address 0; `read_unaligned` needs no alignment.
+    Ok(u64::from_le(unsafe {
+        core::ptr::read_unaligned(at as *const u64)
+    }))
+}
+
+/// Store one little-endian word, with one RAM check.
+fn write_u64(ram: &[Option<PhysRange>], addr: PhysAddr, value: u64) -> Result<()> {
+    let at = checked(ram, addr, 8)?;
+    // SAFETY: as in `read_u64`; the stub owns all RAM (see `StubMem::write`).
+    unsafe { core::ptr::write_unaligned(at as *mut u64, value.to_le()) };
+    Ok(())
+}
+
+/// `out.len()` consecutive words from `addr`, with one RAM check.
+fn read_u64s(ram: &[Option<PhysRange>], addr: PhysAddr, out: &mut [u64]) -> Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let len = (out.len() as u64).checked_mul(8).ok_or(Error::Overflow {
+        addr: addr.as_u64(),
+        len: u64::MAX,
+    })?;
+    let at = checked(ram, addr, len)?;
+    for (i, w) in out.iter_mut().enumerate() {
+        // SAFETY: `checked` proved all `len` bytes from `at` are RAM inside
+        // the identity map; word `i` lies within them.
+        *w = u64::from_le(unsafe { core::ptr::read_unaligned((at as *const u64).add(i)) });
+    }
+    Ok(())
+}
+
+/// Set `len` bytes from `addr` to `byte`, with one RAM check.
+fn fill(ram: &[Option<PhysRange>], addr: PhysAddr, len: u64, byte: u8) -> Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let at = checked(ram, addr, len)?;
+    let n = usize::try_from(len).map_err(|_| Error::NotRam {
+        addr: addr.as_u64(),
+        len,
+    })?;
+    // SAFETY: `checked` proved `[addr, addr + len)` is RAM inside the
+    // identity map, not containing address 0; the stub owns all RAM.
+    unsafe { core::ptr::write_bytes(at as *mut u8, byte, n) };
+    Ok(())
 }
 
 fn is_ram(ram: &[Option<PhysRange>], addr: PhysAddr, len: u64) -> bool {
@@ -312,6 +385,22 @@ impl PhysMem for RamView {
 
     fn is_ram(&self, addr: PhysAddr, len: u64) -> bool {
         addr.as_u64() < self.limit && is_ram(&self.ram, addr, len)
+    }
+
+    fn read_u64(&self, addr: PhysAddr) -> Result<u64> {
+        read_u64(&self.ram, addr)
+    }
+
+    fn write_u64(&mut self, addr: PhysAddr, value: u64) -> Result<()> {
+        write_u64(&self.ram, addr, value)
+    }
+
+    fn read_u64s(&self, addr: PhysAddr, out: &mut [u64]) -> Result<()> {
+        read_u64s(&self.ram, addr, out)
+    }
+
+    fn fill(&mut self, addr: PhysAddr, len: u64, byte: u8) -> Result<()> {
+        fill(&self.ram, addr, len, byte)
     }
 
     fn alloc_pages(&mut self, order: Order) -> Result<PhysAddr> {
