@@ -139,6 +139,10 @@ pub fn run(boot: BootInfo) -> ! {
         running.start(),
         running.size()
     );
+    // Caches on and memory typed, as a kernel does right after entry:
+    // everything from here on runs with RAM write-back.
+    let setup = arch::setup_memory(&boot.memory);
+    say!("KHO memtypes gen={g} {setup}");
     if !cfg.kho_enabled() {
         fail(g, &"kho=on is not set: nothing to hand over");
     }

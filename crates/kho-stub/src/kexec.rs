@@ -4,10 +4,10 @@
 //! file-backed part a copy needs) and `__bss_end`. The image is
 //! position-independent and relocates itself at entry, so the next
 //! generation is simply a copy of this image at a new place in scratch,
-//! entered where the arch's boot protocol enters it; both entry files
-//! provide `kexec_enter(entry, handoff)`, which jumps there with the arch's
-//! handoff register set to `handoff` (`%rsi` = boot_params on x86_64,
-//! `x0` = DTB on arm64).
+//! entered where the arch's boot protocol enters it: `arch::enter_stub`
+//! jumps there with the arch's handoff register set to the handoff
+//! structure (`%rsi` = boot_params on x86_64, `x0` = DTB on arm64), after
+//! the arm64 stub cleaned what the copy reads and turned its MMU off.
 
 use alloc::format;
 use alloc::string::String;
@@ -23,7 +23,6 @@ unsafe extern "C" {
     static __image_start: u8;
     static __image_end: u8;
     static __bss_end: u8;
-    fn kexec_enter(entry: u64, handoff: u64) -> !;
 }
 
 /// (the file-backed image that a kexec copies, the whole image with `.bss`
@@ -118,16 +117,12 @@ pub fn copy_to_scratch(
 }
 
 /// Enter the next generation: the staged copy of this image, at the arch's
-/// entry point, with `handoff` in the arch's handoff register.
-pub fn jump(staging: PhysRange, entry: u64, handoff: u64) -> ! {
+/// entry point, with `handoff` in the arch's handoff register; `ranges`
+/// (the staged copy among them) are what it reads at boot.
+fn jump(staging: PhysRange, entry: u64, handoff: u64, ranges: &[PhysRange]) -> ! {
     let (image, _) = image();
     let target = staging.start().as_u64() + (entry - image.start().as_u64());
-    arch::flush_for_exec(staging);
-    // SAFETY: the staged copy is byte-identical to this image, lies in
-    // scratch with room for its .bss and stack, and relocates itself at its
-    // entry point, which `target` is; it is entered as the arch's boot
-    // protocol enters Linux, with the handoff structure in scratch too.
-    unsafe { kexec_enter(target, handoff) }
+    arch::enter_stub(target, handoff, ranges)
 }
 
 /// A prepared kexec: the next kernel (a staged copy of this image, or a
@@ -236,7 +231,12 @@ impl Kexec {
 /// structure's address in the arch's handoff register.
 pub fn kexec(k: &Kexec) -> ! {
     match &k.target {
-        Target::Stub { staging } => jump(*staging, arch::next_entry(), k.handoff.start().as_u64()),
+        Target::Stub { staging } => jump(
+            *staging,
+            arch::next_entry(),
+            k.handoff.start().as_u64(),
+            &k.ranges,
+        ),
         Target::Linux(l) => arch::enter_linux(l.entry, k.handoff.start().as_u64(), &k.ranges),
     }
 }

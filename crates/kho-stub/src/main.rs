@@ -18,6 +18,7 @@ mod csum;
 mod guest;
 mod kho_test;
 mod linux;
+mod memtype;
 mod payload;
 mod why;
 

@@ -2,8 +2,9 @@
 //!
 //! Each arch module provides the same items (`NAME`, `MAPPED_LIMIT`, `POOL_START`,
 //! `console`, `read_byte`, `exit`, `ticks`, `boot_in_use`, `low_limit`, `ArchBoot`,
-//! `prepare_kexec`, `prepare_linux`, `enter_linux`, `corrupt_handoff`, `next_entry`)
-//! and nothing else: entry, console,
+//! `setup_memory` and its `MemSetup`, `prepare_kexec`, `prepare_linux`,
+//! `enter_linux`, `enter_stub`, `corrupt_handoff`, `next_entry`, `reenter`)
+//! and nothing else: entry, memory types, console,
 //! exit, memory discovery and handoff glue. The generation logic
 //! (`generation.rs`) and the arch-independent half of kexec (`kexec.rs`) are
 //! written once against them.

@@ -74,18 +74,37 @@ entry:
     b       3b
     .ltorg
 
-/* linux_enter(entry, dtb) and kexec_enter(entry, dtb): enter an arm64
- * Image as booting.rst asks, after the caller cleaned what it reads to the
- * PoC: all interrupts masked, no stale instruction cache entries, MMU off
- * (it never was on), x0 = DTB, x1..x3 = 0. The same for Linux and for the
- * next stub generation (a copy of this image that relocates itself). */
-    .global kexec_enter
-kexec_enter:
-    .global linux_enter
-linux_enter:
+/* mmu_off_enter(entry, dtb, clean_start, clean_end): leave the stub's
+ * memory setup (mmu.rs) and enter an arm64 Image as booting.rst asks.
+ * Using registers only (no stack: it may lie in the range), clean and
+ * invalidate [clean_start, clean_end) to the PoC (the caller cleaned every
+ * other range the next kernel reads with its MMU off), then turn the MMU
+ * and the data cache off, invalidate the instruction cache and the TLB,
+ * mask all interrupts, and branch to `entry` with x0 = dtb, x1..x3 = 0.
+ * Runs from the identity map, so turning the MMU off changes no address.
+ * The next stub generation, Linux, and a restart in place all leave here. */
+    .global mmu_off_enter
+mmu_off_enter:
     msr     daifset, #0xf
     mov     x9, x0
-    dsb     sy
+    mrs     x10, ctr_el0
+    ubfx    x10, x10, #16, #4       /* DminLine: log2(words) */
+    mov     x11, #4
+    lsl     x10, x11, x10           /* smallest D-cache line, bytes */
+    sub     x11, x10, #1
+    bic     x2, x2, x11
+1:  cmp     x2, x3
+    b.hs    2f
+    dc      civac, x2
+    add     x2, x2, x10
+    b       1b
+2:  dsb     sy
+    mrs     x10, sctlr_el1
+    bic     x10, x10, #1            /* M: MMU off */
+    bic     x10, x10, #(1 << 2)     /* C: data cache off */
+    msr     sctlr_el1, x10
+    isb
+    tlbi    vmalle1
     ic      iallu
     dsb     sy
     isb

@@ -21,15 +21,18 @@ use crate::mem::{RamView, StubMem};
 
 core::arch::global_asm!(include_str!("entry.S"));
 
+mod mmu;
+
+pub use mmu::MemSetup;
+
 unsafe extern "C" {
-    fn linux_enter(entry: u64, dtb: u64) -> !;
+    fn mmu_off_enter(entry: u64, dtb: u64, clean_start: u64, clean_end: u64) -> !;
 }
 
 /// Architecture name in protocol lines.
 pub const NAME: &str = "aarch64";
-/// The stub runs with the MMU off: every address below this is reachable
-/// (QEMU virt's RAM starts at 1 GiB; the stub uses RAM below 16 GiB, as
-/// the x86_64 stub does).
+/// End of the identity map `mmu.rs` builds (QEMU virt's RAM starts at
+/// 1 GiB; the stub uses RAM below 16 GiB, as the x86_64 stub does).
 pub const MAPPED_LIMIT: u64 = 16 << 30;
 /// Where the kernel pool starts handing out pages: RAM + 32 MiB, well
 /// above the Image at RAM + 2 MiB, so preserved addresses do not move with
@@ -273,11 +276,22 @@ unsafe extern "C" {
 
 /// Enter this image again as its entry was entered (`restart.rs`).
 pub fn reenter(args: [u64; 2]) -> ! {
-    // SAFETY: restart_entry is entry.S's entry: it relocates the image in
-    // place (idempotent), clears .bss, resets the stack and calls
-    // rust_entry(dtb); the MMU stays off and nothing of the current stack
-    // is used again.
-    unsafe { restart_entry(args[0]) }
+    let (_, whole) = crate::kexec::image();
+    let end = whole.end().map_or(u64::MAX, |e| e.as_u64());
+    // SAFETY: mmu_off_enter cleans the whole image (text, .data with the
+    // restart state, .bss, the stack) to the PoC using registers only,
+    // turns the MMU off and branches to restart_entry, entry.S's entry: it
+    // relocates the image in place (idempotent), clears .bss, resets the
+    // stack and calls rust_entry(dtb) with the MMU off, as at first entry;
+    // nothing of the current stack is used again.
+    unsafe {
+        mmu_off_enter(
+            restart_entry as *const () as u64,
+            args[0],
+            whole.start().as_u64(),
+            end,
+        )
+    }
 }
 
 #[unsafe(no_mangle)]
@@ -394,19 +408,35 @@ fn dcache_line() -> u64 {
 }
 
 /// Enter Linux as booting.rst asks: every range it reads (kernel, DTB,
-/// initrd) cleaned and invalidated to the PoC by VA (= PA, the MMU is
-/// off), the instruction cache invalidated, DAIF masked, `x0` = the DTB,
-/// `x1`–`x3` = 0.
+/// initrd) cleaned and invalidated to the PoC, then (entry.S's
+/// `mmu_off_enter`) the MMU and data cache off, the instruction cache and
+/// TLB invalidated, DAIF masked, `x0` = the DTB, `x1`–`x3` = 0.
 pub fn enter_linux(entry: u64, dtb: u64, ranges: &[PhysRange]) -> ! {
+    enter(entry, dtb, ranges)
+}
+
+/// Enter the next stub generation (a relocatable copy of this image in
+/// scratch) exactly as Linux is entered.
+pub fn enter_stub(entry: u64, dtb: u64, ranges: &[PhysRange]) -> ! {
+    enter(entry, dtb, ranges)
+}
+
+fn enter(entry: u64, dtb: u64, ranges: &[PhysRange]) -> ! {
     for r in ranges {
         clean_to_poc(*r);
     }
-    // SAFETY: `entry` is the first instruction of an arm64 Image copied
-    // `text_offset` above a 2 MiB-aligned base in scratch with `image_size`
-    // bytes of room, and `dtb` a complete DTB in scratch; linux_enter
-    // completes the maintenance (DSB, IC IALLU, ISB), masks DAIF and
-    // branches there with x0 = dtb, x1..x3 = 0.
-    unsafe { linux_enter(entry, dtb) }
+    // SAFETY: `entry` is the first instruction of an arm64 Image (Linux,
+    // or a copy of this image) placed in scratch with `image_size` bytes
+    // of room, and `dtb` a complete DTB in scratch, all cleaned to the PoC
+    // above and not written since; mmu_off_enter runs from the identity
+    // map, turns the MMU off, completes the maintenance and branches there
+    // with x0 = dtb, x1..x3 = 0.
+    unsafe { mmu_off_enter(entry, dtb, 0, 0) }
+}
+
+/// Set up the memory types: the MMU on with the identity map (`mmu.rs`).
+pub fn setup_memory(memory: &[MemRegion]) -> MemSetup {
+    mmu::setup(memory, crate::kexec::image().1)
 }
 
 /// Fault injection at hand-off time, on `/chosen` of the next DTB.
@@ -512,15 +542,9 @@ fn clean_to_poc(r: PhysRange) {
     let mut at = r.start().as_u64() & !(line - 1);
     let end = r.end().map_or(u64::MAX, |e| e.as_u64());
     while at < end {
-        // SAFETY: cache maintenance by VA of RAM the stub wrote; with the
-        // MMU off VA = PA and DC CIVAC changes no memory contents.
+        // SAFETY: cache maintenance by VA (= PA, the identity map) of RAM
+        // the stub wrote; DC CIVAC changes no memory contents.
         unsafe { core::arch::asm!("dc civac, {}", in(reg) at, options(nostack)) }
         at += line;
     }
-}
-
-/// Make a freshly copied image safe to execute: its bytes cleaned to the
-/// point of coherency (kexec_enter then invalidates the instruction cache).
-pub fn flush_for_exec(copy: PhysRange) {
-    clean_to_poc(copy);
 }

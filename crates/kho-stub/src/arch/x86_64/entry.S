@@ -166,6 +166,11 @@ pdpt:
     .set table, table + 0x1000
     .endr
     .fill 496, 8, 0
+/* boot_pd: the 2 MiB entries. memtypes.rs rewrites their memory type
+ * (PAT index: write-back for RAM, uncached for the rest) once the memory
+ * map is known. */
+    .global boot_pd
+boot_pd:
 pd:
     .set addr, 0
     .rept 8192

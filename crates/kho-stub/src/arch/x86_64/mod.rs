@@ -20,6 +20,9 @@ use crate::kexec::Kexec;
 use crate::mem::{RamView, StubMem};
 
 mod acpi;
+mod memtypes;
+
+pub use memtypes::MemSetup;
 
 core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
 
@@ -45,6 +48,7 @@ unsafe extern "C" {
     fn _start64() -> !;
     fn restart64(ptr: u64, kind: u64) -> !;
     fn linux_enter64(entry: u64, boot_params: u64) -> !;
+    fn kexec_enter(entry: u64, boot_params: u64) -> !;
 }
 
 fn outb(port: u16, value: u8) {
@@ -610,8 +614,6 @@ pub fn corrupt_handoff(mem: &mut StubMem, k: &Kexec, class: FaultClass) -> Resul
     }
 }
 
-/// Where the next generation is entered: the Linux 64-bit entry of the
-/// staged copy (`%rsi` = the zero page).
 /// Enter this image again as its entry was entered (`restart.rs`).
 pub fn reenter(args: [u64; 2]) -> ! {
     // SAFETY: restart64 is common64 of entry.S: it relocates the image in
@@ -621,6 +623,8 @@ pub fn reenter(args: [u64; 2]) -> ! {
     unsafe { restart64(args[0], args[1]) }
 }
 
+/// Where the next generation is entered: the Linux 64-bit entry of the
+/// staged copy (`%rsi` = the zero page).
 pub fn next_entry() -> u64 {
     _start64 as *const () as u64
 }
@@ -628,6 +632,19 @@ pub fn next_entry() -> u64 {
 /// The image runs at any 4 KiB-aligned address (its bzImage says so too).
 pub const IMAGE_ALIGN: u64 = 4096;
 
-/// Nothing to do before executing freshly copied code: x86 keeps
-/// instruction fetch coherent with stores.
-pub fn flush_for_exec(_copy: PhysRange) {}
+/// Enter the next stub generation, a relocatable copy of this image in
+/// scratch, at its 64-bit entry with `%rsi` = the zero page. Nothing to
+/// flush: x86 keeps instruction fetch coherent with stores, and the next
+/// generation maps memory with the same types.
+pub fn enter_stub(entry: u64, zero_page: u64, _ranges: &[PhysRange]) -> ! {
+    // SAFETY: `entry` is `_start64` of a byte-identical copy of this image
+    // in scratch with room for its .bss and stack, which relocates itself;
+    // `zero_page` is a complete boot_params in scratch.
+    unsafe { kexec_enter(entry, zero_page) }
+}
+
+/// Set up the memory types: PAT, MTRR default, caches, the identity map's
+/// 2 MiB pages typed by the memory map (`memtypes.rs`).
+pub fn setup_memory(memory: &[MemRegion]) -> MemSetup {
+    memtypes::setup(memory)
+}
