@@ -1,13 +1,13 @@
-//! insta snapshots of the canonical rendering, stored in `snapshots/kho-fdt/`.
+//! insta snapshots of the canonical rendering, stored in this package's `tests/snapshots/`.
 //!
 //! How to update: after a deliberate change to the rendering or to a fixture,
 //! run `cargo insta test -p kho-fdt` (or `INSTA_UPDATE=new cargo test -p
 //! kho-fdt`), then `cargo insta review` to inspect each `.snap.new` diff and
 //! accept or reject it; read every accepted file by hand (addresses, order,
 //! formatting) before committing. CI runs with `INSTA_UPDATE=no` (or
-//! `cargo insta test --check`), so an unreviewed change fails. The snapshots
-//! live at the workspace root, not next to this file, so that all rendered
-//! FDTs (these and the VM harness's) are reviewed in one place.
+//! `cargo insta test --check`), so an unreviewed change fails. They live in
+//! the package, so its tests run from a published copy too and `cargo insta
+//! review` finds them (it searches package directories).
 
 mod common;
 
@@ -16,11 +16,10 @@ use kho_abi::AbiVersion;
 use kho_fdt::{KhoFdt, KhoFdtBuilder, render, render_blob};
 use kho_mem::PhysAddr;
 
-/// `assert_snapshot!` into `<workspace>/snapshots/kho-fdt/<name>.snap`.
+/// `assert_snapshot!` into `tests/snapshots/<name>.snap` (this package's).
 macro_rules! snapshot {
     ($name:expr, $text:expr) => {
         insta::with_settings!({
-            snapshot_path => "../../../snapshots/kho-fdt",
             prepend_module_to_snapshot => false,
             omit_expression => true,
         }, {

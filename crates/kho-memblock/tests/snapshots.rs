@@ -1,5 +1,5 @@
-//! insta snapshots of the rendered sub-blob, stored in `snapshots/kho-memblock/`
-//! next to the root FDT ones (`snapshots/kho-fdt/`).
+//! insta snapshots of the rendered sub-blob, stored in this package's
+//! `tests/snapshots/`.
 //!
 //! How to update: after a deliberate change to the blob or the messages, run
 //! `cargo insta test -p kho-memblock` (or `INSTA_UPDATE=new cargo test -p
@@ -20,11 +20,10 @@ use kho_memblock::{
     MemblockFdt, Region, build_blob, parse_reserve_mem, preserve_memblock, retrieve,
 };
 
-/// `assert_snapshot!` into `<workspace>/snapshots/kho-memblock/<name>.snap`.
+/// `assert_snapshot!` into `tests/snapshots/<name>.snap` (this package's).
 macro_rules! snapshot {
     ($name:expr, $text:expr) => {
         insta::with_settings!({
-            snapshot_path => "../../../snapshots/kho-memblock",
             prepend_module_to_snapshot => false,
             omit_expression => true,
         }, {

@@ -1,4 +1,4 @@
-//! insta snapshots of the chunk-chain layout, stored in `snapshots/kho-vmalloc/`.
+//! insta snapshots of the chunk-chain layout, stored in this package's `tests/snapshots/`.
 //!
 //! How to update: after a deliberate change to the layout, run
 //! `cargo insta test -p kho-vmalloc` (or `INSTA_UPDATE=new cargo test -p
@@ -19,11 +19,10 @@ use kho_abi::vmalloc::{CHUNK_ENTRIES, FLAG_HUGE_VMAP, FLAG_VM_ALLOC};
 use kho_mem::{HostMem, PhysAddr, PhysMem};
 use kho_vmalloc::{VmallocDescriptor, preserve_vmalloc, restore_vmalloc, write_descriptor};
 
-/// `assert_snapshot!` into `<workspace>/snapshots/kho-vmalloc/<name>.snap`.
+/// `assert_snapshot!` into `tests/snapshots/<name>.snap` (this package's).
 macro_rules! snapshot {
     ($name:expr, $text:expr) => {
         insta::with_settings!({
-            snapshot_path => "../../../snapshots/kho-vmalloc",
             prepend_module_to_snapshot => false,
             omit_expression => true,
         }, {
