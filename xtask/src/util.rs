@@ -112,24 +112,16 @@ pub(crate) fn ensure_target(sh: &Shell, target: &str) -> Result<()> {
 /// Files under the workspace root (skipping `target/` and hidden
 /// directories) whose name satisfies `wanted`, in no particular order.
 pub(crate) fn source_files(wanted: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
+    let root = project_root();
+    let walk = walkdir::WalkDir::new(&root).into_iter().filter_entry(|e| {
+        let name = e.file_name().to_string_lossy();
+        e.depth() == 0 || !(e.file_type().is_dir() && (name == "target" || name.starts_with('.')))
+    });
     let mut found = Vec::new();
-    let mut stack = vec![project_root()];
-    while let Some(dir) = stack.pop() {
-        for entry in
-            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
-        {
-            let path = entry?.path();
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if path.is_dir() {
-                if name != "target" && !name.starts_with('.') {
-                    stack.push(path);
-                }
-            } else if wanted(&name) {
-                found.push(path);
-            }
+    for entry in walk {
+        let entry = entry.with_context(|| format!("walking {}", root.display()))?;
+        if entry.file_type().is_file() && wanted(&entry.file_name().to_string_lossy()) {
+            found.push(entry.into_path());
         }
     }
     Ok(found)

@@ -195,20 +195,13 @@ pub(crate) fn parse_num(text: &str) -> Option<u64> {
 
 /// Decode the `hex=` of `fdt-in`/`fdt-out` (lower- or upper-case, even length).
 pub(crate) fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
-    if !text.len().is_multiple_of(2) {
-        return Err(format!("odd number of hex digits ({})", text.len()));
-    }
-    text.as_bytes()
-        .chunks(2)
-        .enumerate()
-        .map(|(i, pair)| {
-            let digit = |b: u8| (b as char).to_digit(16);
-            match (digit(pair[0]), digit(pair[1])) {
-                (Some(hi), Some(lo)) => Ok((hi * 16 + lo) as u8),
-                _ => Err(format!("not a hex digit at offset {}", i * 2)),
-            }
-        })
-        .collect()
+    hex::decode(text).map_err(|e| match e {
+        hex::FromHexError::OddLength => format!("odd number of hex digits ({})", text.len()),
+        hex::FromHexError::InvalidHexCharacter { index, .. } => {
+            format!("not a hex digit at offset {index}")
+        }
+        other => other.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -120,26 +120,10 @@ fn check_pattern(pattern: &str) -> Result<()> {
 }
 
 /// Whether `text` matches `pattern` as a whole, where `*` matches any run of
-/// characters (also none) and every other character only itself.
+/// characters (also none), `?` any one character, and every other
+/// character only itself.
 pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
-    let mut pieces = pattern.split('*');
-    // split always yields at least one piece.
-    let first = pieces.next().unwrap_or("");
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let middle: Vec<&str> = pieces.collect();
-    let Some((last, middle)) = middle.split_last() else {
-        // No `*`: the prefix must have been the whole text.
-        return rest.is_empty();
-    };
-    for piece in middle {
-        match rest.find(piece) {
-            Some(at) => rest = &rest[at + piece.len()..],
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
+    wildmatch::WildMatch::new(pattern).matches(text)
 }
 
 #[cfg(test)]

@@ -162,9 +162,10 @@ pub(crate) fn protocol_text(s: &Scenario, lines: &[String]) -> String {
 
 /// FNV-1a, 64 bits: a short, stable digest of an FDT dump.
 fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    use std::hash::Hasher;
+    let mut h = fnv::FnvHasher::default();
+    h.write(bytes);
+    h.finish()
 }
 
 /// Assert every snapshot of a passed run of `s` on `arch`; also write the
