@@ -38,8 +38,8 @@ fn scenarios() -> BTreeMap<String, Scenario> {
         }
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         let text = fs::read_to_string(&path).unwrap();
-        let table: toml::Table = toml::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: not TOML: {e}", path.display()));
+        let table: toml::Table =
+            toml::from_str(&text).unwrap_or_else(|e| panic!("{}: not TOML: {e}", path.display()));
         let arches = table
             .get("arches")
             .and_then(|a| a.as_array())
@@ -171,10 +171,18 @@ fn the_check_names_each_defect() {
     let cases = [
         ("s__x86_64__gen03.snap", ok.clone(), "runs 3 generations"),
         ("t__x86_64__gen00.snap", ok.clone(), "no scenario"),
-        ("s__aarch64__gen00.snap", ok.clone(), "does not run on aarch64"),
+        (
+            "s__aarch64__gen00.snap",
+            ok.clone(),
+            "does not run on aarch64",
+        ),
         ("s__x86_64__genXX.snap", ok.clone(), "neither genNN"),
         ("s__x86_64.snap", ok.clone(), "not named"),
-        ("linux__x86_64__gen00.snap", ok.clone(), "no stub generation"),
+        (
+            "linux__x86_64__gen00.snap",
+            ok.clone(),
+            "no stub generation",
+        ),
         ("s__x86_64__gen00.snap", "body\n".into(), "no insta header"),
         (
             "s__x86_64__gen00.snap",

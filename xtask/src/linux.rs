@@ -225,9 +225,13 @@ pub(crate) fn ensure(arch: &ArchSpec, jobs: Option<usize>) -> Result<Peer> {
         upstream_version(&version),
         arch.name
     ));
+    tracing::debug!(arch = arch.name, package = %version, compiler = %compiler, entry = %entry.display(), "Linux peer cache key");
     if entry.exists() {
         match verify_entry(&entry) {
-            Ok(peer) => return Ok(peer),
+            Ok(peer) => {
+                tracing::debug!(release = %peer.release, "Linux peer cache hit, every file matches its hash");
+                return Ok(peer);
+            }
             Err(e) => {
                 println!(
                     "linux: cache entry {} is not usable ({e:#}); rebuilding it",

@@ -435,6 +435,10 @@ fn run_scenario(
     accel: Accel,
     verbose: bool,
 ) -> Result<Outcome> {
+    // Every event of this run carries its scenario and arch
+    // (`RUST_LOG=xtask=debug`: QEMU's command and exit, each wait;
+    // `RUST_LOG=xtask::console=trace`: every console line).
+    let _run = tracing::info_span!("run", scenario = %s.name, arch = arch.name).entered();
     let log_dir = artifacts_dir("vm").join(format!("{}-{}", s.name, arch.name));
     if log_dir.exists() {
         std::fs::remove_dir_all(&log_dir)
@@ -549,6 +553,7 @@ fn run_scenario(
         s.generations
     };
     for g in first..s.generations {
+        let _gen = tracing::debug_span!("generation", g).entered();
         let wait = Wait::for_generation(&plan, g, s.generation_timeout);
         let gen_start = Instant::now();
         let first_line = console.lines.len();

@@ -220,6 +220,7 @@ impl Console {
     pub(crate) fn spawn(qemu: &QemuCommand, log_path: &Path, verbose: bool) -> Result<Console> {
         let log =
             File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        tracing::debug!(command = %qemu.shell_line(), log = %log_path.display(), "starting QEMU");
         let session = rexpect::session::spawn_command(qemu.to_command(), Some(TICK_MS))
             .with_context(|| format!("starting {}", qemu.program))?;
         Ok(Console {
@@ -259,6 +260,7 @@ impl Console {
         let line = protocol::clean(raw).to_owned();
         // The log is for people; losing a line of it must not fail the run.
         let _ = writeln!(self.log, "{line}");
+        tracing::trace!(target: "xtask::console", "{line}");
         if self.verbose {
             println!("{line}");
         }
@@ -274,7 +276,14 @@ impl Console {
         wait: &Wait,
         run_deadline: Instant,
     ) -> Result<WaitResult> {
-        self.wait_for(wait.timeout, run_deadline, |line| wait.classify(plan, line))
+        tracing::debug!(
+            success = %format_args!("KHO {} gen={}", wait.verb, wait.generation),
+            timeout = ?wait.timeout,
+            "waiting"
+        );
+        let result = self.wait_for(wait.timeout, run_deadline, |line| wait.classify(plan, line));
+        tracing::debug!(result = ?result.as_ref().ok(), "wait over");
+        result
     }
 
     /// Read lines until `classify` calls one a success or a failure, QEMU
@@ -342,6 +351,7 @@ impl Console {
                     });
                 }
                 Some(WaitStatus::Exited(_, code)) => {
+                    tracing::debug!(code, "QEMU exited");
                     self.reaped = true;
                     return Ok(RunEnd::Exited(code));
                 }
@@ -387,6 +397,7 @@ impl Console {
         if self.reaped {
             return;
         }
+        tracing::debug!("killing QEMU");
         let process = self.session.process_mut();
         // ESRCH (already exited) is fine: wait() below reaps it either way.
         let _ = process.signal(Signal::SIGKILL);
