@@ -1,7 +1,9 @@
 //! Writing a root KHO FDT: [`KhoFdtBuilder`], a small model serialised with vm-fdt.
 
-use alloc::string::{String, ToString};
+use alloc::collections::BTreeSet;
+use alloc::string::ToString;
 use alloc::vec::Vec;
+use core::fmt;
 
 use kho_abi::AbiVersion;
 use kho_abi::fdt::{
@@ -23,7 +25,15 @@ pub const MAX_NAME_LEN: usize = 31;
 /// keeps the same information as a small model instead (version, memory map,
 /// children in insertion order) and serialises all of it on every
 /// [`build`](KhoFdtBuilder::build), so it can be edited and rebuilt any
-/// number of times. The bytes differ from libfdt's (string order, child
+/// number of times.
+///
+/// Costs, for `n` children: [`add_subtree`] is O(log n) (a name index
+/// finds duplicates, and the serialized size is kept up to date instead of
+/// recomputed); [`remove_subtree`] and [`remove_subtree_by_data`] are O(n);
+/// [`serialized_size`] is O(1); [`build`] is O(n) and allocates the blob
+/// once plus vm-fdt's per-node and per-property work. Names are stored
+/// inline, so adding a child allocates nothing but the occasional growth of
+/// two collections. The bytes differ from libfdt's (string order, child
 /// and property order: libfdt inserts each new child and each new property
 /// before the existing ones, so Linux's children carry `blob-size` first)
 /// but readers accept any valid DTB layout (spec §2.1), and the tree is the
@@ -37,18 +47,82 @@ pub const MAX_NAME_LEN: usize = 31;
 /// child that would not fit, as upstream's `kho_add_subtree` does.
 ///
 /// [`add_subtree`]: KhoFdtBuilder::add_subtree
+/// [`remove_subtree`]: KhoFdtBuilder::remove_subtree
+/// [`remove_subtree_by_data`]: KhoFdtBuilder::remove_subtree_by_data
+/// [`serialized_size`]: KhoFdtBuilder::serialized_size
+/// [`build`]: KhoFdtBuilder::build
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KhoFdtBuilder {
     version: AbiVersion,
     memory_map: PhysAddr,
+    /// The children in insertion order, the order they are written in.
     subtrees: Vec<Entry>,
+    /// The same children's names, for the duplicate check.
+    names: BTreeSet<NameKey>,
+    /// Bytes the children take in the structure block.
+    children_bytes: usize,
+    /// How many children carry a `blob-size`.
+    sized: usize,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Entry {
-    name: String,
+    name: Name,
     data: PhysAddr,
     size: Option<u64>,
+}
+
+impl Entry {
+    /// Bytes this child takes in the structure block: `FDT_BEGIN_NODE`, the
+    /// padded name, `preserved-data`, `blob-size` if any, `FDT_END_NODE`.
+    fn structure_bytes(&self) -> usize {
+        node_bytes(self.name.len()) + U64_PROP * (1 + usize::from(self.size.is_some()))
+    }
+}
+
+/// A node name the builder accepted ([`valid_name`]: ASCII, 1 to
+/// [`MAX_NAME_LEN`] bytes, no NUL), stored inline: the bytes zero-padded,
+/// then the length.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Name([u8; MAX_NAME_LEN + 1]);
+
+/// A [`Name`]'s 32 bytes as two words, so that the duplicate index
+/// compares two integers instead of calling `memcmp`. Equal names and only
+/// equal names have equal keys.
+type NameKey = (u128, u128);
+
+impl Name {
+    /// `name` if [`valid_name`] accepts it.
+    fn new(name: &str) -> Option<Name> {
+        if !valid_name(name) {
+            return None;
+        }
+        let mut a = [0u8; MAX_NAME_LEN + 1];
+        a[..name.len()].copy_from_slice(name.as_bytes());
+        a[MAX_NAME_LEN] = name.len() as u8;
+        Some(Name(a))
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.0[MAX_NAME_LEN])
+    }
+
+    fn as_str(&self) -> &str {
+        // Only `new` builds a Name, from a valid (ASCII) name.
+        core::str::from_utf8(&self.0[..self.len()]).unwrap_or_default()
+    }
+
+    fn key(&self) -> NameKey {
+        let (hi, lo) = self.0.split_at(16);
+        let word = |b: &[u8]| u128::from_ne_bytes(b.try_into().unwrap_or_default());
+        (word(hi), word(lo))
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 impl KhoFdtBuilder {
@@ -60,6 +134,9 @@ impl KhoFdtBuilder {
             version,
             memory_map,
             subtrees: Vec::new(),
+            names: BTreeSet::new(),
+            children_bytes: 0,
+            sized: 0,
         }
     }
 
@@ -95,17 +172,33 @@ impl KhoFdtBuilder {
     /// under [`AbiVersion::V3`] and [`AbiVersion::V4`]; [`Error::TooLarge`]
     /// if the FDT would no longer fit in one page.
     pub fn add_subtree(&mut self, name: &str, data: PhysAddr, size: Option<u64>) -> Result<()> {
-        if !valid_name(name) {
+        let Some(name) = Name::new(name) else {
             return Err(Error::InvalidNodeName {
                 name: name.to_string(),
             });
-        }
-        if self.subtrees.iter().any(|e| e.name == name) {
+        };
+        // One walk of the index both checks and (tentatively) inserts.
+        if !self.names.insert(name.key()) {
             return Err(Error::DuplicateSubtree {
-                name: name.to_string(),
+                name: name.as_str().to_string(),
                 offset: None,
             });
         }
+        let entry = Entry { name, data, size };
+        if let Err(e) = self.check_new(&entry) {
+            self.names.remove(&name.key());
+            return Err(e);
+        }
+        self.children_bytes += entry.structure_bytes();
+        self.sized += usize::from(size.is_some());
+        self.subtrees.push(entry);
+        Ok(())
+    }
+
+    /// The checks of [`add_subtree`](KhoFdtBuilder::add_subtree) after the
+    /// name's.
+    fn check_new(&self, entry: &Entry) -> Result<()> {
+        let (name, data, size) = (entry.name.as_str(), entry.data, entry.size);
         if data == PhysAddr::ZERO {
             return Err(Error::ZeroSubtreeData {
                 name: name.to_string(),
@@ -117,16 +210,14 @@ impl KhoFdtBuilder {
                 version: self.version,
             });
         }
-        self.subtrees.push(Entry {
-            name: name.to_string(),
-            data,
-            size,
-        });
-        let size = self.serialized_size();
-        if size > MAX_FDT_SIZE {
-            self.subtrees.pop();
+        let total = self.size_with(
+            self.subtrees.len() + 1,
+            self.children_bytes + entry.structure_bytes(),
+            self.sized + usize::from(size.is_some()),
+        );
+        if total > MAX_FDT_SIZE {
             return Err(Error::TooLarge {
-                size,
+                size: total,
                 max: MAX_FDT_SIZE,
             });
         }
@@ -135,7 +226,11 @@ impl KhoFdtBuilder {
 
     /// Removes the child named `name`; returns whether there was one.
     pub fn remove_subtree(&mut self, name: &str) -> bool {
-        self.remove_first(|e| e.name == name)
+        match Name::new(name) {
+            // A name the index lacks needs no scan.
+            Some(name) if self.names.contains(&name.key()) => self.remove_first(|e| e.name == name),
+            _ => false,
+        }
     }
 
     /// Removes the first child whose `preserved-data` is `data` (upstream's
@@ -148,7 +243,10 @@ impl KhoFdtBuilder {
     fn remove_first(&mut self, pred: impl Fn(&Entry) -> bool) -> bool {
         match self.subtrees.iter().position(pred) {
             Some(i) => {
-                self.subtrees.remove(i);
+                let e = self.subtrees.remove(i);
+                self.names.remove(&e.name.key());
+                self.children_bytes -= e.structure_bytes();
+                self.sized -= usize::from(e.size.is_some());
                 true
             }
             None => false,
@@ -156,26 +254,22 @@ impl KhoFdtBuilder {
     }
 
     /// Exact size in bytes of what [`build`](KhoFdtBuilder::build) returns,
-    /// computed without serialising.
+    /// computed without serialising (in constant time).
     pub fn serialized_size(&self) -> usize {
-        const TOKEN: usize = 4;
-        const PROP_HEADER: usize = 12;
-        const U64_PROP: usize = PROP_HEADER + U64_PROP_LEN;
-        let node = |name_len: usize| TOKEN + align4(name_len + 1) + TOKEN;
-        let compatible = PROP_HEADER + align4(self.version.compatible().len() + 1);
+        self.size_with(self.subtrees.len(), self.children_bytes, self.sized)
+    }
 
-        let mut structure = node(0) + compatible + U64_PROP + TOKEN; // + FDT_END
+    /// The serialized size of this FDT's root with `children` children
+    /// taking `children_bytes` of structure, `sized` of them with a
+    /// `blob-size`.
+    fn size_with(&self, children: usize, children_bytes: usize, sized: usize) -> usize {
+        let compatible = PROP_HEADER + align4(self.version.compatible().len() + 1);
+        let structure = node_bytes(0) + compatible + U64_PROP + children_bytes + TOKEN; // + FDT_END
         let mut strings = str_len(PROP_COMPATIBLE) + str_len(PROP_PRESERVED_MEMORY_MAP);
-        for e in &self.subtrees {
-            structure += node(e.name.len()) + U64_PROP;
-            if e.size.is_some() {
-                structure += U64_PROP;
-            }
-        }
-        if !self.subtrees.is_empty() {
+        if children > 0 {
             strings += str_len(PROP_PRESERVED_DATA);
         }
-        if self.subtrees.iter().any(|e| e.size.is_some()) {
+        if sized > 0 {
             strings += str_len(PROP_BLOB_SIZE);
         }
         // Header, then (8-aligned) a reservation map holding only its
@@ -200,7 +294,7 @@ impl KhoFdtBuilder {
         w.property_string(PROP_COMPATIBLE, self.version.compatible())?;
         w.property(PROP_PRESERVED_MEMORY_MAP, &le64(self.memory_map.as_u64()))?;
         for e in &self.subtrees {
-            let node = w.begin_node(&e.name)?;
+            let node = w.begin_node(e.name.as_str())?;
             w.property(PROP_PRESERVED_DATA, &le64(e.data.as_u64()))?;
             if let Some(size) = e.size {
                 w.property(PROP_BLOB_SIZE, &le64(size))?;
@@ -218,6 +312,19 @@ impl KhoFdtBuilder {
         debug_assert_eq!(bytes.len(), self.serialized_size());
         Ok(bytes)
     }
+}
+
+/// An FDT token (`FDT_BEGIN_NODE`, `FDT_END_NODE`, `FDT_END`, ...).
+const TOKEN: usize = 4;
+/// `FDT_PROP`, value length, name offset.
+const PROP_HEADER: usize = 12;
+/// A property holding one KHO u64.
+const U64_PROP: usize = PROP_HEADER + U64_PROP_LEN;
+
+/// Structure bytes of a node without properties or children: its
+/// `FDT_BEGIN_NODE`, its NUL-terminated name padded to 4, `FDT_END_NODE`.
+fn node_bytes(name_len: usize) -> usize {
+    TOKEN + align4(name_len + 1) + TOKEN
 }
 
 /// A KHO native u64 value: 8 bytes little-endian.
@@ -271,6 +378,75 @@ mod tests {
             assert!(!valid_name(bad), "{bad}");
         }
         assert!(valid_name("abcdefghijklmnopqrstuvwxyz01234"));
+    }
+
+    /// The size and the name index kept up to date by every edit agree
+    /// with a from-scratch recount and with the serialized blob, through
+    /// adds, refusals and both kinds of removal.
+    #[test]
+    fn incremental_state_matches_a_recount() {
+        fn recount(b: &KhoFdtBuilder) -> usize {
+            let bytes: usize = b.subtrees.iter().map(Entry::structure_bytes).sum();
+            let sized = b.subtrees.iter().filter(|e| e.size.is_some()).count();
+            b.size_with(b.subtrees.len(), bytes, sized)
+        }
+        fn check(b: &KhoFdtBuilder) {
+            assert_eq!(b.serialized_size(), recount(b));
+            assert_eq!(b.build().unwrap().len(), b.serialized_size());
+            let mut names: Vec<NameKey> = b.subtrees.iter().map(|e| e.name.key()).collect();
+            names.sort();
+            assert!(names.iter().eq(b.names.iter()), "index out of step");
+        }
+        let mut b = KhoFdtBuilder::new(AbiVersion::V2, PhysAddr::new(0x4123_4000));
+        check(&b);
+        // Names of every padded length (1-31), half of them with a size.
+        let name = |i: usize| {
+            let mut s = alloc::format!("n{i}");
+            while s.len() < 1 + i % MAX_NAME_LEN {
+                s.push('x');
+            }
+            s
+        };
+        let mut i = 0;
+        loop {
+            let size = (i % 2 == 0).then_some(i as u64 + 1);
+            let data = PhysAddr::new(0x5000_0000 + i as u64 * 0x1000);
+            let before = b.clone();
+            match b.add_subtree(&name(i), data, size) {
+                Ok(()) => check(&b),
+                Err(Error::TooLarge { size, max }) => {
+                    assert_eq!(b, before);
+                    assert!(size > max && b.serialized_size() <= max);
+                    break;
+                }
+                Err(e) => panic!("{e}"),
+            }
+            assert!(matches!(
+                b.add_subtree(&name(i), data, size),
+                Err(Error::DuplicateSubtree { .. })
+            ));
+            i += 1;
+        }
+        assert!(!b.remove_subtree("absent") && !b.remove_subtree("a@b"));
+        for j in (0..i).step_by(3) {
+            assert!(b.remove_subtree(&name(j)));
+            check(&b);
+            assert!(!b.remove_subtree(&name(j)));
+        }
+        for j in (1..i).step_by(3) {
+            assert!(b.remove_subtree_by_data(PhysAddr::new(0x5000_0000 + j as u64 * 0x1000)));
+            check(&b);
+        }
+        // A removed name can be added again, at the end.
+        b.add_subtree(&name(0), PhysAddr::new(0x6000_0000), None)
+            .unwrap();
+        check(&b);
+        assert_eq!(b.subtrees.last().map(|e| e.name.as_str()), Some("n0"));
+        while let Some(e) = b.subtrees.first().copied() {
+            assert!(b.remove_subtree(e.name.as_str()));
+            check(&b);
+        }
+        assert_eq!((b.children_bytes, b.sized), (0, 0));
     }
 
     #[test]
