@@ -455,7 +455,7 @@ impl Walker<'_> {
     }
 
     fn token(&self, pos: usize) -> Result<u32> {
-        be32_at(self.structure, pos).ok_or(self.err(pos, Malformed::TruncatedToken))
+        be32_at(self.structure, pos).ok_or_else(|| self.err(pos, Malformed::TruncatedToken))
     }
 
     /// Walk the structure block; the number of `FDT_NOP` tokens skipped.
@@ -468,6 +468,9 @@ impl Walker<'_> {
         // Whether the previous token allows a property next: only right after
         // FDT_BEGIN_NODE or another property.
         let mut props_allowed = false;
+        // Name offsets already checked: a blob names few distinct
+        // properties, each many times (KHO's root FDT: 4 names).
+        let mut names_checked: [Option<u32>; 4] = [None; 4];
         loop {
             let tok = self.token(pos)?;
             if tok == FDT_NOP && self.allow_nop {
@@ -494,7 +497,7 @@ impl Walker<'_> {
                     let nul = rest
                         .iter()
                         .position(|&b| b == 0)
-                        .ok_or(self.err(pos, Malformed::UnterminatedNodeName))?;
+                        .ok_or_else(|| self.err(pos, Malformed::UnterminatedNodeName))?;
                     let name = rest.get(..nul).unwrap_or_default();
                     if depth == 0 {
                         if !name.is_empty() {
@@ -510,7 +513,7 @@ impl Walker<'_> {
                 FDT_END_NODE => {
                     depth = depth
                         .checked_sub(1)
-                        .ok_or(self.err(pos, Malformed::UnbalancedEnd))?;
+                        .ok_or_else(|| self.err(pos, Malformed::UnbalancedEnd))?;
                     root_done = depth == 0;
                     props_allowed = false;
                     pos += 4;
@@ -525,8 +528,14 @@ impl Walker<'_> {
                     let value_end = value_start
                         .checked_add(len as usize)
                         .filter(|&end| end <= self.structure.len())
-                        .ok_or(self.err(pos, Malformed::PropertyValueOutOfBounds { len }))?;
-                    self.check_prop_name(pos, nameoff)?;
+                        .ok_or_else(|| {
+                            self.err(pos, Malformed::PropertyValueOutOfBounds { len })
+                        })?;
+                    if !names_checked.contains(&Some(nameoff)) {
+                        self.check_prop_name(pos, nameoff)?;
+                        names_checked.rotate_right(1);
+                        names_checked[0] = Some(nameoff);
+                    }
                     pos = align4(value_end);
                 }
                 FDT_NOP => return Err(self.err(pos, Malformed::Nop)),
@@ -579,11 +588,11 @@ impl Walker<'_> {
             .strings
             .get(nameoff as usize..)
             .filter(|r| !r.is_empty())
-            .ok_or(self.err(pos, Malformed::NameOffsetOutOfBounds { nameoff }))?;
+            .ok_or_else(|| self.err(pos, Malformed::NameOffsetOutOfBounds { nameoff }))?;
         let nul = rest
             .iter()
             .position(|&b| b == 0)
-            .ok_or(self.err(pos, Malformed::UnterminatedPropertyName { nameoff }))?;
+            .ok_or_else(|| self.err(pos, Malformed::UnterminatedPropertyName { nameoff }))?;
         let name = rest.get(..nul).unwrap_or_default();
         if name.is_empty() || !name.iter().all(|b| b.is_ascii_graphic()) {
             return Err(self.err(pos, Malformed::BadPropertyName { nameoff }));

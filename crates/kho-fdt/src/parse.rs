@@ -102,6 +102,14 @@ impl<'a> KhoFdt<'a> {
     /// Any valid DTB layout is accepted (spec §2.1): block order, string
     /// sharing, child order and property order are not checked (Linux 7.2
     /// writes each child's `blob-size` before its `preserved-data`).
+    ///
+    /// Cost: O(n log n) time for n children (duplicate names are found by
+    /// sorting, not by comparing every pair). The only memory allocated is
+    /// the view's list of children, 48 bytes each: a one-page FDT holds
+    /// fewer than 128 children with a `preserved-data` (32 bytes of
+    /// structure each), so at most 6 KiB. [`KhoFdt::parse_lenient`] also
+    /// keeps an entry and an error per child it leaves out (at most 341, the
+    /// 12-byte children a page can hold).
     pub fn parse(blob: &'a [u8]) -> Result<KhoFdt<'a>> {
         KhoFdt::parse_with(blob, false)
     }
@@ -150,15 +158,53 @@ impl<'a> KhoFdt<'a> {
             });
         }
 
+        // A child is accepted if it passes check 5 and no child of its
+        // name was accepted before it, that is, if it is the first child of
+        // its name to pass. Found in O(n log n) without any memory but
+        // `subtrees`: collect the children that pass, sort them by name
+        // (then offset) and keep the first of each name.
         let mut subtrees: Vec<Subtree<'a>> = Vec::new();
-        let mut rejected: Vec<(&'a str, Rc<Error>)> = Vec::new();
+        let mut children = 0usize;
         for child in root.children() {
-            match check_child(&valid, &child, version, &subtrees) {
-                Ok(subtree) => subtrees.push(subtree),
-                Err(e) if lenient => rejected.push((child.name, Rc::new(e))),
-                Err(e) => return Err(e),
+            children += 1;
+            if let Ok(subtree) = check_child(&valid, &child, version) {
+                subtrees.push(subtree);
             }
         }
+        subtrees.sort_unstable_by(|a, b| (a.name, a.offset).cmp(&(b.name, b.offset)));
+        subtrees.dedup_by(|later, first| later.name == first.name);
+
+        // Only if some child was refused: which, and why, in blob order (a
+        // duplicate is reported as one even if it fails check 5 too).
+        let mut rejected: Vec<(&'a str, Rc<Error>)> = Vec::new();
+        if subtrees.len() != children {
+            for child in root.children() {
+                let offset = node_offset(&valid, &child);
+                let first = subtrees
+                    .binary_search_by(|s| s.name.cmp(child.name))
+                    .ok()
+                    .and_then(|i| subtrees.get(i))
+                    .map(|s| s.offset);
+                let e = match first {
+                    Some(first) if first == offset => continue,
+                    Some(first) if first < offset => Error::DuplicateSubtree {
+                        name: child.name.to_string(),
+                        offset: Some(offset),
+                    },
+                    // The first of its name to pass check 5 comes later,
+                    // or none does: this one fails it.
+                    _ => match check_child(&valid, &child, version) {
+                        Err(e) => e,
+                        Ok(_) => continue,
+                    },
+                };
+                if !lenient {
+                    return Err(e);
+                }
+                rejected.push((child.name, Rc::new(e)));
+            }
+        }
+        subtrees.sort_unstable_by_key(|s| s.offset);
 
         Ok(KhoFdt {
             blob: valid,
@@ -221,27 +267,34 @@ impl<'a> KhoFdt<'a> {
     }
 }
 
-/// Check 5 of [`KhoFdt::parse`] for one child of the root.
+/// Byte offset of a child's `FDT_BEGIN_NODE` token in the blob.
+fn node_offset(valid: &ValidFdt<'_>, child: &fdt::node::FdtNode<'_, '_>) -> usize {
+    valid.offset_of(child.name.as_bytes()).saturating_sub(4)
+}
+
+/// Check 5 of [`KhoFdt::parse`] for one child of the root, but for the
+/// name's uniqueness (which needs the other children).
 fn check_child<'a>(
     valid: &ValidFdt<'a>,
     child: &fdt::node::FdtNode<'_, 'a>,
     version: AbiVersion,
-    accepted: &[Subtree<'a>],
 ) -> Result<Subtree<'a>> {
     let name = child.name;
-    let node_offset = valid.offset_of(name.as_bytes()).saturating_sub(4);
-    if accepted.iter().any(|s| s.name == name) {
-        return Err(Error::DuplicateSubtree {
-            name: name.to_string(),
-            offset: Some(node_offset),
-        });
+    let node_offset = node_offset(valid, child);
+    // One pass over the properties (each `property` lookup would parse
+    // them all again); the first of each name counts, as with `property`.
+    let (mut data, mut blob_size) = (None, None);
+    for p in child.properties() {
+        if p.name == PROP_PRESERVED_DATA {
+            data = data.or(Some(p));
+        } else if p.name == PROP_BLOB_SIZE {
+            blob_size = blob_size.or(Some(p));
+        }
     }
-    let data = child
-        .property(PROP_PRESERVED_DATA)
-        .ok_or_else(|| Error::MissingPreservedData {
-            node: name.to_string(),
-            offset: node_offset,
-        })?;
+    let data = data.ok_or_else(|| Error::MissingPreservedData {
+        node: name.to_string(),
+        offset: node_offset,
+    })?;
     let data_offset = valid.offset_of(data.value);
     let data_addr = le64(data.value).ok_or_else(|| Error::BadPreservedDataLength {
         node: name.to_string(),
@@ -254,7 +307,7 @@ fn check_child<'a>(
             offset: data_offset,
         });
     }
-    let size = match child.property(PROP_BLOB_SIZE) {
+    let size = match blob_size {
         Some(p) => Some(le64(p.value).ok_or_else(|| Error::BadBlobSizeLength {
             node: name.to_string(),
             len: p.value.len(),
@@ -335,6 +388,107 @@ pub(crate) fn escape(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What each child of [`duplicates_match_a_pairwise_model`]'s blobs
+    /// carries.
+    #[derive(Clone, Copy, Debug)]
+    enum Kind {
+        Good,
+        Zero,
+        Missing,
+    }
+
+    /// The duplicate check (sorting by hash and name) decides as the
+    /// pairwise definition does: a child is a duplicate exactly when a child
+    /// of the same name was accepted before it, a duplicate is reported as
+    /// such even if it is malformed too, and a rejected child does not make
+    /// a later one of its name a duplicate. Strict and lenient parses, on
+    /// blobs with few names (many repeats) from a fixed pseudo-random
+    /// sequence.
+    #[test]
+    fn duplicates_match_a_pairwise_model() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..400 {
+            let count = next(24) as usize;
+            let children: Vec<(String, Kind)> = (0..count)
+                .map(|_| {
+                    let name = alloc::format!("n{}", next(5));
+                    let kind =
+                        [Kind::Good, Kind::Good, Kind::Zero, Kind::Missing][next(4) as usize];
+                    (name, kind)
+                })
+                .collect();
+            let mut w = vm_fdt::FdtWriter::new().unwrap();
+            let root = w.begin_node("").unwrap();
+            w.property_string(PROP_COMPATIBLE, "kho-v2").unwrap();
+            w.property(PROP_PRESERVED_MEMORY_MAP, &0x4100_0000u64.to_le_bytes())
+                .unwrap();
+            for (i, (name, kind)) in children.iter().enumerate() {
+                let node = w.begin_node(name).unwrap();
+                let data = 0x4200_0000 + i as u64 * 0x1000;
+                match kind {
+                    Kind::Good => w.property(PROP_PRESERVED_DATA, &data.to_le_bytes()),
+                    Kind::Zero => w.property(PROP_PRESERVED_DATA, &[0; 8]),
+                    Kind::Missing => Ok(()),
+                }
+                .unwrap();
+                w.end_node(node).unwrap();
+            }
+            w.end_node(root).unwrap();
+            let blob = w.finish().unwrap();
+
+            // The model: scan the children accepted so far.
+            let mut kept: Vec<(&str, u64)> = Vec::new();
+            let mut rejected: Vec<(&str, &str)> = Vec::new();
+            for (i, (name, kind)) in children.iter().enumerate() {
+                let verdict = if kept.iter().any(|k| k.0 == name) {
+                    Err("duplicate")
+                } else {
+                    match kind {
+                        Kind::Good => Ok(0x4200_0000 + i as u64 * 0x1000),
+                        Kind::Zero => Err("zero"),
+                        Kind::Missing => Err("missing"),
+                    }
+                };
+                match verdict {
+                    Ok(data) => kept.push((name, data)),
+                    Err(why) => rejected.push((name, why)),
+                }
+            }
+            let why = |e: &Error| match e {
+                Error::DuplicateSubtree { .. } => "duplicate",
+                Error::ZeroPreservedData { .. } => "zero",
+                Error::MissingPreservedData { .. } => "missing",
+                other => panic!("{other}"),
+            };
+
+            let fdt = KhoFdt::parse_lenient(&blob).unwrap();
+            let got: Vec<_> = fdt
+                .subtrees()
+                .map(|s| (s.name(), s.data().as_u64()))
+                .collect();
+            assert_eq!(got, kept, "{children:?}");
+            let got: Vec<_> = fdt.rejected().map(|(n, e)| (n, why(e))).collect();
+            assert_eq!(got, rejected, "{children:?}");
+            match KhoFdt::parse(&blob) {
+                Ok(fdt) => assert!(rejected.is_empty() && fdt.subtrees().len() == count),
+                Err(e) => assert_eq!(Some(why(&e)), rejected.first().map(|r| r.1)),
+            }
+        }
+    }
+
+    /// The per-child memory [`KhoFdt::parse`]'s documentation states.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn subtree_is_48_bytes() {
+        assert_eq!(size_of::<Subtree<'_>>(), 48);
+    }
 
     #[test]
     fn version_strings() {
