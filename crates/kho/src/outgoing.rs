@@ -162,6 +162,9 @@ impl KhoOut {
     /// client blob at `data` of `size` bytes (`size` is emitted as
     /// `blob-size`; required under kho-v3 and kho-v4). The blob's pages are
     /// the client's to preserve. On error nothing changes.
+    ///
+    /// The FDT page is republished before this returns, so each call costs
+    /// one serialisation of the FDT: linear in the number of children.
     pub fn add_subtree<M: PhysMem>(
         &mut self,
         mem: &mut M,
@@ -308,18 +311,15 @@ impl KhoOut {
         Ok(())
     }
 
+    /// Publish the FDT: the whole page in one write, the FDT then zeros (so
+    /// a shorter FDT leaves nothing of a longer one behind). Linear in the
+    /// number of children: the builder serialises in one pass, and the
+    /// page is one copy instead of a write plus a chunked fill.
     fn write_fdt<M: PhysMem>(&mut self, mem: &mut M) -> Result<()> {
-        let blob = self.fdt.build()?;
-        mem.write(self.fdt_page, &blob)?;
-        let rest = (PAGE_SIZE - blob.len()) as u64;
-        let tail = self
-            .fdt_page
-            .checked_add(blob.len() as u64)
-            .ok_or(Error::BadFdtMapping {
-                addr: self.fdt_page,
-                size: PAGE_SIZE as u64,
-            })?;
-        mem.fill(tail, rest, 0)?;
+        let mut page = self.fdt.build()?;
+        // `build` refuses anything larger than one page.
+        page.resize(PAGE_SIZE, 0);
+        mem.write(self.fdt_page, &page)?;
         Ok(())
     }
 }
