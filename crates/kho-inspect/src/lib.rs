@@ -28,8 +28,13 @@
 //! its work and memory follow the real handover and stop at a budget
 //! ([`Limits`]), past which the report says which bound stopped what.
 //!
-//! The crate is `no_std` with `alloc` and has no `unsafe`. Feature `json`
-//! adds [`json::render`] (serde_json, no std).
+//! The crate is `no_std` with `alloc` and has no `unsafe`. Features, all
+//! off by default:
+//!
+//! - `json`: [`json::render`] (serde_json, no std);
+//! - `test-util`: `test_util`, images with a known handover for tests (ELF
+//!   cores written byte by byte, a guest with every client the decoder
+//!   knows and the corruptions it names). Test support: its builders panic.
 //!
 //! # Example
 //!
@@ -102,6 +107,9 @@ pub mod json;
 mod limits;
 pub mod report;
 mod runs;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 pub mod text;
 
 /// The stub's blob layout (docs/HANDOVER.md documents it).
