@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::arch::ArchSpec;
 use super::invariants;
 use super::protocol::{self, Line, ParseError, Verb};
-use super::scenario::{Expect, Scenario};
+use super::scenario::{Expect, Leaked, Scenario};
 
 /// What a run must show.
 #[derive(Clone, Debug)]
@@ -519,8 +519,12 @@ pub(crate) fn check(plan: &Plan<'_>, lines: &[String], end: &RunEnd) -> Report {
                 }
                 (Some("partial"), Some(bytes)) => {
                     // Unexpected ones were reported by fatal_line.
-                    if let Expect::Partial { reason: want } = expect {
-                        check_partial(plan, g, *n, verify, want, &mut report.failures);
+                    if let Expect::Partial {
+                        reason: want,
+                        leaked,
+                    } = expect
+                    {
+                        check_partial(plan, g, *n, verify, want, *leaked, &mut report.failures);
                     }
                     this.verified_bytes = Some(this.verified_bytes.unwrap_or(0) + bytes);
                     report.verified_bytes += bytes;
@@ -695,13 +699,14 @@ fn check_boot(
 }
 
 /// `verify … result=partial leaked=N reason="…"`: the reason is the expected
-/// one and something was leaked.
+/// one and `leaked` is as expected (N > 0 unless the scenario says `none`).
 fn check_partial(
     plan: &Plan<'_>,
     g: u32,
     n: usize,
     verify: &Line,
     want: &super::reason::Reason,
+    leaked: Leaked,
     failures: &mut Vec<String>,
 ) {
     let reason = verify.get("reason").unwrap_or("");
@@ -711,14 +716,13 @@ fn check_partial(
             want.describe(plan.arch.name)
         ));
     }
-    // A duplicate child names memory the first one already restored:
-    // nothing stays reserved for it.
-    let duplicate_only = reason.contains("duplicate KHO subtree") && !reason.contains("; ");
-    match verify.num("leaked") {
-        Some(leaked) if leaked > 0 => {}
-        Some(0) if duplicate_only => {}
-        _ => failures.push(format!(
+    match (verify.num("leaked"), leaked) {
+        (Some(1..), Leaked::Some) | (Some(0), Leaked::None) => {}
+        (_, Leaked::Some) => failures.push(format!(
             "line {n}: generation {g}: verify result=partial without a positive leaked= (the failed client's blocks stay reserved)"
+        )),
+        (_, Leaked::None) => failures.push(format!(
+            "line {n}: generation {g}: verify result=partial should leave nothing reserved (leaked=0, the scenario says leaked = \"none\")"
         )),
     }
 }
@@ -1393,6 +1397,14 @@ mod tests {
         assert_fails(
             &run(&s, &no_leak, RunEnd::Exited(33)),
             "without a positive leaked=",
+        );
+        // `leaked = "none"` turns it around: leaked=0 passes, a leak fails.
+        let none = partial_scenario("\"vmalloc: *\"\nleaked = \"none\"");
+        let r = run(&none, &no_leak, RunEnd::Exited(33));
+        assert!(r.passed(), "{:#?}", r.failures);
+        assert_fails(
+            &run(&none, &transcript(&none), RunEnd::Exited(33)),
+            "should leave nothing reserved (leaked=0",
         );
         let ok: Vec<String> = transcript(&s)
             .into_iter()

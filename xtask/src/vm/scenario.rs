@@ -34,6 +34,8 @@
 //! reason = "KHO FDT: *"         # "failed"/"partial" only: the whole reason, `*` = any text;
 //!                               # or { x86_64 = "…", aarch64 = "…" }
 //! scratch = "any"               # optional: "fresh" | "inherited" | "fresh-or-inherited" | "any"
+//! leaked = "none"               # "partial" only, optional: "some" (default: leaked=N > 0,
+//!                               # the failed client's blocks stay reserved) | "none" (leaked=0)
 //! ```
 
 use std::fmt;
@@ -84,6 +86,19 @@ struct ExpectFile {
     result: ResultKind,
     reason: Option<ReasonFile>,
     scratch: Option<ScratchExpect>,
+    leaked: Option<Leaked>,
+}
+
+/// What a `partial` verify leaves reserved (`leaked=N`).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Leaked {
+    /// `leaked=N`, N > 0: the failed client's blocks stay reserved (the
+    /// default).
+    Some,
+    /// `leaked=0`: nothing stays reserved, e.g. a duplicate child whose
+    /// memory the first one already restored.
+    None,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -161,7 +176,7 @@ pub(crate) enum Expect {
     /// `revival result=ok`, `fdt-in` equal to the previous `fdt-out`, then
     /// `verify result=partial leaked=N` with this reason: one client could
     /// not restore its state, the revival stands (upstream's behaviour).
-    Partial { reason: Reason },
+    Partial { reason: Reason, leaked: Leaked },
 }
 
 impl Expect {
@@ -186,7 +201,14 @@ impl fmt::Display for Expect {
             Expect::Cold => f.write_str("cold"),
             Expect::Verified => f.write_str("verified"),
             Expect::Failed { reason } => write!(f, "failed (reason {reason})"),
-            Expect::Partial { reason } => write!(f, "partial (reason {reason})"),
+            Expect::Partial {
+                reason,
+                leaked: Leaked::Some,
+            } => write!(f, "partial (reason {reason})"),
+            Expect::Partial {
+                reason,
+                leaked: Leaked::None,
+            } => write!(f, "partial (reason {reason}, nothing leaked)"),
         }
     }
 }
@@ -394,9 +416,16 @@ fn validate(name: &str, mut f: ScenarioFile) -> Result<Scenario> {
             .map(|r| Reason::from_file(r, &f.arches))
             .transpose()
             .with_context(|| format!("[[expect]] generation {g}: reason"))?;
+        ensure!(
+            e.leaked.is_none() || e.result == ResultKind::Partial,
+            "[[expect]] generation {g}: leaked is only for result \"partial\""
+        );
         let value = match (e.result, reason) {
             (ResultKind::Failed, Some(reason)) => Expect::Failed { reason },
-            (ResultKind::Partial, Some(reason)) => Expect::Partial { reason },
+            (ResultKind::Partial, Some(reason)) => Expect::Partial {
+                reason,
+                leaked: e.leaked.unwrap_or(Leaked::Some),
+            },
             (ResultKind::Failed | ResultKind::Partial, None) => {
                 bail!("[[expect]] generation {g}: results \"failed\" and \"partial\" need a reason")
             }
@@ -966,11 +995,28 @@ reason = "*kho-v9*"
         assert_eq!(
             s.expect[2],
             Expect::Partial {
-                reason: Reason::One("vmalloc: *".into())
+                reason: Reason::One("vmalloc: *".into()),
+                leaked: Leaked::Some,
             }
         );
         assert_eq!(s.scratch[2], ScratchExpect::Inherited);
         assert_eq!(s.scratch[0], ScratchExpect::Fresh);
+        let none = parse("p", &format!("{partial}leaked = \"none\"\n")).unwrap();
+        assert!(matches!(
+            none.expect[2],
+            Expect::Partial {
+                leaked: Leaked::None,
+                ..
+            }
+        ));
+        let leaked_err = parse(
+            "p",
+            &format!(
+                "{BASIC}[[expect]]\ngeneration = 2\nresult = \"verified\"\nleaked = \"none\"\n"
+            ),
+        )
+        .unwrap_err();
+        assert!(format!("{leaked_err:#}").contains("leaked is only for result \"partial\""));
 
         let per_arch = format!(
             "{}fault = \"handoff-length@1\"\n[[expect]]\ngeneration = 2\nresult = \"failed\"\nreason = {{ x86_64 = \"setup_data*\", aarch64 = \"/chosen*\" }}\nscratch = \"any\"\n",
