@@ -114,6 +114,26 @@ impl KhoIn {
     /// Any error means "no revival": the caller boots cold and treats the
     /// previous kernel's memory as free.
     pub fn populate<M: PhysMem>(mem: &M, handover: Handover) -> Result<KhoIn> {
+        let result = Self::populate_checked(mem, handover);
+        match &result {
+            Ok(k) => {
+                event!(
+                    debug,
+                    version = %k.version,
+                    fdt = %handover.fdt,
+                    clients = k.children.len(),
+                    scratch_areas = k.areas.as_slice().len(),
+                    "handover accepted"
+                );
+            }
+            Err(e) => {
+                event!(warn, fdt = %handover.fdt, error = %e, "handover refused: no revival");
+            }
+        }
+        result
+    }
+
+    fn populate_checked<M: PhysMem>(mem: &M, handover: Handover) -> Result<KhoIn> {
         let size = handover.fdt_size;
         if size == 0 || size > PAGE_SIZE as u64 || !mem.is_ram(handover.fdt, size) {
             return Err(Error::BadFdtMapping {
@@ -219,7 +239,7 @@ impl KhoIn {
             last = Some((phys.as_u64().wrapping_add(order.bytes()), order));
             ControlFlow::Continue(())
         })?;
-        match flow {
+        let result = match flow {
             ControlFlow::Break(e) => Err(e),
             ControlFlow::Continue(tree) => {
                 // The tree's own pages must lie outside scratch too.
@@ -241,7 +261,23 @@ impl KhoIn {
                 self.tree = Some(tree);
                 Ok(stats)
             }
+        };
+        match &result {
+            Ok(s) => {
+                event!(
+                    debug,
+                    blocks = s.blocks,
+                    pages = s.pages,
+                    ranges = s.ranges,
+                    nodes = s.nodes,
+                    "preserved memory reserved"
+                );
+            }
+            Err(e) => {
+                event!(warn, error = %e, "the walk of the preserved memory failed: no revival");
+            }
         }
+        result
     }
 
     /// The incoming root FDT's view, read as Linux reads it: a malformed
