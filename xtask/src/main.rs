@@ -4,7 +4,6 @@
 //! See `cargo xtask --help` and docs/TESTING.md.
 
 mod ci;
-mod fdt_dump;
 mod fixtures;
 mod fuzz;
 mod inspect;
@@ -13,7 +12,6 @@ mod tidy;
 mod util;
 mod vm;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -30,47 +28,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Print the canonical rendering of a KHO FDT blob (exit 1 on bad input).
-    FdtDump {
-        /// The blob to render (a root KHO FDT, or any FDT with --raw).
-        file: PathBuf,
-        /// Render any valid FDT (e.g. a client sub-blob) without the KHO root checks.
-        #[arg(long)]
-        raw: bool,
-    },
-    /// Decode the KHO handover in a guest memory dump: ABI version, root FDT,
-    /// scratch areas, preserved ranges, radix nodes, subtrees, and every
-    /// structural problem with its location (exit 1 if there is one).
-    /// With --find, locate the handover first.
-    #[command(group(clap::ArgGroup::new("start").required(true)))]
-    Inspect {
-        /// The guest memory image: an ELF core from QEMU's dump-guest-memory,
-        /// or a raw file with --base.
-        #[arg(long, value_name = "FILE")]
-        memory: PathBuf,
-        /// Read FILE as raw memory whose byte 0 is at this physical address.
-        #[arg(long, value_name = "ADDR", value_parser = inspect::parse_addr)]
-        base: Option<u64>,
-        /// Start at the root KHO FDT at this physical address (scratch unknown).
-        #[arg(long, value_name = "ADDR", group = "start", value_parser = inspect::parse_addr)]
-        fdt: Option<u64>,
-        /// Start at an x86 zero page and follow setup_data to the KHO entry.
-        #[arg(long, value_name = "ADDR", group = "start", value_parser = inspect::parse_addr)]
-        x86_boot_params: Option<u64>,
-        /// Start at a boot DTB and read /chosen linux,kho-fdt and linux,kho-scratch.
-        #[arg(long, value_name = "ADDR", group = "start", value_parser = inspect::parse_addr)]
-        dtb: Option<u64>,
-        /// No address known: scan all RAM for root KHO FDTs and the x86
-        /// setup_data entries and boot DTBs that name them, then decode the best.
-        #[arg(long, group = "start")]
-        find: bool,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-        /// The decoder's budget (defaults in docs/DEBUGGING.md, "Budget").
-        #[command(flatten)]
-        budget: inspect::Budget,
-    },
+    /// Print a KHO FDT blob (exit 1 on bad input): `kho fdt-dump`
+    /// (crates/kho-cli).
+    FdtDump(kho_cli::fdt_dump::Args),
+    /// Decode the KHO handover in a guest memory dump and name every
+    /// structural problem (exit 1 if there is one): `kho inspect`
+    /// (crates/kho-cli, docs/DEBUGGING.md).
+    Inspect(kho_cli::inspect::Args),
     /// Run every test: host tests with snapshot checks, dtc interop,
     /// bare-metal builds, and the VM handover tests (test-vm).
     Test,
@@ -174,30 +138,8 @@ fn main() -> ExitCode {
         };
     };
     let result = match task {
-        Task::FdtDump { file, raw } => return fdt_dump::run(&file, raw),
-        Task::Inspect {
-            memory,
-            base,
-            fdt,
-            x86_boot_params,
-            dtb,
-            find,
-            json,
-            budget,
-        } => {
-            let limits = budget.limits();
-            if find {
-                return inspect::run_find(&memory, base, json, limits);
-            }
-            let start = match (fdt, x86_boot_params, dtb) {
-                (Some(a), _, _) => inspect::Start::Fdt(a),
-                (_, Some(a), _) => inspect::Start::X86BootParams(a),
-                (_, _, Some(a)) => inspect::Start::Dtb(a),
-                // clap's required group guarantees one of them.
-                (None, None, None) => return ExitCode::FAILURE,
-            };
-            return inspect::run(&memory, base, start, json, limits);
-        }
+        Task::FdtDump(args) => return kho_cli::fdt_dump::run(&args),
+        Task::Inspect(args) => return kho_cli::inspect::run(&args),
         Task::Test => ci::test(),
         Task::Lint => ci::lint(),
         Task::Ci => ci::lint().and_then(|()| ci::test()),

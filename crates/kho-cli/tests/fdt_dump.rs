@@ -1,4 +1,4 @@
-//! `cargo xtask fdt-dump` as users run it: exit status, output and one-line errors.
+//! `kho fdt-dump` as users run it: exit status, output and one-line errors.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,7 +15,7 @@ fn scratch_dir() -> PathBuf {
 }
 
 fn dump(path: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
+    Command::new(env!("CARGO_BIN_EXE_kho"))
         .arg("fdt-dump")
         .args(extra)
         .arg(path)
@@ -99,7 +99,7 @@ fn renders_a_valid_blob() {
 #[test]
 fn accepts_a_blob_made_by_dtc() {
     let dtc_blob =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/kho-fdt/tests/dtb/kho-v2-basic.dtb");
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../kho-fdt/tests/dtb/kho-v2-basic.dtb");
     let out = dump(&dtc_blob, &[]);
     assert!(out.status.success(), "{out:?}");
     assert!(
@@ -113,8 +113,8 @@ fn accepts_a_blob_made_by_dtc() {
 /// `preserved-data`. Both the dtc fixture and a hand-built blob render.
 #[test]
 fn renders_kho_v4_in_linux_property_order() {
-    let dtc_blob = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../crates/kho-fdt/tests/dtb/kho-v4-linux-order.dtb");
+    let dtc_blob =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../kho-fdt/tests/dtb/kho-v4-linux-order.dtb");
     let out = dump(&dtc_blob, &[]);
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8(out.stdout).unwrap();
@@ -255,7 +255,7 @@ fn missing_file_is_a_one_line_error() {
 
 #[test]
 fn no_arguments_prints_help() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kho")).output().unwrap();
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -272,7 +272,7 @@ fn no_arguments_prints_help() {
 fn a_closed_pipe_ends_quietly() {
     use std::process::Stdio;
     let path = write_blob("pipe.dtb", &valid_blob());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kho"))
         .args(["fdt-dump", "--raw"])
         .arg(&path)
         .stdout(Stdio::piped())

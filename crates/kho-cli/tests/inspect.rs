@@ -1,13 +1,10 @@
-//! `cargo xtask inspect` as users run it: exit status, JSON and text
+//! `kho inspect` as users run it: exit status, JSON and text
 //! output, named problems, one-line errors on unusable input.
-
-#[path = "inspect/fixture.rs"]
-mod fixture;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use fixture::{BASE, Fixture};
+use kho_inspect::test_util::fixture::{self, BASE, Fixture};
 use serde_json::Value;
 
 fn scratch_dir(name: &str) -> PathBuf {
@@ -17,7 +14,7 @@ fn scratch_dir(name: &str) -> PathBuf {
 }
 
 fn inspect(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
+    Command::new(env!("CARGO_BIN_EXE_kho"))
         .arg("inspect")
         .args(args)
         .output()
@@ -27,7 +24,7 @@ fn inspect(args: &[&str]) -> Output {
 /// Write `f` as a raw image and inspect it from `start` (`--x86-boot-params`, …).
 fn inspect_raw(f: &Fixture, dir: &Path, start: &str, addr: u64, json: bool) -> Output {
     let path = dir.join("guest.raw");
-    f.write_raw(&path);
+    std::fs::write(&path, f.ram()).unwrap();
     let (memory, base, addr) = (
         path.display().to_string(),
         format!("{BASE:#x}"),
@@ -202,7 +199,7 @@ fn the_budget_flags_bound_the_decoder() {
     let f = fixture::build();
     let dir = scratch_dir("budget");
     let path = dir.join("guest.raw");
-    f.write_raw(&path);
+    std::fs::write(&path, f.ram()).unwrap();
     let (memory, base, fdt) = (
         path.display().to_string(),
         format!("{BASE:#x}"),

@@ -1,14 +1,11 @@
-//! `cargo xtask inspect --find` as users run it: the candidates and the
+//! `kho inspect --find` as users run it: the candidates and the
 //! decoded handover as text and JSON, exit status, the one-line reason
 //! when nothing is found, and the start-point options it excludes.
-
-#[path = "inspect/fixture.rs"]
-mod fixture;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use fixture::BASE;
+use kho_inspect::test_util::fixture::{self, BASE};
 use serde_json::Value;
 
 fn scratch_dir(name: &str) -> PathBuf {
@@ -18,7 +15,7 @@ fn scratch_dir(name: &str) -> PathBuf {
 }
 
 fn inspect(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
+    Command::new(env!("CARGO_BIN_EXE_kho"))
         .arg("inspect")
         .args(args)
         .output()
@@ -38,7 +35,7 @@ fn find_names_the_candidates_and_decodes_the_named_fdt() {
     let f = fixture::build();
     let dir = scratch_dir("found");
     let path = dir.join("guest.raw");
-    f.write_raw(&path);
+    std::fs::write(&path, f.ram()).unwrap();
     let (memory, base) = (path.display().to_string(), format!("{BASE:#x}"));
     let entry = f.setup_data_entry();
 
@@ -94,7 +91,7 @@ fn a_problem_in_the_found_handover_is_exit_1() {
     f.corrupt_cycle();
     let dir = scratch_dir("problem");
     let path = dir.join("guest.raw");
-    f.write_raw(&path);
+    std::fs::write(&path, f.ram()).unwrap();
     let (memory, base) = (path.display().to_string(), format!("{BASE:#x}"));
     let out = inspect(&["--memory", &memory, "--base", &base, "--find"]);
     assert_eq!(out.status.code(), Some(1));

@@ -5,12 +5,13 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use kho_inspect::find::{Candidate, Found, Limits, find};
+use kho_inspect::inspect;
+use kho_inspect::report::{Report, Start};
+use kho_inspect::test_util::fixture::{self, BASE, Fixture, SIZE};
 use kho_mem::{HostMem, PhysAddr, PhysMem};
 
-use super::find::{Candidate, Found, Limits, find};
-use super::report::{Report, Start};
-use super::tests::fixture::{self, BASE, Fixture, SIZE};
-use super::{Image, inspect};
+use super::Image;
 
 const RAM: [(u64, u64); 1] = [(BASE, SIZE)];
 
@@ -28,7 +29,7 @@ fn runs(r: &Report) -> Vec<(u32, u64, u64)> {
         .collect()
 }
 
-fn codes(problems: &[super::report::Problem]) -> Vec<&'static str> {
+fn codes(problems: &[kho_inspect::report::Problem]) -> Vec<&'static str> {
     problems.iter().map(|p| p.code).collect()
 }
 

@@ -8,14 +8,15 @@ use std::ops::Deref;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow};
 use kho_inspect::ReadAt;
 use kho_inspect::report::ImageInfo;
 use kho_mem::{Order, PhysAddr, PhysMem};
 
+use crate::Error;
+
 /// A dump file read with `pread`.
 #[derive(Debug)]
-pub(crate) struct DumpFile {
+pub struct DumpFile {
     file: File,
     len: u64,
 }
@@ -37,35 +38,44 @@ impl ReadAt for DumpFile {
 
 /// A guest memory image in a file.
 #[derive(Debug)]
-pub(crate) struct Image {
+pub struct Image {
     inner: kho_inspect::Image<DumpFile>,
     path: PathBuf,
 }
 
 impl Image {
-    /// Open `path`: a raw image at `base` if given, else an ELF core.
-    pub(crate) fn open(path: &Path, base: Option<u64>) -> Result<Image> {
-        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let len = file
+    /// Open `path`: a raw image at `base` if given, else an ELF core. Only
+    /// a regular file is read (a FIFO or a device has no size to bound the
+    /// reads by).
+    pub fn open(path: &Path, base: Option<u64>) -> Result<Image, Error> {
+        let shown = path.display();
+        let file = File::open(path).map_err(|e| Error::new(format!("opening {shown}: {e}")))?;
+        let meta = file
             .metadata()
-            .with_context(|| format!("reading the size of {}", path.display()))?
-            .len();
-        let storage = DumpFile { file, len };
+            .map_err(|e| Error::new(format!("reading the size of {shown}: {e}")))?;
+        if !meta.is_file() {
+            return Err(Error::new(format!(
+                "{shown} is not a regular file (a directory, FIFO or device): inspect reads dump files only"
+            )));
+        }
+        let storage = DumpFile {
+            file,
+            len: meta.len(),
+        };
         let inner = match base {
             Some(base) => kho_inspect::Image::raw(storage, base),
             None => kho_inspect::Image::elf(storage),
         };
-        let shown = path.display();
         let inner = inner.map_err(|e| match e {
             // The CLI's words: its flag, the file named first.
-            kho_inspect::Error::Empty => anyhow!("{shown} is empty"),
-            kho_inspect::Error::RawPastEnd { base, len } => anyhow!(
+            kho_inspect::Error::Empty => Error::new(format!("{shown} is empty")),
+            kho_inspect::Error::RawPastEnd { base, len } => Error::new(format!(
                 "{shown} ({len:#x} bytes) at --base {base:#x} runs past the end of the address space"
-            ),
-            kho_inspect::Error::NotElf => anyhow!(
+            )),
+            kho_inspect::Error::NotElf => Error::new(format!(
                 "{shown} is not an ELF core (QEMU dump-guest-memory); for a raw image give --base ADDR"
-            ),
-            e => anyhow!("{shown}: {e}"),
+            )),
+            e => Error::new(format!("{shown}: {e}")),
         })?;
         Ok(Image {
             inner,
@@ -74,7 +84,7 @@ impl Image {
     }
 
     /// The image part of the output.
-    pub(crate) fn info(&self) -> ImageInfo {
+    pub fn info(&self) -> ImageInfo {
         ImageInfo::new(self.path.display().to_string(), &self.inner)
     }
 }

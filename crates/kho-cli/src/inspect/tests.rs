@@ -1,16 +1,15 @@
 //! `inspect` on images with a known handover: exact decoding, the image
 //! formats, every corruption class, and no panic on random damage.
 
-#[path = "../../tests/inspect/fixture.rs"]
-pub(super) mod fixture;
-
 use std::path::PathBuf;
 
+use kho_inspect::inspect;
+use kho_inspect::report::{Content, Report, Start, Vmalloc};
+use kho_inspect::test_util::fixture::{self, BASE, Fixture, SCRATCH, SIZE};
+use kho_inspect::test_util::{Load, elf_core};
 use kho_mem::{PhysAddr, PhysMem};
 
-use super::report::{Content, Report, Start, Vmalloc};
-use super::{Image, inspect};
-use fixture::{BASE, Fixture, SCRATCH, SIZE};
+use super::Image;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kho-inspect-{}-{name}", std::process::id()));
@@ -32,7 +31,7 @@ fn codes(r: &Report) -> Vec<&'static str> {
     r.problems.iter().map(|p| p.code).collect()
 }
 
-fn problem<'r>(r: &'r Report, code: &str) -> &'r super::report::Problem {
+fn problem<'r>(r: &'r Report, code: &str) -> &'r kho_inspect::report::Problem {
     r.problems
         .iter()
         .find(|p| p.code == code)
@@ -176,43 +175,6 @@ fn every_start_point_reaches_the_same_handover() {
     assert_eq!((fdt.handover, fdt.scratch), (None, None));
 }
 
-/// An ELF64 core like QEMU's: a PT_NOTE, then PT_LOAD segments given as
-/// (paddr, memsz, filesz, ram offset), their bytes in the given order.
-fn elf_core(ram: &[u8], loads: &[(u64, u64, u64, usize)]) -> Vec<u8> {
-    let phnum = 1 + loads.len();
-    let mut data_at = 64 + 56 * phnum as u64;
-    let mut out = Vec::new();
-    out.extend_from_slice(b"\x7fELF\x02\x01\x01");
-    out.resize(16, 0);
-    for v in [4u16, 62] {
-        out.extend_from_slice(&v.to_le_bytes()); // e_type ET_CORE, e_machine x86-64
-    }
-    out.extend_from_slice(&1u32.to_le_bytes()); // e_version
-    for v in [0u64, 64, 0] {
-        out.extend_from_slice(&v.to_le_bytes()); // e_entry, e_phoff, e_shoff
-    }
-    out.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-    for v in [64u16, 56, phnum as u16, 64, 0, 0] {
-        out.extend_from_slice(&v.to_le_bytes()); // ehsize, phentsize, phnum, shentsize, shnum, shstrndx
-    }
-    let mut phdr = |ty: u32, offset: u64, paddr: u64, filesz: u64, memsz: u64| {
-        out.extend_from_slice(&ty.to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        for v in [offset, paddr, paddr, filesz, memsz, 0] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-    };
-    phdr(4, data_at, 0, 0, 0);
-    for &(paddr, memsz, filesz, _) in loads {
-        phdr(1, data_at, paddr, filesz, memsz);
-        data_at += filesz;
-    }
-    for &(_, _, filesz, from) in loads {
-        out.extend_from_slice(&ram[from..from + filesz as usize]);
-    }
-    out
-}
-
 #[test]
 fn raw_and_elf_images_read_like_the_guest_memory() {
     let f = fixture::build();
@@ -224,15 +186,21 @@ fn raw_and_elf_images_read_like_the_guest_memory() {
     // scratch, all zero) is not in the file: p_filesz < p_memsz.
     let half = SIZE / 2;
     let elf = dir.join("guest.elf");
+    let (lower, upper) = ram.split_at(half as usize);
     std::fs::write(
         &elf,
-        elf_core(
-            &ram,
-            &[
-                (BASE + half, half, half - (1 << 20), half as usize),
-                (BASE, half, half, 0),
-            ],
-        ),
+        elf_core(&[
+            Load {
+                paddr: BASE + half,
+                memsz: half,
+                data: &upper[..(half - (1 << 20)) as usize],
+            },
+            Load {
+                paddr: BASE,
+                memsz: half,
+                data: lower,
+            },
+        ]),
     )
     .unwrap();
 
@@ -300,7 +268,16 @@ fn unusable_images_are_one_line_errors() {
 
     let ram = vec![0u8; 0x2000];
     let truncated = dir.join("truncated.elf");
-    let mut bytes = elf_core(&ram, &[(0x1000, 0x2000, 0x2000, 0)]);
+    let load = |paddr: u64, data| Load {
+        paddr,
+        memsz: 0x1000,
+        data,
+    };
+    let mut bytes = elf_core(&[Load {
+        paddr: 0x1000,
+        memsz: 0x2000,
+        data: &ram,
+    }]);
     bytes.truncate(bytes.len() - 1);
     std::fs::write(&truncated, &bytes).unwrap();
     assert!(
@@ -310,16 +287,14 @@ fn unusable_images_are_one_line_errors() {
     );
 
     let no_load = dir.join("noload.elf");
-    std::fs::write(&no_load, elf_core(&ram, &[])).unwrap();
+    std::fs::write(&no_load, elf_core(&[])).unwrap();
     assert!(err(&no_load, None).contains("no PT_LOAD segment"));
 
     let overlap = dir.join("overlap.elf");
+    let page = &ram[..0x1000];
     std::fs::write(
         &overlap,
-        elf_core(
-            &ram,
-            &[(0x1000, 0x1000, 0x1000, 0), (0x1800, 0x1000, 0x1000, 0)],
-        ),
+        elf_core(&[load(0x1000, page), load(0x1800, page)]),
     )
     .unwrap();
     assert!(err(&overlap, None).contains("overlap"));
