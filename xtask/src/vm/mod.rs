@@ -784,6 +784,9 @@ fn print_failure(
     for f in &report.failures {
         println!("  - {f}");
     }
+    for line in expectations_cited(s, &report.failures) {
+        println!("  {line}");
+    }
     if report
         .failures
         .iter()
@@ -807,6 +810,38 @@ fn print_failure(
     println!("QEMU command: {command}");
     println!("(snapshots are asserted only for runs that pass the checker)");
     println!("---- end of {} on {} ----", s.name, arch.name);
+}
+
+/// Where the expectations of the generations `failures` name come from:
+/// `vm-images/<scenario>.toml:<line>` for an `[[expect]]` entry, or the
+/// default (generation 0 cold, every later one verified).
+fn expectations_cited(s: &Scenario, failures: &[String]) -> Vec<String> {
+    let mut gens: Vec<u32> = failures
+        .iter()
+        .filter_map(|f| {
+            let rest = &f[f.find("generation ")? + "generation ".len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .filter(|g| (*g as usize) < s.expect.len())
+        .collect();
+    gens.sort_unstable();
+    gens.dedup();
+    gens.into_iter()
+        .map(|g| {
+            let want = &s.expect[g as usize];
+            match s.expect_lines.get(g as usize).copied().flatten() {
+                Some(line) => format!(
+                    "expected: generation {g} {want} (vm-images/{}.toml:{line})",
+                    s.name
+                ),
+                None => format!(
+                    "expected: generation {g} {want} (the default; vm-images/{}.toml has no [[expect]] for it)",
+                    s.name
+                ),
+            }
+        })
+        .collect()
 }
 
 /// A console line with its `hex=` dump (up to 8 KiB of FDT) cut to its
@@ -876,6 +911,29 @@ fn print_table(outcomes: &[Outcome]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_cite_the_expectation_and_its_line() {
+        let text = "description = \"t\"\narches = [\"x86_64\"]\nmemory = \"512M\"\ngenerations = 4\nseed = 1\nfault = \"vmalloc-cycle@1\"\n\n[[expect]]\ngeneration = 2\nresult = \"partial\"\nreason = \"vmalloc: *\"\n";
+        let s = scenario::parse("t", text).unwrap();
+        assert_eq!(s.expect_lines, [None, None, Some(9), None]);
+        let cited = expectations_cited(
+            &s,
+            &[
+                "line 40: generation 2: verify result=ok, expected partial".into(),
+                "line 52: generation 3: no kexec line".into(),
+                "line 52: generation 2: again".into(),
+                "QEMU exited with 1".into(),
+            ],
+        );
+        assert_eq!(
+            cited,
+            [
+                "expected: generation 2 partial (reason \"vmalloc: *\") (vm-images/t.toml:9)",
+                "expected: generation 3 verified (the default; vm-images/t.toml has no [[expect]] for it)",
+            ]
+        );
+    }
 
     #[test]
     fn hex_dumps_are_cut_in_the_console_tail() {

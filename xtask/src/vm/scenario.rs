@@ -82,7 +82,8 @@ struct ScenarioFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExpectFile {
-    generation: u32,
+    /// Spanned: a failure of this expectation cites its line.
+    generation: toml::Spanned<u32>,
     result: ResultKind,
     reason: Option<ReasonFile>,
     scratch: Option<ScratchExpect>,
@@ -258,6 +259,9 @@ pub(crate) struct Scenario {
     pub(crate) expect: Vec<Expect>,
     /// What each generation's scratch areas must be, one entry per generation.
     pub(crate) scratch: Vec<ScratchExpect>,
+    /// The line of `vm-images/<name>.toml` whose `[[expect]]` set each
+    /// generation's expectation (`None`: the default), for failure messages.
+    pub(crate) expect_lines: Vec<Option<usize>>,
     pub(crate) generation_timeout: Duration,
     pub(crate) run_timeout: Duration,
     /// `test-vm --generations N` changed the count: a soak run, checked
@@ -300,10 +304,10 @@ pub(crate) fn parse(name: &str, text: &str) -> Result<Scenario> {
         "scenario name `{name}` must be lower-case letters, digits, `-` and `_`"
     );
     let file: ScenarioFile = toml::from_str(text)?;
-    validate(name, file)
+    validate(name, file, text)
 }
 
-fn validate(name: &str, mut f: ScenarioFile) -> Result<Scenario> {
+fn validate(name: &str, mut f: ScenarioFile, text: &str) -> Result<Scenario> {
     let linux = f
         .linux
         .take()
@@ -399,8 +403,12 @@ fn validate(name: &str, mut f: ScenarioFile) -> Result<Scenario> {
         .collect();
     let mut scratch: Vec<ScratchExpect> = expect.iter().map(Expect::default_scratch).collect();
     let mut seen = Vec::new();
+    let mut expect_lines = vec![None; expect.len()];
     for e in f.expect {
-        let g = e.generation;
+        let g = *e.generation.get_ref();
+        let line = text
+            .get(..e.generation.span().start)
+            .map_or(0, |before| before.matches('\n').count() + 1);
         ensure!(
             g < generations,
             "[[expect]] generation {g} is past the last generation {}",
@@ -411,6 +419,7 @@ fn validate(name: &str, mut f: ScenarioFile) -> Result<Scenario> {
             "[[expect]] generation {g} is given twice"
         );
         seen.push(g);
+        expect_lines[g as usize] = Some(line);
         let reason = e
             .reason
             .map(|r| Reason::from_file(r, &f.arches))
@@ -533,6 +542,7 @@ fn validate(name: &str, mut f: ScenarioFile) -> Result<Scenario> {
         snapshot_generations,
         expect,
         scratch,
+        expect_lines,
         generation_timeout: Duration::from_secs(generation_timeout),
         run_timeout: Duration::from_secs(run_timeout),
         soak: false,
