@@ -16,7 +16,10 @@ pub(crate) const BARE_TARGETS: [&str; 2] = ["x86_64-unknown-none", "aarch64-unkn
 
 /// Crates under `crates/` that are not `no_std` libraries (they are built
 /// by their own tasks, not by the bare-metal library check).
-const NON_LIBRARY_CRATES: [&str; 1] = ["kho-stub"];
+const NON_LIBRARY_CRATES: [&str; 3] = ["kho-stub", "kho-bench", "kho-cli"];
+/// Publishable crates that are not `no_std` libraries: packaged, not
+/// built for bare metal.
+const PUBLISHED_TOOLS: [&str; 1] = ["kho-cli"];
 
 /// The `no_std` library crates: every directory under `crates/` with a
 /// Cargo.toml, except [`NON_LIBRARY_CRATES`].
@@ -72,6 +75,15 @@ pub(crate) fn test() -> Result<()> {
             .run()
             .with_context(|| format!("library crates do not build for {target}"))?;
     }
+    // Every publishable crate must build from its .crate alone: no path
+    // outside the package, no missing file, every dependency versioned.
+    let mut published = libs.clone();
+    published.extend(PUBLISHED_TOOLS.iter().map(|s| (*s).to_owned()));
+    let published = package_args(&published);
+    tracing::info!("step: cargo package (each publishable crate builds from its .crate)");
+    cmd!(sh, "cargo package --locked --allow-dirty {published...}")
+        .run()
+        .context("a publishable crate does not package or does not build from its .crate")?;
     tracing::info!("step: VM handover tests (every scenario in vm-images/, both arches)");
     vm::test_vm(&vm::TestVmArgs {
         arches: Vec::new(),
