@@ -115,10 +115,10 @@ impl KhoIn {
     /// previous kernel's memory as free.
     pub fn populate<M: PhysMem>(mem: &M, handover: Handover) -> Result<KhoIn> {
         let result = Self::populate_checked(mem, handover);
+        #[cfg(feature = "tracing")]
         match &result {
             Ok(k) => {
-                event!(
-                    debug,
+                tracing::debug!(target: "kho",
                     version = %k.version,
                     fdt = %handover.fdt,
                     clients = k.children.len(),
@@ -127,7 +127,7 @@ impl KhoIn {
                 );
             }
             Err(e) => {
-                event!(warn, fdt = %handover.fdt, error = %e, "handover refused: no revival");
+                tracing::warn!(target: "kho", fdt = %handover.fdt, error = %e, "handover refused: no revival");
             }
         }
         result
@@ -262,10 +262,10 @@ impl KhoIn {
                 Ok(stats)
             }
         };
+        #[cfg(feature = "tracing")]
         match &result {
             Ok(s) => {
-                event!(
-                    debug,
+                tracing::debug!(target: "kho",
                     blocks = s.blocks,
                     pages = s.pages,
                     ranges = s.ranges,
@@ -274,7 +274,7 @@ impl KhoIn {
                 );
             }
             Err(e) => {
-                event!(warn, error = %e, "the walk of the preserved memory failed: no revival");
+                tracing::warn!(target: "kho", error = %e, "the walk of the preserved memory failed: no revival");
             }
         }
         result

@@ -41,15 +41,6 @@
 
 extern crate alloc;
 
-/// A `tracing` event when the `tracing` feature is on; nothing otherwise
-/// (the arguments are not evaluated).
-macro_rules! event {
-    ($level:ident, $($arg:tt)*) => {
-        #[cfg(feature = "tracing")]
-        tracing::$level!(target: "kho", $($arg)*);
-    };
-}
-
 pub mod handoff;
 
 mod error;
