@@ -1,7 +1,7 @@
 //! `cargo xtask test`, `lint` and `ci`: every check CI runs, in order.
 
-use anyhow::{Context, Result, bail};
-use xshell::cmd;
+use anyhow::{Context, Result, bail, ensure};
+use xshell::{Shell, cmd};
 
 use crate::util::{self, project_root};
 use crate::{fixtures, tidy, vm};
@@ -61,6 +61,8 @@ pub(crate) fn test() -> Result<()> {
         .run()
         .context("host tests failed")?;
     pending_snapshots()?;
+    tracing::info!("step: cargo insta finds a changed VM snapshot and a changed crate snapshot");
+    insta_finds_pending_snapshots(&sh)?;
 
     tracing::info!("step: dtc interop (fixtures and builder output)");
     fixtures::run(true)?;
@@ -97,6 +99,72 @@ pub(crate) fn test() -> Result<()> {
     crate::fuzz::run(None, FUZZ_SMOKE_SECONDS, None)?;
     tracing::info!("all tests passed");
     Ok(())
+}
+
+/// The cargo-insta release the review workflow is checked with.
+const CARGO_INSTA_VERSION: &str = "1.49.0";
+
+/// `cargo insta review` must offer every kind of snapshot: in a copy of the
+/// committed tree (the working tree is not touched), a changed VM snapshot
+/// and a changed crate snapshot must both be listed by `cargo insta
+/// pending-snapshots`. Installs cargo-insta when it is missing.
+fn insta_finds_pending_snapshots(sh: &Shell) -> Result<()> {
+    if !util::have("cargo-insta") {
+        tracing::info!("installing cargo-insta {CARGO_INSTA_VERSION}");
+        cmd!(
+            sh,
+            "cargo install cargo-insta --locked --version {CARGO_INSTA_VERSION}"
+        )
+        .run()
+        .context("installing cargo-insta (`cargo install cargo-insta`)")?;
+    }
+    let copy = std::env::temp_dir().join(format!("kho-insta-check-{}", std::process::id()));
+    let result = (|| -> Result<()> {
+        if copy.exists() {
+            std::fs::remove_dir_all(&copy)?;
+        }
+        std::fs::create_dir_all(&copy)?;
+        let tree = cmd!(sh, "git archive --format=tar HEAD")
+            .quiet()
+            .output()
+            .context("`git archive HEAD` (the check needs the repository's history)")?
+            .stdout;
+        cmd!(sh, "tar -x -C {copy}")
+            .stdin(tree)
+            .quiet()
+            .run()
+            .context("unpacking the copy")?;
+        let changed = [
+            "snapshots/vm/basic__x86_64__gen00.snap",
+            "crates/kho-fdt/tests/snapshots/render_empty.snap",
+        ];
+        for snap in changed {
+            let path = copy.join(snap);
+            let mut text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            text.push_str("a change to review\n");
+            std::fs::write(path.with_extension("snap.new"), text)?;
+        }
+        let copy_sh = sh.clone();
+        copy_sh.change_dir(&copy);
+        let listed = cmd!(copy_sh, "cargo insta pending-snapshots --as-json")
+            .quiet()
+            .read()
+            .context("cargo insta pending-snapshots")?;
+        let missing: Vec<&str> = changed
+            .iter()
+            .copied()
+            .filter(|snap| !listed.lines().any(|l| l.contains(snap)))
+            .collect();
+        ensure!(
+            missing.is_empty(),
+            "cargo insta pending-snapshots does not list {} (it printed: {listed})",
+            missing.join(", ")
+        );
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&copy);
+    result
 }
 
 /// Fail if insta left snapshots waiting for review.
