@@ -43,7 +43,7 @@ fn inspect_prints_what_kho_inspect_prints() {
     let decoded = kho_cli::inspect::inspect_file(&raw, Some(RAM_BASE), Start::Dtb(h.dtb)).unwrap();
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
-        kho_inspect::text::render(&decoded)
+        kho_inspect::text::render_with(&decoded, kho_inspect::text::Lists::SHORT)
     );
 
     // A problem is exit 1, unusable input one `error:` line.

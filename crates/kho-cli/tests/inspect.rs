@@ -66,6 +66,7 @@ fn a_sound_raw_image_exits_0_and_its_json_is_the_preserved_set() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v = json(&out);
+    assert_eq!(v["schema"], "kho-inspect/1");
     assert_eq!(v["abi_version"], "kho-v2");
     assert_eq!(v["start"]["kind"], "x86-boot-params");
     assert_eq!(v["image"]["format"], "raw");
@@ -89,6 +90,14 @@ fn a_sound_raw_image_exits_0_and_its_json_is_the_preserved_set() {
     let out = inspect_raw(&f, &dir, "--dtb", f.dtb, false);
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
+    // The verdict first.
+    assert!(
+        text.starts_with(&format!(
+            "verdict: sound: kho-v2 handover, {} runs",
+            f.runs.len()
+        )),
+        "{text}"
+    );
     for want in [
         "ABI version: kho-v2",
         "scratch areas (2):",
@@ -135,16 +144,43 @@ fn each_corruption_is_its_named_error_and_exit_1() {
         let dir = scratch_dir(name);
         let out = inspect_raw(&f, &dir, "--x86-boot-params", f.boot_params, true);
         assert_eq!(out.status.code(), Some(1), "{name}");
+        let v = json(&out);
         assert!(
-            codes(&json(&out)).iter().any(|c| c == code),
+            codes(&v).iter().any(|c| c == code),
             "{name}: {:?}",
-            codes(&json(&out))
+            codes(&v)
         );
+        // Every location is an object with its kind; `follows` is the
+        // index of an earlier cause, or null.
+        let problems = v["problems"].as_array().unwrap();
+        for (i, p) in problems.iter().enumerate() {
+            assert!(p["location"]["kind"].is_string(), "{name}: {p}");
+            match &p["follows"] {
+                Value::Null => {}
+                Value::Number(n) => {
+                    let cause = n.as_u64().unwrap() as usize;
+                    assert!(cause < i, "{name}: {p}");
+                    assert!(problems[cause]["follows"].is_null(), "{name}: {p}");
+                }
+                other => panic!("{name}: follows {other}"),
+            }
+        }
+        // The cause first.
+        assert!(problems[0]["follows"].is_null());
+        if code.starts_with("radix-") {
+            assert_eq!(problems[0]["code"], code, "{name}");
+            assert_eq!(problems[0]["location"]["kind"], "radix-entry", "{name}");
+            assert_eq!(problems[0]["location"]["level"], 4, "{name}");
+        }
 
         let out = inspect_raw(&f, &dir, "--x86-boot-params", f.boot_params, false);
         assert_eq!(out.status.code(), Some(1), "{name}");
         let text = stdout(&out);
-        // Everything decodable is printed, then the problems with their places.
+        // The verdict names the first cause; everything decodable is
+        // printed after the problems with their places.
+        let first = text.lines().next().unwrap_or_default();
+        assert!(first.starts_with("verdict: "), "{name}: {text}");
+        assert!(first.contains(&format!(" {code} at ")), "{name}: {first}");
         assert!(
             text.contains("ABI version") || code == "fdt-compatible",
             "{text}"
@@ -225,5 +261,36 @@ fn the_budget_flags_bound_the_decoder() {
     let out = inspect(&[&args[..], &["--max-nodes", "lots"]].concat());
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a count"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A preserved set of thousands of runs: the text lists the first 16 and
+/// counts the rest, `--verbose` lists every one, `--json` always does.
+#[test]
+fn long_lists_are_cut_unless_verbose() {
+    let dir = scratch_dir("long");
+    let path = dir.join("bomb.elf");
+    std::fs::write(&path, kho_inspect::test_util::bomb(1)).unwrap();
+    let memory = path.display().to_string();
+    let args = ["--memory", memory.as_str(), "--fdt", "0x1000"];
+    let run_lines = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("      0  0x"))
+            .count()
+    };
+    let out = inspect(&args);
+    let text = stdout(&out);
+    assert_eq!(run_lines(&text), 16, "{text}");
+    assert!(
+        text.contains("\n  … and 16368 more runs (--verbose lists them all)\n"),
+        "{text}"
+    );
+    let out = inspect(&[&args[..], &["--verbose"]].concat());
+    assert_eq!(run_lines(&stdout(&out)), 16384);
+    let out = inspect(&[&args[..], &["--json"]].concat());
+    assert_eq!(
+        json(&out)["preserved"]["runs"].as_array().unwrap().len(),
+        16384
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

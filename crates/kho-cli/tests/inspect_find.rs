@@ -42,6 +42,12 @@ fn find_names_the_candidates_and_decodes_the_named_fdt() {
     let out = inspect(&["--memory", &memory, "--base", &base, "--find"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
+    assert!(
+        text.starts_with(
+            "verdict: sound: 1 handover found and decoded, no problem\nproblems of the scan: none\n"
+        ),
+        "{text}"
+    );
     for want in [
         format!("root KHO FDT at {:#x}: kho-v2", f.fdt),
         format!("x86 setup_data KHO entry at {entry:#x}"),
@@ -61,6 +67,7 @@ fn find_names_the_candidates_and_decodes_the_named_fdt() {
     let out = inspect(&["--memory", &memory, "--base", &base, "--find", "--json"]);
     assert_eq!(out.status.code(), Some(0));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema"], "kho-inspect/1");
     let kinds: Vec<&str> = v["candidates"]
         .as_array()
         .unwrap()
@@ -97,6 +104,16 @@ fn a_problem_in_the_found_handover_is_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stdout(&out).contains("\n  radix-cycle at "),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).starts_with("verdict: "), "{}", stdout(&out));
+    assert!(
+        stdout(&out)
+            .lines()
+            .next()
+            .unwrap()
+            .contains("; first cause: radix-cycle at radix level 4 table"),
         "{}",
         stdout(&out)
     );

@@ -36,8 +36,9 @@ use kho_scratch::{AreaKind, ReadPolicy, ScratchArea, ScratchAreas};
 use crate::Limits;
 use crate::budget::Metered;
 use crate::report::{
-    Content, FdtInfo, HandoverInfo, Preserved, Problem, RadixNodes, RegionInfo, Report, Run,
-    ScratchInfo, Start, StubRecord, SubtreeInfo, TestFolio, Vmalloc, VmallocInfo,
+    Content, FdtInfo, HandoverInfo, Location, Part, Preserved, Problem, RadixNodes, RegionInfo,
+    Report, Run, ScratchInfo, Start, StubRecord, SubtreeInfo, TestFolio, Vmalloc, VmallocInfo,
+    causes_first,
 };
 use crate::runs::RunSet;
 use crate::stub_blob;
@@ -104,7 +105,7 @@ impl<M: PhysMem> Decoder<'_, M> {
     /// Record a problem. After the byte budget refused a read, what fails
     /// is its consequence: the budget is reported instead, once. Past
     /// [`Limits::problems`] problems are only counted.
-    fn problem(&mut self, code: &'static str, location: impl Into<String>, message: impl Display) {
+    fn problem(&mut self, code: &'static str, location: Location, message: impl Display) {
         if self.mem.refused() {
             self.bytes_exceeded();
             return;
@@ -115,14 +116,14 @@ impl<M: PhysMem> Decoder<'_, M> {
         }
         self.report.problems.push(Problem {
             code,
-            location: location.into(),
+            location,
             message: message.to_string(),
         });
     }
 
     /// Record that `limit` stopped the decoder (once per limit; not counted
     /// against [`Limits::problems`]).
-    fn exceeded(&mut self, limit: &'static str, location: String, message: String) {
+    fn exceeded(&mut self, limit: &'static str, location: Location, message: String) {
         if self.exceeded.contains(&limit) {
             return;
         }
@@ -138,7 +139,7 @@ impl<M: PhysMem> Decoder<'_, M> {
         let n = self.limits.bytes;
         self.exceeded(
             "bytes",
-            "the image".to_owned(),
+            Location::Image,
             format!(
                 "decoding would read more than {n:#x} bytes of the image (the `bytes` limit); \
                  the read past it was refused and what needed it is not decoded"
@@ -148,12 +149,12 @@ impl<M: PhysMem> Decoder<'_, M> {
 
     /// Count one block checked on its own; `false` past [`Limits::blocks`]
     /// (reported once, at `at`).
-    fn check_block(&mut self, at: &str) -> bool {
+    fn check_block(&mut self, at: &Location) -> bool {
         if self.checked_blocks >= self.limits.blocks {
             let n = self.limits.blocks;
             self.exceeded(
                 "blocks",
-                at.to_owned(),
+                at.clone(),
                 format!(
                     "more than {n} blocks to check one by one against the preserved set (the \
                      `blocks` limit); this and later blocks are not checked"
@@ -165,7 +166,8 @@ impl<M: PhysMem> Decoder<'_, M> {
         true
     }
 
-    /// The report, with the budgets that stopped something.
+    /// The report, with the budgets that stopped something, its problems
+    /// causes first.
     fn finish(mut self) -> Report {
         if self.mem.refused() {
             self.bytes_exceeded();
@@ -174,13 +176,14 @@ impl<M: PhysMem> Decoder<'_, M> {
             let (n, listed) = (self.unlisted, self.limits.problems);
             self.exceeded(
                 "problems",
-                "the report".to_owned(),
+                Location::Report,
                 format!(
                     "{n} more problem{} found and not listed (the `problems` limit, {listed})",
                     if n == 1 { "" } else { "s" }
                 ),
             );
         }
+        self.report.problems = causes_first(core::mem::take(&mut self.report.problems));
         self.report
     }
 
@@ -242,7 +245,10 @@ impl<M: PhysMem> Decoder<'_, M> {
         {
             self.problem(
                 "fdt-not-preserved",
-                format!("root FDT at {:#x}", handover.fdt.as_u64()),
+                Location::RootFdt {
+                    addr: handover.fdt.as_u64(),
+                    offset: None,
+                },
                 "the root FDT page is not preserved as an order-0 block",
             );
         }
@@ -261,11 +267,11 @@ impl<M: PhysMem> Decoder<'_, M> {
     // --- start points ------------------------------------------------------
 
     fn x86_handover(&mut self, addr: u64) -> Option<Handover> {
-        let at = format!("boot_params at {addr:#x}");
+        let at = Location::BootParams { addr };
         let params = match x86::read_boot_params(&self.mem, PhysAddr::new(addr)) {
             Ok(p) => p,
             Err(e) => {
-                self.problem("boot-params", at, e);
+                self.problem("boot-params", at.clone(), e);
                 return None;
             }
         };
@@ -274,7 +280,7 @@ impl<M: PhysMem> Decoder<'_, M> {
             Ok(None) => {
                 self.problem(
                     "no-handover",
-                    at,
+                    at.clone(),
                     format!(
                         "the setup_data chain (head {:#x}) has no KHO entry (type 10)",
                         params.setup_data
@@ -285,9 +291,10 @@ impl<M: PhysMem> Decoder<'_, M> {
             Err(e) => {
                 let code = "setup-data";
                 let location = match &e {
-                    kho::Error::BadSetupData { at: entry, .. } => {
-                        format!("setup_data entry at {:#x} ({at})", entry.as_u64())
-                    }
+                    kho::Error::BadSetupData { at: entry, .. } => Location::SetupData {
+                        addr: entry.as_u64(),
+                        boot_params: Some(addr),
+                    },
                     _ => at,
                 };
                 self.problem(code, location, e);
@@ -299,18 +306,25 @@ impl<M: PhysMem> Decoder<'_, M> {
     /// One `setup_data` entry that must be the KHO entry itself (its zero
     /// page unknown): read as `find_kho` reads the chain's KHO entry.
     fn x86_entry_handover(&mut self, addr: u64) -> Option<Handover> {
-        let at = format!("setup_data entry at {addr:#x}");
+        let at = Location::SetupData {
+            addr,
+            boot_params: None,
+        };
         let header = match self.mem.read_obj::<SetupDataHeader>(PhysAddr::new(addr)) {
             Ok(h) => h,
             Err(e) => {
-                self.problem("setup-data", at, format!("cannot read the entry: {e}"));
+                self.problem(
+                    "setup-data",
+                    at.clone(),
+                    format_args!("cannot read the entry: {e}"),
+                );
                 return None;
             }
         };
         if header.type_.get() != SETUP_KEXEC_KHO {
             self.problem(
                 "setup-data",
-                at,
+                at.clone(),
                 format!(
                     "type {} is not the KHO entry (type {SETUP_KEXEC_KHO})",
                     header.type_.get()
@@ -321,28 +335,32 @@ impl<M: PhysMem> Decoder<'_, M> {
         match x86::find_kho(&self.mem, addr) {
             Ok(Some(h)) => Some(h),
             Ok(None) => {
-                self.problem("no-handover", at, "the entry is not a KHO entry");
+                self.problem("no-handover", at.clone(), "the entry is not a KHO entry");
                 None
             }
             Err(e) => {
-                self.problem("setup-data", at, e);
+                self.problem("setup-data", at.clone(), e);
                 None
             }
         }
     }
 
     fn dt_handover(&mut self, addr: u64) -> Option<Handover> {
-        let at = format!("DTB at {addr:#x}");
+        let at = Location::Dtb { addr };
         let mut head = [0u8; 8];
         if let Err(e) = self.mem.read(PhysAddr::new(addr), &mut head) {
-            self.problem("dtb", at, format!("cannot read the DTB header: {e}"));
+            self.problem(
+                "dtb",
+                at.clone(),
+                format_args!("cannot read the DTB header: {e}"),
+            );
             return None;
         }
         let total = u64::from(u32::from_be_bytes([head[4], head[5], head[6], head[7]]));
         if !(8..=MAX_DTB).contains(&total) {
             self.problem(
                 "dtb",
-                at,
+                at.clone(),
                 format!("DTB totalsize {total:#x} (offset 0x4) is not between 8 and {MAX_DTB:#x}"),
             );
             return None;
@@ -351,7 +369,7 @@ impl<M: PhysMem> Decoder<'_, M> {
         if let Err(e) = self.mem.read(PhysAddr::new(addr), &mut blob) {
             self.problem(
                 "dtb",
-                at,
+                at.clone(),
                 format!("cannot read the {total:#x}-byte DTB: {e}"),
             );
             return None;
@@ -361,17 +379,17 @@ impl<M: PhysMem> Decoder<'_, M> {
             Ok(None) => {
                 self.problem(
                     "no-handover",
-                    at,
+                    at.clone(),
                     "/chosen has neither linux,kho-fdt nor linux,kho-scratch",
                 );
                 None
             }
             Err(kho::Error::Fdt(e)) => {
-                self.problem("dtb", at, e);
+                self.problem("dtb", at.clone(), e);
                 None
             }
             Err(e) => {
-                self.problem("chosen", format!("/chosen of the {at}"), e);
+                self.problem("chosen", Location::Chosen { dtb: addr }, e);
                 None
             }
         }
@@ -381,18 +399,21 @@ impl<M: PhysMem> Decoder<'_, M> {
 
     /// The FDT mapping `kho_populate` makes: one page of RAM at most.
     fn fdt_page(&mut self, h: Handover) -> Option<Vec<u8>> {
-        let at = format!("root FDT at {:#x}", h.fdt.as_u64());
+        let at = Location::RootFdt {
+            addr: h.fdt.as_u64(),
+            offset: None,
+        };
         if h.fdt_size == 0 || h.fdt_size > PAGE || !self.mem.is_ram(h.fdt, h.fdt_size) {
             let e = kho::Error::BadFdtMapping {
                 addr: h.fdt,
                 size: h.fdt_size,
             };
-            self.problem("fdt-outside-image", at, e);
+            self.problem("fdt-outside-image", at.clone(), e);
             return None;
         }
         let mut page = vec![0u8; h.fdt_size as usize];
         if let Err(e) = self.mem.read(h.fdt, &mut page) {
-            self.problem("fdt-outside-image", at, e);
+            self.problem("fdt-outside-image", at.clone(), e);
             return None;
         }
         Some(page)
@@ -403,13 +424,9 @@ impl<M: PhysMem> Decoder<'_, M> {
             .get(4..8)
             .and_then(|b| <[u8; 4]>::try_from(b).ok())
             .map_or(0, |b| u64::from(u32::from_be_bytes(b)));
-        let location = match fdt_error_offset(e) {
-            Some(off) => format!(
-                "root FDT at {:#x}, byte offset {off:#x} (physical {:#x})",
-                addr.as_u64(),
-                addr.as_u64().wrapping_add(off as u64)
-            ),
-            None => format!("root FDT at {:#x}", addr.as_u64()),
+        let location = Location::RootFdt {
+            addr: addr.as_u64(),
+            offset: fdt_error_offset(e).map(|off| off as u64),
         };
         self.problem(fdt_error_code(e), location, e);
         self.report.fdt = Some(FdtInfo {
@@ -495,7 +512,10 @@ impl<M: PhysMem> Decoder<'_, M> {
         len: u64,
         first: kho_scratch::Error,
     ) -> Option<ScratchAreas> {
-        let array = format!("scratch array at {:#x}+{len:#x}", at.as_u64());
+        let array = Location::ScratchArray {
+            addr: at.as_u64(),
+            len,
+        };
         let entry_len = kho_scratch::array_byte_len(1);
         let whole_array_bad = matches!(
             first,
@@ -516,10 +536,12 @@ impl<M: PhysMem> Decoder<'_, M> {
             let Some(entry_at) = at.checked_add(index as u64 * entry_len) else {
                 break;
             };
-            let location = format!(
-                "scratch entry {index} at {:#x} ({array})",
-                entry_at.as_u64()
-            );
+            let location = Location::ScratchEntry {
+                index,
+                addr: entry_at.as_u64(),
+                array: at.as_u64(),
+                array_len: len,
+            };
             match ScratchAreas::read_array(&self.mem, entry_at, entry_len, ReadPolicy::LINUX) {
                 Ok(one) => {
                     if let Some(area) = one.iter().next() {
@@ -545,7 +567,12 @@ impl<M: PhysMem> Decoder<'_, M> {
                     };
                     self.problem(
                         "scratch-overlap",
-                        format!("scratch entries {first} and {second} ({array})"),
+                        Location::ScratchEntries {
+                            first: *first,
+                            second: *second,
+                            array: at.as_u64(),
+                            array_len: len,
+                        },
                         e,
                     );
                 }
@@ -574,7 +601,9 @@ impl<M: PhysMem> Decoder<'_, M> {
             bytes: saturating_sum(runs.iter().map(|r| r.size)),
             ..Preserved::default()
         };
-        let tree = format!("radix tree at {:#x}", root.as_u64());
+        let tree = Location::RadixTree {
+            root: root.as_u64(),
+        };
         match &walk.end {
             WalkEnd::Complete => {}
             WalkEnd::Error(e) => {
@@ -613,10 +642,12 @@ impl<M: PhysMem> Decoder<'_, M> {
                 if let Err(e) = kho_scratch::check_no_overlap(areas, [range]) {
                     self.problem(
                         "preserved-in-scratch",
-                        format!(
-                            "preserved run of {} order-{} block(s) at {:#x}+{:#x}",
-                            run.blocks, run.order, run.addr, run.size
-                        ),
+                        Location::PreservedRun {
+                            order: run.order,
+                            addr: run.addr,
+                            size: run.size,
+                            blocks: run.blocks,
+                        },
                         e,
                     );
                 }
@@ -703,16 +734,16 @@ impl<M: PhysMem> Decoder<'_, M> {
         let all = nodes
             .tables
             .iter()
-            .map(|&n| ("table", n))
-            .chain(nodes.leaves.iter().map(|&n| ("leaf", n)));
-        for (what, node) in all {
+            .copied()
+            .chain(nodes.leaves.iter().map(|&n| (n, 0)));
+        for (node, level) in all {
             let Ok(range) = PhysRange::try_new(PhysAddr::new(node), PAGE) else {
                 continue;
             };
             if let Some((index, area)) = areas.overlapping(range) {
                 self.problem(
                     "radix-node-in-scratch",
-                    format!("radix {what} node at {node:#x}"),
+                    Location::RadixNode { level, addr: node },
                     format!(
                         "the node lies in scratch area {index} ({}+{:#x}), which the next \
                          kernel allocates from before it walks the tree",
@@ -729,7 +760,7 @@ impl<M: PhysMem> Decoder<'_, M> {
     fn subtree(&mut self, s: &Child<'_>, set: Option<&RunSet>) -> SubtreeInfo {
         let name = s.name;
         let addr = s.data.as_u64();
-        let at = format!("subtree {name:?} at {addr:#x}");
+        let at = Location::subtree(name, addr);
         let content = match name {
             kho_abi::memblock::SUBTREE_NAME => self.memblock(s, &at, set),
             metadata::SUBTREE_NAME => self.metadata(s, &at),
@@ -745,7 +776,7 @@ impl<M: PhysMem> Decoder<'_, M> {
                 if let Some(missing) = set.and_then(|set| set.first_uncovered(range)) {
                     self.problem(
                         "subtree-not-preserved",
-                        at,
+                        at.clone(),
                         format!(
                             "the blob's page at {missing:#x} is not in the preserved set \
                              (each client preserves its blob)"
@@ -755,7 +786,7 @@ impl<M: PhysMem> Decoder<'_, M> {
             }
             _ => self.problem(
                 "subtree-outside-image",
-                at,
+                at.clone(),
                 format!("the blob [{addr:#x}, +{len:#x}) is not in the image"),
             ),
         }
@@ -768,12 +799,12 @@ impl<M: PhysMem> Decoder<'_, M> {
         }
     }
 
-    fn memblock(&mut self, s: &Child<'_>, at: &str, set: Option<&RunSet>) -> Content {
+    fn memblock(&mut self, s: &Child<'_>, at: &Location, set: Option<&RunSet>) -> Content {
         let mut buf = [0u8; PAGE_SIZE];
         let fdt = match kho_memblock::retrieve(&self.mem, s.data, s.size, &mut buf) {
             Ok(fdt) => fdt,
             Err(e) => {
-                self.problem("memblock", at, e);
+                self.problem("memblock", at.clone(), e);
                 return Content::Invalid;
             }
         };
@@ -795,7 +826,11 @@ impl<M: PhysMem> Decoder<'_, M> {
                 if let Some(missing) = set.first_uncovered(range) {
                     self.problem(
                         "memblock-region-not-preserved",
-                        format!("{at}, region {:?} at {:#x}+{:#x}", r.name, r.start, r.size),
+                        at.at(Part::Region {
+                            name: r.name.clone(),
+                            start: r.start,
+                            size: r.size,
+                        }),
                         format!("the region's page at {missing:#x} is not in the preserved set"),
                     );
                 }
@@ -806,16 +841,16 @@ impl<M: PhysMem> Decoder<'_, M> {
 
     /// `kexec-metadata`, with the reader's checks (blob-size present and
     /// large enough, version 1).
-    fn metadata(&mut self, s: &Child<'_>, at: &str) -> Content {
+    fn metadata(&mut self, s: &Child<'_>, at: &Location) -> Content {
         let bad = |reason| kho::Error::BadMetadata { reason };
         let Some(size) = s.size else {
-            self.problem("kexec-metadata", at, bad("no blob-size"));
+            self.problem("kexec-metadata", at.clone(), bad("no blob-size"));
             return Content::Invalid;
         };
         if size < metadata::MIN_SIZE_FOR_VERSION as u64 {
             self.problem(
                 "kexec-metadata",
-                at,
+                at.clone(),
                 bad("blob smaller than its version field"),
             );
             return Content::Invalid;
@@ -823,20 +858,24 @@ impl<M: PhysMem> Decoder<'_, M> {
         let version = match self.mem.read_obj::<kho_abi::Le32>(s.data) {
             Ok(v) => v.get(),
             Err(e) => {
-                self.problem("kexec-metadata", at, e);
+                self.problem("kexec-metadata", at.clone(), e);
                 return Content::Invalid;
             }
         };
         if version != metadata::VERSION {
             self.problem(
                 "kexec-metadata",
-                at,
+                at.clone(),
                 format!("{} (version {version})", bad("unknown version")),
             );
             return Content::Invalid;
         }
         if size < size_of::<KexecMetadata>() as u64 {
-            self.problem("kexec-metadata", at, bad("blob shorter than version 1"));
+            self.problem(
+                "kexec-metadata",
+                at.clone(),
+                bad("blob shorter than version 1"),
+            );
             return Content::Invalid;
         }
         match self.mem.read_obj::<KexecMetadata>(s.data) {
@@ -846,7 +885,7 @@ impl<M: PhysMem> Decoder<'_, M> {
                 kexec_count: m.kexec_count.get(),
             },
             Err(e) => {
-                self.problem("kexec-metadata", at, e);
+                self.problem("kexec-metadata", at.clone(), e);
                 Content::Invalid
             }
         }
@@ -857,12 +896,12 @@ impl<M: PhysMem> Decoder<'_, M> {
     /// vmalloc'ed array its descriptor names (restored by kho-vmalloc
     /// against the preserved set) and every folio the array lists, each of
     /// which must be a preserved block of its recorded order.
-    fn kho_test(&mut self, s: &Child<'_>, at: &str, set: Option<&RunSet>) -> Content {
+    fn kho_test(&mut self, s: &Child<'_>, at: &Location, set: Option<&RunSet>) -> Content {
         const CODE: &str = "kho-test";
         let Some(size) = s.size.filter(|&n| (8..=MAX_KHO_TEST_FDT).contains(&n)) else {
             self.problem(
                 CODE,
-                at,
+                at.clone(),
                 format!(
                     "blob-size {:?} is missing or out of 8..={MAX_KHO_TEST_FDT}",
                     s.size
@@ -872,13 +911,13 @@ impl<M: PhysMem> Decoder<'_, M> {
         };
         let mut bytes = vec![0u8; size as usize];
         if let Err(e) = self.mem.read(s.data, &mut bytes) {
-            self.problem(CODE, at, e);
+            self.problem(CODE, at.clone(), e);
             return Content::Invalid;
         }
         let dtb = match kho_fdt::dtb::Dtb::parse(&bytes) {
             Ok(d) => d,
             Err(e) => {
-                self.problem(CODE, at, e);
+                self.problem(CODE, at.clone(), e);
                 return Content::Invalid;
             }
         };
@@ -887,11 +926,11 @@ impl<M: PhysMem> Decoder<'_, M> {
         };
         let u32_le = |v: &[u8]| <[u8; 4]>::try_from(v).ok().map(u32::from_le_bytes);
         if dtb.property("/", "compatible") != Some(KHO_TEST_COMPATIBLE) {
-            self.problem(CODE, at, "root compatible is not \"kho-test-v1\"");
+            self.problem(CODE, at.clone(), "root compatible is not \"kho-test-v1\"");
             return Content::Invalid;
         }
         if prop("/", "magic", 4).and_then(u32_le) != Some(KHO_TEST_MAGIC) {
-            self.problem(CODE, at, "magic is not 0x4b484f21");
+            self.problem(CODE, at.clone(), "magic is not 0x4b484f21");
             return Content::Invalid;
         }
         let (Some(nr), Some(info), Some(csum)) = (
@@ -901,7 +940,7 @@ impl<M: PhysMem> Decoder<'_, M> {
         ) else {
             self.problem(
                 CODE,
-                at,
+                at.clone(),
                 "node data lacks nr_folios (4 bytes), folios_info (16) or csum (4)",
             );
             return Content::Invalid;
@@ -909,13 +948,17 @@ impl<M: PhysMem> Decoder<'_, M> {
         let Ok(desc) =
             <kho_abi::vmalloc::VmallocDescriptor as zerocopy::FromBytes>::read_from_bytes(info)
         else {
-            self.problem(CODE, at, "folios_info is not a kho_vmalloc descriptor");
+            self.problem(
+                CODE,
+                at.clone(),
+                "folios_info is not a kho_vmalloc descriptor",
+            );
             return Content::Invalid;
         };
         if nr > MAX_KHO_TEST_FOLIOS {
             self.problem(
                 CODE,
-                at,
+                at.clone(),
                 format!("nr_folios {nr} is more than {MAX_KHO_TEST_FOLIOS}"),
             );
             return Content::Invalid;
@@ -925,7 +968,7 @@ impl<M: PhysMem> Decoder<'_, M> {
         }) {
             Ok(area) => area,
             Err(e) => {
-                self.problem(vmalloc_error_code(&e), format!("{at}, folios_info"), e);
+                self.problem(vmalloc_error_code(&e), at.at(Part::FoliosInfo), e);
                 return Content::KhoTest {
                     nr_folios: nr,
                     csum,
@@ -940,7 +983,7 @@ impl<M: PhysMem> Decoder<'_, M> {
         if array_bytes > total_pages.saturating_mul(PAGE) {
             self.problem(
                 CODE,
-                at,
+                at.clone(),
                 format!("{nr} folios do not fit the array's {total_pages} pages"),
             );
             return Content::Invalid;
@@ -967,7 +1010,7 @@ impl<M: PhysMem> Decoder<'_, M> {
             let value = match read {
                 Ok(v) => v,
                 Err(e) => {
-                    self.problem(CODE, format!("{at}, array entry {i}"), e);
+                    self.problem(CODE, at.at(Part::ArrayEntry { index: i }), e);
                     return Content::Invalid;
                 }
             };
@@ -981,7 +1024,7 @@ impl<M: PhysMem> Decoder<'_, M> {
             {
                 self.problem(
                     "kho-test-folio-not-preserved",
-                    format!("{at}, folio {i}"),
+                    at.at(Part::Folio { index: i }),
                     format!(
                         "folio {:#x} of order {} is not a preserved block of that order",
                         folio.phys, folio.order
@@ -1007,7 +1050,7 @@ impl<M: PhysMem> Decoder<'_, M> {
 
     /// The stub's blob: header, records, and the vmalloc area its
     /// descriptor names (restored by kho-vmalloc against the preserved set).
-    fn stub_blob(&mut self, s: &Child<'_>, at: &str, set: Option<&RunSet>) -> Content {
+    fn stub_blob(&mut self, s: &Child<'_>, at: &Location, set: Option<&RunSet>) -> Content {
         let size = match s.size {
             Some(size) => size,
             // No blob-size: the header says how many records follow.
@@ -1018,7 +1061,7 @@ impl<M: PhysMem> Decoder<'_, M> {
                     size_of::<stub_blob::Header>() as u64 + u64::from(h.count.get()) * record
                 }
                 Err(e) => {
-                    self.problem("kho-stub-blob", at, e);
+                    self.problem("kho-stub-blob", at.clone(), e);
                     return Content::Invalid;
                 }
             },
@@ -1026,20 +1069,20 @@ impl<M: PhysMem> Decoder<'_, M> {
         if size > MAX_STUB_BLOB {
             self.problem(
                 "kho-stub-blob",
-                at,
+                at.clone(),
                 format!("blob size {size:#x} is larger than {MAX_STUB_BLOB:#x}"),
             );
             return Content::Invalid;
         }
         let mut bytes = vec![0u8; size as usize];
         if let Err(e) = self.mem.read(s.data, &mut bytes) {
-            self.problem("kho-stub-blob", at, e);
+            self.problem("kho-stub-blob", at.clone(), e);
             return Content::Invalid;
         }
         let (header, records) = match stub_blob::parse(&bytes) {
             Ok(parsed) => parsed,
             Err(e) => {
-                self.problem("kho-stub-blob", at, e);
+                self.problem("kho-stub-blob", at.clone(), e);
                 return Content::Invalid;
             }
         };
@@ -1078,7 +1121,7 @@ impl<M: PhysMem> Decoder<'_, M> {
                 if let Some(block) = missing {
                     self.problem(
                         "kho-stub-record-not-preserved",
-                        format!("{at}, record {i}"),
+                        at.at(Part::Record { index: i }),
                         format!(
                             "folio {:#x} of order {} is not a preserved block of that order",
                             block.unwrap_or(r.phys),
@@ -1107,10 +1150,10 @@ impl<M: PhysMem> Decoder<'_, M> {
                 Err(e) => {
                     self.problem(
                         vmalloc_error_code(&e),
-                        format!(
-                            "{at}, vmalloc descriptor at blob offset 24 (first chunk {:#x})",
-                            desc.first.get()
-                        ),
+                        at.at(Part::Vmalloc {
+                            offset: core::mem::offset_of!(stub_blob::Header, vmalloc) as u64,
+                            first: desc.first.get(),
+                        }),
                         e,
                     );
                     Vmalloc::Invalid
@@ -1172,7 +1215,8 @@ fn saturating_sum(values: impl Iterator<Item = u64>) -> u64 {
 /// The radix tree's node pages.
 #[derive(Debug, Default)]
 struct Nodes {
-    tables: Vec<u64>,
+    /// Tables: (address, level).
+    tables: Vec<(u64, u32)>,
     leaves: Vec<u64>,
 }
 
@@ -1189,7 +1233,7 @@ fn count_nodes<M: PhysMem>(mem: &M, root: PhysAddr, limit: usize) -> kho_mem::Re
         if nodes.tables.len() + nodes.leaves.len() >= limit {
             break;
         }
-        nodes.tables.push(node);
+        nodes.tables.push((node, level));
         mem.read_u64s(PhysAddr::new(node), &mut table)?;
         for &entry in table.iter().filter(|&&e| e != 0) {
             if level == 1 {
@@ -1221,12 +1265,16 @@ fn radix_error_code(e: &kho_radix::Error) -> &'static str {
     }
 }
 
-fn radix_error_location(e: &kho_radix::Error, root: PhysAddr) -> String {
+fn radix_error_location(e: &kho_radix::Error, root: PhysAddr) -> Location {
     use kho_radix::Error as E;
+    let entry = |level: u32, table: PhysAddr, index: usize| Location::RadixEntry {
+        level,
+        table: table.as_u64(),
+        index,
+        addr: table.as_u64().wrapping_add(8 * index as u64),
+    };
     match *e {
-        E::UnusedRootSlot { node, index, .. } => {
-            format!("radix level 5 (root) table {node}, entry {index}")
-        }
+        E::UnusedRootSlot { node, index, .. } => entry(ROOT_LEVEL, node, index),
         E::EntryMisaligned {
             level, index, node, ..
         }
@@ -1238,15 +1286,20 @@ fn radix_error_location(e: &kho_radix::Error, root: PhysAddr) -> String {
         }
         | E::SharedNode {
             level, index, node, ..
-        } => format!(
-            "radix level {level} table {node}, entry {index} (at {:#x})",
-            node.as_u64().wrapping_add(8 * index as u64)
-        ),
+        } => entry(level, node, index),
         E::InvalidKey { node, index, .. } | E::BlockNotRam { node, index, .. } => {
-            format!("radix leaf {node}, bit {index}")
+            Location::RadixLeafBit {
+                leaf: node.as_u64(),
+                bit: index,
+            }
         }
-        E::NodeRead { level, node, .. } => format!("radix level {level} node {node}"),
-        _ => format!("radix tree at {root}"),
+        E::NodeRead { level, node, .. } => Location::RadixNode {
+            level,
+            addr: node.as_u64(),
+        },
+        _ => Location::RadixTree {
+            root: root.as_u64(),
+        },
     }
 }
 

@@ -48,7 +48,7 @@ use zerocopy::FromBytes;
 pub use crate::Limits;
 use crate::decode::inspect_with;
 use crate::image::{Fill, Image, ReadAt};
-use crate::report::{HandoverInfo, Problem, Report, Start};
+use crate::report::{HandoverInfo, Location, Problem, Report, Start, serialize_problems};
 
 const PAGE: u64 = kho_abi::PAGE_SIZE as u64;
 /// Bytes read at a time: physical-address aligned, so a page never spans
@@ -172,6 +172,7 @@ pub struct Found {
     /// … and how many there were.
     pub skipped_total: u64,
     /// Problems of the scan itself (each decoded handover has its own).
+    #[serde(serialize_with = "serialize_problems")]
     pub problems: Vec<Problem>,
     /// The handovers decoded, best first.
     pub decoded: Vec<Decoded>,
@@ -304,7 +305,7 @@ struct Scanner<'m, M> {
 }
 
 impl<M: PhysMem> Scanner<'_, M> {
-    fn problem(&mut self, code: &'static str, location: String, message: String) {
+    fn problem(&mut self, code: &'static str, location: Location, message: String) {
         self.found.problems.push(Problem {
             code,
             location,
@@ -316,7 +317,7 @@ impl<M: PhysMem> Scanner<'_, M> {
     fn limit(&mut self, what: &'static str, message: String) {
         if !self.limited.contains(&what) {
             self.limited.push(what);
-            self.problem("find-limit", format!("the scan ({what})"), message);
+            self.problem("find-limit", Location::Scan { bound: what }, message);
         }
     }
 
@@ -324,7 +325,7 @@ impl<M: PhysMem> Scanner<'_, M> {
         let Some(end) = start.checked_add(len) else {
             self.problem(
                 "find-read",
-                format!("RAM range {start:#x}+{len:#x}"),
+                Location::Ram { addr: start, len },
                 "the range runs past the end of the address space".to_owned(),
             );
             return;
@@ -376,7 +377,10 @@ impl<M: PhysMem> Scanner<'_, M> {
                     if self.read_errors <= self.limits.read_errors {
                         self.problem(
                             "find-read",
-                            format!("RAM {at:#x}+{n:#x}"),
+                            Location::Ram {
+                                addr: at,
+                                len: n as u64,
+                            },
                             format!("cannot read this part of the image ({e}); not scanned"),
                         );
                     }
@@ -522,7 +526,7 @@ impl<M: PhysMem> Scanner<'_, M> {
             };
             self.problem(
                 "find-unknown-version",
-                format!("root FDT at {addr:#x}"),
+                Location::RootFdt { addr, offset: None },
                 message,
             );
         }
@@ -866,7 +870,7 @@ fn decode<M: PhysMem>(
     if plan.len() > limits.decodes {
         problems.push(Problem {
             code: "find-limit",
-            location: "the scan (decodes)".to_owned(),
+            location: Location::Scan { bound: "decodes" },
             message: format!(
                 "{} candidates to decode; the first {} are decoded (give --fdt, --dtb or \
                  --x86-boot-params for another)",

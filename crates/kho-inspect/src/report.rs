@@ -1,11 +1,19 @@
 //! What `inspect` found, as data: the same structure is printed as text
 //! ([`crate::text`]) and serialized as JSON (`--json`, [`crate::json`];
-//! addresses and sizes are JSON numbers).
+//! addresses and sizes are JSON numbers, locations objects, the schema
+//! [`SCHEMA`]).
+//!
+//! Problems come causes first: [`follows_from`] tells which problem is a
+//! consequence of which (a preserved-set check that failed because the walk
+//! of the tree stopped early, a subtree's content that could not be read
+//! because its blob is outside the image), and the decoder lists every
+//! cause before the consequences.
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::find::Found;
 use crate::image::{Format, Segment};
@@ -41,7 +49,10 @@ pub struct Report {
     pub preserved: Option<Preserved>,
     /// The root FDT's children, in FDT order.
     pub subtrees: Vec<SubtreeInfo>,
-    /// Every structural problem, in the order found.
+    /// Every structural problem: the causes in the order found, then the
+    /// problems that follow from them ([`follows_from`]; in JSON each
+    /// problem's `follows`).
+    #[serde(serialize_with = "serialize_problems")]
     pub problems: Vec<Problem>,
 }
 
@@ -261,15 +272,447 @@ pub struct VmallocInfo {
     pub blocks: usize,
 }
 
+/// The version of the JSON form of [`Output`] and [`FindOutput`]: the
+/// top-level `"schema"` field of everything `inspect --json` prints
+/// (docs/DEBUGGING.md, "JSON"). A change that renames, removes or retypes a
+/// field bumps it; a new field does not.
+pub const SCHEMA: &str = "kho-inspect/1";
+
 /// A structural problem: a stable code, where it is, and what is wrong.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Problem {
     /// Kebab-case class, stable for scripts (e.g. `radix-cycle`).
     pub code: &'static str,
-    /// Where: a physical address and the structure around it.
-    pub location: String,
+    /// Where: the structure, by kind and physical address, and the part of
+    /// it the problem is about.
+    pub location: Location,
     /// The decoding crate's error text.
     pub message: String,
+}
+
+/// Where a problem is: the structure it is in, by kind and physical
+/// address, and where the decoder knows it, the entry, byte or item inside
+/// it. In JSON an object whose `kind` is the variant in kebab case
+/// (`radix-entry`) with the variant's fields; as text (`Display`) the
+/// phrase `inspect` prints after the code (`radix level 4 table 0x…, entry
+/// 3 (at 0x…)`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Location {
+    /// An x86 zero page (`boot_params`).
+    BootParams {
+        /// Its physical address.
+        addr: u64,
+    },
+    /// An x86 `setup_data` entry.
+    SetupData {
+        /// Its physical address.
+        addr: u64,
+        /// The zero page whose chain links it, when the decoder started
+        /// there.
+        boot_params: Option<u64>,
+    },
+    /// A boot DTB.
+    Dtb {
+        /// Its physical address.
+        addr: u64,
+    },
+    /// The `/chosen` node of a boot DTB.
+    Chosen {
+        /// The DTB's physical address.
+        dtb: u64,
+    },
+    /// The root KHO FDT.
+    RootFdt {
+        /// Its physical address.
+        addr: u64,
+        /// The byte in it the problem is about (physical `addr + offset`).
+        offset: Option<u64>,
+    },
+    /// The scratch descriptor array as a whole.
+    ScratchArray {
+        /// Its physical address.
+        addr: u64,
+        /// Its length in bytes.
+        len: u64,
+    },
+    /// One entry of the scratch array.
+    ScratchEntry {
+        /// The entry's index.
+        index: usize,
+        /// The entry's physical address.
+        addr: u64,
+        /// The array's physical address.
+        array: u64,
+        /// The array's length in bytes.
+        array_len: u64,
+    },
+    /// Two entries of the scratch array (they overlap).
+    ScratchEntries {
+        /// The first entry's index.
+        first: usize,
+        /// The second entry's index.
+        second: usize,
+        /// The array's physical address.
+        array: u64,
+        /// The array's length in bytes.
+        array_len: u64,
+    },
+    /// The preserved-memory radix tree as a whole.
+    RadixTree {
+        /// Its root table's physical address.
+        root: u64,
+    },
+    /// One entry of a radix table.
+    RadixEntry {
+        /// The table's level (5 is the root, 1 points at leaves).
+        level: u32,
+        /// The table's physical address.
+        table: u64,
+        /// The entry's index in the table.
+        index: usize,
+        /// The entry's physical address.
+        addr: u64,
+    },
+    /// One bit of a radix leaf (a bitmap of blocks).
+    RadixLeafBit {
+        /// The leaf's physical address.
+        leaf: u64,
+        /// The bit's index.
+        bit: usize,
+    },
+    /// A radix node page: a table (levels 1 to 5) or a leaf (level 0).
+    RadixNode {
+        /// Its level.
+        level: u32,
+        /// Its physical address.
+        addr: u64,
+    },
+    /// A run of the preserved set.
+    PreservedRun {
+        /// The order of its blocks.
+        order: u32,
+        /// Its first block's physical address.
+        addr: u64,
+        /// Bytes it covers.
+        size: u64,
+        /// Blocks in it.
+        blocks: u64,
+    },
+    /// A subtree's blob (a child of the root FDT), or a part of it.
+    Subtree {
+        /// The child node's name.
+        name: String,
+        /// Its `preserved-data`.
+        addr: u64,
+        /// The part of the blob (`None`: the blob as a whole).
+        part: Option<Part>,
+    },
+    /// The image as a whole (the `bytes` budget).
+    Image,
+    /// The report as a whole (the `problems` budget).
+    Report,
+    /// `--find`: a bound of the scan, by name (`root FDTs`, `device
+    /// trees`, `boot structures`, `scan-bytes`, `decodes`).
+    Scan {
+        /// The bound.
+        bound: &'static str,
+    },
+    /// `--find`: a range of the image's RAM.
+    Ram {
+        /// Its first physical address.
+        addr: u64,
+        /// Its length in bytes.
+        len: u64,
+    },
+    /// A place told in words. The decoder never reports one; it is for
+    /// callers that build problems of their own (`"…".into()`).
+    Text {
+        /// The words.
+        text: String,
+    },
+}
+
+/// A part of a subtree's blob.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Part {
+    /// `memblock`: a `reserve_mem` region.
+    Region {
+        /// Its `reserve_mem` name.
+        name: String,
+        /// Its first physical address.
+        start: u64,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// `kho-stub`: a folio record.
+    Record {
+        /// The record's index.
+        index: usize,
+    },
+    /// `kho-stub`: the vmalloc descriptor in the blob's header.
+    Vmalloc {
+        /// Its byte offset in the blob.
+        offset: u64,
+        /// The chain's first chunk, as the descriptor names it.
+        first: u64,
+    },
+    /// `kho_test`: the `folios_info` vmalloc descriptor.
+    FoliosInfo,
+    /// `kho_test`: an entry of the vmalloc'ed folio array.
+    ArrayEntry {
+        /// The entry's index.
+        index: u64,
+    },
+    /// `kho_test`: a folio the array lists.
+    Folio {
+        /// The folio's index in the array.
+        index: u64,
+    },
+}
+
+impl Location {
+    /// `name` at `addr`, the blob as a whole.
+    pub fn subtree(name: &str, addr: u64) -> Location {
+        Location::Subtree {
+            name: String::from(name),
+            addr,
+            part: None,
+        }
+    }
+
+    /// The same subtree, at `part`.
+    pub fn at(&self, part: Part) -> Location {
+        match self {
+            Location::Subtree { name, addr, .. } => Location::Subtree {
+                name: name.clone(),
+                addr: *addr,
+                part: Some(part),
+            },
+            other => other.clone(),
+        }
+    }
+
+    /// The subtree this location is in: (name, `preserved-data`).
+    fn in_subtree(&self) -> Option<(&str, u64)> {
+        match self {
+            Location::Subtree { name, addr, .. } => Some((name, *addr)),
+            _ => None,
+        }
+    }
+}
+
+impl From<&str> for Location {
+    fn from(text: &str) -> Location {
+        Location::Text {
+            text: String::from(text),
+        }
+    }
+}
+
+impl From<String> for Location {
+    fn from(text: String) -> Location {
+        Location::Text { text }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::BootParams { addr } => write!(f, "boot_params at {addr:#x}"),
+            Location::SetupData { addr, boot_params } => {
+                write!(f, "setup_data entry at {addr:#x}")?;
+                match boot_params {
+                    Some(bp) => write!(f, " (boot_params at {bp:#x})"),
+                    None => Ok(()),
+                }
+            }
+            Location::Dtb { addr } => write!(f, "DTB at {addr:#x}"),
+            Location::Chosen { dtb } => write!(f, "/chosen of the DTB at {dtb:#x}"),
+            Location::RootFdt { addr, offset } => {
+                write!(f, "root FDT at {addr:#x}")?;
+                match offset {
+                    Some(off) => write!(
+                        f,
+                        ", byte offset {off:#x} (physical {:#x})",
+                        addr.wrapping_add(*off)
+                    ),
+                    None => Ok(()),
+                }
+            }
+            Location::ScratchArray { addr, len } => {
+                write!(f, "scratch array at {addr:#x}+{len:#x}")
+            }
+            Location::ScratchEntry {
+                index,
+                addr,
+                array,
+                array_len,
+            } => write!(
+                f,
+                "scratch entry {index} at {addr:#x} (scratch array at {array:#x}+{array_len:#x})"
+            ),
+            Location::ScratchEntries {
+                first,
+                second,
+                array,
+                array_len,
+            } => write!(
+                f,
+                "scratch entries {first} and {second} (scratch array at {array:#x}+{array_len:#x})"
+            ),
+            Location::RadixTree { root } => write!(f, "radix tree at {root:#x}"),
+            Location::RadixEntry {
+                level,
+                table,
+                index,
+                addr,
+            } => write!(
+                f,
+                "radix level {level} table {table:#x}, entry {index} (at {addr:#x})"
+            ),
+            Location::RadixLeafBit { leaf, bit } => write!(f, "radix leaf {leaf:#x}, bit {bit}"),
+            Location::RadixNode { level: 0, addr } => write!(f, "radix leaf {addr:#x}"),
+            Location::RadixNode { level, addr } => write!(f, "radix level {level} table {addr:#x}"),
+            Location::PreservedRun {
+                order,
+                addr,
+                size,
+                blocks,
+            } => write!(
+                f,
+                "preserved run of {blocks} order-{order} block(s) at {addr:#x}+{size:#x}"
+            ),
+            Location::Subtree { name, addr, part } => {
+                write!(f, "subtree {name:?} at {addr:#x}")?;
+                match part {
+                    None => Ok(()),
+                    Some(Part::Region { name, start, size }) => {
+                        write!(f, ", region {name:?} at {start:#x}+{size:#x}")
+                    }
+                    Some(Part::Record { index }) => write!(f, ", record {index}"),
+                    Some(Part::Vmalloc { offset, first }) => write!(
+                        f,
+                        ", vmalloc descriptor at blob offset {offset} (first chunk {first:#x})"
+                    ),
+                    Some(Part::FoliosInfo) => f.write_str(", folios_info"),
+                    Some(Part::ArrayEntry { index }) => write!(f, ", array entry {index}"),
+                    Some(Part::Folio { index }) => write!(f, ", folio {index}"),
+                }
+            }
+            Location::Image => f.write_str("the image"),
+            Location::Report => f.write_str("the report"),
+            Location::Scan { bound } => write!(f, "the scan ({bound})"),
+            Location::Ram { addr, len } => write!(f, "RAM {addr:#x}+{len:#x}"),
+            Location::Text { text } => f.write_str(text),
+        }
+    }
+}
+
+/// The problems that stop the walk of the preserved-memory tree: after
+/// one, the preserved set holds only the runs before it.
+const WALK_STOPS: [&str; 10] = [
+    "radix-root-misaligned",
+    "radix-root-outside-image",
+    "radix-unused-root-slot",
+    "radix-misaligned-entry",
+    "radix-entry-outside-image",
+    "radix-cycle",
+    "radix-shared-node",
+    "radix-invalid-key",
+    "radix-block-outside-image",
+    "radix",
+];
+
+/// The checks made against the preserved set: each is a consequence of a
+/// walk that stopped early (what it looks for may be in the part of the
+/// tree that was not walked).
+const PRESERVED_CHECKS: [&str; 6] = [
+    "fdt-not-preserved",
+    "subtree-not-preserved",
+    "memblock-region-not-preserved",
+    "kho-stub-record-not-preserved",
+    "kho-test-folio-not-preserved",
+    "vmalloc-not-preserved",
+];
+
+/// Whether `p` stopped the walk of the tree (a `radix-read` of a node
+/// during the walk does; one while counting the nodes after it does not).
+fn stops_walk(p: &Problem) -> bool {
+    WALK_STOPS.contains(&p.code)
+        || (p.code == "radix-read" && matches!(p.location, Location::RadixNode { .. }))
+}
+
+/// For each of `problems`, the index of the problem it follows from
+/// (`None`: it is a cause). A problem follows from another when the report
+/// can tell that the other made it happen:
+///
+/// - every check against the preserved set (`*-not-preserved`) follows
+///   from the first problem that stopped the walk of the radix tree: the
+///   set it checks against is cut short there;
+/// - every other problem inside a subtree whose blob is not in the image
+///   (`subtree-outside-image`) follows from that one: its content could
+///   not be read.
+pub fn follows_from(problems: &[Problem]) -> Vec<Option<usize>> {
+    let walk = problems.iter().position(stops_walk);
+    problems
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if PRESERVED_CHECKS.contains(&p.code)
+                && let Some(w) = walk
+            {
+                return Some(w);
+            }
+            let subtree = p.location.in_subtree()?;
+            problems
+                .iter()
+                .position(|q| {
+                    q.code == "subtree-outside-image" && q.location.in_subtree() == Some(subtree)
+                })
+                .filter(|&q| q != i)
+        })
+        .collect()
+}
+
+/// `problems` with the causes first (in their order), then the
+/// consequences (in theirs).
+pub(crate) fn causes_first(problems: Vec<Problem>) -> Vec<Problem> {
+    let follows = follows_from(&problems);
+    let (causes, consequences): (Vec<_>, Vec<_>) = problems
+        .into_iter()
+        .zip(follows)
+        .partition(|(_, f)| f.is_none());
+    causes
+        .into_iter()
+        .chain(consequences)
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// A problem as JSON lists it: its fields and `follows`, the index of the
+/// problem it follows from in the same list (`null`: a cause).
+#[derive(Serialize)]
+struct Listed<'a> {
+    code: &'static str,
+    location: &'a Location,
+    message: &'a str,
+    follows: Option<usize>,
+}
+
+/// Serialize a list of problems with each one's `follows`.
+pub(crate) fn serialize_problems<S: Serializer>(
+    problems: &[Problem],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let follows = follows_from(problems);
+    s.collect_seq(problems.iter().zip(follows).map(|(p, follows)| Listed {
+        code: p.code,
+        location: &p.location,
+        message: &p.message,
+        follows,
+    }))
 }
 
 /// The image part of the output.
@@ -314,4 +757,123 @@ pub struct FindOutput {
     /// What the scan found and the handovers it decoded.
     #[serde(flatten)]
     pub found: Found,
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::string::ToString;
+    use alloc::vec;
+
+    use super::*;
+
+    fn problem(code: &'static str, location: Location) -> Problem {
+        Problem {
+            code,
+            location,
+            message: String::from("m"),
+        }
+    }
+
+    #[test]
+    fn checks_against_a_cut_set_follow_from_the_walk_problem() {
+        let entry = Location::RadixEntry {
+            level: 3,
+            table: 0x1000,
+            index: 2,
+            addr: 0x1010,
+        };
+        let list = vec![
+            problem("scratch-misaligned-entry", "scratch".into()),
+            problem("radix-cycle", entry.clone()),
+            problem("fdt-not-preserved", "fdt".into()),
+            problem(
+                "subtree-not-preserved",
+                Location::subtree("memblock", 0x5000),
+            ),
+            problem("preserved-in-scratch", "run".into()),
+        ];
+        assert_eq!(follows_from(&list), [None, None, Some(1), Some(1), None]);
+        let ordered = causes_first(list);
+        let codes: Vec<_> = ordered.iter().map(|p| p.code).collect();
+        assert_eq!(
+            codes,
+            [
+                "scratch-misaligned-entry",
+                "radix-cycle",
+                "preserved-in-scratch",
+                "fdt-not-preserved",
+                "subtree-not-preserved"
+            ]
+        );
+        assert_eq!(follows_from(&ordered), [None, None, None, Some(1), Some(1)]);
+        // Without a walk problem the same checks are causes; a radix-read
+        // while counting nodes (the walk was complete) stops nothing.
+        let list = vec![
+            problem("radix-read", Location::RadixTree { root: 0x1000 }),
+            problem("fdt-not-preserved", "fdt".into()),
+        ];
+        assert_eq!(follows_from(&list), [None, None]);
+    }
+
+    #[test]
+    fn a_blob_outside_the_image_is_the_cause_of_its_parts_problems() {
+        let kho_stub = Location::subtree("kho-stub", 0x7000);
+        let list = vec![
+            problem("kho-stub-blob", kho_stub.clone()),
+            problem(
+                "kexec-metadata",
+                Location::subtree("kexec-metadata", 0x7000),
+            ),
+            problem("subtree-outside-image", kho_stub.clone()),
+            problem("vmalloc", kho_stub.at(Part::FoliosInfo)),
+        ];
+        assert_eq!(follows_from(&list), [Some(2), None, None, Some(2)]);
+    }
+
+    #[test]
+    fn locations_read_as_before_in_text() {
+        let cases = [
+            (
+                Location::RootFdt {
+                    addr: 0x572000,
+                    offset: Some(0x4c),
+                },
+                "root FDT at 0x572000, byte offset 0x4c (physical 0x57204c)",
+            ),
+            (
+                Location::SetupData {
+                    addr: 0x2000,
+                    boot_params: Some(0x1000),
+                },
+                "setup_data entry at 0x2000 (boot_params at 0x1000)",
+            ),
+            (
+                Location::ScratchEntry {
+                    index: 1,
+                    addr: 0x10,
+                    array: 0,
+                    array_len: 0x30,
+                },
+                "scratch entry 1 at 0x10 (scratch array at 0x0+0x30)",
+            ),
+            (
+                Location::RadixNode {
+                    level: 0,
+                    addr: 0x9000,
+                },
+                "radix leaf 0x9000",
+            ),
+            (
+                Location::subtree("kho-stub", 0x5000).at(Part::Vmalloc {
+                    offset: 24,
+                    first: 0x6000,
+                }),
+                "subtree \"kho-stub\" at 0x5000, vmalloc descriptor at blob offset 24 (first chunk 0x6000)",
+            ),
+            (Location::Scan { bound: "decodes" }, "the scan (decodes)"),
+        ];
+        for (location, text) in cases {
+            assert_eq!(location.to_string(), text);
+        }
+    }
 }

@@ -1,4 +1,15 @@
-//! The human-readable form of an inspection: stable order, hex addresses.
+//! The human-readable form of an inspection, cause first: a verdict line
+//! (sound, or how many problems and the first cause), then the problems,
+//! each consequence under the problem it follows from
+//! ([`follows_from`](crate::report::follows_from)), then what was decoded
+//! (image, start, handover, root FDT, scratch areas, preserved set,
+//! subtrees). Stable order, hex addresses.
+//!
+//! The preserved set of a real handover has hundreds of runs: with
+//! [`Lists::First`] each long list (runs, the stub's folio records,
+//! `kho_test`'s folios) shows its first items and counts the rest;
+//! [`Lists::All`] shows every one (`render`, `render_report` and
+//! `render_find` do).
 
 use alloc::borrow::ToOwned;
 use alloc::format;
@@ -9,23 +20,116 @@ use core::fmt::Write as _;
 use crate::find::{Candidate, Found};
 use crate::report::{
     Content, FindOutput, HandoverInfo, ImageInfo, Output, Problem, Report, Start, Vmalloc,
+    follows_from,
 };
 
-/// The whole report as text.
+/// How much of each long list (runs, folio records, folios) the text
+/// shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lists {
+    /// Every item.
+    All,
+    /// The first `n` items of each list, then one line counting the rest.
+    First(usize),
+}
+
+impl Lists {
+    /// What `kho inspect` prints without `--verbose`: the first 16 items of
+    /// each list.
+    pub const SHORT: Lists = Lists::First(16);
+}
+
+/// The whole report as text, every list in full.
 pub fn render(out: &Output) -> String {
+    render_with(out, Lists::All)
+}
+
+/// The whole report as text, its long lists cut to `lists`.
+pub fn render_with(out: &Output, lists: Lists) -> String {
     let mut s = String::new();
+    verdict(&mut s, &out.report);
+    problems(&mut s, "problems", &out.report.problems);
+    s.push('\n');
     image_line(&mut s, &out.image);
     let _ = writeln!(s, "start: {}", describe_start(out.start));
-    report(&mut s, &out.report);
+    details(&mut s, &out.report, lists);
     s
 }
 
-/// A report alone (no image line, no start line): what a library caller
-/// that decoded memory of its own prints.
+/// A report alone (no image line, no start line), every list in full: what
+/// a library caller that decoded memory of its own prints.
 pub fn render_report(r: &Report) -> String {
+    render_report_with(r, Lists::All)
+}
+
+/// A report alone, its long lists cut to `lists`.
+pub fn render_report_with(r: &Report, lists: Lists) -> String {
     let mut s = String::new();
-    report(&mut s, r);
+    verdict(&mut s, r);
+    problems(&mut s, "problems", &r.problems);
+    s.push('\n');
+    details(&mut s, r, lists);
     s
+}
+
+/// The verdict line of one report: sound, with what it holds, or how many
+/// problems and the first cause.
+fn verdict(s: &mut String, r: &Report) {
+    if r.problems.is_empty() {
+        let mut what = Vec::new();
+        if let Some(v) = &r.abi_version {
+            what.push(format!("{v} handover"));
+        }
+        if let Some(p) = &r.preserved {
+            what.push(format!(
+                "{} run{} ({} page{}) preserved",
+                p.runs.len(),
+                plural(p.runs.len()),
+                p.pages,
+                plural(p.pages as usize)
+            ));
+        }
+        what.push(format!(
+            "{} subtree{}",
+            r.subtrees.len(),
+            plural(r.subtrees.len())
+        ));
+        let _ = writeln!(s, "verdict: sound: {}", what.join(", "));
+        return;
+    }
+    problems_verdict(s, &r.problems);
+}
+
+/// The first problem of `list` that follows from none.
+fn first_cause(list: &[Problem]) -> Option<&Problem> {
+    list.iter()
+        .zip(follows_from(list))
+        .find_map(|(p, f)| f.is_none().then_some(p))
+}
+
+/// "N problems (…); first cause: …" for `list`.
+fn problems_verdict(s: &mut String, list: &[Problem]) {
+    let first = first_cause(list);
+    let n = list.len();
+    let consequences = follows_from(list).iter().filter(|f| f.is_some()).count();
+    let causes = n - consequences;
+    let _ = write!(s, "verdict: {n} problem{}", plural(n));
+    if consequences > 0 {
+        let _ = write!(
+            s,
+            " ({causes} cause{}, {consequences} consequence{}); first cause",
+            plural(causes),
+            plural(consequences)
+        );
+    } else if n > 1 {
+        s.push_str("; first");
+    }
+    match first {
+        Some(p) => {
+            let _ = writeln!(s, ": {} at {}", p.code, p.location);
+        }
+        None => s.push('\n'),
+    }
 }
 
 fn image_line(s: &mut String, image: &ImageInfo) {
@@ -45,11 +149,22 @@ fn image_line(s: &mut String, image: &ImageInfo) {
     );
 }
 
-/// `--find`: what the scan saw, the candidates, then each decoded handover.
+/// `--find`: the verdict over the scan and every decoded handover, the
+/// problems of the scan, what the scan saw, the candidates, then each
+/// decoded handover (its own verdict, problems and details), every list in
+/// full.
 pub fn render_find(out: &FindOutput) -> String {
+    render_find_with(out, Lists::All)
+}
+
+/// `--find`'s text, its long lists cut to `lists`.
+pub fn render_find_with(out: &FindOutput, lists: Lists) -> String {
     let mut s = String::new();
-    image_line(&mut s, &out.image);
     let f: &Found = &out.found;
+    find_verdict(&mut s, f);
+    problems(&mut s, "problems of the scan", &f.problems);
+    s.push('\n');
+    image_line(&mut s, &out.image);
     let scan = &f.scan;
     let _ = writeln!(
         s,
@@ -92,7 +207,6 @@ pub fn render_find(out: &FindOutput) -> String {
             let _ = writeln!(s, "  … and {} more", f.skipped_total - listed);
         }
     }
-    problems(&mut s, "problems of the scan", &f.problems);
 
     for (i, d) in f.decoded.iter().enumerate() {
         let count = if f.decoded.len() > 1 {
@@ -105,9 +219,45 @@ pub fn render_find(out: &FindOutput) -> String {
         for note in &d.notes {
             let _ = writeln!(s, "note: {note}");
         }
-        report(&mut s, &d.report);
+        verdict(&mut s, &d.report);
+        problems(&mut s, "problems", &d.report.problems);
+        s.push('\n');
+        details(&mut s, &d.report, lists);
     }
     s
+}
+
+/// The verdict over the scan and every handover it decoded.
+fn find_verdict(s: &mut String, f: &Found) {
+    let decoded = f.decoded.len();
+    let in_decoded: usize = f.decoded.iter().map(|d| d.report.problems.len()).sum();
+    let total = f.problems.len() + in_decoded;
+    if total == 0 {
+        if decoded == 0 {
+            s.push_str("verdict: no KHO handover found\n");
+        } else {
+            let _ = writeln!(
+                s,
+                "verdict: sound: {decoded} handover{} found and decoded, no problem",
+                plural(decoded)
+            );
+        }
+        return;
+    }
+    // The scan's causes first, then each decoded handover's.
+    let first = first_cause(&f.problems).or_else(|| {
+        f.decoded
+            .iter()
+            .find_map(|d| first_cause(&d.report.problems))
+    });
+    let p = first.map_or_else(String::new, |p| format!(": {} at {}", p.code, p.location));
+    let _ = writeln!(
+        s,
+        "verdict: {total} problem{} ({} of the scan, {in_decoded} in {decoded} decoded handover{}); first cause{p}",
+        plural(total),
+        f.problems.len(),
+        plural(decoded)
+    );
 }
 
 /// One candidate line; `decoded`: the root FDTs decoded below.
@@ -192,13 +342,39 @@ fn candidate(s: &mut String, c: &Candidate, decoded: &[u64]) {
     }
 }
 
+/// The problems, each cause followed by the problems that follow from it
+/// (indented, `consequence:`).
 fn problems(s: &mut String, title: &str, list: &[Problem]) {
     if list.is_empty() {
-        let _ = writeln!(s, "\n{title}: none");
+        let _ = writeln!(s, "{title}: none");
+        return;
+    }
+    let follows = follows_from(list);
+    let consequences = follows.iter().filter(|f| f.is_some()).count();
+    if consequences == 0 {
+        let _ = writeln!(s, "{title} ({}):", list.len());
     } else {
-        let _ = writeln!(s, "\n{title} ({}):", list.len());
-        for p in list {
-            let _ = writeln!(s, "  {} at {}: {}", p.code, p.location, p.message);
+        let causes = list.len() - consequences;
+        let _ = writeln!(
+            s,
+            "{title} ({}: {causes} cause{}, {consequences} consequence{}):",
+            list.len(),
+            plural(causes),
+            plural(consequences)
+        );
+    }
+    let line = |s: &mut String, p: &Problem| {
+        let _ = writeln!(s, "{} at {}: {}", p.code, p.location, p.message);
+    };
+    for (i, (p, follows_one)) in list.iter().zip(&follows).enumerate() {
+        if follows_one.is_some() {
+            continue;
+        }
+        s.push_str("  ");
+        line(s, p);
+        for (q, _) in list.iter().zip(&follows).filter(|(_, f)| **f == Some(i)) {
+            s.push_str("    consequence: ");
+            line(s, q);
         }
     }
 }
@@ -216,7 +392,8 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn report(s: &mut String, r: &Report) {
+/// What the report decoded, in the handover's order.
+fn details(s: &mut String, r: &Report, lists: Lists) {
     if let Some(h) = &r.handover {
         let _ = writeln!(
             s,
@@ -281,13 +458,13 @@ fn report(s: &mut String, r: &Report) {
             "  {:>5}  {:<18}  {:<12}  {:>6}",
             "order", "address", "size", "blocks"
         );
-        for run in &p.runs {
+        list(s, &p.runs, lists, "runs", |s, run| {
             let _ = writeln!(
                 s,
                 "  {:>5}  {:<#18x}  {:<#12x}  {:>6}",
                 run.order, run.addr, run.size, run.blocks
             );
-        }
+        });
         if let Some(n) = &p.radix {
             let _ = writeln!(
                 s,
@@ -309,13 +486,29 @@ fn report(s: &mut String, r: &Report) {
             .size
             .map_or_else(|| "no blob-size".to_owned(), |n| format!("{n:#x} bytes"));
         let _ = write!(s, "  {} at {:#x} ({size}): ", t.name, t.addr);
-        subtree_content(s, &t.content);
+        subtree_content(s, &t.content, lists);
     }
-
-    problems(s, "problems", &r.problems);
 }
 
-fn subtree_content(s: &mut String, c: &Content) {
+/// `items`, one `line` each, cut to `lists` with a count of the rest.
+fn list<T>(s: &mut String, items: &[T], lists: Lists, what: &str, line: impl Fn(&mut String, &T)) {
+    let shown = match lists {
+        Lists::All => items.len(),
+        Lists::First(n) => n.min(items.len()),
+    };
+    for item in items.iter().take(shown) {
+        line(s, item);
+    }
+    if shown < items.len() {
+        let _ = writeln!(
+            s,
+            "  … and {} more {what} (--verbose lists them all)",
+            items.len() - shown
+        );
+    }
+}
+
+fn subtree_content(s: &mut String, c: &Content, lists: Lists) {
     match c {
         Content::Memblock { regions } => {
             let _ = writeln!(
@@ -354,7 +547,7 @@ fn subtree_content(s: &mut String, c: &Content) {
                 records.len(),
                 plural(records.len())
             );
-            for r in records {
+            list(s, records, lists, "records", |s, r| {
                 if r.count > 1 {
                     let _ = writeln!(
                         s,
@@ -367,14 +560,14 @@ fn subtree_content(s: &mut String, c: &Content) {
                         r.block,
                         r.checksum
                     );
-                    continue;
+                    return;
                 }
                 let _ = writeln!(
                     s,
                     "    folio {:#x} order {} filled by generation {} (block {}, checksum {:#018x})",
                     r.phys, r.order, r.generation, r.block, r.checksum
                 );
-            }
+            });
             match vmalloc {
                 Vmalloc::Area(v) => {
                     let _ = writeln!(
@@ -405,9 +598,9 @@ fn subtree_content(s: &mut String, c: &Content) {
                 "lib/test_kho.c data: {nr_folios} folio{}, csum {csum:#010x}",
                 plural(*nr_folios as usize)
             );
-            for f in folios {
+            list(s, folios, lists, "folios", |s, f| {
                 let _ = writeln!(s, "    folio {:#x} order {}", f.phys, f.order);
-            }
+            });
             if let Vmalloc::Area(v) = vmalloc {
                 let _ = writeln!(
                     s,

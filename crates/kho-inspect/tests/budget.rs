@@ -7,7 +7,7 @@ mod common;
 use std::time::Instant;
 
 use common::{BOMB_FDT, BOMB_ROOT, bomb};
-use kho_inspect::report::{Problem, Report};
+use kho_inspect::report::{Location, Problem, Report};
 use kho_inspect::{Image, Limits, Start};
 
 const BUDGET: &str = "budget-exceeded";
@@ -36,7 +36,11 @@ fn an_image_claiming_2_pow_50_bytes_stops_at_the_runs_limit() {
     assert_eq!(p.radix, None);
     let budget = budget_problems(&r);
     assert_eq!(budget.len(), 1, "{:#?}", r.problems);
-    assert_eq!(budget[0].location, format!("radix tree at {BOMB_ROOT:#x}"));
+    assert_eq!(budget[0].location, Location::RadixTree { root: BOMB_ROOT });
+    assert_eq!(
+        budget[0].location.to_string(),
+        format!("radix tree at {BOMB_ROOT:#x}")
+    );
     assert!(
         budget[0]
             .message
@@ -96,7 +100,8 @@ fn each_decoder_limit_is_named_with_its_value() {
         BOMB_FDT,
     );
     assert_eq!(budget.len(), 1, "{:#?}", r.problems);
-    assert_eq!(budget[0].location, "the image");
+    assert_eq!(budget[0].location, Location::Image);
+    assert_eq!(budget[0].location.to_string(), "the image");
     assert!(
         budget[0].message.starts_with(
             "decoding would read more than 0x8000 bytes of the image (the `bytes` limit)"
@@ -113,7 +118,8 @@ fn each_decoder_limit_is_named_with_its_value() {
     // only its count.
     let (r, budget) = with(Limits { problems: 0, ..d }, BOMB_ROOT);
     assert_eq!(r.problems, budget);
-    assert_eq!(budget[0].location, "the report");
+    assert_eq!(budget[0].location, Location::Report);
+    assert_eq!(budget[0].location.to_string(), "the report");
     assert_eq!(
         budget[0].message,
         "1 more problem found and not listed (the `problems` limit, 0)"
@@ -162,7 +168,13 @@ fn the_scan_stops_at_its_byte_budget() {
     let limit: Vec<_> = none
         .problems
         .iter()
-        .filter(|p| p.code == "find-limit" && p.location.contains("scan-bytes"))
+        .filter(|p| {
+            p.code == "find-limit"
+                && p.location
+                    == Location::Scan {
+                        bound: "scan-bytes",
+                    }
+        })
         .collect();
     assert_eq!(limit.len(), 1, "{:?}", none.problems);
     assert!(limit[0].message.contains("--max-scan-bytes"));
@@ -235,8 +247,9 @@ fn the_blocks_limit_stops_the_checks_of_a_long_extent() {
     assert_eq!(r.problems.len(), 1, "{:#?}", r.problems);
     let p = &r.problems[0];
     assert_eq!(p.code, BUDGET);
+    assert_eq!(p.location, Location::subtree("kho-stub", at.as_u64()));
     assert_eq!(
-        p.location,
+        p.location.to_string(),
         format!("subtree \"kho-stub\" at {:#x}", at.as_u64())
     );
     assert!(

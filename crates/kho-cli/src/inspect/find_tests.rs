@@ -416,7 +416,7 @@ fn past_a_limit_the_scan_says_so() {
         found
             .problems
             .iter()
-            .any(|p| p.location.contains("device trees"))
+            .any(|p| p.location.to_string().contains("device trees"))
     );
     // The x86 entry still names the FDT.
     assert_eq!(found.decoded.len(), 1);
@@ -461,7 +461,12 @@ fn random_magics_and_damage_never_panic() {
             f.write_u64(at, value);
         }
         let found = scan(&f);
-        assert!(found.problems.iter().all(|p| !p.location.is_empty()));
+        assert!(
+            found
+                .problems
+                .iter()
+                .all(|p| !p.location.to_string().is_empty())
+        );
         assert!(found.decoded.len() <= Limits::default().decodes);
         assert!(found.nothing_found().is_some() || !found.decoded.is_empty());
     }

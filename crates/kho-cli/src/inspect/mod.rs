@@ -24,6 +24,7 @@ use std::process::ExitCode;
 
 pub use image::Image;
 use kho_inspect::report::{FindOutput, Output};
+use kho_inspect::text::Lists;
 use kho_inspect::{Limits, Start, find};
 
 use crate::Error;
@@ -55,12 +56,25 @@ pub struct Args {
     /// Print the report as JSON (schema "kho-inspect/1", docs/DEBUGGING.md).
     #[arg(long)]
     pub json: bool,
+    /// List every run, folio record and folio (default: the first 16 of
+    /// each list, then a count of the rest; --json always lists all).
+    #[arg(long, short)]
+    pub verbose: bool,
     /// The decoder's budget (defaults in docs/DEBUGGING.md, "Budget").
     #[command(flatten)]
     pub budget: Budget,
 }
 
 impl Args {
+    /// How much of each long list the text shows.
+    pub fn lists(&self) -> Lists {
+        if self.verbose {
+            Lists::All
+        } else {
+            Lists::SHORT
+        }
+    }
+
     /// Where the decoder starts (`None`: `--find`).
     pub fn start(&self) -> Option<Start> {
         match (self.fdt, self.x86_boot_params, self.dtb) {
@@ -176,7 +190,7 @@ pub fn run(args: &Args) -> ExitCode {
             let text = if args.json {
                 kho_inspect::json::render(&out).map_err(|e| e.to_string())
             } else {
-                Ok(kho_inspect::text::render_find(&out))
+                Ok(kho_inspect::text::render_find_with(&out, args.lists()))
             };
             (text, out.found.is_sound())
         }
@@ -188,7 +202,7 @@ pub fn run(args: &Args) -> ExitCode {
             let text = if args.json {
                 kho_inspect::json::render(&out).map_err(|e| e.to_string())
             } else {
-                Ok(kho_inspect::text::render(&out))
+                Ok(kho_inspect::text::render_with(&out, args.lists()))
             };
             (text, out.report.problems.is_empty())
         }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use kho_inspect::inspect;
-use kho_inspect::report::{Content, Report, Start, Vmalloc};
+use kho_inspect::report::{Content, Location, Part, Report, Start, Vmalloc, follows_from};
 use kho_inspect::test_util::fixture::{self, BASE, Fixture, SCRATCH, SIZE};
 use kho_inspect::test_util::{Load, elf_core};
 use kho_mem::{PhysAddr, PhysMem};
@@ -321,7 +321,7 @@ fn a_radix_cycle_is_named_with_its_table_and_entry() {
     let (f, r) = corrupted(Fixture::corrupt_cycle);
     let p = problem(&r, "radix-cycle");
     assert!(
-        p.location.starts_with("radix level 4 table 0x"),
+        p.location.to_string().starts_with("radix level 4 table 0x"),
         "{}",
         p.location
     );
@@ -342,7 +342,7 @@ fn a_table_entry_outside_the_image_is_named() {
     let (_, r) = corrupted(Fixture::corrupt_entry_outside_image);
     let p = problem(&r, "radix-entry-outside-image");
     assert!(
-        p.location.starts_with("radix level 4 table"),
+        p.location.to_string().starts_with("radix level 4 table"),
         "{}",
         p.location
     );
@@ -363,10 +363,15 @@ fn a_wrong_compatible_is_named_with_its_byte_offset() {
     let p = &r.problems[0];
     assert!(
         p.location
+            .to_string()
             .starts_with(&format!("root FDT at {:#x}, byte offset 0x", f.fdt)),
         "{}",
         p.location
     );
+    assert!(matches!(
+        p.location,
+        Location::RootFdt { addr, offset: Some(_) } if addr == f.fdt
+    ));
     assert!(p.message.contains("kho-v9"), "{}", p.message);
     // The refused FDT is still shown, as a plain device tree.
     let rendered = r.fdt.as_ref().unwrap().rendered.as_ref().unwrap();
@@ -388,9 +393,19 @@ fn a_preserved_block_inside_scratch_is_named() {
     let (folio, _) = f.folios[3];
     assert!(
         p.location
+            .to_string()
             .contains(&format!("order-9 block(s) at {folio:#x}+0x200000")),
         "{}",
         p.location
+    );
+    assert_eq!(
+        p.location,
+        Location::PreservedRun {
+            order: 9,
+            addr: folio,
+            size: 0x20_0000,
+            blocks: 1
+        }
     );
     assert!(p.message.contains("scratch"), "{}", p.message);
     // Everything else still decodes.
@@ -417,7 +432,7 @@ fn every_problem_is_listed_not_just_the_first() {
     }
     let p = problem(&r, "scratch-misaligned-entry");
     assert!(
-        p.location.starts_with("scratch entry 0 at"),
+        p.location.to_string().starts_with("scratch entry 0 at"),
         "{}",
         p.location
     );
@@ -435,7 +450,15 @@ fn subtrees_and_records_must_be_preserved() {
     f.write_u64(record, BASE + (20 << 20));
     let r = inspect(&f.mem, Start::Fdt(f.fdt));
     let p = problem(&r, "kho-stub-record-not-preserved");
-    assert!(p.location.ends_with("record 0"), "{}", p.location);
+    assert!(
+        p.location.to_string().ends_with("record 0"),
+        "{}",
+        p.location
+    );
+    assert_eq!(
+        p.location,
+        Location::subtree("kho-stub", f.stub_blob).at(Part::Record { index: 0 })
+    );
 
     let mut f = fixture::build();
     f.mem
@@ -508,7 +531,75 @@ fn random_damage_never_panics() {
         ] {
             let r = inspect(&f.mem, start);
             // Whatever it found, it says where.
-            assert!(r.problems.iter().all(|p| !p.location.is_empty()));
+            assert!(
+                r.problems
+                    .iter()
+                    .all(|p| !p.location.to_string().is_empty())
+            );
         }
     }
+}
+
+/// One corrupt radix entry stops the walk: it is the one cause, and every
+/// check against the cut-short preserved set follows from it. The text
+/// says so first.
+#[test]
+fn a_corrupt_radix_entry_is_the_cause_of_the_failed_checks() {
+    let (f, r) = corrupted(Fixture::corrupt_misaligned_entry);
+    let follows = follows_from(&r.problems);
+    assert_eq!(r.problems[0].code, "radix-misaligned-entry");
+    let (_, level4) = f.first_entry(f.root);
+    let (entry, _) = f.first_entry(level4);
+    assert_eq!(
+        r.problems[0].location,
+        Location::RadixEntry {
+            level: 4,
+            table: level4,
+            index: ((entry - level4) / 8) as usize,
+            addr: entry,
+        }
+    );
+    assert_eq!(follows[0], None);
+    assert!(r.problems.len() > 5, "{:#?}", r.problems);
+    for (p, f) in r.problems.iter().zip(&follows).skip(1) {
+        assert!(p.code.ends_with("-not-preserved"), "{p:?}");
+        assert_eq!(*f, Some(0), "{p:?}");
+    }
+    let text = kho_inspect::text::render_report(&r);
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.starts_with(&format!(
+            "verdict: {} problems (1 cause, {} consequences); first cause: radix-misaligned-entry at radix level 4 table {level4:#x}",
+            r.problems.len(),
+            r.problems.len() - 1
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n    consequence: fdt-not-preserved at root FDT at "),
+        "{text}"
+    );
+}
+
+/// A blob outside the image: what its content decoder could not read
+/// follows from it, though the decoder finds it first.
+#[test]
+fn a_subtree_outside_the_image_is_the_cause_of_its_content_problems() {
+    let mut f = fixture::build();
+    let fdt = PhysAddr::new(f.fdt);
+    let mut page = vec![0u8; 4096];
+    f.mem.read(fdt, &mut page).unwrap();
+    let at = f.metadata_blob.to_le_bytes();
+    let off = page.windows(8).position(|w| w == at).unwrap();
+    let outside = BASE + SIZE + 0x1000;
+    f.mem
+        .write(PhysAddr::new(f.fdt + off as u64), &outside.to_le_bytes())
+        .unwrap();
+    let r = inspect(&f.mem, Start::Fdt(f.fdt));
+    assert_eq!(codes(&r), ["subtree-outside-image", "kexec-metadata"]);
+    assert_eq!(follows_from(&r.problems), [None, Some(0)]);
+    assert_eq!(
+        r.problems[0].location,
+        Location::subtree("kexec-metadata", outside)
+    );
 }
