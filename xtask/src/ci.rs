@@ -86,6 +86,8 @@ pub(crate) fn test() -> Result<()> {
     cmd!(sh, "cargo package --locked --allow-dirty {published...}")
         .run()
         .context("a publishable crate does not package or does not build from its .crate")?;
+    tracing::info!("step: each library crate used from its README alone (cargo xtask downstream)");
+    crate::downstream::run(&libs)?;
     tracing::info!("step: VM handover tests (every scenario in vm-images/, both arches)");
     vm::test_vm(&vm::TestVmArgs {
         arches: Vec::new(),

@@ -4,6 +4,7 @@
 //! See `cargo xtask --help` and docs/TESTING.md.
 
 mod ci;
+mod downstream;
 mod fixtures;
 mod fuzz;
 mod inspect;
@@ -50,6 +51,9 @@ enum Task {
     },
     /// Check repository conventions (every .rs file opens with a `//!` line).
     Tidy,
+    /// Build and run each library crate's README as a project of its own:
+    /// the README's [dependencies] block and example, nothing else.
+    Downstream,
     /// Fuzz the parsers of untrusted input (fuzz/, needs nightly; installs cargo-fuzz).
     Fuzz {
         /// One target (default: every target in fuzz/fuzz_targets).
@@ -145,6 +149,7 @@ fn main() -> ExitCode {
         Task::Ci => ci::lint().and_then(|()| ci::test()),
         Task::Fixtures { check } => fixtures::run(check),
         Task::Tidy => tidy::run(),
+        Task::Downstream => ci::library_crates().and_then(|c| downstream::run(&c)),
         Task::Fuzz {
             target,
             all: _,
