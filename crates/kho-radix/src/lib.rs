@@ -21,7 +21,8 @@
 //!   of coalesced [`PreservedRange`]s), both in key order (highest order
 //!   first, as upstream), both validating every entry and reporting
 //!   corruption as a named [`Error`] with level, entry and node. A
-//!   caller-provided [`VisitedSet`] detects shared nodes and bounds the work.
+//!   caller-provided [`VisitedSet`] detects shared nodes and bounds the
+//!   work; starting a walk clears it in constant time, whatever its size.
 //!   [`IncomingTree`] adopts a tree that passed the walk and answers the
 //!   restore side (is this block preserved, take it) from the tree's own
 //!   leaves: no per-block state, whatever the previous kernel preserved.
@@ -69,9 +70,14 @@
 //!
 //! # Design notes
 //!
-//! - **Overlap detection** needs no extra structure: the tree keeps a count
-//!   of blocks per order, and a new block is checked only against orders
-//!   that have blocks (see [`RadixTree`] for the cost).
+//! - **Overlap detection** uses the tree itself plus a small summary in the
+//!   [`RadixTree`] struct (about 6 KiB, exact at all times): a count of
+//!   blocks per order, so a block is checked only against orders that
+//!   have blocks; per order, the leaf word and level-1 table last used; a
+//!   directory of leaves that also remembers where none exists. A block's
+//!   own leaf word rules out most larger orders (a preserved neighbour of
+//!   the same order cannot be inside a larger block), and a page range is
+//!   checked once as a whole (see [`RadixTree`] for the cost).
 //! - **Shared nodes and cycles** on the incoming side: a table entry equal
 //!   to a node on the current path is a [`Error::Cycle`]; any other node
 //!   reached twice is a [`Error::SharedNode`], found with a hash set in the

@@ -3,22 +3,32 @@
 use core::ops::ControlFlow;
 
 use kho_abi::radix::{
-    BITMAP_SIZE_LOG2, BITMAP_WORDS, MAX_ORDER, ROOT_LEVEL, TABLE_ENTRIES, TABLE_SIZE_LOG2,
-    encode_key, leaf_bit, level_shift, table_index,
+    BITMAP_SIZE_LOG2, BITMAP_WORDS, MAX_ORDER, ORDER_0_LOG2, ROOT_LEVEL, TABLE_ENTRIES, leaf_bit,
+    level_shift, table_index,
 };
-use kho_mem::{Order, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, PhysMem};
+use kho_mem::{Order, PAGE_SIZE, Pfn, PhysAddr, PhysMem};
 
 use crate::walk::{Checks, Ranges, walk_with};
 use crate::{Error, PageBlocks, Result};
 
 /// Orders a key can encode (0 ..= [`MAX_ORDER`]).
 const NUM_ORDERS: usize = MAX_ORDER as usize + 1;
-/// Slots of the per-order path cache (order `o` uses slot `o % CACHE_SLOTS`).
-const CACHE_SLOTS: usize = 16;
-/// Marks the word cache empty: never the address of an aligned `u64`.
-const NO_WORD: u64 = u64::MAX;
+/// The lowest order whose keys are all below `2^BITMAP_SIZE_LOG2`: this
+/// order and every larger one share the leaf under the all-zero prefix
+/// (and some of its words), so they share one [`OrderView`].
+const SHARED_LEAF_ORDER: u32 = ORDER_0_LOG2 + 1 - BITMAP_SIZE_LOG2;
+/// [`OrderView`]s: one per order below [`SHARED_LEAF_ORDER`], one shared.
+const VIEWS: usize = SHARED_LEAF_ORDER as usize + 1;
+/// log2 of the leaf directory's slots.
+const DIR_LOG2: u32 = 8;
+/// Slots of the leaf directory.
+const DIR_SLOTS: usize = 1 << DIR_LOG2;
+/// A tag no key has (keys are below `2^53`): marks a cache entry empty.
+const NONE: u64 = u64::MAX;
 /// Byte mask of an offset inside a page.
 const PAGE_MASK: u64 = PAGE_SIZE as u64 - 1;
+/// Table entries (or leaf words) read at once by the range scans.
+const SCAN_CHUNK: usize = 64;
 
 /// How many radix nodes a tree uses.
 ///
@@ -40,18 +50,51 @@ pub struct NodeStats {
     pub freed: u64,
 }
 
-/// Where the last lookup of one order found its level-1 table and its leaf.
+/// What the tree last saw of one order (or of the orders sharing the
+/// all-zero leaf): the part of the per-order summary that follows the
+/// caller's position.
 ///
-/// `l1` is valid when non-zero and names the table for keys with
-/// `key >> level_shift(2) == l1_tag`; `leaf` likewise for
-/// `key >> BITMAP_SIZE_LOG2 == leaf_tag`. A valid `leaf` implies a valid
-/// `l1` on its path.
-#[derive(Clone, Copy, Debug, Default)]
-struct PathCache {
+/// Every entry is exact, not a hint: the tree is the only writer of its
+/// nodes and updates or drops an entry whenever it changes what the entry
+/// describes.
+#[derive(Clone, Copy, Debug)]
+struct OrderView {
+    /// `key >> level_shift(2)` of the keys whose level-1 table is `l1`
+    /// ([`NONE`]: nothing known).
     l1_tag: u64,
+    /// That level-1 table; 0 when the tree has none for `l1_tag`.
     l1: u64,
-    leaf_tag: u64,
+    /// `key >> 6` of the keys whose leaf word is `word` ([`NONE`]: nothing
+    /// known).
+    word_tag: u64,
+    /// The word's address; 0 when its leaf did not exist when the word was
+    /// read (`word` is then 0, and an insert looks the leaf up again).
+    word_addr: u64,
+    /// The word's value, as in memory.
+    word: u64,
+}
+
+impl OrderView {
+    const EMPTY: OrderView = OrderView {
+        l1_tag: NONE,
+        l1: 0,
+        word_tag: NONE,
+        word_addr: 0,
+        word: 0,
+    };
+}
+
+/// One slot of the leaf directory: the leaf of the keys with
+/// `key >> BITMAP_SIZE_LOG2 == tag`, or 0 when the tree has no such leaf.
+#[derive(Clone, Copy, Debug)]
+struct DirEntry {
+    /// [`NONE`]: empty slot.
+    tag: u64,
     leaf: u64,
+}
+
+impl DirEntry {
+    const EMPTY: DirEntry = DirEntry { tag: NONE, leaf: 0 };
 }
 
 /// The kho-v2 preserved-memory radix tree of the kernel that preserves.
@@ -59,7 +102,7 @@ struct PathCache {
 /// Every node is one page obtained from the [`PhysMem`] passed to each call;
 /// the tree owns those pages and assumes nothing else writes them. The
 /// struct itself holds the root address, node and block counters and a
-/// small lookup cache (about 1 KiB, no heap).
+/// summary of the tree (below), about 6 KiB and no heap.
 ///
 /// Guarantees beyond upstream:
 ///
@@ -73,14 +116,31 @@ struct PathCache {
 ///
 /// # Cost
 ///
-/// Preserving or unpreserving one block costs one leaf-word write when the
-/// block's leaf was the last one used for its order (a per-order cache keeps
-/// the path), and at most one six-level descent otherwise. When blocks of
-/// other orders are preserved, the overlap check adds, for each such order
-/// `o'`: a bit test if `o' > order` (the one block of order `o'` that could
-/// contain this one), or a scan of the `2^(order - o')` keys the block covers
-/// if `o' < order`, done on the tree structure: at most one node's 512
-/// entries or words, because an existing subtree is never empty.
+/// The tree keeps a per-order summary beside the nodes, exact at all
+/// times: for each order, the leaf word it last read or wrote (value and
+/// address) and the level-1 table above it, and a direct-mapped directory
+/// of leaves (256 slots, any order) that also remembers where no leaf
+/// exists. "Is any block of order `o'` in this range" is then answered
+/// from the summary when the range is in the remembered word, with one
+/// leaf read when the directory knows the leaf, and with a descent only
+/// otherwise.
+///
+/// - Preserving or unpreserving one block costs one leaf-word write when
+///   the word is the one last used for its order, one read more when the
+///   directory knows its leaf, and at most one six-level descent otherwise.
+/// - With blocks of other orders preserved, the overlap check asks, for
+///   each other order `o'` present, about the one block of order `o'` that
+///   could contain this one (`o' > order`), or about the `2^(order - o')`
+///   keys this block covers (`o' < order`): a bit test in the summary when
+///   the word is remembered, else a word (or, past 64 keys, a run of words
+///   or table entries) read. A larger order is skipped without a look when
+///   the block's own leaf word (read anyway) holds a preserved block of
+///   the same order that a block of order `o'` here would also cover:
+///   blocks never overlap, so there is none. In a set of interleaved folio
+///   sizes this skips most of them.
+/// - [`preserve_range`](RadixTree::preserve_range) asks once, per order
+///   present, whether anything overlaps the whole range; if nothing does,
+///   its blocks go in without per-block overlap checks.
 #[derive(Debug)]
 pub struct RadixTree {
     root: PhysAddr,
@@ -92,10 +152,10 @@ pub struct RadixTree {
     blocks: [u64; NUM_ORDERS],
     /// Bit `o` set iff `blocks[o] != 0`.
     present: u64,
-    cache: [PathCache; CACHE_SLOTS],
-    /// Write-through copy of the last leaf word read or written.
-    word_addr: u64,
-    word: u64,
+    /// Per order, what the tree last saw (see [`OrderView`]).
+    views: [OrderView; VIEWS],
+    /// Leaves by `key >> BITMAP_SIZE_LOG2`, direct-mapped.
+    dir: [DirEntry; DIR_SLOTS],
     /// Page 0 was handed out as a node: it cannot be one (a table entry of
     /// 0 means "empty"), so the tree keeps it allocated and unused.
     zero_page_held: bool,
@@ -107,9 +167,40 @@ const fn slot(node: u64, index: usize) -> u64 {
     node + 8 * index as u64
 }
 
+/// The [`OrderView`] of `order`.
+#[inline(always)]
+const fn view_of(order: u32) -> usize {
+    if order < SHARED_LEAF_ORDER {
+        order as usize
+    } else {
+        SHARED_LEAF_ORDER as usize
+    }
+}
+
+/// The directory slot of leaf tag `tag` (multiplicative hashing).
+#[inline(always)]
+const fn dir_index(tag: u64) -> usize {
+    (tag.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - DIR_LOG2)) as usize
+}
+
+/// Bits `lo ..= hi` (`lo <= hi < 64`) of a word.
+#[inline(always)]
+const fn bit_range(lo: u64, hi: u64) -> u64 {
+    (u64::MAX << lo) & (u64::MAX >> (63 - hi))
+}
+
 #[inline(always)]
 fn read<M: PhysMem + ?Sized>(mem: &M, addr: u64) -> Result<u64> {
     mem.read_u64(PhysAddr::new(addr))
+        .map_err(|source| Error::NodeAccess {
+            node: PhysAddr::new(addr & !PAGE_MASK),
+            source,
+        })
+}
+
+/// Read `out.len()` consecutive words of one node page.
+fn read_words<M: PhysMem + ?Sized>(mem: &M, addr: u64, out: &mut [u64]) -> Result<()> {
+    mem.read_u64s(PhysAddr::new(addr), out)
         .map_err(|source| Error::NodeAccess {
             node: PhysAddr::new(addr & !PAGE_MASK),
             source,
@@ -144,12 +235,12 @@ fn node_is_empty<M: PhysMem + ?Sized>(mem: &M, node: u64, hint: usize) -> Result
     Ok(true)
 }
 
-/// The key of the block at `pfn` of `order`; the caller has checked the
-/// alignment and the order.
+/// The key of the block at `pfn` of `order` (spec §3.3, as
+/// [`encode_key`](kho_abi::radix::encode_key) computes it); the caller has
+/// checked the alignment, the order and the frame number.
 #[inline(always)]
-fn key_of(pfn: u64, order: u32) -> u64 {
-    // `None` is unreachable for checked input; key 0 is never set.
-    encode_key(pfn << PAGE_SHIFT, order).unwrap_or_default()
+const fn key_of(pfn: u64, order: u32) -> u64 {
+    (1u64 << (ORDER_0_LOG2 - order)) | (pfn >> order)
 }
 
 /// `(pfn, order)` of a key found in our own tree.
@@ -160,6 +251,17 @@ fn block_of(key: u64) -> (Pfn, Order) {
             Order::try_new(order).unwrap_or(Order::ZERO),
         ),
         None => (Pfn::default(), Order::ZERO),
+    }
+}
+
+/// The overlap error for the block `(pfn, order)` and the preserved `key`.
+fn overlap(pfn: Pfn, order: Order, key: u64) -> Error {
+    let (existing_pfn, existing_order) = block_of(key);
+    Error::Overlap {
+        pfn,
+        order,
+        existing_pfn,
+        existing_order,
     }
 }
 
@@ -182,9 +284,8 @@ impl RadixTree {
             freed: 0,
             blocks: [0; NUM_ORDERS],
             present: 0,
-            cache: [PathCache::default(); CACHE_SLOTS],
-            word_addr: NO_WORD,
-            word: 0,
+            views: [OrderView::EMPTY; VIEWS],
+            dir: [DirEntry::EMPTY; DIR_SLOTS],
             zero_page_held: false,
         };
         tree.root = PhysAddr::new(tree.alloc_node(mem, ROOT_LEVEL)?);
@@ -244,22 +345,37 @@ impl RadixTree {
         order: Order,
     ) -> Result<()> {
         let o = self.check_block(pfn, order)?;
-        let key = key_of(pfn.as_u64(), o);
         if self.present & !(1u64 << o) != 0 {
-            self.check_overlap(mem, pfn, order)?;
+            // The block's own leaf word (read anyway) shows which larger
+            // orders cannot hold it.
+            let key = key_of(pfn.as_u64(), o);
+            let word = self.word_of(mem, key, view_of(o))?;
+            if word & (1u64 << (key % 64)) != 0 {
+                return Err(Error::AlreadyPreserved { pfn, order });
+            }
+            self.check_overlap(mem, pfn, order, word)?;
         }
-        let leaf = match self.cached_leaf(key, o) {
-            Some(leaf) => leaf,
-            None => self.leaf_for_insert(mem, key, o)?,
-        };
-        let bit = leaf_bit(key);
-        let addr = slot(leaf, bit / 64);
-        let mask = 1u64 << (bit % 64);
-        let word = self.read_word_cached(mem, addr)?;
+        self.insert(mem, pfn, order)
+    }
+
+    /// Set the bit of a checked block that overlaps no block of another
+    /// order; [`Error::AlreadyPreserved`] if it is set.
+    #[inline(always)]
+    fn insert<M: PhysMem + ?Sized>(&mut self, mem: &mut M, pfn: Pfn, order: Order) -> Result<()> {
+        let o = order.get();
+        let key = key_of(pfn.as_u64(), o);
+        let v = view_of(o);
+        let word = self.word_of(mem, key, v)?;
+        let mask = 1u64 << (key % 64);
         if word & mask != 0 {
             return Err(Error::AlreadyPreserved { pfn, order });
         }
-        self.write_word(mem, addr, word | mask)?;
+        let mut addr = self.views[v].word_addr;
+        if addr == 0 {
+            let leaf = self.leaf_for_insert(mem, key, v)?;
+            addr = slot(leaf, leaf_bit(key) / 64);
+        }
+        self.write_word(mem, key, v, addr, word | mask)?;
         if let Some(n) = self.blocks.get_mut(o as usize) {
             *n += 1;
         }
@@ -267,27 +383,20 @@ impl RadixTree {
         Ok(())
     }
 
-    /// The leaf for `key` if the cache knows it.
-    #[inline(always)]
-    fn cached_leaf(&self, key: u64, order: u32) -> Option<u64> {
-        let c = &self.cache[order as usize % CACHE_SLOTS];
-        (c.leaf != 0 && c.leaf_tag == key >> BITMAP_SIZE_LOG2).then_some(c.leaf)
-    }
-
-    /// The leaf for `key`, looked up in the tree and created if missing
-    /// (the slow path of [`preserve`](Self::preserve), kept out of line).
+    /// The leaf for `key`, created if missing (the slow path of
+    /// [`insert`](Self::insert), kept out of line).
     #[inline(never)]
     fn leaf_for_insert<M: PhysMem + ?Sized>(
         &mut self,
         mem: &mut M,
         key: u64,
-        order: u32,
+        v: usize,
     ) -> Result<u64> {
-        let leaf = self.find_leaf_cached(mem, key, order)?;
+        let leaf = self.leaf_of(mem, key, v)?;
         if leaf != 0 {
             return Ok(leaf);
         }
-        self.create_path(mem, key, order)
+        self.create_path(mem, key, v)
     }
 
     /// Remove the block of `2^order` pages at `pfn`, which must have been
@@ -309,29 +418,22 @@ impl RadixTree {
             return Err(not_preserved);
         }
         let key = key_of(pfn.as_u64(), o);
-        let leaf = match self.cached_leaf(key, o) {
-            Some(leaf) => leaf,
-            None => self.find_leaf_cached(mem, key, o)?,
-        };
-        if leaf == 0 {
-            return Err(not_preserved);
-        }
-        let bit = leaf_bit(key);
-        let addr = slot(leaf, bit / 64);
-        let mask = 1u64 << (bit % 64);
-        let word = self.read_word_cached(mem, addr)?;
-        if word & mask == 0 {
+        let v = view_of(o);
+        let word = self.word_of(mem, key, v)?;
+        let mask = 1u64 << (key % 64);
+        let addr = self.views[v].word_addr;
+        if word & mask == 0 || addr == 0 {
             return Err(not_preserved);
         }
         let word = word & !mask;
-        self.write_word(mem, addr, word)?;
+        self.write_word(mem, key, v, addr, word)?;
         if let Some(n) = self.blocks.get_mut(o as usize) {
             *n -= 1;
             if *n == 0 {
                 self.present &= !(1u64 << o);
             }
         }
-        if word == 0 && node_is_empty(mem, leaf, bit / 64)? {
+        if word == 0 && node_is_empty(mem, addr & !PAGE_MASK, leaf_bit(key) / 64)? {
             self.prune(mem, key)?;
         }
         Ok(())
@@ -341,6 +443,9 @@ impl RadixTree {
     /// aligned blocks [`PageBlocks`] yields (capped at
     /// [`max_order`](RadixTree::max_order)), all or nothing: on error every
     /// block this call inserted is removed again. `nr_pages == 0` is a no-op.
+    ///
+    /// The range is checked against every order present once; when nothing
+    /// overlaps it, its blocks are inserted without per-block checks.
     pub fn preserve_range<M: PhysMem + ?Sized>(
         &mut self,
         mem: &mut M,
@@ -348,8 +453,14 @@ impl RadixTree {
         nr_pages: u64,
     ) -> Result<()> {
         let blocks = PageBlocks::with_max_order(start, nr_pages, self.max_order)?;
+        let free = nr_pages == 0 || self.range_is_free(mem, start.as_u64(), nr_pages)?;
         for (done, (pfn, order)) in blocks.clone().enumerate() {
-            if let Err(err) = self.preserve(mem, pfn, order) {
+            let inserted = if free {
+                self.insert(mem, pfn, order)
+            } else {
+                self.preserve(mem, pfn, order)
+            };
+            if let Err(err) = inserted {
                 for (pfn, order) in blocks.take(done) {
                     // Cannot fail for blocks just inserted unless the
                     // PhysMem stopped backing our nodes; the first error is
@@ -373,7 +484,11 @@ impl RadixTree {
     ) -> Result<()> {
         let blocks = PageBlocks::with_max_order(start, nr_pages, self.max_order)?;
         for (pfn, order) in blocks.clone() {
-            if !self.is_preserved(mem, pfn, order)? {
+            let o = order.get();
+            let key = key_of(pfn.as_u64(), o);
+            if self.present & (1u64 << o) == 0
+                || self.word_of(mem, key, view_of(o))? & (1u64 << (key % 64)) == 0
+            {
                 return Err(Error::NotPreserved { pfn, order });
             }
         }
@@ -407,9 +522,9 @@ impl RadixTree {
         while orders != 0 {
             let o = orders.trailing_zeros();
             orders &= orders - 1;
-            let start = pfn.as_u64() & !((1u64 << o) - 1);
-            if self.test_key(mem, key_of(start, o), o)? {
-                return Ok(Some(block_of(key_of(start, o))));
+            let key = key_of(pfn.as_u64() & !((1u64 << o) - 1), o);
+            if self.test_key(mem, key, o)? {
+                return Ok(Some(block_of(key)));
             }
         }
         Ok(None)
@@ -464,32 +579,51 @@ impl RadixTree {
     }
 
     /// Reject the block if a preserved block of another order shares a page
-    /// with it.
-    #[inline(never)]
+    /// with it. Orders are checked larger ones first (ascending), then
+    /// smaller ones (ascending); the error names the first conflict found,
+    /// the lowest address within an order.
+    ///
+    /// `word` is the block's own leaf word. Blocks never overlap, so a
+    /// preserved block of the same order among the `2^(big - order)` that a
+    /// block of order `big` would cover rules that block out without a look
+    /// at its order.
+    #[inline(always)]
     fn check_overlap<M: PhysMem + ?Sized>(
         &mut self,
         mem: &M,
         pfn: Pfn,
         order: Order,
+        word: u64,
     ) -> Result<()> {
         let o = order.get();
+        let p = pfn.as_u64();
         let others = self.present & !(1u64 << o);
+        let bit = (p >> o) % 64;
+        // Same-order neighbours in the word; meaningless where the word
+        // holds keys of several orders (orders above 46, whose order bit is
+        // among the word's 6 index bits).
+        let siblings = if o + 6 <= ORDER_0_LOG2 { word } else { 0 };
         // Larger orders: only the one block of each that would contain us.
         let mut larger = others & !((2u64 << o) - 1);
         while larger != 0 {
             let big = larger.trailing_zeros();
             larger &= larger - 1;
-            let start = pfn.as_u64() & !((1u64 << big) - 1);
-            let key = key_of(start, big);
-            let leaf = self.find_leaf_cached(mem, key, big)?;
-            if leaf != 0 && self.test_bit(mem, leaf, key)? {
-                let (existing_pfn, existing_order) = block_of(key);
-                return Err(Error::Overlap {
-                    pfn,
-                    order,
-                    existing_pfn,
-                    existing_order,
-                });
+            let span = big - o;
+            if span >= 6 {
+                if siblings != 0 {
+                    // This block and every larger one covers the whole word.
+                    break;
+                }
+            } else {
+                let n = 1u64 << span;
+                let group = ((1u64 << n) - 1) << (bit & !(n - 1));
+                if siblings & group != 0 {
+                    continue;
+                }
+            }
+            let key = key_of(p & !((1u64 << big) - 1), big);
+            if self.word_of(mem, key, view_of(big))? & (1u64 << (key % 64)) != 0 {
+                return Err(overlap(pfn, order, key));
             }
         }
         // Smaller orders: any of the 2^(o - small) keys we cover.
@@ -497,171 +631,181 @@ impl RadixTree {
         while smaller != 0 {
             let small = smaller.trailing_zeros();
             smaller &= smaller - 1;
-            let first = key_of(pfn.as_u64(), small);
-            if let Some(key) = self.first_key_in(mem, first, o - small, small)? {
-                let (existing_pfn, existing_order) = block_of(key);
-                return Err(Error::Overlap {
-                    pfn,
-                    order,
-                    existing_pfn,
-                    existing_order,
-                });
+            let first = key_of(p, small);
+            let last = first + ((1u64 << (o - small)) - 1);
+            if let Some(key) = self.first_key_between(mem, first, last, view_of(small))? {
+                return Err(overlap(pfn, order, key));
             }
         }
         Ok(())
     }
 
-    /// The smallest preserved key in `[first, first + 2^span_log2)`;
-    /// `first` is aligned to `2^span_log2` and all keys have order `order`.
-    fn first_key_in<M: PhysMem + ?Sized>(
+    /// Whether no preserved block shares a page with
+    /// `[start, start + nr_pages)` (`nr_pages > 0`, the range checked by
+    /// [`PageBlocks`]).
+    fn range_is_free<M: PhysMem + ?Sized>(
         &mut self,
         mem: &M,
-        first: u64,
-        span_log2: u32,
-        order: u32,
+        start: u64,
+        nr_pages: u64,
+    ) -> Result<bool> {
+        let last = start + (nr_pages - 1);
+        let mut orders = self.present;
+        while orders != 0 {
+            let o = orders.trailing_zeros();
+            orders &= orders - 1;
+            let align = !((1u64 << o) - 1);
+            let lo = key_of(start & align, o);
+            let hi = key_of(last & align, o);
+            if self.first_key_between(mem, lo, hi, view_of(o))?.is_some() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The smallest preserved key in `lo ..= hi`, all keys of one order
+    /// (whose view is `v`).
+    fn first_key_between<M: PhysMem + ?Sized>(
+        &mut self,
+        mem: &M,
+        lo: u64,
+        hi: u64,
+        v: usize,
     ) -> Result<Option<u64>> {
-        if span_log2 <= BITMAP_SIZE_LOG2 {
+        if lo >> 6 == hi >> 6 {
+            // Inside one word: the summary may hold it.
+            let hits = self.word_of(mem, lo, v)? & bit_range(lo % 64, hi % 64);
+            return Ok((hits != 0).then(|| (lo & !63) | u64::from(hits.trailing_zeros())));
+        }
+        if lo >> BITMAP_SIZE_LOG2 == hi >> BITMAP_SIZE_LOG2 {
             // Inside one leaf.
-            let leaf = self.find_leaf_cached(mem, first, order)?;
+            let leaf = self.leaf_of(mem, lo, v)?;
             if leaf == 0 {
                 return Ok(None);
             }
-            let bit = leaf_bit(first);
-            if span_log2 < 6 {
-                let word = self.read_word(mem, slot(leaf, bit / 64))?;
-                let hits = word & (((1u64 << (1u32 << span_log2)) - 1) << (bit % 64));
-                return Ok((hits != 0).then(|| (first & !63) | u64::from(hits.trailing_zeros())));
-            }
-            let words = 1usize << (span_log2 - 6);
-            for w in bit / 64..bit / 64 + words {
-                let word = self.read_word(mem, slot(leaf, w))?;
-                if word != 0 {
-                    let base = (first >> BITMAP_SIZE_LOG2) << BITMAP_SIZE_LOG2;
-                    return Ok(Some(
-                        base | (w as u64 * 64 + u64::from(word.trailing_zeros())),
-                    ));
-                }
-            }
-            return Ok(None);
+            return leaf_first(mem, leaf, lo, hi);
         }
-        // Whole children of one table at `level`: each child covers
-        // 2^child_log2 keys, the table 2^(child_log2 + 9).
-        let level = 1 + (span_log2 - BITMAP_SIZE_LOG2 - 1) / TABLE_SIZE_LOG2;
-        let child_log2 = level_shift(level);
-        let node = find_node(mem, self.root.as_u64(), first, level)?;
-        if node == 0 {
-            return Ok(None);
-        }
-        let node_base = (first >> (child_log2 + TABLE_SIZE_LOG2)) << (child_log2 + TABLE_SIZE_LOG2);
-        let from = table_index(first, level);
-        for index in from..from + (1usize << (span_log2 - child_log2)) {
-            let child = read(mem, slot(node, index))?;
-            if child == 0 {
-                continue;
-            }
-            let base = node_base | ((index as u64) << child_log2);
-            if let Some(key) = leftmost_key(mem, child, level - 1, base)? {
-                return Ok(Some(key));
-            }
-        }
-        Ok(None)
+        tree_first(mem, self.root.as_u64(), ROOT_LEVEL, 0, lo, hi)
     }
 
-    /// Whether `key` is set, without touching the caches.
+    /// Whether `key` (of `order`) is set, without touching the summary.
     fn test_key<M: PhysMem + ?Sized>(&self, mem: &M, key: u64, order: u32) -> Result<bool> {
-        let leaf = self.find_leaf(mem, key, order)?.1;
-        if leaf == 0 {
-            return Ok(false);
-        }
-        self.test_bit(mem, leaf, key)
+        let v = view_of(order);
+        let view = &self.views[v];
+        let word = if view.word_tag == key >> 6 {
+            view.word
+        } else {
+            let leaf = self.peek_leaf(mem, key, v)?;
+            if leaf == 0 {
+                return Ok(false);
+            }
+            read(mem, slot(leaf, leaf_bit(key) / 64))?
+        };
+        Ok(word & (1u64 << (key % 64)) != 0)
     }
 
-    #[inline(always)]
-    fn test_bit<M: PhysMem + ?Sized>(&self, mem: &M, leaf: u64, key: u64) -> Result<bool> {
-        let bit = leaf_bit(key);
-        Ok(self.read_word(mem, slot(leaf, bit / 64))? & (1u64 << (bit % 64)) != 0)
-    }
-
-    /// The level-1 table and the leaf on `key`'s path (0 where absent),
-    /// using but not updating the cache.
-    #[inline(always)]
-    fn find_leaf<M: PhysMem + ?Sized>(&self, mem: &M, key: u64, order: u32) -> Result<(u64, u64)> {
-        let c = &self.cache[order as usize % CACHE_SLOTS];
-        if c.leaf != 0 && c.leaf_tag == key >> BITMAP_SIZE_LOG2 {
-            return Ok((c.l1, c.leaf));
+    /// The leaf of `key` (0 if absent), using but not updating the summary.
+    fn peek_leaf<M: PhysMem + ?Sized>(&self, mem: &M, key: u64, v: usize) -> Result<u64> {
+        let tag = key >> BITMAP_SIZE_LOG2;
+        let entry = self.dir[dir_index(tag)];
+        if entry.tag == tag {
+            return Ok(entry.leaf);
         }
-        let l1 = if c.l1 != 0 && c.l1_tag == key >> level_shift(2) {
-            c.l1
+        let view = &self.views[v];
+        let l1 = if view.l1_tag == key >> level_shift(2) {
+            view.l1
         } else {
             find_node(mem, self.root.as_u64(), key, 1)?
         };
         if l1 == 0 {
-            return Ok((0, 0));
+            return Ok(0);
         }
-        Ok((l1, read(mem, slot(l1, table_index(key, 1)))?))
+        read(mem, slot(l1, table_index(key, 1)))
     }
 
-    /// As [`find_leaf`](Self::find_leaf), remembering what it found; returns
-    /// the leaf (0 if absent).
+    /// The leaf word holding `key`'s bit (0 if its leaf does not exist);
+    /// the view `v` of `key`'s order remembers it afterwards.
+    #[inline(always)]
+    fn word_of<M: PhysMem + ?Sized>(&mut self, mem: &M, key: u64, v: usize) -> Result<u64> {
+        let view = &self.views[v];
+        if view.word_tag == key >> 6 {
+            return Ok(view.word);
+        }
+        self.load_word(mem, key, v)
+    }
+
+    /// [`word_of`](Self::word_of) when the view holds another word.
     #[inline(never)]
-    fn find_leaf_cached<M: PhysMem + ?Sized>(
-        &mut self,
-        mem: &M,
-        key: u64,
-        order: u32,
-    ) -> Result<u64> {
-        let c = &self.cache[order as usize % CACHE_SLOTS];
-        if c.leaf != 0 && c.leaf_tag == key >> BITMAP_SIZE_LOG2 {
-            return Ok(c.leaf);
+    fn load_word<M: PhysMem + ?Sized>(&mut self, mem: &M, key: u64, v: usize) -> Result<u64> {
+        let leaf = self.leaf_of(mem, key, v)?;
+        let (addr, word) = if leaf == 0 {
+            (0, 0)
+        } else {
+            let addr = slot(leaf, leaf_bit(key) / 64);
+            (addr, read(mem, addr)?)
+        };
+        let view = &mut self.views[v];
+        view.word_tag = key >> 6;
+        view.word_addr = addr;
+        view.word = word;
+        Ok(word)
+    }
+
+    /// The leaf of `key` (0 if absent), from the directory or the tree;
+    /// the directory remembers it afterwards, absent or not.
+    #[inline(always)]
+    fn leaf_of<M: PhysMem + ?Sized>(&mut self, mem: &M, key: u64, v: usize) -> Result<u64> {
+        let tag = key >> BITMAP_SIZE_LOG2;
+        let entry = self.dir[dir_index(tag)];
+        if entry.tag == tag {
+            return Ok(entry.leaf);
         }
-        let (l1, leaf) = self.find_leaf(mem, key, order)?;
-        if l1 != 0 {
-            self.remember_path(key, order, l1, leaf);
-        }
+        let leaf = self.find_leaf(mem, key, v)?;
+        self.dir[dir_index(tag)] = DirEntry { tag, leaf };
         Ok(leaf)
     }
 
-    /// Cache the level-1 table and leaf that `key` of `order` reaches.
-    fn remember_path(&mut self, key: u64, order: u32, l1: u64, leaf: u64) {
-        self.cache[order as usize % CACHE_SLOTS] = PathCache {
-            l1_tag: key >> level_shift(2),
-            l1,
-            leaf_tag: key >> BITMAP_SIZE_LOG2,
-            leaf,
+    /// Look the leaf of `key` up in the tree, through the level-1 table the
+    /// view `v` remembers (and remembering the one found).
+    fn find_leaf<M: PhysMem + ?Sized>(&mut self, mem: &M, key: u64, v: usize) -> Result<u64> {
+        let l1_tag = key >> level_shift(2);
+        let view = &self.views[v];
+        let l1 = if view.l1_tag == l1_tag {
+            view.l1
+        } else {
+            let l1 = find_node(mem, self.root.as_u64(), key, 1)?;
+            let view = &mut self.views[v];
+            view.l1_tag = l1_tag;
+            view.l1 = l1;
+            l1
         };
-    }
-
-    #[inline(always)]
-    fn read_word<M: PhysMem + ?Sized>(&self, mem: &M, addr: u64) -> Result<u64> {
-        if addr == self.word_addr {
-            return Ok(self.word);
+        if l1 == 0 {
+            return Ok(0);
         }
-        read(mem, addr)
+        read(mem, slot(l1, table_index(key, 1)))
     }
 
-    #[inline(always)]
-    fn read_word_cached<M: PhysMem + ?Sized>(&mut self, mem: &M, addr: u64) -> Result<u64> {
-        if addr != self.word_addr {
-            self.word = read(mem, addr)?;
-            self.word_addr = addr;
-        }
-        Ok(self.word)
-    }
-
+    /// Write a leaf word of the view `v` (at `addr`, holding `key`'s bit),
+    /// keeping the view's copy equal to memory.
     #[inline(always)]
     fn write_word<M: PhysMem + ?Sized>(
         &mut self,
         mem: &mut M,
+        key: u64,
+        v: usize,
         addr: u64,
         value: u64,
     ) -> Result<()> {
+        let view = &mut self.views[v];
         if let Err(err) = write(mem, addr, value) {
             // Memory is the truth: forget the copy.
-            self.word_addr = NO_WORD;
+            view.word_tag = NONE;
             return Err(err);
         }
-        self.word_addr = addr;
-        self.word = value;
+        view.word_tag = key >> 6;
+        view.word_addr = addr;
+        view.word = value;
         Ok(())
     }
 
@@ -684,12 +828,7 @@ impl RadixTree {
     /// Allocate and link the missing nodes of `key`'s path; returns the new
     /// leaf. Every node is allocated before any is linked, and the existing
     /// tree is touched by a single write (the anchor entry), last.
-    fn create_path<M: PhysMem + ?Sized>(
-        &mut self,
-        mem: &mut M,
-        key: u64,
-        order: u32,
-    ) -> Result<u64> {
+    fn create_path<M: PhysMem + ?Sized>(&mut self, mem: &mut M, key: u64, v: usize) -> Result<u64> {
         let mut node = self.root.as_u64();
         let mut level = ROOT_LEVEL;
         loop {
@@ -698,6 +837,7 @@ impl RadixTree {
                 break;
             }
             if level == 1 {
+                self.learn_leaf(key, v, node, child);
                 return Ok(child);
             }
             node = child;
@@ -730,8 +870,27 @@ impl RadixTree {
         self.leaves += 1;
         let leaf = new[count - 1];
         let l1 = if count >= 2 { new[count - 2] } else { node };
-        self.remember_path(key, order, l1, leaf);
+        self.learn_leaf(key, v, l1, leaf);
         Ok(leaf)
+    }
+
+    /// Record in the summary that `key`'s level-1 table is `l1` and its
+    /// leaf is `leaf` (both exist now).
+    fn learn_leaf(&mut self, key: u64, v: usize, l1: u64, leaf: u64) {
+        let tag = key >> BITMAP_SIZE_LOG2;
+        self.dir[dir_index(tag)] = DirEntry { tag, leaf };
+        let l1_tag = key >> level_shift(2);
+        // Orders above 28 share level-1 tables: every view may know this one.
+        for view in &mut self.views {
+            if view.l1_tag == l1_tag {
+                view.l1 = l1;
+            }
+        }
+        let view = &mut self.views[v];
+        if view.l1_tag == NONE {
+            view.l1_tag = l1_tag;
+            view.l1 = l1;
+        }
     }
 
     /// Free the (empty) leaf of `key` and every table the removal empties;
@@ -753,7 +912,7 @@ impl RadixTree {
             let child = path[level as usize - 1];
             let index = table_index(key, level);
             write(mem, slot(parent, index), 0)?;
-            self.forget(child);
+            self.forget(key, level - 1, child);
             mem.free_page(PhysAddr::new(child))
                 .map_err(|source| Error::NodeAccess {
                     node: PhysAddr::new(child),
@@ -772,17 +931,24 @@ impl RadixTree {
         Ok(())
     }
 
-    /// Drop every cached reference to a node about to be freed.
-    fn forget(&mut self, node: u64) {
-        for c in &mut self.cache {
-            if c.l1 == node {
-                *c = PathCache::default();
-            } else if c.leaf == node {
-                c.leaf = 0;
+    /// Update the summary for `node`, the node at `level` on `key`'s path,
+    /// which is being unlinked (it is empty, so is everything it covered).
+    fn forget(&mut self, key: u64, level: u32, node: u64) {
+        if level == 0 {
+            let tag = key >> BITMAP_SIZE_LOG2;
+            let entry = &mut self.dir[dir_index(tag)];
+            if entry.tag == tag {
+                entry.leaf = 0;
             }
         }
-        if self.word_addr & !PAGE_MASK == node {
-            self.word_addr = NO_WORD;
+        for view in &mut self.views {
+            // The tags stay valid: there is no such node any more.
+            if view.l1 == node {
+                view.l1 = 0;
+            }
+            if view.word_addr != 0 && view.word_addr & !PAGE_MASK == node {
+                view.word_addr = 0;
+            }
         }
     }
 }
@@ -799,6 +965,81 @@ fn find_node<M: PhysMem + ?Sized>(mem: &M, root: u64, key: u64, level: u32) -> R
         at -= 1;
     }
     Ok(node)
+}
+
+/// The smallest key set in `leaf` within `lo ..= hi` (both keys of this
+/// leaf).
+fn leaf_first<M: PhysMem + ?Sized>(mem: &M, leaf: u64, lo: u64, hi: u64) -> Result<Option<u64>> {
+    let base = lo & !((1u64 << BITMAP_SIZE_LOG2) - 1);
+    let first = leaf_bit(lo) / 64;
+    let last = leaf_bit(hi) / 64;
+    let mut buf = [0u64; SCAN_CHUNK];
+    let mut w = first;
+    while w <= last {
+        let n = (last + 1 - w).min(SCAN_CHUNK);
+        let words = &mut buf[..n];
+        read_words(mem, slot(leaf, w), words)?;
+        for (i, &word) in words.iter().enumerate() {
+            let at = w + i;
+            let mut bits = word;
+            if at == first {
+                bits &= u64::MAX << (lo % 64);
+            }
+            if at == last {
+                bits &= u64::MAX >> (63 - hi % 64);
+            }
+            if bits != 0 {
+                return Ok(Some(
+                    base | (at as u64 * 64 + u64::from(bits.trailing_zeros())),
+                ));
+            }
+        }
+        w += n;
+    }
+    Ok(None)
+}
+
+/// The smallest key set under the table `node` at `level` (whose keys
+/// share the bits of `base` above the level) within `lo ..= hi`.
+fn tree_first<M: PhysMem + ?Sized>(
+    mem: &M,
+    node: u64,
+    level: u32,
+    base: u64,
+    lo: u64,
+    hi: u64,
+) -> Result<Option<u64>> {
+    let shift = level_shift(level);
+    let span = (1u64 << shift) - 1;
+    let first = table_index(lo, level);
+    let last = table_index(hi, level);
+    let mut buf = [0u64; SCAN_CHUNK];
+    let mut index = first;
+    while index <= last {
+        let n = (last + 1 - index).min(SCAN_CHUNK);
+        let entries = &mut buf[..n];
+        read_words(mem, slot(node, index), entries)?;
+        for (i, &child) in entries.iter().enumerate() {
+            if child == 0 {
+                continue;
+            }
+            let child_base = base | (((index + i) as u64) << shift);
+            let (from, to) = (lo.max(child_base), hi.min(child_base | span));
+            let found = if level == 1 {
+                leaf_first(mem, child, from, to)?
+            } else if from == child_base && to == child_base | span {
+                // A whole subtree: never empty in our tree.
+                leftmost_key(mem, child, level - 1, child_base)?
+            } else {
+                tree_first(mem, child, level - 1, child_base, from, to)?
+            };
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        index += n;
+    }
+    Ok(None)
 }
 
 /// The smallest key set under `node` (at `level`, 0 = leaf) whose keys
