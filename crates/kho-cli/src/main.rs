@@ -23,8 +23,8 @@ enum Command {
     /// subtrees (exit 1 if there is a problem). With --find, locate the
     /// handover first.
     Inspect(kho_cli::inspect::Args),
-    /// Print a KHO FDT blob: kho-rs's canonical review rendering (exit 1
-    /// on bad input).
+    /// Print a KHO FDT blob: kho-rs's canonical review rendering, or with
+    /// --dts source dtc compiles back to the blob (exit 1 on bad input).
     FdtDump(kho_cli::fdt_dump::Args),
 }
 

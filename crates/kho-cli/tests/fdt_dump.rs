@@ -1,4 +1,5 @@
-//! `kho fdt-dump` as users run it: exit status, output and one-line errors.
+//! `kho fdt-dump` as users run it: exit status, output and one-line errors;
+//! `--dts` compiled back by dtc.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -299,4 +300,216 @@ fn refuses_devices_directories_and_oversized_files() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("8192 bytes: larger than"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+// --- `--dts`: source dtc compiles back to the blob ------------------------
+
+/// `dtc` from PATH. Its absence fails the test with the package to install
+/// (`cargo xtask test` installs it): a skipped interop test proves nothing.
+fn dtc() -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("dtc"))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "dtc is not on PATH: install the Debian package device-tree-compiler \
+             (`cargo xtask test` installs it when it is missing)"
+        )
+    })
+}
+
+/// `kho fdt-dump --dts [--raw] FILE`, then `dtc -I dts -O dtb` of its
+/// output: the compiled blob (dtc must accept the source without a word).
+fn dts_round_trip(name: &str, blob: &[u8], raw: bool) -> (String, Vec<u8>) {
+    let path = write_blob(&format!("{name}.dtb"), blob);
+    let args: &[&str] = if raw { &["--dts", "--raw"] } else { &["--dts"] };
+    let out = dump(&path, args);
+    assert_eq!(out.status.code(), Some(0), "{name}: {out:?}");
+    let dts = String::from_utf8(out.stdout).unwrap();
+    let source = scratch_dir().join(format!("{name}.dts"));
+    std::fs::write(&source, &dts).unwrap();
+    let compiled = scratch_dir().join(format!("{name}.compiled.dtb"));
+    let dtc = Command::new(dtc())
+        .args(["-I", "dts", "-O", "dtb", "-o"])
+        .arg(&compiled)
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(
+        dtc.status.success() && dtc.stderr.is_empty(),
+        "{name}: dtc refused or warned:\n{}\n{dts}",
+        String::from_utf8_lossy(&dtc.stderr)
+    );
+    (dts, std::fs::read(&compiled).unwrap())
+}
+
+/// The tree of a blob, node by node and property by property in blob
+/// order, and its memory reservations: what `--dts` must keep.
+fn tree(blob: &[u8]) -> Vec<String> {
+    fn walk(n: fdt::node::FdtNode<'_, '_>, path: &str, out: &mut Vec<String>) {
+        out.push(format!("node {path}"));
+        for p in n.properties() {
+            out.push(format!("{path}:{} = {:02x?}", p.name, p.value));
+        }
+        for c in n.children() {
+            walk(
+                c,
+                &format!("{}/{}", path.trim_end_matches('/'), c.name),
+                out,
+            );
+        }
+    }
+    let fdt = fdt::Fdt::new(blob).unwrap();
+    let mut out: Vec<String> = fdt
+        .memory_reservations()
+        .map(|r| format!("memreserve {:p}+{:#x}", r.address(), r.size()))
+        .collect();
+    walk(fdt.find_node("/").unwrap(), "/", &mut out);
+    out
+}
+
+/// Every blob dtc made (the fixtures of kho-fdt and kho-memblock) comes
+/// back byte for byte.
+#[test]
+fn dts_of_a_dtc_made_blob_compiles_back_byte_for_byte() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let fixtures = [
+        ("kho-fdt/tests/dtb/kho-v2-basic.dtb", false),
+        ("kho-fdt/tests/dtb/kho-v3-blob-size.dtb", false),
+        ("kho-fdt/tests/dtb/kho-v4-linux-order.dtb", false),
+        // Refused as a KHO root (4-byte memory map), any FDT with --raw.
+        ("kho-fdt/tests/dtb/kho-v2-cell-map.dtb", true),
+        ("kho-fdt/tests/dtb/memblock-v1.dtb", true),
+        ("kho-memblock/tests/dtb/memblock-v1-libfdt-like.dtb", true),
+    ];
+    for (file, raw) in fixtures {
+        let blob = std::fs::read(root.join(file)).unwrap();
+        let name = file.replace('/', "-");
+        let (dts, compiled) = dts_round_trip(&name, &blob, raw);
+        assert!(
+            compiled == blob,
+            "{file}: dtc made a different blob of\n{dts}"
+        );
+    }
+}
+
+/// Blobs kho-rs and vm-fdt write come back with the same tree, node for
+/// node and property for property, and here byte for byte.
+#[test]
+fn dts_of_a_written_blob_compiles_back_to_the_same_tree() {
+    let mut blobs = Vec::new();
+    for version in AbiVersion::ALL {
+        let mut b = KhoFdtBuilder::new(version, PhysAddr::new(0x4100_0000));
+        b.add_subtree("memblock", PhysAddr::new(0x4123_4000), Some(0xca))
+            .unwrap();
+        b.add_subtree("kexec-metadata", PhysAddr::new(0x4123_5000), Some(0x49))
+            .unwrap();
+        blobs.push((format!("builder-{version}"), b.build().unwrap(), false));
+    }
+    blobs.push((
+        "v4-linux-order-hand-built".to_owned(),
+        hand_built(
+            &[
+                ("compatible", compat("kho-v4")),
+                ("preserved-memory-map", le64(0x4100_0000)),
+            ],
+            &[
+                (
+                    "memblock",
+                    vec![
+                        ("blob-size", le64(0xca)),
+                        ("preserved-data", le64(0x4123_4000)),
+                    ],
+                ),
+                (
+                    "kexec-metadata",
+                    vec![
+                        ("blob-size", le64(0x49)),
+                        ("preserved-data", le64(0x4123_5000)),
+                    ],
+                ),
+            ],
+        ),
+        false,
+    ));
+    // A boot DTB: cells, strings, an empty property, memory reservations.
+    let reserved = [
+        vm_fdt::FdtReserveEntry::new(0x4800_0000, 0x1000).unwrap(),
+        vm_fdt::FdtReserveEntry::new(0x4900_0000, 0x20_0000).unwrap(),
+    ];
+    let mut w = FdtWriter::new_with_mem_reserv(&reserved).unwrap();
+    let r = w.begin_node("").unwrap();
+    w.property_u32("#address-cells", 2).unwrap();
+    w.property_u32("#size-cells", 2).unwrap();
+    w.property_string_list("compatible", vec!["linux,dummy-virt".into(), "virt".into()])
+        .unwrap();
+    let m = w.begin_node("memory@40000000").unwrap();
+    w.property_string("device_type", "memory").unwrap();
+    w.property_array_u64("reg", &[0x4000_0000, 0x2000_0000])
+        .unwrap();
+    w.end_node(m).unwrap();
+    let c = w.begin_node("chosen").unwrap();
+    w.property_string("bootargs", "kho=on \"quoted\" back\\slash")
+        .unwrap();
+    w.property_null("linux,initrd-none").unwrap();
+    w.property("odd", &[1, 2, 3]).unwrap();
+    w.end_node(c).unwrap();
+    w.end_node(r).unwrap();
+    blobs.push(("boot-dtb".to_owned(), w.finish().unwrap(), true));
+
+    for (name, blob, raw) in blobs {
+        let (dts, compiled) = dts_round_trip(&name, &blob, raw);
+        assert_eq!(tree(&compiled), tree(&blob), "{name}:\n{dts}");
+        // These writers lay a blob out as dtc does (header, reservations,
+        // structure, strings in first-use order, no padding): the bytes
+        // agree too. A strings table dtc would share differently (dtc
+        // reuses the tail of a longer name) would differ here only.
+        assert!(compiled == blob, "{name}: same tree, other bytes:\n{dts}");
+    }
+}
+
+/// `--dts` keeps the blob's order where the canonical rendering sorts, and
+/// says nothing dtc cannot read.
+#[test]
+fn dts_keeps_the_blob_order_and_the_canonical_rendering_sorts() {
+    let blob =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../kho-fdt/tests/dtb/kho-v4-linux-order.dtb");
+    let dts = String::from_utf8(dump(&blob, &["--dts"]).stdout).unwrap();
+    let canonical = String::from_utf8(dump(&blob, &[]).stdout).unwrap();
+    let order = |text: &str| {
+        ["memblock {", "kho_test {", "kexec-metadata {"].map(|n| text.find(n).unwrap())
+    };
+    let [m, t, k] = order(&dts);
+    assert!(m < t && t < k, "{dts}");
+    let [m, t, k] = order(&canonical);
+    assert!(k < t && t < m, "{canonical}");
+    assert!(!dts.contains("le64:0x00000000000000ca;"), "{dts}");
+    assert!(
+        dts.contains("\t\tblob-size = [ca 00 00 00 00 00 00 00]; // le64:0x00000000000000ca\n"),
+        "{dts}"
+    );
+    assert!(canonical.contains("blob-size = le64:0x00000000000000ca;"));
+}
+
+/// Bad input is the same one-line error with `--dts`.
+#[test]
+fn dts_of_bad_input_is_a_one_line_error() {
+    let no_size = hand_built(
+        &[
+            ("compatible", compat("kho-v4")),
+            ("preserved-memory-map", le64(0x4100_0000)),
+        ],
+        &[("memblock", vec![("preserved-data", le64(0x4123_4000))])],
+    );
+    let path = write_blob("dts-no-blob-size.dtb", &no_size);
+    let out = dump(&path, &["--dts"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("blob-size") && err.contains("kho-v4"), "{err}");
+    let out = dump(Path::new("/dev/zero"), &["--dts"]);
+    assert_eq!(out.status.code(), Some(1));
 }

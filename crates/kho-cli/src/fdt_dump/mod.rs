@@ -1,5 +1,6 @@
-//! `kho fdt-dump FILE`: print a KHO FDT blob for review; the command line
-//! of `kho_inspect::fdt_dump`, which renders.
+//! `kho fdt-dump FILE`: print a KHO FDT blob, as kho-rs's canonical review
+//! rendering (`kho_inspect::fdt_dump`, the one snapshots use) or with
+//! `--dts` as source dtc compiles back to the blob ([`dts`]).
 //!
 //! The input is untrusted and read with bounds: only regular files, at
 //! most [`MAX_ROOT`] bytes for a KHO root FDT (one page) or [`MAX_RAW`]
@@ -8,6 +9,8 @@
 //! (`/dev/zero`) or a directory is refused with one line instead of being
 //! read without end. A reader that closes the pipe early (`| head`) ends
 //! the output quietly.
+
+pub mod dts;
 
 use std::fs::File;
 use std::io::Read;
@@ -24,6 +27,12 @@ pub struct Args {
     /// Render any valid FDT (e.g. a client sub-blob) without the KHO root checks.
     #[arg(long)]
     pub raw: bool,
+    /// Print DTS source that `dtc -I dts -O dtb` compiles back to the blob:
+    /// the blob's own node and property order, little-endian values as
+    /// bytes with their le64 value in a comment (default: kho-rs's
+    /// canonical review rendering, which dtc cannot compile).
+    #[arg(long)]
+    pub dts: bool,
 }
 
 /// Read `file` if it is a regular file of at most `max` bytes.
@@ -65,7 +74,13 @@ pub fn run(args: &Args) -> ExitCode {
         Ok(b) => b,
         Err(e) => return crate::fail(format_args!("{file}: {e}")),
     };
-    let text = match kho_inspect::fdt_dump::render(&bytes, args.raw) {
+    let text = if args.dts {
+        dts::render(&bytes, args.raw)
+    } else {
+        kho_inspect::fdt_dump::render(&bytes, args.raw)
+            .map_err(|e| crate::Error::new(e.to_string()))
+    };
+    let text = match text {
         Ok(text) => text,
         Err(e) => return crate::fail(format_args!("{file}: {e}")),
     };
