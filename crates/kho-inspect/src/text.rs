@@ -251,12 +251,21 @@ fn find_verdict(s: &mut String, f: &Found) {
             .find_map(|d| first_cause(&d.report.problems))
     });
     let p = first.map_or_else(String::new, |p| format!(": {} at {}", p.code, p.location));
+    let mut parts = Vec::new();
+    if !f.problems.is_empty() {
+        parts.push(format!("{} of the scan", f.problems.len()));
+    }
+    if in_decoded > 0 {
+        parts.push(format!(
+            "{in_decoded} in {decoded} decoded handover{}",
+            plural(decoded)
+        ));
+    }
     let _ = writeln!(
         s,
-        "verdict: {total} problem{} ({} of the scan, {in_decoded} in {decoded} decoded handover{}); first cause{p}",
+        "verdict: {total} problem{} ({}); first cause{p}",
         plural(total),
-        f.problems.len(),
-        plural(decoded)
+        parts.join(", ")
     );
 }
 
