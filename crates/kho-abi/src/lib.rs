@@ -60,6 +60,7 @@ pub mod metadata;
 pub mod radix;
 pub mod scratch;
 pub mod stub;
+pub mod v1;
 pub mod vmalloc;
 pub mod x86;
 
