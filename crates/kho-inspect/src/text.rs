@@ -1,7 +1,7 @@
 //! The human-readable form of an inspection, cause first: a verdict line
 //! (sound, or how many problems and the first cause), then the problems,
 //! each consequence under the problem it follows from
-//! ([`follows_from`](crate::report::follows_from)), then what was decoded
+//! ([`follows_from`]), then what was decoded
 //! (image, start, handover, root FDT, scratch areas, preserved set,
 //! subtrees). Stable order, hex addresses.
 //!
