@@ -603,24 +603,24 @@ impl RadixTree {
         // holds keys of several orders (orders above 46, whose order bit is
         // among the word's 6 index bits).
         let siblings = if o + 6 <= ORDER_0_LOG2 { word } else { 0 };
+        // Larger orders a same-order neighbour rules out: `o + s` (s < 6)
+        // when the 2^s-aligned group of our bit holds one, every order from
+        // `o + 6` (a block covering the whole word) when the word does.
+        let mut ruled_out = 0u64;
+        if siblings != 0 {
+            // `o <= 46` here: the shifts stay below 64.
+            ruled_out = u64::MAX << (o + 6);
+            for s in 1..6u32 {
+                let n = 1u64 << s;
+                let group = ((1u64 << n) - 1) << (bit & !(n - 1));
+                ruled_out |= u64::from(siblings & group != 0) << (o + s);
+            }
+        }
         // Larger orders: only the one block of each that would contain us.
-        let mut larger = others & !((2u64 << o) - 1);
+        let mut larger = others & !((2u64 << o) - 1) & !ruled_out;
         while larger != 0 {
             let big = larger.trailing_zeros();
             larger &= larger - 1;
-            let span = big - o;
-            if span >= 6 {
-                if siblings != 0 {
-                    // This block and every larger one covers the whole word.
-                    break;
-                }
-            } else {
-                let n = 1u64 << span;
-                let group = ((1u64 << n) - 1) << (bit & !(n - 1));
-                if siblings & group != 0 {
-                    continue;
-                }
-            }
             let key = key_of(p & !((1u64 << big) - 1), big);
             if self.word_of(mem, key, view_of(big))? & (1u64 << (key % 64)) != 0 {
                 return Err(overlap(pfn, order, key));
@@ -631,9 +631,18 @@ impl RadixTree {
         while smaller != 0 {
             let small = smaller.trailing_zeros();
             smaller &= smaller - 1;
+            let span = o - small;
             let first = key_of(p, small);
-            let last = first + ((1u64 << (o - small)) - 1);
-            if let Some(key) = self.first_key_between(mem, first, last, view_of(small))? {
+            let found = if span < 6 {
+                // Inside one word (`first` is aligned to 2^span).
+                let keys = ((1u64 << (1u64 << span)) - 1) << (first % 64);
+                let hits = self.word_of(mem, first, view_of(small))? & keys;
+                (hits != 0).then(|| (first & !63) | u64::from(hits.trailing_zeros()))
+            } else {
+                let last = first + ((1u64 << span) - 1);
+                self.first_key_between(mem, first, last, view_of(small))?
+            };
+            if let Some(key) = found {
                 return Err(overlap(pfn, order, key));
             }
         }

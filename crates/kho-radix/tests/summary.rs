@@ -244,6 +244,37 @@ fn unpreserve_clears_what_the_summary_knew() {
     assert_eq!(mem.allocated_pages(), 1);
 }
 
+/// A same-order block rules a larger order out only where that larger
+/// block would also cover it: a neighbour just outside a larger block, in
+/// the same leaf word, must not hide the block.
+#[test]
+fn neighbours_outside_a_larger_block_hide_nothing() {
+    for o in [0u32, 3, 40, 46, 47] {
+        for span in 1..=7u32 {
+            if o + span > 50 {
+                continue;
+            }
+            let (mut mem, mut tree) = setup();
+            let big = o + span;
+            let base = 1u64 << 50;
+            let size = 1u64 << big;
+            // Same-order blocks right below and right above the big one
+            // (in its leaf word when it covers less than a word).
+            for p in [base - (1 << o), base + size] {
+                tree.preserve(&mut mem, pfn(p), ord(o)).unwrap();
+            }
+            tree.preserve(&mut mem, pfn(base), ord(big)).unwrap();
+            for p in [base, base + size - (1 << o)] {
+                assert_eq!(
+                    tree.preserve(&mut mem, pfn(p), ord(o)),
+                    Err(overlap(p, o, base, big)),
+                    "order {o} in order {big}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn ranges_conflict_at_their_first_and_last_page_only() {
     let (mut mem, mut tree) = setup();
