@@ -107,13 +107,16 @@ pub enum Error {
         /// The address found.
         chunk: PhysAddr,
     },
-    /// The list comes back to a chunk it already went through.
+    /// The list comes back to a chunk it already went through. The cycle
+    /// is named by the first chunk the list reaches twice.
     ChunkCycle {
-        /// The chunk reached twice.
+        /// The first chunk reached twice: where the cycle starts.
         chunk: PhysAddr,
-        /// Its first position in the list.
+        /// Its position in the list (the chunks before it lead into the
+        /// cycle).
         first: usize,
-        /// The position at which it is reached again.
+        /// The position at which it is reached again (`first` plus the
+        /// cycle's length).
         again: usize,
     },
     /// A chunk's `num_elms` is above the 255 entries a chunk holds.

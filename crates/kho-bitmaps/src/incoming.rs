@@ -302,35 +302,56 @@ fn find_two<M: PhysMem + ?Sized>(
     Ok((found[0].unwrap_or(none), found[1].unwrap_or(none)))
 }
 
-/// The positions at which the list reaches `chunk` for the first and the
-/// second time (looking at most `max` chunks far).
-fn cycle_at<M: PhysMem + ?Sized>(
+/// The cycle of the list from `first`, if Brent's algorithm closes one
+/// within about `4 × limit` steps, named by its first chunk reached twice:
+/// `first` = the length of the lead-in (μ), `again` = μ + the cycle's
+/// length (λ). Phase 1 finds λ, then two pointers λ apart meet at the
+/// cycle's start; constant memory, O(μ + λ) header reads.
+fn find_cycle<M: PhysMem + ?Sized>(
     mem: &M,
     size: BitmapSize,
     first: u64,
-    max: usize,
-    chunk: u64,
-) -> Error {
-    let mut seen: [usize; 2] = [0, 0];
-    let mut n = 0;
-    let _ = for_each_chunk(mem, size, first, max, |position, at, _| {
-        if at == chunk {
-            if let Some(slot) = seen.get_mut(n) {
-                *slot = position;
-            }
-            n += 1;
+    limit: usize,
+) -> Option<Error> {
+    let next = |at: u64| header(mem, size, at, 0).map(|h| h.next).unwrap_or(0);
+    let limit = limit.saturating_mul(4).saturating_add(4);
+    // Phase 1: λ.
+    let (mut power, mut lam) = (1usize, 1usize);
+    let mut tortoise = first;
+    let mut hare = next(first);
+    let mut steps = 0usize;
+    while tortoise != hare {
+        if hare == 0 || steps > limit {
+            return None;
         }
-        Ok(if n >= 2 {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        })
-    });
-    Error::ChunkCycle {
-        chunk: PhysAddr::new(chunk),
-        first: seen[0],
-        again: seen[1],
+        if power == lam {
+            tortoise = hare;
+            power = power.saturating_mul(2);
+            lam = 0;
+        }
+        hare = next(hare);
+        lam += 1;
+        steps += 1;
     }
+    // Phase 2: μ, where a pointer λ ahead meets one from the start.
+    let (mut t, mut h) = (first, first);
+    for _ in 0..lam {
+        h = next(h);
+    }
+    let mut mu = 0usize;
+    while t != h {
+        if t == 0 || mu > limit {
+            return None;
+        }
+        t = next(t);
+        h = next(h);
+        mu += 1;
+    }
+    Some(Error::ChunkCycle {
+        chunk: PhysAddr::new(t),
+        first: mu,
+        again: mu + lam,
+    })
 }
 
 /// A kho-v1 preserved-memory map that passed every check, ready to be
@@ -533,9 +554,9 @@ fn preserved_range(run: Run, len: u64) -> Result<PreservedRange> {
 /// Pass 1: follow the list, checking every header, and record the chunks
 /// in list order at the front of `buf`; returns how many there are.
 ///
-/// Brent's cycle finding runs alongside (constant memory); a cycle too
-/// long for it to close before the buffer fills is found by sorting the
-/// full buffer instead.
+/// Brent's cycle finding runs alongside (constant memory); when the buffer
+/// fills first, the search is finished without recording (a few times the
+/// buffer's length in `next` reads) before the list is called too long.
 fn record_chunks<M: PhysMem + ?Sized>(
     mem: &M,
     size: BitmapSize,
@@ -548,19 +569,16 @@ fn record_chunks<M: PhysMem + ?Sized>(
     let (mut tortoise, mut power, mut lam) = (first, 1usize, 0usize);
     while at != 0 {
         let Some(slot) = buf.get_mut(n) else {
-            let full = buf.get_mut(..n).unwrap_or_default();
-            full.sort_unstable();
-            return Err(match full.windows(2).find(|w| w[0] == w[1]) {
-                Some(w) => cycle_at(mem, size, first, n + 1, w[0] & !CHUNK_TAG),
-                None => Error::TooManyPages { capacity },
-            });
+            // Full: a list that long is either refused for its length or
+            // a cycle Brent's search has not closed yet; finish the search.
+            return Err(find_cycle(mem, size, first, n).unwrap_or(Error::TooManyPages { capacity }));
         };
         let h = header(mem, size, at, n)?;
         *slot = at | CHUNK_TAG;
         n += 1;
         at = h.next;
         if at != 0 && at == tortoise {
-            return Err(cycle_at(mem, size, first, n + 1, at));
+            return Err(find_cycle(mem, size, first, n).unwrap_or(Error::TooManyPages { capacity }));
         }
         lam += 1;
         if lam == power {
@@ -688,7 +706,13 @@ fn check_pages<M: PhysMem + ?Sized>(
             if bitmap & CHUNK_TAG != 0 {
                 // Two chunk records at one address: a list that came back
                 // to a chunk (pass 1 stops those; kept for completeness).
-                return Err(cycle_at(mem, size, first, chunks + 1, chunk));
+                return Err(
+                    find_cycle(mem, size, first, chunks).unwrap_or(Error::ChunkCycle {
+                        chunk: PhysAddr::new(chunk),
+                        first: 0,
+                        again: 0,
+                    }),
+                );
             }
             let (at, _) = find_two(mem, size, first, chunks, |_, _, bm| bm == bitmap)?;
             Err(Error::BitmapInChunk {

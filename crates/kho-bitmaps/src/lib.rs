@@ -40,10 +40,11 @@
 //!   kernel preserved: a map with more pages than the buffer holds is
 //!   refused ([`Error::TooManyPages`]). 16 GiB of order-0 pages preserved
 //!   densely is 128 page bitmaps and one chunk: 129 words, about 1 KiB.
-//! - **Cycles**: Brent's algorithm (constant memory) finds a cycle in the
-//!   chunk list as it is followed; a cycle longer than it can close before
-//!   the buffer fills is found by sorting the buffer. Either way the error
-//!   is [`Error::ChunkCycle`] with both positions.
+//! - **Cycles**: Brent's algorithm (constant memory) runs as the chunk
+//!   list is followed; if the buffer fills first, the search is finished
+//!   (at most about four times the buffer's length in `next` reads) before
+//!   the list is refused as too long. A cycle is [`Error::ChunkCycle`],
+//!   named by its first chunk reached twice and both positions.
 //! - **Shared pages**: the buffer holds every chunk and bitmap address;
 //!   sorted, any two that overlap are neighbours ([`Error::SharedBitmap`],
 //!   [`Error::BitmapInChunk`]). The same sort over `(order, index)` keys

@@ -139,6 +139,40 @@ fn chunk_cycle() {
     );
 }
 
+/// The cycle is named by the first chunk reached twice, however it was
+/// found: Brent's algorithm meets inside the cycle, not at its start.
+#[test]
+fn chunk_cycle_names_its_start() {
+    let mut m = mem();
+    write_chunk(&mut m, C0, C1, 0, &[]);
+    write_chunk(&mut m, C1, C0, 0, &[]);
+    assert_eq!(
+        validate(&m, C0, BitmapSize::Page),
+        Err(Error::ChunkCycle {
+            chunk: pa(C0),
+            first: 0,
+            again: 2
+        })
+    );
+    // c0 -> c1 -> c2 -> c3 -> c4 -> c2: lead-in 2, cycle 3.
+    let mut m = mem();
+    let c = |i: u64| C0 + i * PAGE;
+    for i in 0..5 {
+        let next = if i == 4 { c(2) } else { c(i + 1) };
+        write_chunk(&mut m, c(i), next, 0, &[]);
+    }
+    let cycle = Err(Error::ChunkCycle {
+        chunk: pa(c(2)),
+        first: 2,
+        again: 5,
+    });
+    for words in [5, 6, 64] {
+        let mut buf = vec![0u64; words];
+        let got = IncomingMap::validate(&m, pa(C0), BitmapSize::Page, &mut buf).map(|m| m.chunks());
+        assert_eq!(got, cycle, "{words} words");
+    }
+}
+
 #[test]
 fn too_many_entries() {
     let mut m = mem();
