@@ -12,19 +12,21 @@
 //! (unpreserved) memory of the old kernel; the new kernel must read them
 //! before it allocates outside scratch.
 //!
-//! The size of a bitmap changed under the same compatible string, so a
-//! reader has to be told which one it reads ([`BitmapSize`]):
+//! The size of a bitmap changed under the same compatible string, as a
+//! fix that went to stable kernels, so a reader has to be told which one
+//! it reads ([`BitmapSize`]):
 //!
 //! | Linux | `PRESERVE_BITS` | bitmap | allocated with |
 //! |---|---|---|---|
-//! | 6.16 – 6.18 | `512 * 8` = 4096 | 512 bytes, 512-byte aligned | `kzalloc(512)` |
-//! | 6.19 | `PAGE_SIZE * 8` = 32768 | one page, page-aligned | `get_zeroed_page()` |
+//! | 6.16.x, 6.17 – 6.17.8 | `512 * 8` = 4096 | 512 bytes, 512-byte aligned | `kzalloc(512)` |
+//! | 6.17.9 and later 6.17.y, 6.18, 6.19 | `PAGE_SIZE * 8` = 32768 | one page, page-aligned | a page |
 //!
-//! The change is "liveupdate: kho: Increase metadata bitmap size to
-//! PAGE_SIZE" (Pasha Tatashin, v6 posted 2025-10-18), applied on top of the
-//! move of KHO to `kernel/liveupdate/`. Chunks stayed one page
-//! (`kzalloc(PAGE_SIZE)`, then `get_zeroed_page()`), and the header and
-//! entry layouts never changed.
+//! The change is upstream commit a2fff99f92da "kho: increase metadata
+//! bitmap size to PAGE_SIZE" (Pasha Tatashin; `Fixes:` the commit that
+//! added KHO, Cc stable), merged during the 6.18 release candidates and
+//! backported to 6.17.9; 6.16.y had reached its end of life. Chunks stayed
+//! one page (`kzalloc(PAGE_SIZE)`, later `get_zeroed_page()`), and the
+//! header and entry layouts never changed.
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
@@ -37,9 +39,11 @@ pub const CHUNK_ENTRY_SIZE: usize = 16;
 /// Entries in one chunk page after its header (`KHOSER_BITMAP_SIZE`).
 pub const CHUNK_ENTRIES: usize = (PAGE_SIZE - CHUNK_HEADER_SIZE) / CHUNK_ENTRY_SIZE;
 
-/// Bits in one bitmap from Linux 6.19 on (`PRESERVE_BITS = PAGE_SIZE * 8`).
+/// Bits in one bitmap from Linux 6.17.9 and 6.18 on
+/// (`PRESERVE_BITS = PAGE_SIZE * 8`).
 pub const PRESERVE_BITS: usize = PAGE_SIZE * 8;
-/// Bits in one bitmap in Linux 6.16 – 6.18 (`PRESERVE_BITS = 512 * 8`).
+/// Bits in one bitmap in Linux 6.16.x and 6.17 – 6.17.8
+/// (`PRESERVE_BITS = 512 * 8`).
 pub const PRESERVE_BITS_6_16: usize = 512 * 8;
 
 /// `struct khoser_mem_chunk_hdr`: the first 16 bytes of a chunk page.
@@ -117,10 +121,11 @@ const _: () = {
 /// the map says it, the writer's kernel version does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum BitmapSize {
-    /// One page, 32768 bits, page-aligned: Linux 6.19.
+    /// One page, 32768 bits, page-aligned: Linux 6.17.9 and later 6.17.y,
+    /// 6.18, 6.19.
     #[default]
     Page,
-    /// 512 bytes, 4096 bits, 512-byte aligned: Linux 6.16 – 6.18.
+    /// 512 bytes, 4096 bits, 512-byte aligned: Linux 6.16.x, 6.17 – 6.17.8.
     Bytes512,
 }
 

@@ -25,12 +25,13 @@
 //!
 //! # Which bitmap size
 //!
-//! Linux 6.16 – 6.18 used 512-byte bitmaps (4096 bits), Linux 6.19 page
-//! bitmaps (32768 bits), both under `"kho-v1"`; nothing in the map tells
-//! them apart, so every call takes a [`BitmapSize`]. A page bitmap's bit
-//! stands for a block at `phys_start + bit × (PAGE_SIZE << order)` with
-//! `phys_start = (index × 32768) << (order + 12)`: an order-0 bitmap
-//! covers 128 MiB (16 MiB with 512-byte bitmaps).
+//! Linux 6.16.x and 6.17 – 6.17.8 used 512-byte bitmaps (4096 bits);
+//! upstream commit a2fff99f92da made them a page (32768 bits) as a fix,
+//! in 6.18 and backported to 6.17.9. Both write `"kho-v1"` and nothing in
+//! the map tells them apart, so every call takes a [`BitmapSize`]. A page
+//! bitmap's bit stands for a block at `phys_start + bit × (PAGE_SIZE <<
+//! order)` with `phys_start = (index × 32768) << (order + 12)`: an order-0
+//! bitmap covers 128 MiB (16 MiB with 512-byte bitmaps).
 //!
 //! # Bounds
 //!

@@ -46,7 +46,7 @@ const ORDERS: usize = 40;
 /// rejected ([`Error::AlreadyPreserved`], [`Error::Overlap`]), so every
 /// page is described once. A bitmap whose last bit is cleared is freed, so
 /// the map never carries empty bitmaps. With [`BitmapSize::Bytes512`]
-/// (Linux 6.16 – 6.18) each bitmap still gets a page of its own, of which
+/// (Linux 6.16.x, 6.17 – 6.17.8) each bitmap still gets a page of its own, of which
 /// the map uses the first 512 bytes.
 ///
 /// Every error leaves the tracker as it was.

@@ -70,7 +70,7 @@ fn two_orders_two_chunks() {
     );
 }
 
-/// 512-byte bitmaps (Linux 6.16 – 6.18): an order-0 bitmap covers 16 MiB,
+/// 512-byte bitmaps (Linux 6.16.x, 6.17 – 6.17.8): an order-0 bitmap covers 16 MiB,
 /// so 0x4100_3000 is bit 3 of bitmap (0x41003 / 4096 = 0x41), phys_start
 /// (0x41 × 4096) << 12 = 0x4100_0000.
 #[test]
@@ -122,7 +122,7 @@ fn a_full_chunk_links_to_the_next() {
     assert_eq!(meta.iter().filter(|r| r.size() == 512).count(), 256);
 }
 
-/// A list written by hand, as Linux 6.19 would have: the reader reports
+/// A list written by hand, as Linux 6.18 would have: the reader reports
 /// exactly the blocks the bits stand for, in list order.
 #[test]
 fn hand_written_list_reads_back() {
