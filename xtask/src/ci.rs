@@ -83,9 +83,7 @@ pub(crate) fn test() -> Result<()> {
     published.extend(PUBLISHED_TOOLS.iter().map(|s| (*s).to_owned()));
     let published = package_args(&published);
     tracing::info!("step: cargo package (each publishable crate builds from its .crate)");
-    cmd!(sh, "cargo package --locked --allow-dirty {published...}")
-        .run()
-        .context("a publishable crate does not package or does not build from its .crate")?;
+    package(&sh, &published)?;
     tracing::info!("step: each library crate used from its README alone (cargo xtask downstream)");
     crate::downstream::run(&libs)?;
     tracing::info!("step: VM handover tests (every scenario in vm-images/, both arches)");
@@ -101,6 +99,50 @@ pub(crate) fn test() -> Result<()> {
     crate::fuzz::run(None, FUZZ_SMOKE_SECONDS, None)?;
     tracing::info!("all tests passed");
     Ok(())
+}
+
+/// `cargo package` (and its verification build) of `published` (`-p`
+/// arguments) in a target directory of its own.
+///
+/// cargo verifies crates packaged together through a local registry under
+/// the target directory and extracts their sources into
+/// `$CARGO_HOME/registry/src/-<hash of that path>`, which it never
+/// refreshes while the version (0.1.0) stays the same: a second run would
+/// verify the first run's sources. A fresh target directory per run gives a
+/// fresh path; the registry entries the run created are removed after it.
+fn package(sh: &Shell, published: &[String]) -> Result<()> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    let registry: Vec<std::path::PathBuf> = ["src", "cache", "index"]
+        .iter()
+        .map(|d| home.join("registry").join(d))
+        .collect();
+    let list = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|e| e.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    };
+    let before: Vec<std::path::PathBuf> = registry.iter().flat_map(|d| list(d)).collect();
+    let target = util::artifacts_dir("package").join(std::process::id().to_string());
+    let result = {
+        let _env = sh.push_env("CARGO_TARGET_DIR", &target);
+        cmd!(sh, "cargo package --locked --allow-dirty {published...}").run()
+    };
+    let _ = std::fs::remove_dir_all(&target);
+    for dir in &registry {
+        for path in list(dir) {
+            // The local registries are named "-<hash>"; crates.io's are not.
+            let local = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('-'));
+            if local && !before.contains(&path) {
+                let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+            }
+        }
+    }
+    result.context("a publishable crate does not package or does not build from its .crate")
 }
 
 /// The cargo-insta release the review workflow is checked with.
