@@ -236,6 +236,8 @@ pub(crate) fn lint() -> Result<()> {
         .context("code is not formatted: run `cargo fmt --all`")?;
 
     tracing::info!("step: clippy (host, all targets and features)");
+    // kho-bench's build script compiles its C harness against libfdt.
+    util::ensure_file(&sh, "/usr/include/libfdt.h", "libfdt-dev")?;
     cmd!(
         sh,
         "cargo clippy --locked --workspace --all-targets --all-features -- -D warnings"

@@ -62,6 +62,19 @@ pub(crate) fn ensure_tool(sh: &Shell, program: &str, package: &str) -> Result<()
     Ok(())
 }
 
+/// Make sure `path` (a header or library a build script needs) exists:
+/// install `package` as [`ensure_tool`] does.
+pub(crate) fn ensure_file(sh: &Shell, path: &str, package: &str) -> Result<()> {
+    if std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    install_package(sh, package, &format!("{path} is missing"))?;
+    if !std::path::Path::new(path).exists() {
+        bail!("installed {package} but {path} is still missing");
+    }
+    Ok(())
+}
+
 /// Install the Debian package `package` (root with apt-get), or fail with
 /// `why` and the package to install.
 pub(crate) fn install_package(sh: &Shell, package: &str, why: &str) -> Result<()> {
