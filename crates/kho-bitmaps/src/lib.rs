@@ -81,10 +81,11 @@
 //! let mut buf = [0u64; IncomingMap::words_for(16)];
 //! let incoming = IncomingMap::validate(&mem, map, BitmapSize::Page, &mut buf)?;
 //! let mut blocks = Vec::new();
-//! incoming.walk(&mem, |phys, order| {
+//! let flow = incoming.walk(&mem, |phys, order| {
 //!     blocks.push((phys.as_u64(), order.get()));
 //!     ControlFlow::<()>::Continue(())
 //! })?;
+//! assert!(flow.is_continue()); // f never stopped the walk
 //! // One chunk per order, ascending: 3 pages became order 1 + order 0.
 //! assert_eq!(blocks, [(0x4300_2000, 0), (0x4300_0000, 1), (0x4200_0000, 9)]);
 //! // The map's own pages: not preserved, free once walked.
