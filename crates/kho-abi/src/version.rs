@@ -16,9 +16,10 @@ use crate::fdt;
 /// its ABI contract ties to the root compatible. [`AbiVersion::NEWEST`] (also
 /// the [`Default`]) is the version current Linux writes.
 ///
-/// `"kho-v1"` (the serialized-bitmap format of Linux 6.16) is recognised by
-/// [`AbiVersion::is_known_legacy`] only so that readers can say precisely why
-/// they refuse it.
+/// `"kho-v1"` (the serialized-bitmap format of Linux 6.16–6.19) is
+/// recognised by [`AbiVersion::is_known_legacy`] so that the engine can say
+/// precisely why it refuses it; its memory map is read and written by the
+/// `kho-bitmaps` crate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[non_exhaustive]
 pub enum AbiVersion {
@@ -61,7 +62,9 @@ impl AbiVersion {
     }
 
     /// Whether `compatible` names an older KHO format that kho-rs recognises
-    /// but does not read (the 2024 RFC's `"kho-v1"`-era blobs).
+    /// but whose handover the engine does not revive: `"kho-v1"`, Linux
+    /// 6.16–6.19's serialized per-order bitmaps (its memory map is read and
+    /// written by the `kho-bitmaps` crate; the engine does not use it yet).
     pub fn is_known_legacy(compatible: &str) -> bool {
         compatible == fdt::COMPATIBLE_V1
     }
