@@ -52,7 +52,7 @@ enum Task {
     /// Check repository conventions (every .rs file opens with a `//!` line).
     Tidy,
     /// Build and run each library crate's README as a project of its own:
-    /// the README's [dependencies] block and example, nothing else.
+    /// the README's `[dependencies]` block and example, nothing else.
     Downstream,
     /// Fuzz the parsers of untrusted input (fuzz/, needs nightly; installs cargo-fuzz).
     Fuzz {
