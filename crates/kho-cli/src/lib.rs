@@ -8,7 +8,9 @@
 //!   the report printed as text or JSON, the exit status;
 //! - [`fdt_dump`]: a KHO FDT blob read with bounds and printed as kho-rs's
 //!   canonical review rendering or, with `--dts`, as source dtc compiles
-//!   back to the same blob.
+//!   back to the same blob;
+//! - [`key`]: a radix key decoded into its block and its place in the tree,
+//!   or a block encoded into its key.
 //!
 //! The decoding is [`kho_inspect`]'s; this crate opens files, parses flags
 //! and prints. Every input is untrusted: files are read with bounds, errors
@@ -18,6 +20,7 @@
 
 pub mod fdt_dump;
 pub mod inspect;
+pub mod key;
 
 use std::fmt;
 use std::io::{ErrorKind, Write as _};
