@@ -9,6 +9,7 @@ mod fixtures;
 mod fuzz;
 mod inspect;
 mod linux;
+mod plot;
 mod tidy;
 mod util;
 mod vm;
@@ -51,6 +52,10 @@ enum Task {
     },
     /// Check repository conventions (every .rs file opens with a `//!` line).
     Tidy,
+    /// Draw docs/benchmarks-scaling.svg (time per page against preserved
+    /// size: kho-rs, Linux 7.2's algorithm, roaring, BTreeSet) from the last
+    /// `cargo bench -p kho-radix`.
+    Plot,
     /// Build and run each library crate's README as a project of its own:
     /// the README's `[dependencies]` block and example, nothing else.
     Downstream,
@@ -149,6 +154,7 @@ fn main() -> ExitCode {
         Task::Ci => ci::lint().and_then(|()| ci::test()),
         Task::Fixtures { check } => fixtures::run(check),
         Task::Tidy => tidy::run(),
+        Task::Plot => plot::run(),
         Task::Downstream => ci::library_crates().and_then(|c| downstream::run(&c)),
         Task::Fuzz {
             target,
