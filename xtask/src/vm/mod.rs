@@ -25,6 +25,7 @@ pub(crate) mod qemu;
 pub(crate) mod reason;
 pub(crate) mod scenario;
 pub(crate) mod snapshot;
+mod timing;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -631,8 +632,16 @@ fn run_scenario(
         }
     };
     let lines = std::mem::take(&mut console.lines);
+    let times = std::mem::take(&mut console.times);
     drop(console);
     let wall = start.elapsed();
+    // What each generation cost, by the stub's counters and by the host's
+    // clock (docs/BENCHMARKS.md, "Where a generation's time goes").
+    let timing = timing::table(&lines, &times);
+    if !timing.is_empty() {
+        std::fs::write(log_dir.join("timing.tsv"), timing)
+            .with_context(|| format!("writing {}", log_dir.join("timing.tsv").display()))?;
+    }
 
     // The stub's lines, and Linux's (before them, or after them).
     let (stub_lines, linux_lines) = match (s.linux_first(), s.hands_to_linux()) {

@@ -201,6 +201,9 @@ pub(crate) struct Console {
     verbose: bool,
     /// Every line so far, without line ends.
     pub(crate) lines: Vec<String>,
+    /// When the host read each line, from QEMU's start (timing.tsv).
+    pub(crate) times: Vec<Duration>,
+    started: Instant,
     eof: bool,
     /// The process has been waited for (its status is gone).
     reaped: bool,
@@ -228,6 +231,8 @@ impl Console {
             log,
             verbose,
             lines: Vec::new(),
+            times: Vec::new(),
+            started: Instant::now(),
             eof: false,
             reaped: false,
         })
@@ -265,6 +270,7 @@ impl Console {
             println!("{line}");
         }
         self.lines.push(line.clone());
+        self.times.push(self.started.elapsed());
         line
     }
 
