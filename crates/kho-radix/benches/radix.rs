@@ -26,7 +26,8 @@
 //!   inserts every key;
 //! - `walk_blocks`: one callback per block of a built set: `small` (1 MiB of
 //!   order-0 pages), `dense` (16 GiB of order-0 pages), `sparse` (a fixed
-//!   random 1/16 of them), `mixed` (the folio set). The radix walks are the
+//!   random 1/16 of them), `mixed` (the folio set), `unaligned` (the 40
+//!   blocks the unaligned 16 GiB range preserve leaves). The radix walks are the
 //!   untrusted incoming walks (every entry and block checked) with a
 //!   `VisitedSet` sized as kho-stub sizes it (16 Ki nodes);
 //! - `walk_ranges`: the same sets as coalesced runs; `upstream` coalesces
@@ -834,11 +835,19 @@ fn walks(c: &mut Criterion) {
     let mut direct = DirectMem::new(HostMem::DEFAULT_BASE.as_u64(), RAM);
     let small: Vec<(u64, u32)> = (FIRST..FIRST + 256).map(|p| (p, 0)).collect();
     let dense: Vec<(u64, u32)> = (FIRST..FIRST + PAGES).map(|p| (p, 0)).collect();
+    // The 16 GiB range preserved one page late and one page short (the
+    // `range` group's `unaligned`): 40 blocks of orders 0-21, as a range
+    // preservation leaves it for the next kernel to walk.
+    let unaligned: Vec<(u64, u32)> = kho_radix::PageBlocks::new(pfn(FIRST + 1), PAGES - 2)
+        .unwrap()
+        .map(|(p, o)| (p.as_u64(), o.get()))
+        .collect();
     let sets = [
         build_sets(&mut mem, &mut direct, "small", &small),
         build_sets(&mut mem, &mut direct, "dense", &dense),
         build_sets(&mut mem, &mut direct, "sparse", &sparse()),
         build_sets(&mut mem, &mut direct, "mixed", &mixed()),
+        build_sets(&mut mem, &mut direct, "unaligned", &unaligned),
     ];
     drop(dense);
     let mut buf = vec![0u64; VisitedSet::words_for(STUB_WALK_NODES)];
