@@ -17,7 +17,7 @@ pub(crate) const MIB: u64 = 1 << 20;
 /// Scratch areas are whole 2 MiB pageblocks (kho-abi `scratch::AREA_ALIGN`).
 pub(crate) const AREA_ALIGN: u64 = 2 * MIB;
 /// Upstream's default scale when `kho_scratch=` is absent.
-pub(crate) const DEFAULT_SCALE_PERCENT: u64 = 200;
+pub(crate) const DEFAULT_SCALE_PERCENT: u64 = kho_scratch::DEFAULT_SCALE_PERCENT as u64;
 
 /// A half-open guest-physical range `[start, end)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,41 +156,24 @@ pub(crate) fn scratch_spec(cmdline: &str) -> Result<ScratchSpec> {
             percent: DEFAULT_SCALE_PERCENT,
         });
     };
-    if let Some(n) = value.strip_suffix('%') {
-        let percent = n
-            .parse()
-            .ok()
-            .with_context(|| format!("kho_scratch={value}: {n:?} is not a whole percentage"))?;
-        return Ok(ScratchSpec::Scale { percent });
+    // The stub's own parser (Linux's kho_parse_scratch_size and memparse):
+    // the harness predicts what the stub computes from the same text.
+    match kho_scratch::parse_kho_scratch(value)
+        .with_context(|| format!("kho_scratch={value} is not N% or three sizes L,G,P"))?
+    {
+        kho_scratch::ScratchSpec::Scale { percent } => Ok(ScratchSpec::Scale {
+            percent: u64::from(percent),
+        }),
+        kho_scratch::ScratchSpec::Explicit {
+            lowmem,
+            global,
+            per_node,
+        } => Ok(ScratchSpec::Explicit {
+            lowmem,
+            global,
+            node: per_node,
+        }),
     }
-    let sizes: Vec<&str> = value.split(',').collect();
-    let [lowmem, global, node] = sizes.as_slice() else {
-        bail!("kho_scratch={value}: want N% or three sizes L,G,P");
-    };
-    let size =
-        |s: &str| memparse(s).with_context(|| format!("kho_scratch={value}: {s:?} is not a size"));
-    Ok(ScratchSpec::Explicit {
-        lowmem: size(lowmem)?,
-        global: size(global)?,
-        node: size(node)?,
-    })
-}
-
-/// Linux's `memparse`, for the forms scenarios use: a decimal or `0x` number
-/// with an optional K, M, G or T suffix (either case).
-fn memparse(text: &str) -> Option<u64> {
-    let (digits, shift) = match text.as_bytes().last()?.to_ascii_uppercase() {
-        b'K' => (&text[..text.len() - 1], 10),
-        b'M' => (&text[..text.len() - 1], 20),
-        b'G' => (&text[..text.len() - 1], 30),
-        b'T' => (&text[..text.len() - 1], 40),
-        _ => (text, 0),
-    };
-    let n = match digits.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
-        None => digits.parse().ok()?,
-    };
-    n.checked_mul(1 << shift)
 }
 
 /// The sizes of freshly placed scratch areas.
