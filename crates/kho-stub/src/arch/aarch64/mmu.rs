@@ -230,15 +230,11 @@ pub fn setup(memory: &[MemRegion], footprint: PhysRange) -> MemSetup {
 /// Invalidate `r` to the PoC by VA (= PA): stale lines are dropped, memory
 /// keeps what was written with the MMU off.
 fn invalidate_to_poc(r: PhysRange) {
-    let line = super::dcache_line();
-    let mut at = r.start().as_u64() & !(line - 1);
-    let end = r.end().map_or(u64::MAX, |e| e.as_u64());
-    while at < end {
+    for at in super::dcache_lines(r) {
         // SAFETY: cache maintenance by VA of the stub's own footprint; the
         // previous kernel cleaned it before entering (booting.rst), so no
         // dirty line is lost.
         unsafe { core::arch::asm!("dc ivac, {}", in(reg) at, options(nostack)) }
-        at += line;
     }
     // SAFETY: a barrier only.
     unsafe { core::arch::asm!("dsb sy", options(nostack)) };

@@ -536,15 +536,19 @@ pub fn next_entry() -> u64 {
 /// The image runs at any 4 KiB-aligned address (`adrp` is page-relative).
 pub const IMAGE_ALIGN: u64 = 4096;
 
+/// The address of every data-cache line `r` touches (CTR_EL0's smallest
+/// line), for maintenance by VA (= PA, the identity map).
+fn dcache_lines(r: PhysRange) -> impl Iterator<Item = u64> {
+    let line = dcache_line();
+    let end = r.end().map_or(u64::MAX, |e| e.as_u64());
+    (r.start().as_u64() & !(line - 1)..end).step_by(line as usize)
+}
+
 /// Clean and invalidate `r` to the point of coherency, by VA (= PA).
 fn clean_to_poc(r: PhysRange) {
-    let line = dcache_line();
-    let mut at = r.start().as_u64() & !(line - 1);
-    let end = r.end().map_or(u64::MAX, |e| e.as_u64());
-    while at < end {
+    for at in dcache_lines(r) {
         // SAFETY: cache maintenance by VA (= PA, the identity map) of RAM
         // the stub wrote; DC CIVAC changes no memory contents.
         unsafe { core::arch::asm!("dc civac, {}", in(reg) at, options(nostack)) }
-        at += line;
     }
 }
