@@ -159,7 +159,7 @@ pub(crate) fn scratch_spec(cmdline: &str) -> Result<ScratchSpec> {
     // The stub's own parser (Linux's kho_parse_scratch_size and memparse):
     // the harness predicts what the stub computes from the same text.
     match kho_scratch::parse_kho_scratch(value)
-        .with_context(|| format!("kho_scratch={value} is not N% or three sizes L,G,P"))?
+        .with_context(|| format!("kho_scratch={value}: want N% or three sizes L,G,P"))?
     {
         kho_scratch::ScratchSpec::Scale { percent } => Ok(ScratchSpec::Scale {
             percent: u64::from(percent),
