@@ -128,7 +128,13 @@ impl DirEntry {
 /// - Preserving or unpreserving one block costs one leaf-word write when
 ///   the word is the one last used for its order, one read more when the
 ///   directory knows its leaf, and at most one six-level descent otherwise.
-/// - With blocks of other orders preserved, the overlap check asks, for
+/// - The tree also keeps the envelope of the preserved frames (lowest
+///   start, highest end). A block wholly above or below it cannot overlap
+///   anything, so blocks preserved in address order, ascending or
+///   descending, skip the overlap check whatever their orders. When the
+///   block's leaf word is the one last used for its order, the whole call
+///   is then a bit test and one store, inlined into the caller.
+/// - Otherwise, with blocks of other orders preserved, the overlap check asks, for
 ///   each other order `o'` present, about the one block of order `o'` that
 ///   could contain this one (`o' > order`), or about the `2^(order - o')`
 ///   keys this block covers (`o' < order`): a bit test in the summary when
@@ -152,6 +158,12 @@ pub struct RadixTree {
     blocks: [u64; NUM_ORDERS],
     /// Bit `o` set iff `blocks[o] != 0`.
     present: u64,
+    /// Every preserved block lies in the frames `lo .. hi` (an envelope,
+    /// not necessarily tight after an unpreserve; `lo > hi` when empty). A
+    /// block wholly outside it overlaps nothing: blocks preserved in
+    /// address order (either direction) skip the overlap check.
+    lo: u64,
+    hi: u64,
     /// Per order, what the tree last saw (see [`OrderView`]).
     views: [OrderView; VIEWS],
     /// Leaves by `key >> BITMAP_SIZE_LOG2`, direct-mapped.
@@ -284,6 +296,8 @@ impl RadixTree {
             freed: 0,
             blocks: [0; NUM_ORDERS],
             present: 0,
+            lo: u64::MAX,
+            hi: 0,
             views: [OrderView::EMPTY; VIEWS],
             dir: [DirEntry::EMPTY; DIR_SLOTS],
             zero_page_held: false,
@@ -337,15 +351,58 @@ impl RadixTree {
     /// preserved block of another order shares a page), [`Error::NodeAlloc`]
     /// (nothing was inserted and every page allocated by this call was
     /// freed), [`Error::NodeAccess`].
-    #[inline]
+    #[inline(always)]
     pub fn preserve<M: PhysMem + ?Sized>(
         &mut self,
         mem: &mut M,
         pfn: Pfn,
         order: Order,
     ) -> Result<()> {
+        // The common case, small enough to inline into the caller's loop:
+        // a valid block of the only order present whose leaf word the
+        // summary holds, bit clear. One store to the node page and three to
+        // the summary; everything else takes the out-of-line path.
+        let o = order.get();
+        let p = pfn.as_u64();
+        let key = key_of(p, o);
+        let v = view_of(o);
+        let view = &self.views[v];
+        let mask = 1u64 << (key % 64);
+        // `p + 2^o` cannot wrap: a `Pfn` is below 2^52, `o` at most 51.
+        let end = p + (1u64 << o);
+        if order <= self.max_order
+            && p & ((1u64 << o) - 1) == 0
+            && (self.present & !(1u64 << o) == 0 || p >= self.hi || end <= self.lo)
+            && view.word_tag == key >> 6
+            && view.word_addr != 0
+            && view.word & mask == 0
+        {
+            let (addr, value) = (view.word_addr, view.word | mask);
+            if write(mem, addr, value).is_ok() {
+                self.views[v].word = value;
+                if let Some(n) = self.blocks.get_mut(o as usize) {
+                    *n += 1;
+                }
+                self.present |= 1u64 << o;
+                self.lo = self.lo.min(p);
+                self.hi = self.hi.max(end);
+                return Ok(());
+            }
+        }
+        self.preserve_slow(mem, pfn, order)
+    }
+
+    /// [`preserve`](Self::preserve) for every case but the common one.
+    #[inline(never)]
+    fn preserve_slow<M: PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        pfn: Pfn,
+        order: Order,
+    ) -> Result<()> {
         let o = self.check_block(pfn, order)?;
-        if self.present & !(1u64 << o) != 0 {
+        let (p, end) = (pfn.as_u64(), pfn.as_u64() + (1u64 << o));
+        if self.present & !(1u64 << o) != 0 && p < self.hi && end > self.lo {
             // The block's own leaf word (read anyway) shows which larger
             // orders cannot hold it.
             let key = key_of(pfn.as_u64(), o);
@@ -380,6 +437,9 @@ impl RadixTree {
             *n += 1;
         }
         self.present |= 1u64 << o;
+        let p = pfn.as_u64();
+        self.lo = self.lo.min(p);
+        self.hi = self.hi.max(p + (1u64 << o));
         Ok(())
     }
 
@@ -431,6 +491,9 @@ impl RadixTree {
             *n -= 1;
             if *n == 0 {
                 self.present &= !(1u64 << o);
+                if self.present == 0 {
+                    (self.lo, self.hi) = (u64::MAX, 0);
+                }
             }
         }
         if word == 0 && node_is_empty(mem, addr & !PAGE_MASK, leaf_bit(key) / 64)? {
@@ -659,6 +722,9 @@ impl RadixTree {
         nr_pages: u64,
     ) -> Result<bool> {
         let last = start + (nr_pages - 1);
+        if last < self.lo || start >= self.hi {
+            return Ok(true);
+        }
         let mut orders = self.present;
         while orders != 0 {
             let o = orders.trailing_zeros();

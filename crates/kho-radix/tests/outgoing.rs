@@ -123,6 +123,58 @@ fn overlap_with_a_larger_block() {
     assert_eq!(snapshot(&tree, &mem).0, before.0);
 }
 
+/// Blocks in address order skip the overlap check while they stay outside
+/// the envelope of what is preserved; one that reaches back into it (or
+/// covers it) is still caught, in either direction and after unpreserves.
+#[test]
+fn address_order_fast_path_still_sees_overlaps() {
+    let (mut mem, mut tree) = setup();
+    // Ascending: pages, then a THP, then pages again.
+    for p in 0x4_0000..0x4_0010 {
+        tree.preserve(&mut mem, pfn(p), ord(0)).unwrap();
+    }
+    tree.preserve(&mut mem, pfn(0x4_0200), ord(9)).unwrap();
+    tree.preserve(&mut mem, pfn(0x4_0400), ord(0)).unwrap();
+    // A block covering the envelope's start, and one reaching back into it.
+    let overlap = |p: u64, o: u32, at: u64, eo: u32| Error::Overlap {
+        pfn: pfn(p),
+        order: ord(o),
+        existing_pfn: pfn(at),
+        existing_order: ord(eo),
+    };
+    assert_eq!(
+        tree.preserve(&mut mem, pfn(0x3_fe00), ord(9)),
+        Ok(()),
+        "below the envelope"
+    );
+    assert_eq!(
+        tree.preserve(&mut mem, pfn(0x4_0000), ord(4)),
+        Err(overlap(0x4_0000, 4, 0x4_0000, 0))
+    );
+    assert_eq!(
+        tree.preserve(&mut mem, pfn(0x4_0000), ord(18)),
+        Err(overlap(0x4_0000, 18, 0x4_0000, 0))
+    );
+    // Unpreserving the top block leaves the envelope wide: still checked.
+    tree.unpreserve(&mut mem, pfn(0x4_0400), ord(0)).unwrap();
+    assert_eq!(
+        tree.preserve(&mut mem, pfn(0x4_0300), ord(0)),
+        Err(overlap(0x4_0300, 0, 0x4_0200, 9))
+    );
+    // Emptied, the tree starts a fresh envelope.
+    for p in 0x4_0000..0x4_0010 {
+        tree.unpreserve(&mut mem, pfn(p), ord(0)).unwrap();
+    }
+    tree.unpreserve(&mut mem, pfn(0x4_0200), ord(9)).unwrap();
+    tree.unpreserve(&mut mem, pfn(0x3_fe00), ord(9)).unwrap();
+    assert!(tree.is_empty());
+    tree.preserve(&mut mem, pfn(0x4_0200), ord(9)).unwrap();
+    assert_eq!(
+        tree.preserve(&mut mem, pfn(0x4_0201), ord(0)),
+        Err(overlap(0x4_0201, 0, 0x4_0200, 9))
+    );
+}
+
 #[test]
 fn overlap_with_smaller_blocks_anywhere_inside() {
     let (mut mem, mut tree) = setup();
