@@ -81,12 +81,24 @@ fn nonzero(word: u64) -> u64 {
 }
 
 /// Bits of the non-zero words of `words`, `words.len()` ≤ 64.
+///
+/// Groups of eight words are OR-ed first (which vectorizes on any x86_64
+/// or arm64) and only a non-zero group is looked at word by word: tables
+/// and leaves are mostly zero, so most groups cost one test.
 #[inline]
 fn nonzero_mask(words: &[u64]) -> u64 {
-    words
-        .iter()
-        .enumerate()
-        .fold(0, |mask, (i, &w)| mask | (nonzero(w) << i))
+    let mut mask = 0u64;
+    for (g, group) in words.chunks(8).enumerate() {
+        if group.iter().fold(0, |any, &w| any | w) == 0 {
+            continue;
+        }
+        let bits = group
+            .iter()
+            .enumerate()
+            .fold(0, |bits, (i, &w)| bits | (nonzero(w) << i));
+        mask |= bits << (g * 8);
+    }
+    mask
 }
 
 /// Read the table at `node` in bulk and return its live-entry mask.
@@ -422,8 +434,8 @@ fn emit_blocks<B>(
     };
     let shift = PAGE_SHIFT + order.get();
     let leaf_phys = leaf.base << shift;
-    // Decode set bits into a batch of bit indices, four at a time without a
-    // data-dependent branch per bit (the loop runs popcount/4 times), then
+    // Decode set bits into a batch of bit indices, eight at a time without a
+    // data-dependent branch per bit (the loop runs popcount/8 times), then
     // call `f` for the batch: one unpredictable branch per word at most,
     // instead of one per set bit.
     let mut batch = [0u16; BATCH + 64];
@@ -442,12 +454,14 @@ fn emit_blocks<B>(
             }
             n += 64;
         } else {
+            // Eight slots unconditionally (a sparse word rarely has more),
+            // then eight at a time while bits remain. Past the last set bit
+            // a slot gets first + 64 and the count does not advance: the
+            // slot is overwritten or unused.
             let mut bits = word;
             let mut k = 0usize;
-            for quad in out.chunks_exact_mut(4) {
-                for slot in quad {
-                    // Past the last set bit this writes first + 64 and
-                    // does not advance: the slot is overwritten or unused.
+            for octet in out.chunks_exact_mut(8) {
+                for slot in octet {
                     *slot = first + bits.trailing_zeros() as u16;
                     k += usize::from(bits != 0);
                     bits &= bits.wrapping_sub(1);
