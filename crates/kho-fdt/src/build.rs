@@ -1,4 +1,4 @@
-//! Writing a root KHO FDT: [`KhoFdtBuilder`], a small model serialised with vm-fdt.
+//! Writing a root KHO FDT: [`KhoFdtBuilder`], a small model serialised in one pass.
 
 use alloc::collections::BTreeSet;
 use alloc::string::ToString;
@@ -7,11 +7,12 @@ use core::fmt;
 
 use kho_abi::AbiVersion;
 use kho_abi::fdt::{
-    FDT_HEADER_SIZE, MAX_FDT_SIZE, PROP_BLOB_SIZE, PROP_COMPATIBLE, PROP_PRESERVED_DATA,
-    PROP_PRESERVED_MEMORY_MAP, U64_PROP_LEN,
+    FDT_HEADER_SIZE, FDT_LAST_COMP_VERSION, FDT_MAGIC, FDT_VERSION, MAX_FDT_SIZE, PROP_BLOB_SIZE,
+    PROP_COMPATIBLE, PROP_PRESERVED_DATA, PROP_PRESERVED_MEMORY_MAP, U64_PROP_LEN,
 };
 use kho_mem::PhysAddr;
 
+use crate::blob::{FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_PROP};
 use crate::error::{Error, Result};
 
 /// Longest subtree name the builder accepts (the device-tree limit for a
@@ -30,8 +31,8 @@ pub const MAX_NAME_LEN: usize = 31;
 /// Costs, for `n` children: [`add_subtree`] is O(log n) (a name index
 /// finds duplicates, and the serialized size is kept up to date instead of
 /// recomputed); [`remove_subtree`] and [`remove_subtree_by_data`] are O(n);
-/// [`serialized_size`] is O(1); [`build`] is O(n) and allocates the blob
-/// once plus vm-fdt's per-node and per-property work. Names are stored
+/// [`serialized_size`] is O(1); [`build`] is O(n), allocates the blob once
+/// at its exact size and writes it front to back. Names are stored
 /// inline, so adding a child allocates nothing but the occasional growth of
 /// two collections. The bytes differ from libfdt's (string order, child
 /// and property order: libfdt inserts each new child and each new property
@@ -43,7 +44,10 @@ pub const MAX_NAME_LEN: usize = 31;
 /// named `""` with `compatible` then `preserved-memory-map` before any child,
 /// each child with `preserved-data` and, when a size was given, `blob-size`.
 /// Every u64 is 8 bytes little-endian (KHO's native endianness, see
-/// `kho_abi`). The result never exceeds one page: [`add_subtree`] refuses a
+/// `kho_abi`). The bytes are exactly what vm-fdt (the workspace's general
+/// DTB writer, used for boot DTBs) writes for the same nodes in the same
+/// order, which a test checks; the KHO FDT's shape is fixed, so writing it
+/// directly skips vm-fdt's per-property string lookups and bookkeeping. The result never exceeds one page: [`add_subtree`] refuses a
 /// child that would not fit, as upstream's `kho_add_subtree` does.
 ///
 /// [`add_subtree`]: KhoFdtBuilder::add_subtree
@@ -274,7 +278,6 @@ impl KhoFdtBuilder {
         }
         // Header, then (8-aligned) a reservation map holding only its
         // terminator, then structure and strings.
-        const RSVMAP: usize = 16;
         FDT_HEADER_SIZE.next_multiple_of(8) + RSVMAP + structure + strings
     }
 
@@ -282,37 +285,120 @@ impl KhoFdtBuilder {
     ///
     /// Errors: [`Error::InvalidMemoryMap`] if the memory map is zero or not
     /// page-aligned (readers would refuse it), [`Error::TooLarge`] if it does
-    /// not fit in one page, [`Error::Writer`] if vm-fdt refuses an operation.
+    /// not fit in one page.
     pub fn build(&self) -> Result<Vec<u8>> {
         if self.memory_map == PhysAddr::ZERO || !self.memory_map.is_page_aligned() {
             return Err(Error::InvalidMemoryMap {
                 addr: self.memory_map,
             });
         }
-        let mut w = vm_fdt::FdtWriter::new()?;
-        let root = w.begin_node("")?;
-        w.property_string(PROP_COMPATIBLE, self.version.compatible())?;
-        w.property(PROP_PRESERVED_MEMORY_MAP, &le64(self.memory_map.as_u64()))?;
-        for e in &self.subtrees {
-            let node = w.begin_node(e.name.as_str())?;
-            w.property(PROP_PRESERVED_DATA, &le64(e.data.as_u64()))?;
-            if let Some(size) = e.size {
-                w.property(PROP_BLOB_SIZE, &le64(size))?;
-            }
-            w.end_node(node)?;
-        }
-        w.end_node(root)?;
-        let bytes = w.finish()?;
-        if bytes.len() > MAX_FDT_SIZE {
+        let total = self.serialized_size();
+        if total > MAX_FDT_SIZE {
             return Err(Error::TooLarge {
-                size: bytes.len(),
+                size: total,
                 max: MAX_FDT_SIZE,
             });
         }
-        debug_assert_eq!(bytes.len(), self.serialized_size());
-        Ok(bytes)
+        // Offsets and sizes below are bounded by MAX_FDT_SIZE (one page):
+        // the u32 conversions and sums cannot overflow.
+        let strings = self.strings_len();
+        let off_struct = FDT_HEADER_SIZE.next_multiple_of(8) + RSVMAP;
+        let size_struct = total - off_struct - strings;
+        let mut b = Vec::with_capacity(total);
+        for field in [
+            FDT_MAGIC,
+            total as u32,
+            off_struct as u32,
+            (off_struct + size_struct) as u32,
+            FDT_HEADER_SIZE.next_multiple_of(8) as u32,
+            FDT_VERSION,
+            FDT_LAST_COMP_VERSION,
+            0, // boot_cpuid_phys
+            strings as u32,
+            size_struct as u32,
+        ] {
+            b.extend_from_slice(&field.to_be_bytes());
+        }
+        b.resize(off_struct, 0); // header padding, then the empty rsvmap
+        begin_node(&mut b, "");
+        let compatible = self.version.compatible();
+        prop_header(&mut b, compatible.len() + 1, 0);
+        b.extend_from_slice(compatible.as_bytes());
+        pad_nul(&mut b);
+        u64_prop(&mut b, OFF_PRESERVED_MEMORY_MAP, self.memory_map.as_u64());
+        for e in &self.subtrees {
+            begin_node(&mut b, e.name.as_str());
+            u64_prop(&mut b, OFF_PRESERVED_DATA, e.data.as_u64());
+            if let Some(size) = e.size {
+                u64_prop(&mut b, OFF_BLOB_SIZE, size);
+            }
+            b.extend_from_slice(&FDT_END_NODE.to_be_bytes());
+        }
+        b.extend_from_slice(&FDT_END_NODE.to_be_bytes());
+        b.extend_from_slice(&FDT_END.to_be_bytes());
+        // Strings in first-use order, NUL-terminated.
+        let used = [
+            (PROP_COMPATIBLE, true),
+            (PROP_PRESERVED_MEMORY_MAP, true),
+            (PROP_PRESERVED_DATA, !self.subtrees.is_empty()),
+            (PROP_BLOB_SIZE, self.sized > 0),
+        ];
+        for (name, _) in used.iter().filter(|(_, used)| *used) {
+            b.extend_from_slice(name.as_bytes());
+            b.push(0);
+        }
+        debug_assert_eq!(b.len(), total);
+        Ok(b)
+    }
+
+    /// Bytes of the strings block: the property names in use.
+    fn strings_len(&self) -> usize {
+        let mut strings = str_len(PROP_COMPATIBLE) + str_len(PROP_PRESERVED_MEMORY_MAP);
+        if !self.subtrees.is_empty() {
+            strings += str_len(PROP_PRESERVED_DATA);
+        }
+        if self.sized > 0 {
+            strings += str_len(PROP_BLOB_SIZE);
+        }
+        strings
     }
 }
+
+/// `FDT_BEGIN_NODE` and the node's NUL-terminated name, padded to 4.
+fn begin_node(b: &mut Vec<u8>, name: &str) {
+    b.extend_from_slice(&FDT_BEGIN_NODE.to_be_bytes());
+    b.extend_from_slice(name.as_bytes());
+    pad_nul(b);
+}
+
+/// A NUL, then zeros up to the next multiple of 4.
+fn pad_nul(b: &mut Vec<u8>) {
+    b.resize(align4(b.len() + 1), 0);
+}
+
+/// `FDT_PROP`, the value length, the name's offset in the strings block.
+fn prop_header(b: &mut Vec<u8>, len: usize, name_off: u32) {
+    b.extend_from_slice(&FDT_PROP.to_be_bytes());
+    b.extend_from_slice(&(len as u32).to_be_bytes());
+    b.extend_from_slice(&name_off.to_be_bytes());
+}
+
+/// A property holding one KHO native u64.
+fn u64_prop(b: &mut Vec<u8>, name_off: u32, value: u64) {
+    prop_header(b, U64_PROP_LEN, name_off);
+    b.extend_from_slice(&le64(value));
+}
+
+/// The strings block's offsets: names in first-use order (every FDT has
+/// `compatible` and `preserved-memory-map`; `preserved-data` comes with
+/// the first child, `blob-size` with the first sized one, which is never
+/// before it).
+const OFF_PRESERVED_MEMORY_MAP: u32 = PROP_COMPATIBLE.len() as u32 + 1;
+const OFF_PRESERVED_DATA: u32 =
+    OFF_PRESERVED_MEMORY_MAP + PROP_PRESERVED_MEMORY_MAP.len() as u32 + 1;
+const OFF_BLOB_SIZE: u32 = OFF_PRESERVED_DATA + PROP_PRESERVED_DATA.len() as u32 + 1;
+/// The memory reservation map: its terminator only.
+const RSVMAP: usize = 16;
 
 /// An FDT token (`FDT_BEGIN_NODE`, `FDT_END_NODE`, `FDT_END`, ...).
 const TOKEN: usize = 4;
@@ -447,6 +533,58 @@ mod tests {
             check(&b);
         }
         assert_eq!((b.children_bytes, b.sized), (0, 0));
+    }
+
+    /// What vm-fdt writes for the same nodes in the same order: the
+    /// builder's bytes must be exactly these.
+    fn with_vm_fdt(b: &KhoFdtBuilder) -> Vec<u8> {
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_string(PROP_COMPATIBLE, b.version.compatible())
+            .unwrap();
+        w.property(PROP_PRESERVED_MEMORY_MAP, &le64(b.memory_map.as_u64()))
+            .unwrap();
+        for e in &b.subtrees {
+            let node = w.begin_node(e.name.as_str()).unwrap();
+            w.property(PROP_PRESERVED_DATA, &le64(e.data.as_u64()))
+                .unwrap();
+            if let Some(size) = e.size {
+                w.property(PROP_BLOB_SIZE, &le64(size)).unwrap();
+            }
+            w.end_node(node).unwrap();
+        }
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    /// Every version, 0 to a page's worth of children, names of every
+    /// padded length, sized and unsized children interleaved (the first
+    /// sized one at varying positions): byte-identical to vm-fdt.
+    #[test]
+    fn bytes_match_vm_fdt() {
+        for version in AbiVersion::ALL {
+            for first_sized in [0, 1, 5] {
+                let mut b = KhoFdtBuilder::new(version, PhysAddr::new(0x4123_4000));
+                assert_eq!(b.build().unwrap(), with_vm_fdt(&b));
+                for i in 0.. {
+                    let mut name = alloc::format!("c{i}");
+                    while name.len() < 1 + (i * 7) % MAX_NAME_LEN {
+                        name.push('_');
+                    }
+                    let sized = i >= first_sized && (i % 3 != 1 || version.requires_blob_size());
+                    let size = (sized || version.requires_blob_size()).then_some(i as u64 * 77);
+                    let data = PhysAddr::new(0x5000_0000 + i as u64 * 0x1000);
+                    match b.add_subtree(&name, data, size) {
+                        Ok(()) => {}
+                        Err(Error::TooLarge { .. }) => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                    assert_eq!(b.build().unwrap(), with_vm_fdt(&b), "{version:?} {i}");
+                }
+                // The page filled up.
+                assert!(b.serialized_size() > MAX_FDT_SIZE - 128 && b.len() > 32);
+            }
+        }
     }
 
     #[test]
