@@ -13,7 +13,7 @@
 //! };
 //! ```
 //!
-//! This crate writes it ([`KhoFdtBuilder`], on top of `vm-fdt`), validates
+//! This crate writes it ([`KhoFdtBuilder`], directly, in vm-fdt's layout), validates
 //! and reads it ([`KhoFdt::parse`], panic-free on any input, with a named
 //! [`Error`] carrying the byte offset of what is wrong), and renders it, or
 //! any FDT sub-blob such as memblock's, as canonical DTS-like text for
