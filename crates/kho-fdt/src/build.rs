@@ -7,8 +7,8 @@ use core::fmt;
 
 use kho_abi::AbiVersion;
 use kho_abi::fdt::{
-    FDT_HEADER_SIZE, MAX_FDT_SIZE, PROP_BLOB_SIZE, PROP_COMPATIBLE, PROP_PRESERVED_DATA,
-    PROP_PRESERVED_MEMORY_MAP, U64_PROP_LEN,
+    FDT_HEADER_SIZE, MAX_FDT_SIZE, PROP_BLOB_SIZE, PROP_COMPATIBLE, PROP_PRESERVED_MEMORY_MAP,
+    U64_PROP_LEN,
 };
 use kho_mem::PhysAddr;
 
@@ -41,7 +41,8 @@ pub const MAX_NAME_LEN: usize = 31;
 ///
 /// Layout written: version 17 header, empty memory reservation map, root node
 /// named `""` with `compatible` then `preserved-memory-map` before any child,
-/// each child with `preserved-data` and, when a size was given, `blob-size`.
+/// each child with `preserved-data` (kho-v1: `fdt`) and, when a size was
+/// given, `blob-size`.
 /// Every u64 is 8 bytes little-endian (KHO's native endianness, see
 /// `kho_abi`). The result never exceeds one page: [`add_subtree`] refuses a
 /// child that would not fit, as upstream's `kho_add_subtree` does.
@@ -150,6 +151,12 @@ impl KhoFdtBuilder {
         self.memory_map
     }
 
+    /// Replaces the `preserved-memory-map` address (kho-v1 learns it only
+    /// at finalize, when the chunk list is written).
+    pub fn set_memory_map(&mut self, memory_map: PhysAddr) {
+        self.memory_map = memory_map;
+    }
+
     /// Number of children.
     pub fn len(&self) -> usize {
         self.subtrees.len()
@@ -160,7 +167,8 @@ impl KhoFdtBuilder {
         self.subtrees.is_empty()
     }
 
-    /// Adds child `name` with `preserved-data = data` and, if `size` is
+    /// Adds child `name` with `preserved-data = data` (kho-v1: `fdt =
+    /// data`, the address of the client's FDT) and, if `size` is
     /// `Some`, `blob-size = size` (under [`AbiVersion::V2`] that is the later
     /// "blob-size revision", which kept the `kho-v2` string).
     ///
@@ -168,7 +176,8 @@ impl KhoFdtBuilder {
     /// [`Error::InvalidNodeName`] unless `name` is 1-31 characters of
     /// `[A-Za-z0-9,._+-]` starting with a letter (no unit address: a node
     /// with `@` and no `reg` makes dtc warn); [`Error::DuplicateSubtree`];
-    /// [`Error::ZeroSubtreeData`]; [`Error::BlobSizeRequired`] for `None`
+    /// [`Error::ZeroSubtreeData`]; [`Error::BlobSizeNotInVersion`] for
+    /// `Some` under [`AbiVersion::V1`]; [`Error::BlobSizeRequired`] for `None`
     /// under [`AbiVersion::V3`] and [`AbiVersion::V4`]; [`Error::TooLarge`]
     /// if the FDT would no longer fit in one page.
     pub fn add_subtree(&mut self, name: &str, data: PhysAddr, size: Option<u64>) -> Result<()> {
@@ -202,6 +211,12 @@ impl KhoFdtBuilder {
         if data == PhysAddr::ZERO {
             return Err(Error::ZeroSubtreeData {
                 name: name.to_string(),
+            });
+        }
+        if size.is_some() && !self.version.allows_blob_size() {
+            return Err(Error::BlobSizeNotInVersion {
+                name: name.to_string(),
+                version: self.version,
             });
         }
         if size.is_none() && self.version.requires_blob_size() {
@@ -267,7 +282,7 @@ impl KhoFdtBuilder {
         let structure = node_bytes(0) + compatible + U64_PROP + children_bytes + TOKEN; // + FDT_END
         let mut strings = str_len(PROP_COMPATIBLE) + str_len(PROP_PRESERVED_MEMORY_MAP);
         if children > 0 {
-            strings += str_len(PROP_PRESERVED_DATA);
+            strings += str_len(self.version.subtree_data_property());
         }
         if sized > 0 {
             strings += str_len(PROP_BLOB_SIZE);
@@ -280,11 +295,12 @@ impl KhoFdtBuilder {
 
     /// Serialises the FDT.
     ///
-    /// Errors: [`Error::InvalidMemoryMap`] if the memory map is zero or not
-    /// page-aligned (readers would refuse it), [`Error::TooLarge`] if it does
+    /// Errors: [`Error::InvalidMemoryMap`] if the memory map is not
+    /// page-aligned or, after kho-v1, zero (readers would refuse it), [`Error::TooLarge`] if it does
     /// not fit in one page, [`Error::Writer`] if vm-fdt refuses an operation.
     pub fn build(&self) -> Result<Vec<u8>> {
-        if self.memory_map == PhysAddr::ZERO || !self.memory_map.is_page_aligned() {
+        let zero = self.memory_map == PhysAddr::ZERO;
+        if (zero && !self.version.allows_empty_memory_map()) || !self.memory_map.is_page_aligned() {
             return Err(Error::InvalidMemoryMap {
                 addr: self.memory_map,
             });
@@ -295,7 +311,8 @@ impl KhoFdtBuilder {
         w.property(PROP_PRESERVED_MEMORY_MAP, &le64(self.memory_map.as_u64()))?;
         for e in &self.subtrees {
             let node = w.begin_node(e.name.as_str())?;
-            w.property(PROP_PRESERVED_DATA, &le64(e.data.as_u64()))?;
+            let data = self.version.subtree_data_property();
+            w.property(data, &le64(e.data.as_u64()))?;
             if let Some(size) = e.size {
                 w.property(PROP_BLOB_SIZE, &le64(size))?;
             }
