@@ -346,7 +346,8 @@ fn kho_v1(map: u64, children: &[Child<'_>]) -> Vec<u8> {
 #[test]
 fn kho_v1_round_trip() {
     let mut b = KhoFdtBuilder::new(AbiVersion::V1, PhysAddr::ZERO);
-    b.add_subtree("memblock", PhysAddr::new(DATA), None).unwrap();
+    b.add_subtree("memblock", PhysAddr::new(DATA), None)
+        .unwrap();
     b.add_subtree("kho_test", PhysAddr::new(DATA + 0x1000), None)
         .unwrap();
     let blob = b.build().unwrap();
@@ -354,7 +355,10 @@ fn kho_v1_round_trip() {
     let fdt = KhoFdt::parse(&blob).unwrap();
     assert_eq!(fdt.version(), AbiVersion::V1);
     assert_eq!(fdt.memory_map(), PhysAddr::ZERO);
-    let got: Vec<_> = fdt.subtrees().map(|s| (s.name(), s.data(), s.size())).collect();
+    let got: Vec<_> = fdt
+        .subtrees()
+        .map(|s| (s.name(), s.data(), s.size()))
+        .collect();
     assert_eq!(
         got,
         [
@@ -364,12 +368,18 @@ fn kho_v1_round_trip() {
     );
     // The bytes say `fdt`, never `preserved-data`.
     let text = fdt.render();
-    assert!(text.contains("\t\tfdt = le64:0x0000000041245000;"), "{text}");
+    assert!(
+        text.contains("\t\tfdt = le64:0x0000000041245000;"),
+        "{text}"
+    );
     assert!(!text.contains("preserved-data"), "{text}");
     // Set at finalize in the engine: the map of a written chunk list.
     b.set_memory_map(PhysAddr::new(MAP));
     let blob = b.build().unwrap();
-    assert_eq!(KhoFdt::parse(&blob).unwrap().memory_map(), PhysAddr::new(MAP));
+    assert_eq!(
+        KhoFdt::parse(&blob).unwrap().memory_map(),
+        PhysAddr::new(MAP)
+    );
 
     // Hand-built as Linux 6.16 lays it out; only `fdt` counts.
     let blob = kho_v1(
@@ -429,7 +439,10 @@ fn kho_v1_child_errors() {
     };
     let blobs = [
         kho_v1(MAP, &[("memblock", &[("preserved-data", &le(DATA))]), good]),
-        kho_v1(MAP, &[("memblock", &[("fdt", &[0, 0x50, 0x24, 0x41])]), good]),
+        kho_v1(
+            MAP,
+            &[("memblock", &[("fdt", &[0, 0x50, 0x24, 0x41])]), good],
+        ),
         kho_v1(MAP, &[("memblock", &[("fdt", &le(0))]), good]),
         kho_v1(
             MAP,
