@@ -33,3 +33,12 @@ pub fn word(bytes: &[u8], at: usize) -> u64 {
     }
     u64::from_le_bytes(w)
 }
+
+/// The `preserved-memory-map` of the root FDT at `fdt` (for kho-v1, the
+/// first chunk of the serialized bitmaps, which only the FDT names).
+pub fn memory_map(mem: &HostMem, fdt: PhysAddr) -> Option<u64> {
+    let mut page = [0u8; 4096];
+    mem.read(fdt, &mut page).ok()?;
+    let parsed = kho_fdt::KhoFdt::parse(&page).ok()?;
+    Some(parsed.memory_map().as_u64())
+}

@@ -72,6 +72,10 @@ fuzz_target!(|data: &[u8]| {
     let mut targets = Targets { addrs: Vec::new() };
     old_kernel(&mut mem, &mut out, ops, &mut targets);
 
+    // kho-v1 publishes its FDT (and chunk list) at finalize; a no-op after.
+    if out.finalize(&mut mem).is_err() {
+        return;
+    }
     let Ok(array) = areas.write_array(&mut mem, scratch.start()) else {
         return;
     };
@@ -98,7 +102,11 @@ fuzz_target!(|data: &[u8]| {
 
     // Word-granular damage: 3 bytes a hit (word index, value kind).
     let fdt = out.fdt().as_u64();
-    let root = out.tree().root().as_u64();
+    // The radix root, or kho-v1's first chunk (named only by the FDT).
+    let root = match out.tree() {
+        Some(tree) => tree.root().as_u64(),
+        None => common::memory_map(&mem, out.fdt()).unwrap_or(fdt),
+    };
     for hit in damage.chunks_exact(3) {
         let word = u64::from(u16::from_le_bytes([hit[0], hit[1]])) % (common::RAM / 8);
         let at = PhysAddr::new(common::BASE + word * 8);

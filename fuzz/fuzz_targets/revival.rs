@@ -4,7 +4,8 @@
 //! kexec-metadata); the rest overwrites whole 64-bit words of RAM with
 //! values chosen to hurt (other nodes' and blocks' addresses, the root,
 //! misaligned and out-of-RAM addresses, all ones), so the radix tree can
-//! grow cycles, shared nodes and redirections, not just bad bytes. Then the
+//! grow cycles, shared nodes and redirections, not just bad bytes (kho-v1's
+//! chunk list and bitmaps alike: every ABI version is driven). Then the
 //! new kernel runs everything a revival runs: `populate`, the reserving
 //! walk, `kexec-metadata`, memblock from memory, the vmalloc restore, every
 //! folio's restore and the list of what is left. Every step must give a
@@ -17,6 +18,7 @@ mod common;
 
 use kho::{KhoIn, KhoOut};
 use kho_abi::AbiVersion;
+use kho_abi::v1::BitmapSize;
 use kho_mem::{Order, PhysAddr, PhysMem, PhysRange};
 use kho_radix::VisitedSet;
 use kho_scratch::ScratchAreas;
@@ -88,6 +90,10 @@ fuzz_target!(|data: &[u8]| {
     let desc = out
         .preserve_vmalloc(&mut mem, vmalloc_pages.iter().copied(), Order::ZERO, 1)
         .ok();
+    // kho-v1 publishes its FDT (and chunk list) at finalize; a no-op after.
+    if out.finalize(&mut mem).is_err() {
+        return;
+    }
     let Ok(array) = areas.write_array(&mut mem, scratch.start()) else {
         return;
     };
@@ -95,7 +101,11 @@ fuzz_target!(|data: &[u8]| {
 
     // Word-granular damage: 3 bytes a hit (word index, value kind).
     let fdt = out.fdt().as_u64();
-    let root = out.tree().root().as_u64();
+    // The radix root, or kho-v1's first chunk (named only by the FDT).
+    let root = match out.tree() {
+        Some(tree) => tree.root().as_u64(),
+        None => common::memory_map(&mem, out.fdt()).unwrap_or(fdt),
+    };
     let targets: Vec<u64> = folios.iter().map(|(p, _)| p.as_u64()).collect();
     for hit in damage.chunks_exact(3) {
         let word = u64::from(u16::from_le_bytes([hit[0], hit[1]])) % (common::RAM / 8);
@@ -121,10 +131,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut buf = [0u64; VisitedSet::words_for(512)];
-    if kin
-        .reserve_preserved(&mem, &mut VisitedSet::new(&mut buf), |_, _| Ok(()))
-        .is_err()
-    {
+    let walked = if kin.version().uses_chunk_list() {
+        // KhoOut::new(V1) writes page bitmaps.
+        let mut map = [0u64; kho_bitmaps::IncomingMap::words_for(512)];
+        kin.reserve_preserved_v1(&mem, BitmapSize::Page, &mut map, |_, _| Ok(()))
+    } else {
+        kin.reserve_preserved(&mem, &mut VisitedSet::new(&mut buf), |_, _| Ok(()))
+    };
+    if walked.is_err() {
         return;
     }
     let _ = kin.kexec_metadata(&mem);
@@ -156,6 +170,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = kin.restore_folio(&mut mem, handover.fdt, Order::ZERO);
     // What is left, counted and listed (the list re-walks the damaged tree).
     let _ = kin.unrestored_blocks();
+    let _ = kin.for_each_unrestored_v1(&mem, |_| core::ops::ControlFlow::<()>::Continue(()));
     for run in kin.unrestored(&mem, &mut VisitedSet::new(&mut buf)) {
         if run.is_err() {
             break;

@@ -99,6 +99,14 @@ fn sample_handovers() -> Vec<(&'static str, AbiVersion, Vec<SampleChild>)> {
         .map(|i| (format!("client-{i:02}"), 0x4200_0000 + i * 0x1000, None))
         .collect();
     vec![
+        (
+            "v1",
+            AbiVersion::V1,
+            vec![
+                ("memblock".to_owned(), 0x4123_0000, None),
+                ("kho_test".to_owned(), 0x4125_0000, None),
+            ],
+        ),
         ("empty", AbiVersion::V2, vec![]),
         (
             "one-child",

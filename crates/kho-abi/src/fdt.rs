@@ -9,7 +9,8 @@ pub const COMPATIBLE_V3: &str = "kho-v3";
 /// "kho-v3"): the root FDT as in kho-v3, bumped for LUO's serialization
 /// blocks ([`crate::block`]).
 pub const COMPATIBLE_V4: &str = "kho-v4";
-/// Root `compatible` of the older serialized-bitmap format (Linux 6.16).
+/// Root `compatible` of the serialized-bitmap format of Linux 6.16 – 6.19
+/// (`KHO_FDT_COMPATIBLE` in `kernel/kexec_handover.c` of 6.16).
 pub const COMPATIBLE_V1: &str = "kho-v1";
 
 /// Root property: native u64 phys of the radix-tree root page
@@ -23,7 +24,9 @@ pub const PROP_PRESERVED_DATA: &str = "preserved-data";
 /// `preserved-data` (libfdt inserts each new property first), so readers
 /// must not depend on property order.
 pub const PROP_BLOB_SIZE: &str = "blob-size";
-/// The kho-v1 child property that `preserved-data` replaced.
+/// The kho-v1 child property that `preserved-data` replaced: native u64
+/// phys of a client sub-FDT (`PROP_SUB_FDT`), whose size is its own
+/// header's `totalsize`.
 pub const PROP_V1_FDT: &str = "fdt";
 /// The standard `compatible` property name.
 pub const PROP_COMPATIBLE: &str = "compatible";

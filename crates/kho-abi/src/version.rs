@@ -4,11 +4,12 @@ use crate::fdt;
 
 /// A revision of the KHO handover format, named by its root `compatible`.
 ///
-/// | variant | compatible | per-child `blob-size` |
-/// |---|---|---|
-/// | [`AbiVersion::V2`] | `"kho-v2"` | optional (absent in the original kho-v2, present in the later blob-size revision that kept the string) |
-/// | [`AbiVersion::V3`] | `"kho-v3"` | required |
-/// | [`AbiVersion::V4`] | `"kho-v4"` | required (Linux 7.2 writes it before `preserved-data`) |
+/// | variant | compatible | `preserved-memory-map` | child blob | per-child `blob-size` |
+/// |---|---|---|---|---|
+/// | [`AbiVersion::V1`] | `"kho-v1"` | first chunk of the serialized bitmaps ([`crate::v1`]), 0 when empty | `fdt`: a sub-FDT, sized by its own header | none |
+/// | [`AbiVersion::V2`] | `"kho-v2"` | radix root ([`crate::radix`]) | `preserved-data` | optional (absent in the original kho-v2, present in the later blob-size revision that kept the string) |
+/// | [`AbiVersion::V3`] | `"kho-v3"` | radix root | `preserved-data` | required |
+/// | [`AbiVersion::V4`] | `"kho-v4"` | radix root | `preserved-data` | required (Linux 7.2 writes it before `preserved-data`) |
 ///
 /// kho-v4 changed nothing in the root FDT, the radix tree, vmalloc, scratch
 /// or the sub-blobs this crate describes: upstream bumped the string because
@@ -16,13 +17,20 @@ use crate::fdt;
 /// its ABI contract ties to the root compatible. [`AbiVersion::NEWEST`] (also
 /// the [`Default`]) is the version current Linux writes.
 ///
-/// `"kho-v1"` (the serialized-bitmap format of Linux 6.16–6.19) is
-/// recognised by [`AbiVersion::is_known_legacy`] so that the engine can say
-/// precisely why it refuses it; its memory map is read and written by the
-/// `kho-bitmaps` crate.
+/// kho-v1 (Linux 6.16–6.19) differs from every later version in more than
+/// the string: its memory map is a list of serialized bitmaps written at
+/// *finalize* ([`AbiVersion::has_finalize`]), its children name client
+/// FDTs with `fdt` ([`AbiVersion::subtree_data_property`]) and carry no
+/// `blob-size` ([`AbiVersion::allows_blob_size`]), so the blob-size
+/// revision's `kexec-metadata` subtree (a packed struct, not an FDT) and
+/// kho-v4's LUO serialization blocks do not exist in it
+/// ([`AbiVersion::has_kexec_metadata`], [`AbiVersion::has_blocks`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[non_exhaustive]
 pub enum AbiVersion {
+    /// `kho-v1` (Linux 6.16 – 6.19): serialized per-order bitmaps
+    /// ([`crate::v1`]) published at finalize, children with `fdt`.
+    V1,
     /// `kho-v2`: radix-tree preserved-memory map, children with `preserved-data`.
     V2,
     /// `kho-v3`: as kho-v2, and every child must carry an 8-byte `blob-size`.
@@ -35,7 +43,12 @@ pub enum AbiVersion {
 
 impl AbiVersion {
     /// Every version this crate describes, oldest first.
-    pub const ALL: [AbiVersion; 3] = [AbiVersion::V2, AbiVersion::V3, AbiVersion::V4];
+    pub const ALL: [AbiVersion; 4] = [
+        AbiVersion::V1,
+        AbiVersion::V2,
+        AbiVersion::V3,
+        AbiVersion::V4,
+    ];
 
     /// The newest version this crate describes: the one Linux 7.2 writes.
     pub const NEWEST: AbiVersion = AbiVersion::V4;
@@ -43,6 +56,7 @@ impl AbiVersion {
     /// The root `compatible` string of this version (without the NUL).
     pub const fn compatible(self) -> &'static str {
         match self {
+            AbiVersion::V1 => fdt::COMPATIBLE_V1,
             AbiVersion::V2 => fdt::COMPATIBLE_V2,
             AbiVersion::V3 => fdt::COMPATIBLE_V3,
             AbiVersion::V4 => fdt::COMPATIBLE_V4,
@@ -54,6 +68,59 @@ impl AbiVersion {
         matches!(self, AbiVersion::V3 | AbiVersion::V4)
     }
 
+    /// Whether a child node may carry `blob-size` at all: not in kho-v1,
+    /// whose children are FDTs sized by their own header's `totalsize`.
+    pub const fn allows_blob_size(self) -> bool {
+        !matches!(self, AbiVersion::V1)
+    }
+
+    /// The child property holding the blob's physical address: `fdt` in
+    /// kho-v1 ([`fdt::PROP_V1_FDT`]), `preserved-data` since kho-v2
+    /// ([`fdt::PROP_PRESERVED_DATA`], renamed because blobs need not be
+    /// FDTs any more).
+    pub const fn subtree_data_property(self) -> &'static str {
+        match self {
+            AbiVersion::V1 => fdt::PROP_V1_FDT,
+            AbiVersion::V2 | AbiVersion::V3 | AbiVersion::V4 => fdt::PROP_PRESERVED_DATA,
+        }
+    }
+
+    /// Whether `preserved-memory-map` names the first chunk of kho-v1's
+    /// serialized bitmaps ([`crate::v1`]) rather than a radix root
+    /// ([`crate::radix`]).
+    pub const fn uses_chunk_list(self) -> bool {
+        matches!(self, AbiVersion::V1)
+    }
+
+    /// Whether the outgoing state is published by an explicit *finalize*
+    /// (serialize the bitmaps, write the FDT) that can be aborted, and is
+    /// frozen in between: kho-v1 only. kho-v2 removed finalize ("kho:
+    /// remove finalize state and clients"): its FDT and tree are valid at
+    /// all times.
+    pub const fn has_finalize(self) -> bool {
+        matches!(self, AbiVersion::V1)
+    }
+
+    /// Whether `preserved-memory-map` may be 0: in kho-v1 it is 0 when
+    /// nothing is preserved (and before finalize); every later version
+    /// always has a radix root.
+    pub const fn allows_empty_memory_map(self) -> bool {
+        matches!(self, AbiVersion::V1)
+    }
+
+    /// Whether the `kexec-metadata` subtree (a packed 73-byte struct found
+    /// by its `blob-size`, [`crate::metadata`]) can be handed over: not in
+    /// kho-v1, whose children are FDTs without `blob-size`.
+    pub const fn has_kexec_metadata(self) -> bool {
+        self.allows_blob_size()
+    }
+
+    /// Whether the version covers LUO's serialization blocks
+    /// ([`crate::block`]): kho-v4 only.
+    pub const fn has_blocks(self) -> bool {
+        matches!(self, AbiVersion::V4)
+    }
+
     /// The version named by a root `compatible` string, if it is one we read.
     pub fn from_compatible(compatible: &str) -> Option<AbiVersion> {
         AbiVersion::ALL
@@ -62,11 +129,13 @@ impl AbiVersion {
     }
 
     /// Whether `compatible` names an older KHO format that kho-rs recognises
-    /// but whose handover the engine does not revive: `"kho-v1"`, Linux
-    /// 6.16–6.19's serialized per-order bitmaps (its memory map is read and
-    /// written by the `kho-bitmaps` crate; the engine does not use it yet).
+    /// but whose handover the engine does not revive. None is left:
+    /// `"kho-v1"` became [`AbiVersion::V1`], which the engine reads and
+    /// writes, so this is `false` for every string. Kept so that code
+    /// asking still compiles.
     pub fn is_known_legacy(compatible: &str) -> bool {
-        compatible == fdt::COMPATIBLE_V1
+        let _ = compatible;
+        false
     }
 }
 
@@ -82,21 +151,44 @@ mod tests {
 
     #[test]
     fn compatible_strings_round_trip() {
+        assert_eq!(AbiVersion::V1.compatible(), "kho-v1");
         assert_eq!(AbiVersion::V2.compatible(), "kho-v2");
         assert_eq!(AbiVersion::V3.compatible(), "kho-v3");
         assert_eq!(AbiVersion::V4.compatible(), "kho-v4");
         assert_eq!(AbiVersion::from_compatible("kho-v2"), Some(AbiVersion::V2));
         assert_eq!(AbiVersion::from_compatible("kho-v3"), Some(AbiVersion::V3));
         assert_eq!(AbiVersion::from_compatible("kho-v4"), Some(AbiVersion::V4));
-        assert_eq!(AbiVersion::from_compatible("kho-v1"), None);
+        assert_eq!(AbiVersion::from_compatible("kho-v1"), Some(AbiVersion::V1));
+        assert_eq!(AbiVersion::from_compatible("kho-v0"), None);
         assert_eq!(AbiVersion::from_compatible("kho-v5"), None);
         assert_eq!(AbiVersion::from_compatible("kho-v2\0"), None);
         assert_eq!(AbiVersion::from_compatible("kho-v4\0"), None);
-        assert!(AbiVersion::is_known_legacy("kho-v1"));
+        assert!(!AbiVersion::is_known_legacy("kho-v1"));
         assert!(!AbiVersion::is_known_legacy("kho-v4"));
         assert!(!AbiVersion::V2.requires_blob_size());
         assert!(AbiVersion::V3.requires_blob_size());
         assert!(AbiVersion::V4.requires_blob_size());
+        assert!(!AbiVersion::V1.requires_blob_size());
+    }
+
+    /// What distinguishes kho-v1, from spec §12.2/§12.3: `fdt` renamed to
+    /// `preserved-data` by the kho-v2 bump, the chunk list replaced by the
+    /// radix tree, finalize removed; `blob-size` and `kexec-metadata` came
+    /// after kho-v2, LUO blocks with kho-v4.
+    #[test]
+    fn what_sets_kho_v1_apart() {
+        for v in AbiVersion::ALL {
+            let v1 = v == AbiVersion::V1;
+            assert_eq!(v.uses_chunk_list(), v1);
+            assert_eq!(v.has_finalize(), v1);
+            assert_eq!(v.allows_empty_memory_map(), v1);
+            assert_eq!(v.allows_blob_size(), !v1);
+            assert_eq!(v.has_kexec_metadata(), !v1);
+            assert_eq!(v.has_blocks(), v == AbiVersion::V4);
+            let prop = if v1 { "fdt" } else { "preserved-data" };
+            assert_eq!(v.subtree_data_property(), prop);
+        }
+        assert_eq!(AbiVersion::ALL.first(), Some(&AbiVersion::V1));
     }
 
     /// Golden values from Linux 7.2.13's `KHO_FDT_COMPATIBLE`

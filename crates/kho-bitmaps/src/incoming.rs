@@ -470,6 +470,16 @@ impl<'b> IncomingMap<'b> {
         })
     }
 
+    /// What is needed to walk the validated map again, or to take blocks
+    /// out of it, without the buffer ([`ValidatedMap`]).
+    pub const fn validated(&self) -> ValidatedMap {
+        ValidatedMap {
+            first: self.first,
+            size: self.size,
+            chunks: self.chunks,
+        }
+    }
+
     /// Call `f(phys, order)` for every preserved block, in list order (as
     /// Linux's `kho_mem_deserialize` reserves them): chunk by chunk, entry
     /// by entry, ascending bits. `f` returns [`ControlFlow::Break`] to stop
@@ -481,17 +491,9 @@ impl<'b> IncomingMap<'b> {
     pub fn walk<M: PhysMem + ?Sized, B>(
         &self,
         mem: &M,
-        mut f: impl FnMut(PhysAddr, Order) -> ControlFlow<B>,
+        f: impl FnMut(PhysAddr, Order) -> ControlFlow<B>,
     ) -> Result<ControlFlow<B>> {
-        for_each_map_run(mem, self.size, self.first.as_u64(), self.chunks, |run| {
-            let order = order_of(run)?;
-            for i in 0..run.count {
-                if let ControlFlow::Break(b) = f(PhysAddr::new(run.block(i)), order) {
-                    return Ok(ControlFlow::Break(b));
-                }
-            }
-            Ok(ControlFlow::Continue(()))
-        })
+        self.validated().walk(mem, f)
     }
 
     /// Call `f` for every maximal run of blocks of one order that are
@@ -500,30 +502,9 @@ impl<'b> IncomingMap<'b> {
     pub fn for_each_range<M: PhysMem + ?Sized, B>(
         &self,
         mem: &M,
-        mut f: impl FnMut(PreservedRange) -> ControlFlow<B>,
+        f: impl FnMut(PreservedRange) -> ControlFlow<B>,
     ) -> Result<ControlFlow<B>> {
-        let mut pending: Option<(Run, u64)> = None;
-        let flow = for_each_map_run(mem, self.size, self.first.as_u64(), self.chunks, |run| {
-            if let Some((p, len)) = pending.as_mut()
-                && p.order == run.order
-                && p.start.checked_add(*len) == Some(run.start)
-                && let Some(grown) = len.checked_add(run.len())
-            {
-                *len = grown;
-                return Ok(ControlFlow::Continue(()));
-            }
-            if let Some((p, len)) = pending.replace((run, run.len())) {
-                return Ok(f(preserved_range(p, len)?));
-            }
-            Ok(ControlFlow::Continue(()))
-        })?;
-        if let ControlFlow::Break(b) = flow {
-            return Ok(ControlFlow::Break(b));
-        }
-        match pending {
-            Some((p, len)) => Ok(f(preserved_range(p, len)?)),
-            None => Ok(ControlFlow::Continue(())),
-        }
+        self.validated().for_each_range(mem, f)
     }
 }
 
@@ -754,6 +735,201 @@ fn check_blocks<M: PhysMem + ?Sized>(
         Ok(ControlFlow::Continue(()))
     })?;
     Ok(blocks)
+}
+
+/// A map [`IncomingMap::validate`] accepted, without the buffer: its first
+/// chunk, bitmap size and chunk count (24 bytes, `Copy`). An incoming
+/// kernel keeps it after the walk to restore blocks one by one.
+///
+/// [`ValidatedMap::take`] clears a block's bit in its bitmap, in place, as
+/// Linux clears a restored page's `private` field: the bitmaps then say
+/// what is still waiting to be restored, and a block is restored once.
+/// The map's pages (`IncomingMap::metadata`) must stay intact meanwhile.
+/// Every read re-checks the headers and entries it uses and no loop goes
+/// past the validated chunk count, so a map changed since validation
+/// gives wrong answers or errors, never a panic or an endless walk.
+///
+/// Work: [`take`](ValidatedMap::take) and [`find`](ValidatedMap::find)
+/// read the chunk list (every chunk header, the entries of chunks of a
+/// matching order) and one bitmap word per candidate entry: O(entries);
+/// no memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValidatedMap {
+    first: PhysAddr,
+    size: BitmapSize,
+    chunks: usize,
+}
+
+impl ValidatedMap {
+    /// The first chunk's address (0 for an empty map).
+    pub const fn first(&self) -> PhysAddr {
+        self.first
+    }
+
+    /// The bitmap size the map was read with.
+    pub const fn bitmap_size(&self) -> BitmapSize {
+        self.size
+    }
+
+    /// Chunk pages in the list.
+    pub const fn chunks(&self) -> usize {
+        self.chunks
+    }
+
+    /// As [`IncomingMap::walk`]: every block whose bit is (still) set.
+    pub fn walk<M: PhysMem + ?Sized, B>(
+        &self,
+        mem: &M,
+        mut f: impl FnMut(PhysAddr, Order) -> ControlFlow<B>,
+    ) -> Result<ControlFlow<B>> {
+        for_each_map_run(mem, self.size, self.first.as_u64(), self.chunks, |run| {
+            let order = order_of(run)?;
+            for i in 0..run.count {
+                if let ControlFlow::Break(b) = f(PhysAddr::new(run.block(i)), order) {
+                    return Ok(ControlFlow::Break(b));
+                }
+            }
+            Ok(ControlFlow::Continue(()))
+        })
+    }
+
+    /// As [`IncomingMap::for_each_range`]: coalesced runs of the blocks
+    /// whose bit is (still) set.
+    pub fn for_each_range<M: PhysMem + ?Sized, B>(
+        &self,
+        mem: &M,
+        mut f: impl FnMut(PreservedRange) -> ControlFlow<B>,
+    ) -> Result<ControlFlow<B>> {
+        let mut pending: Option<(Run, u64)> = None;
+        let flow = for_each_map_run(mem, self.size, self.first.as_u64(), self.chunks, |run| {
+            if let Some((p, len)) = pending.as_mut()
+                && p.order == run.order
+                && p.start.checked_add(*len) == Some(run.start)
+                && let Some(grown) = len.checked_add(run.len())
+            {
+                *len = grown;
+                return Ok(ControlFlow::Continue(()));
+            }
+            if let Some((p, len)) = pending.replace((run, run.len())) {
+                return Ok(f(preserved_range(p, len)?));
+            }
+            Ok(ControlFlow::Continue(()))
+        })?;
+        if let ControlFlow::Break(b) = flow {
+            return Ok(ControlFlow::Break(b));
+        }
+        match pending {
+            Some((p, len)) => Ok(f(preserved_range(p, len)?)),
+            None => Ok(ControlFlow::Continue(())),
+        }
+    }
+
+    /// The address of the word holding the bit of the block of `order` at
+    /// `phys` in the first entry of the list describing it, with the bit's
+    /// mask; `None` if no entry does (or `phys` is not aligned to the
+    /// order).
+    fn locate<M: PhysMem + ?Sized>(
+        &self,
+        mem: &M,
+        phys: u64,
+        order: u32,
+    ) -> Result<Option<(PhysAddr, u64)>> {
+        let Some(span_log2) = self.size.span_log2(order) else {
+            return Ok(None);
+        };
+        let shift = PAGE_SHIFT + order;
+        if phys & ((1u64 << shift) - 1) != 0 {
+            return Ok(None);
+        }
+        let base = phys & !((1u64 << span_log2) - 1);
+        let bit = (phys - base) >> shift; // < bits()
+        let mut found = None;
+        let size = self.size;
+        let _ = for_each_chunk(
+            mem,
+            size,
+            self.first.as_u64(),
+            self.chunks,
+            |_, chunk, h| {
+                if h.order != order {
+                    return Ok(ControlFlow::Continue(()));
+                }
+                for_each_entry(mem, chunk, h.num_elms, |entry, phys_start, bitmap| {
+                    if phys_start != base {
+                        return Ok(ControlFlow::Continue(()));
+                    }
+                    let at = EntryAt {
+                        chunk: PhysAddr::new(chunk),
+                        entry,
+                    };
+                    check_entry(mem, size, at, order, phys_start, bitmap)?;
+                    // Inside the (aligned, RAM) bitmap: bit < bits().
+                    found = Some((PhysAddr::new(bitmap + bit / 64 * 8), 1u64 << (bit % 64)));
+                    Ok(ControlFlow::Break(()))
+                })
+            },
+        )?;
+        Ok(found)
+    }
+
+    /// Whether the block of `2^order` pages at `phys` is in the map (its
+    /// bit set, not [taken](ValidatedMap::take)).
+    pub fn contains<M: PhysMem + ?Sized>(
+        &self,
+        mem: &M,
+        phys: PhysAddr,
+        order: Order,
+    ) -> Result<bool> {
+        let Some((word, mask)) = self.locate(mem, phys.as_u64(), order.get())? else {
+            return Ok(false);
+        };
+        let value = mem
+            .read_u64(word)
+            .map_err(|source| Error::Read { addr: word, source })?;
+        Ok(value & mask != 0)
+    }
+
+    /// Take the block of `2^order` pages at `phys` out of the map: clear
+    /// its bit in place. Returns whether it was there; a block that is not
+    /// (never preserved with this order, or taken already) is left alone.
+    pub fn take<M: PhysMem + ?Sized>(
+        &self,
+        mem: &mut M,
+        phys: PhysAddr,
+        order: Order,
+    ) -> Result<bool> {
+        let Some((word, mask)) = self.locate(&*mem, phys.as_u64(), order.get())? else {
+            return Ok(false);
+        };
+        let value = mem
+            .read_u64(word)
+            .map_err(|source| Error::Read { addr: word, source })?;
+        if value & mask == 0 {
+            return Ok(false);
+        }
+        mem.write_u64(word, value & !mask)
+            .map_err(|source| Error::Access { addr: word, source })?;
+        Ok(true)
+    }
+
+    /// The order of a block in the map that starts exactly at `phys`, the
+    /// lowest such order if blocks of several orders start there (Linux's
+    /// writer can produce that; `Tracker` cannot); `None` if there is none.
+    pub fn find<M: PhysMem + ?Sized>(&self, mem: &M, phys: PhysAddr) -> Result<Option<Order>> {
+        let max = self.size.max_order();
+        for o in 0..=max {
+            let Ok(order) = Order::try_new(o) else {
+                break;
+            };
+            if !phys.is_aligned(order.bytes()) {
+                break;
+            }
+            if self.contains(mem, phys, order)? {
+                return Ok(Some(order));
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// Validate the map at `first` (see [`IncomingMap::validate`]), then call

@@ -22,6 +22,9 @@
 //!   `(phys, order)` and [`IncomingMap::for_each_range`] per coalesced run
 //!   ([`PreservedRange`]); [`walk`] and [`for_each_range`] do both steps.
 //!   Every problem is a named [`Error`] that says where it is.
+//!   [`IncomingMap::validated`] keeps what a restore needs without the
+//!   buffer ([`ValidatedMap`]: `take` clears a restored block's bit in
+//!   place, so the bitmaps say what is left, in constant memory).
 //!
 //! # Which bitmap size
 //!
@@ -110,7 +113,7 @@ mod incoming;
 mod tracker;
 
 pub use error::{EntryAt, Error, Result};
-pub use incoming::{IncomingMap, for_each_range, walk};
+pub use incoming::{IncomingMap, ValidatedMap, for_each_range, walk};
 pub use kho_abi::v1::BitmapSize;
 pub use kho_radix::PreservedRange;
 #[cfg(feature = "alloc")]

@@ -8,7 +8,7 @@ use core::fmt;
 use kho_abi::AbiVersion;
 use kho_abi::fdt::{
     FDT_HEADER_SIZE, FDT_LAST_COMP_VERSION, FDT_MAGIC, FDT_VERSION, MAX_FDT_SIZE, PROP_BLOB_SIZE,
-    PROP_COMPATIBLE, PROP_PRESERVED_DATA, PROP_PRESERVED_MEMORY_MAP, U64_PROP_LEN,
+    PROP_COMPATIBLE, PROP_PRESERVED_MEMORY_MAP, U64_PROP_LEN,
 };
 use kho_mem::PhysAddr;
 
@@ -42,7 +42,8 @@ pub const MAX_NAME_LEN: usize = 31;
 ///
 /// Layout written: version 17 header, empty memory reservation map, root node
 /// named `""` with `compatible` then `preserved-memory-map` before any child,
-/// each child with `preserved-data` and, when a size was given, `blob-size`.
+/// each child with `preserved-data` (kho-v1: `fdt`) and, when a size was
+/// given, `blob-size`.
 /// Every u64 is 8 bytes little-endian (KHO's native endianness, see
 /// `kho_abi`). The bytes are exactly what vm-fdt (the workspace's general
 /// DTB writer, used for boot DTBs) writes for the same nodes in the same
@@ -154,6 +155,12 @@ impl KhoFdtBuilder {
         self.memory_map
     }
 
+    /// Replaces the `preserved-memory-map` address (kho-v1 learns it only
+    /// at finalize, when the chunk list is written).
+    pub fn set_memory_map(&mut self, memory_map: PhysAddr) {
+        self.memory_map = memory_map;
+    }
+
     /// Number of children.
     pub fn len(&self) -> usize {
         self.subtrees.len()
@@ -164,7 +171,8 @@ impl KhoFdtBuilder {
         self.subtrees.is_empty()
     }
 
-    /// Adds child `name` with `preserved-data = data` and, if `size` is
+    /// Adds child `name` with `preserved-data = data` (kho-v1: `fdt =
+    /// data`, the address of the client's FDT) and, if `size` is
     /// `Some`, `blob-size = size` (under [`AbiVersion::V2`] that is the later
     /// "blob-size revision", which kept the `kho-v2` string).
     ///
@@ -172,7 +180,8 @@ impl KhoFdtBuilder {
     /// [`Error::InvalidNodeName`] unless `name` is 1-31 characters of
     /// `[A-Za-z0-9,._+-]` starting with a letter (no unit address: a node
     /// with `@` and no `reg` makes dtc warn); [`Error::DuplicateSubtree`];
-    /// [`Error::ZeroSubtreeData`]; [`Error::BlobSizeRequired`] for `None`
+    /// [`Error::ZeroSubtreeData`]; [`Error::BlobSizeNotInVersion`] for
+    /// `Some` under [`AbiVersion::V1`]; [`Error::BlobSizeRequired`] for `None`
     /// under [`AbiVersion::V3`] and [`AbiVersion::V4`]; [`Error::TooLarge`]
     /// if the FDT would no longer fit in one page.
     pub fn add_subtree(&mut self, name: &str, data: PhysAddr, size: Option<u64>) -> Result<()> {
@@ -206,6 +215,12 @@ impl KhoFdtBuilder {
         if data == PhysAddr::ZERO {
             return Err(Error::ZeroSubtreeData {
                 name: name.to_string(),
+            });
+        }
+        if size.is_some() && !self.version.allows_blob_size() {
+            return Err(Error::BlobSizeNotInVersion {
+                name: name.to_string(),
+                version: self.version,
             });
         }
         if size.is_none() && self.version.requires_blob_size() {
@@ -269,13 +284,7 @@ impl KhoFdtBuilder {
     fn size_with(&self, children: usize, children_bytes: usize, sized: usize) -> usize {
         let compatible = PROP_HEADER + align4(self.version.compatible().len() + 1);
         let structure = node_bytes(0) + compatible + U64_PROP + children_bytes + TOKEN; // + FDT_END
-        let mut strings = str_len(PROP_COMPATIBLE) + str_len(PROP_PRESERVED_MEMORY_MAP);
-        if children > 0 {
-            strings += str_len(PROP_PRESERVED_DATA);
-        }
-        if sized > 0 {
-            strings += str_len(PROP_BLOB_SIZE);
-        }
+        let strings = self.strings_with(children, sized);
         // Header, then (8-aligned) a reservation map holding only its
         // terminator, then structure and strings.
         FDT_HEADER_SIZE.next_multiple_of(8) + RSVMAP + structure + strings
@@ -283,11 +292,12 @@ impl KhoFdtBuilder {
 
     /// Serialises the FDT.
     ///
-    /// Errors: [`Error::InvalidMemoryMap`] if the memory map is zero or not
-    /// page-aligned (readers would refuse it), [`Error::TooLarge`] if it does
-    /// not fit in one page.
+    /// Errors: [`Error::InvalidMemoryMap`] if the memory map is not
+    /// page-aligned or, after kho-v1, zero (readers would refuse it),
+    /// [`Error::TooLarge`] if it does not fit in one page.
     pub fn build(&self) -> Result<Vec<u8>> {
-        if self.memory_map == PhysAddr::ZERO || !self.memory_map.is_page_aligned() {
+        let zero = self.memory_map == PhysAddr::ZERO;
+        if (zero && !self.version.allows_empty_memory_map()) || !self.memory_map.is_page_aligned() {
             return Err(Error::InvalidMemoryMap {
                 addr: self.memory_map,
             });
@@ -301,7 +311,7 @@ impl KhoFdtBuilder {
         }
         // Offsets and sizes below are bounded by MAX_FDT_SIZE (one page):
         // the u32 conversions and sums cannot overflow.
-        let strings = self.strings_len();
+        let strings = self.strings_with(self.subtrees.len(), self.sized);
         let off_struct = FDT_HEADER_SIZE.next_multiple_of(8) + RSVMAP;
         let size_struct = total - off_struct - strings;
         let mut b = Vec::with_capacity(total);
@@ -326,11 +336,13 @@ impl KhoFdtBuilder {
         b.extend_from_slice(compatible.as_bytes());
         pad_nul(&mut b);
         u64_prop(&mut b, OFF_PRESERVED_MEMORY_MAP, self.memory_map.as_u64());
+        let data_prop = self.version.subtree_data_property();
+        let off_blob_size = OFF_SUBTREE_DATA + data_prop.len() as u32 + 1;
         for e in &self.subtrees {
             begin_node(&mut b, e.name.as_str());
-            u64_prop(&mut b, OFF_PRESERVED_DATA, e.data.as_u64());
+            u64_prop(&mut b, OFF_SUBTREE_DATA, e.data.as_u64());
             if let Some(size) = e.size {
-                u64_prop(&mut b, OFF_BLOB_SIZE, size);
+                u64_prop(&mut b, off_blob_size, size);
             }
             b.extend_from_slice(&FDT_END_NODE.to_be_bytes());
         }
@@ -340,7 +352,7 @@ impl KhoFdtBuilder {
         let used = [
             (PROP_COMPATIBLE, true),
             (PROP_PRESERVED_MEMORY_MAP, true),
-            (PROP_PRESERVED_DATA, !self.subtrees.is_empty()),
+            (data_prop, !self.subtrees.is_empty()),
             (PROP_BLOB_SIZE, self.sized > 0),
         ];
         for (name, _) in used.iter().filter(|(_, used)| *used) {
@@ -351,13 +363,14 @@ impl KhoFdtBuilder {
         Ok(b)
     }
 
-    /// Bytes of the strings block: the property names in use.
-    fn strings_len(&self) -> usize {
+    /// Bytes of the strings block with `children` children, `sized` of them
+    /// with a `blob-size`: the property names in use.
+    fn strings_with(&self, children: usize, sized: usize) -> usize {
         let mut strings = str_len(PROP_COMPATIBLE) + str_len(PROP_PRESERVED_MEMORY_MAP);
-        if !self.subtrees.is_empty() {
-            strings += str_len(PROP_PRESERVED_DATA);
+        if children > 0 {
+            strings += str_len(self.version.subtree_data_property());
         }
-        if self.sized > 0 {
+        if sized > 0 {
             strings += str_len(PROP_BLOB_SIZE);
         }
         strings
@@ -390,13 +403,11 @@ fn u64_prop(b: &mut Vec<u8>, name_off: u32, value: u64) {
 }
 
 /// The strings block's offsets: names in first-use order (every FDT has
-/// `compatible` and `preserved-memory-map`; `preserved-data` comes with
-/// the first child, `blob-size` with the first sized one, which is never
-/// before it).
+/// `compatible` and `preserved-memory-map`; the child's data property,
+/// `preserved-data` or kho-v1's `fdt`, comes with the first child, and
+/// `blob-size`, after it, with the first sized one).
 const OFF_PRESERVED_MEMORY_MAP: u32 = PROP_COMPATIBLE.len() as u32 + 1;
-const OFF_PRESERVED_DATA: u32 =
-    OFF_PRESERVED_MEMORY_MAP + PROP_PRESERVED_MEMORY_MAP.len() as u32 + 1;
-const OFF_BLOB_SIZE: u32 = OFF_PRESERVED_DATA + PROP_PRESERVED_DATA.len() as u32 + 1;
+const OFF_SUBTREE_DATA: u32 = OFF_PRESERVED_MEMORY_MAP + PROP_PRESERVED_MEMORY_MAP.len() as u32 + 1;
 /// The memory reservation map: its terminator only.
 const RSVMAP: usize = 16;
 
@@ -546,7 +557,7 @@ mod tests {
             .unwrap();
         for e in &b.subtrees {
             let node = w.begin_node(e.name.as_str()).unwrap();
-            w.property(PROP_PRESERVED_DATA, &le64(e.data.as_u64()))
+            w.property(b.version.subtree_data_property(), &le64(e.data.as_u64()))
                 .unwrap();
             if let Some(size) = e.size {
                 w.property(PROP_BLOB_SIZE, &le64(size)).unwrap();
@@ -572,7 +583,9 @@ mod tests {
                         name.push('_');
                     }
                     let sized = i >= first_sized && (i % 3 != 1 || version.requires_blob_size());
-                    let size = (sized || version.requires_blob_size()).then_some(i as u64 * 77);
+                    let size = ((sized || version.requires_blob_size())
+                        && version.allows_blob_size())
+                    .then_some(i as u64 * 77);
                     let data = PhysAddr::new(0x5000_0000 + i as u64 * 0x1000);
                     match b.add_subtree(&name, data, size) {
                         Ok(()) => {}

@@ -102,8 +102,10 @@ pub enum Error {
         /// Offset of the root node.
         offset: usize,
     },
-    /// The root `compatible` is `"kho-v1"`, the serialized-bitmap format of
-    /// Linux 6.16, which kho-rs recognises but does not read.
+    /// The root `compatible` is `"kho-v1"` and kho-v1 is not read. Not
+    /// returned any more: kho-v1 is [`AbiVersion::V1`], which
+    /// [`KhoFdt::parse`](crate::KhoFdt::parse) reads; kept so that code
+    /// matching it still compiles.
     LegacyVersion {
         /// Offset of the `compatible` value.
         offset: usize,
@@ -128,12 +130,14 @@ pub enum Error {
         /// Offset of the value.
         offset: usize,
     },
-    /// `preserved-memory-map` is zero (no radix tree).
+    /// `preserved-memory-map` is zero (no radix tree; allowed in kho-v1,
+    /// where it means nothing is preserved).
     ZeroMemoryMap {
         /// Offset of the value.
         offset: usize,
     },
-    /// `preserved-memory-map` is not page-aligned (radix nodes are pages).
+    /// `preserved-memory-map` is not page-aligned (radix nodes and kho-v1
+    /// chunks are pages).
     MisalignedMemoryMap {
         /// The address found.
         addr: PhysAddr,
@@ -158,6 +162,30 @@ pub enum Error {
     },
     /// A child's `preserved-data` is zero.
     ZeroPreservedData {
+        /// The child's name.
+        node: String,
+        /// Offset of the value.
+        offset: usize,
+    },
+    /// A kho-v1 child of the root has no `fdt` property (kho-v1's name
+    /// for what later versions call `preserved-data`).
+    MissingV1Fdt {
+        /// The child's name.
+        node: String,
+        /// Offset of the child node.
+        offset: usize,
+    },
+    /// A kho-v1 child's `fdt` is not exactly 8 bytes.
+    BadV1FdtLength {
+        /// The child's name.
+        node: String,
+        /// Length found.
+        len: usize,
+        /// Offset of the value.
+        offset: usize,
+    },
+    /// A kho-v1 child's `fdt` is zero.
+    ZeroV1Fdt {
         /// The child's name.
         node: String,
         /// Offset of the value.
@@ -204,12 +232,22 @@ pub enum Error {
         /// The builder's version.
         version: AbiVersion,
     },
+    /// A subtree was added with a size under a version whose children
+    /// carry no `blob-size` (kho-v1: a child names an FDT, sized by its own
+    /// header).
+    BlobSizeNotInVersion {
+        /// The subtree name.
+        name: String,
+        /// The builder's version.
+        version: AbiVersion,
+    },
     /// A subtree was added with data address zero, which readers reject.
     ZeroSubtreeData {
         /// The subtree name.
         name: String,
     },
-    /// The builder's memory map address is zero or not page-aligned.
+    /// The builder's memory map address is not page-aligned, or zero
+    /// under a version other than kho-v1.
     InvalidMemoryMap {
         /// The address given to the builder.
         addr: PhysAddr,
@@ -463,6 +501,19 @@ impl fmt::Display for Error {
                 f,
                 "preserved-data of KHO subtree {node:?} at offset {offset:#x} is zero"
             ),
+            Error::MissingV1Fdt { node, offset } => write!(
+                f,
+                "kho-v1 KHO subtree {node:?} (offset {offset:#x}) has no fdt property"
+            ),
+            Error::BadV1FdtLength { node, len, offset } => write!(
+                f,
+                "fdt of kho-v1 KHO subtree {node:?} at offset {offset:#x} is {len} bytes, \
+                 expected {U64_PROP_LEN}"
+            ),
+            Error::ZeroV1Fdt { node, offset } => write!(
+                f,
+                "fdt of kho-v1 KHO subtree {node:?} at offset {offset:#x} is zero"
+            ),
             Error::MissingBlobSize {
                 node,
                 version,
@@ -490,12 +541,17 @@ impl fmt::Display for Error {
             Error::BlobSizeRequired { name, version } => {
                 write!(f, "KHO subtree {name:?} needs a blob size under {version}")
             }
+            Error::BlobSizeNotInVersion { name, version } => write!(
+                f,
+                "KHO subtree {name:?}: {version} children carry no blob-size (a child names \
+                 an FDT, sized by its own header)"
+            ),
             Error::ZeroSubtreeData { name } => {
                 write!(f, "KHO subtree {name:?} has data address zero")
             }
             Error::InvalidMemoryMap { addr } => write!(
                 f,
-                "preserved-memory-map {addr} must be non-zero and page-aligned"
+                "preserved-memory-map {addr} must be page-aligned, and non-zero after kho-v1"
             ),
             Error::TooLarge { size, max } => write!(
                 f,
@@ -603,7 +659,16 @@ mod tests {
             }
             .to_string(),
             "unknown KHO root compatible \"kho-v9\" at offset 0x4c \
-             (expected \"kho-v2\", \"kho-v3\" or \"kho-v4\")"
+             (expected \"kho-v1\", \"kho-v2\", \"kho-v3\" or \"kho-v4\")"
+        );
+        assert_eq!(
+            Error::BlobSizeNotInVersion {
+                name: "memblock".into(),
+                version: AbiVersion::V1,
+            }
+            .to_string(),
+            "KHO subtree \"memblock\": kho-v1 children carry no blob-size (a child names an \
+             FDT, sized by its own header)"
         );
     }
 }

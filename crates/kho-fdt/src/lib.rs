@@ -13,6 +13,12 @@
 //! };
 //! ```
 //!
+//! kho-v1 (Linux 6.16 – 6.19) has the same shape with three differences:
+//! `preserved-memory-map` names the first chunk of its serialized bitmaps
+//! (0 when nothing is preserved), each child names a client FDT with `fdt`
+//! instead of `preserved-data`, and there is no `blob-size` (the sub-FDT's
+//! own header gives its size). Both are read and written here.
+//!
 //! This crate writes it ([`KhoFdtBuilder`], directly, in vm-fdt's layout), validates
 //! and reads it ([`KhoFdt::parse`], panic-free on any input, with a named
 //! [`Error`] carrying the byte offset of what is wrong), and renders it, or

@@ -7,8 +7,7 @@ use core::fmt::Write as _;
 
 use kho_abi::AbiVersion;
 use kho_abi::fdt::{
-    MAX_FDT_SIZE, PROP_BLOB_SIZE, PROP_COMPATIBLE, PROP_PRESERVED_DATA, PROP_PRESERVED_MEMORY_MAP,
-    U64_PROP_LEN,
+    MAX_FDT_SIZE, PROP_BLOB_SIZE, PROP_COMPATIBLE, PROP_PRESERVED_MEMORY_MAP, U64_PROP_LEN,
 };
 use kho_mem::PhysAddr;
 
@@ -57,13 +56,16 @@ impl<'a> Subtree<'a> {
         self.name
     }
 
-    /// `preserved-data`: physical address of the blob (never zero).
+    /// `preserved-data` (kho-v1: `fdt`): physical address of the blob
+    /// (never zero).
     pub fn data(&self) -> PhysAddr {
         self.data
     }
 
     /// `blob-size`: the blob's length, if the node carries one (always
-    /// `Some` under [`AbiVersion::V3`] and [`AbiVersion::V4`]).
+    /// `Some` under [`AbiVersion::V3`] and [`AbiVersion::V4`], always
+    /// `None` under [`AbiVersion::V1`], whose blob is an FDT sized by its
+    /// own header's `totalsize`).
     pub fn size(&self) -> Option<u64> {
         self.size
     }
@@ -89,15 +91,18 @@ impl<'a> KhoFdt<'a> {
     ///    and aligned;
     /// 2. structure block well-formed (a bounds-checked token walk, nesting
     ///    at most [`crate::MAX_DEPTH`] deep, `FDT_END` present);
-    /// 3. root `compatible` names `"kho-v2"`, `"kho-v3"` or `"kho-v4"`
-    ///    (a string list may, as libfdt's `fdt_node_check_compatible`
-    ///    reads it: the first known entry wins; only `"kho-v1"` is
-    ///    [`Error::LegacyVersion`]);
-    /// 4. root `preserved-memory-map`: present, 8 bytes, non-zero,
-    ///    page-aligned;
+    /// 3. root `compatible` names `"kho-v1"`, `"kho-v2"`, `"kho-v3"` or
+    ///    `"kho-v4"` (a string list may, as libfdt's
+    ///    `fdt_node_check_compatible` reads it: the first known entry wins);
+    /// 4. root `preserved-memory-map`: present, 8 bytes, page-aligned, and
+    ///    non-zero except under kho-v1 (where 0 means nothing is preserved,
+    ///    as Linux 6.16's `kho_mem_deserialize` reads it);
     /// 5. every child of the root, in blob order: unique name,
-    ///    `preserved-data` present, 8 bytes, non-zero; `blob-size` 8 bytes
-    ///    when present, and present under kho-v3 and kho-v4.
+    ///    `preserved-data` (kho-v1: `fdt`) present, 8 bytes, non-zero;
+    ///    `blob-size` 8 bytes when present, and present under kho-v3 and
+    ///    kho-v4. A kho-v1 child's `blob-size`, a property kho-v1 does not
+    ///    define, is ignored like any other (its size is the sub-FDT's
+    ///    own).
     ///
     /// Any valid DTB layout is accepted (spec §2.1): block order, string
     /// sharing, child order and property order are not checked (Linux 7.2
@@ -148,7 +153,7 @@ impl<'a> KhoFdt<'a> {
             offset: map_offset,
         })?;
         let memory_map = PhysAddr::new(map_addr);
-        if map_addr == 0 {
+        if map_addr == 0 && !version.allows_empty_memory_map() {
             return Err(Error::ZeroMemoryMap { offset: map_offset });
         }
         if !memory_map.is_page_aligned() {
@@ -221,7 +226,8 @@ impl<'a> KhoFdt<'a> {
     }
 
     /// `preserved-memory-map`: physical address of the radix-tree root page
-    /// (non-zero, page-aligned).
+    /// (non-zero, page-aligned), or under kho-v1 of the first chunk of the
+    /// serialized bitmaps (page-aligned, 0 when nothing is preserved).
     pub fn memory_map(&self) -> PhysAddr {
         self.memory_map
     }
@@ -281,30 +287,55 @@ fn check_child<'a>(
 ) -> Result<Subtree<'a>> {
     let name = child.name;
     let node_offset = node_offset(valid, child);
+    let data_prop = version.subtree_data_property();
     // One pass over the properties (each `property` lookup would parse
     // them all again); the first of each name counts, as with `property`.
+    // kho-v1 defines no `blob-size`: there it is ignored like any unknown
+    // property.
     let (mut data, mut blob_size) = (None, None);
     for p in child.properties() {
-        if p.name == PROP_PRESERVED_DATA {
+        if p.name == data_prop {
             data = data.or(Some(p));
-        } else if p.name == PROP_BLOB_SIZE {
+        } else if p.name == PROP_BLOB_SIZE && version.allows_blob_size() {
             blob_size = blob_size.or(Some(p));
         }
     }
-    let data = data.ok_or_else(|| Error::MissingPreservedData {
-        node: name.to_string(),
-        offset: node_offset,
+    let v1 = version == AbiVersion::V1;
+    let node = || name.to_string();
+    let data = data.ok_or_else(|| match v1 {
+        true => Error::MissingV1Fdt {
+            node: node(),
+            offset: node_offset,
+        },
+        false => Error::MissingPreservedData {
+            node: node(),
+            offset: node_offset,
+        },
     })?;
     let data_offset = valid.offset_of(data.value);
-    let data_addr = le64(data.value).ok_or_else(|| Error::BadPreservedDataLength {
-        node: name.to_string(),
-        len: data.value.len(),
-        offset: data_offset,
+    let len = data.value.len();
+    let data_addr = le64(data.value).ok_or_else(|| match v1 {
+        true => Error::BadV1FdtLength {
+            node: node(),
+            len,
+            offset: data_offset,
+        },
+        false => Error::BadPreservedDataLength {
+            node: node(),
+            len,
+            offset: data_offset,
+        },
     })?;
     if data_addr == 0 {
-        return Err(Error::ZeroPreservedData {
-            node: name.to_string(),
-            offset: data_offset,
+        return Err(match v1 {
+            true => Error::ZeroV1Fdt {
+                node: node(),
+                offset: data_offset,
+            },
+            false => Error::ZeroPreservedData {
+                node: node(),
+                offset: data_offset,
+            },
         });
     }
     let size = match blob_size {
@@ -356,9 +387,6 @@ fn version_of(value: &[u8], offset: usize) -> Result<AbiVersion> {
     if let Some(v) = entries().find_map(named) {
         return Ok(v);
     }
-    if entries().any(|e| e == kho_abi::fdt::COMPATIBLE_V1.as_bytes()) {
-        return Err(Error::LegacyVersion { offset });
-    }
     Err(Error::UnknownCompatible {
         compatible: escape(value.strip_suffix(&[0]).unwrap_or(value)),
         offset,
@@ -388,6 +416,7 @@ pub(crate) fn escape(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kho_abi::fdt::PROP_PRESERVED_DATA;
 
     /// What each child of [`duplicates_match_a_pairwise_model`]'s blobs
     /// carries.
@@ -495,21 +524,15 @@ mod tests {
         assert_eq!(version_of(b"kho-v2\0", 0), Ok(AbiVersion::V2));
         assert_eq!(version_of(b"kho-v3\0", 0), Ok(AbiVersion::V3));
         assert_eq!(version_of(b"kho-v4\0", 0), Ok(AbiVersion::V4));
-        assert_eq!(
-            version_of(b"kho-v1\0", 7),
-            Err(Error::LegacyVersion { offset: 7 })
-        );
+        assert_eq!(version_of(b"kho-v1\0", 7), Ok(AbiVersion::V1));
         // A string list matches on any entry, as libfdt's
         // fdt_node_check_compatible reads it; the first known one wins.
         assert_eq!(version_of(b"kho-v2\0kho-v3\0", 0), Ok(AbiVersion::V2));
         assert_eq!(version_of(b"kho-v4\0kho-v3\0", 0), Ok(AbiVersion::V4));
         assert_eq!(version_of(b"vendor,kho\0kho-v4\0", 0), Ok(AbiVersion::V4));
         assert_eq!(version_of(b"kho-v2\0\0", 0), Ok(AbiVersion::V2));
-        assert_eq!(version_of(b"kho-v1\0kho-v3\0", 0), Ok(AbiVersion::V3));
-        assert_eq!(
-            version_of(b"vendor,kho\0kho-v1\0", 3),
-            Err(Error::LegacyVersion { offset: 3 })
-        );
+        assert_eq!(version_of(b"kho-v1\0kho-v3\0", 0), Ok(AbiVersion::V1));
+        assert_eq!(version_of(b"vendor,kho\0kho-v1\0", 3), Ok(AbiVersion::V1));
         // Unterminated, unknown, and no entry at all.
         for (value, quoted) in [
             (&b"kho-v2"[..], "kho-v2"),

@@ -7,7 +7,8 @@
 //! - children sorted by name (byte order); one tab of indent per level, a
 //!   blank line before each child node, as `dtc -O dts` prints;
 //! - properties: `compatible` first, then the known KHO properties in this
-//!   fixed order: `preserved-memory-map`, `preserved-data`, `blob-size`,
+//!   fixed order: `preserved-memory-map`, `preserved-data`, `fdt` (kho-v1's
+//!   `preserved-data`), `blob-size`,
 //!   then the memblock sub-blob's `start`, `size`; then all others by name;
 //! - values: those known properties, when exactly 8 bytes, as
 //!   `le64:0x0000000041234000` (a little-endian u64, 16 hex digits). This
@@ -23,7 +24,7 @@ use core::fmt::Write as _;
 
 use kho_abi::AbiVersion;
 use kho_abi::fdt::{
-    PROP_BLOB_SIZE, PROP_COMPATIBLE, PROP_PRESERVED_DATA, PROP_PRESERVED_MEMORY_MAP,
+    PROP_BLOB_SIZE, PROP_COMPATIBLE, PROP_PRESERVED_DATA, PROP_PRESERVED_MEMORY_MAP, PROP_V1_FDT,
 };
 use kho_abi::memblock::{PROP_SIZE, PROP_START};
 
@@ -33,9 +34,10 @@ use crate::parse::{KhoFdt, escape, le64};
 
 /// Properties printed right after `compatible`, in this order, and decoded as
 /// little-endian u64 when exactly 8 bytes long.
-const LE64_PROPS: [&str; 5] = [
+const LE64_PROPS: [&str; 6] = [
     PROP_PRESERVED_MEMORY_MAP,
     PROP_PRESERVED_DATA,
+    PROP_V1_FDT,
     PROP_BLOB_SIZE,
     PROP_START,
     PROP_SIZE,

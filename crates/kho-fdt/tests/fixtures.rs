@@ -4,6 +4,7 @@ use kho_abi::AbiVersion;
 use kho_fdt::{Error, KhoFdt};
 use kho_mem::PhysAddr;
 
+const KHO_V1_LINUX: &[u8] = include_bytes!("dtb/kho-v1-linux-6.16.dtb");
 const KHO_V2_BASIC: &[u8] = include_bytes!("dtb/kho-v2-basic.dtb");
 const KHO_V3_BLOB_SIZE: &[u8] = include_bytes!("dtb/kho-v3-blob-size.dtb");
 const KHO_V4_LINUX_ORDER: &[u8] = include_bytes!("dtb/kho-v4-linux-order.dtb");
@@ -14,6 +15,21 @@ fn subtrees<'a>(fdt: &KhoFdt<'a>) -> Vec<(&'a str, u64, Option<u64>)> {
     fdt.subtrees()
         .map(|s| (s.name(), s.data().as_u64(), s.size()))
         .collect()
+}
+
+#[test]
+fn kho_v1_linux() {
+    let fdt = KhoFdt::parse(KHO_V1_LINUX).unwrap();
+    assert_eq!(fdt.version(), AbiVersion::V1);
+    assert_eq!(fdt.memory_map(), PhysAddr::new(0x4123_4000));
+    assert_eq!(fdt.total_size(), KHO_V1_LINUX.len());
+    assert_eq!(
+        subtrees(&fdt),
+        [
+            ("memblock", 0x4124_5000, None),
+            ("kho_test", 0x4124_6000, None)
+        ]
+    );
 }
 
 #[test]

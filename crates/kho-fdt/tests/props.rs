@@ -192,6 +192,9 @@ proptest! {
                 Err(Error::BlobSizeRequired { .. }) => {
                     prop_assert!(version.requires_blob_size() && c.size.is_none());
                 }
+                Err(Error::BlobSizeNotInVersion { .. }) => {
+                    prop_assert!(!version.allows_blob_size() && c.size.is_some());
+                }
                 Err(Error::TooLarge { size, max }) => {
                     prop_assert!(size > max);
                 }

@@ -331,18 +331,194 @@ fn wrong_compatible() {
     ));
 }
 
+const V1: &[u8] = b"kho-v1\0";
+
+fn kho_v1(map: u64, children: &[Child<'_>]) -> Vec<u8> {
+    raw_fdt(
+        &[("compatible", V1), ("preserved-memory-map", &le(map))],
+        children,
+    )
+}
+
+/// kho-v1 (Linux 6.16 - 6.19): children carry `fdt`, the map may be 0
+/// (nothing preserved), and a child's `blob-size` or `preserved-data`
+/// (later versions' properties) mean nothing.
 #[test]
-fn legacy_kho_v1() {
+fn kho_v1_round_trip() {
+    let mut b = KhoFdtBuilder::new(AbiVersion::V1, PhysAddr::ZERO);
+    b.add_subtree("memblock", PhysAddr::new(DATA), None)
+        .unwrap();
+    b.add_subtree("kho_test", PhysAddr::new(DATA + 0x1000), None)
+        .unwrap();
+    let blob = b.build().unwrap();
+    assert_eq!(blob.len(), b.serialized_size());
+    let fdt = KhoFdt::parse(&blob).unwrap();
+    assert_eq!(fdt.version(), AbiVersion::V1);
+    assert_eq!(fdt.memory_map(), PhysAddr::ZERO);
+    let got: Vec<_> = fdt
+        .subtrees()
+        .map(|s| (s.name(), s.data(), s.size()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("memblock", PhysAddr::new(DATA), None),
+            ("kho_test", PhysAddr::new(DATA + 0x1000), None)
+        ]
+    );
+    // The bytes say `fdt`, never `preserved-data`.
+    let text = fdt.render();
+    assert!(
+        text.contains("\t\tfdt = le64:0x0000000041245000;"),
+        "{text}"
+    );
+    assert!(!text.contains("preserved-data"), "{text}");
+    // Set at finalize in the engine: the map of a written chunk list.
+    b.set_memory_map(PhysAddr::new(MAP));
+    let blob = b.build().unwrap();
+    assert_eq!(
+        KhoFdt::parse(&blob).unwrap().memory_map(),
+        PhysAddr::new(MAP)
+    );
+
+    // Hand-built as Linux 6.16 lays it out; only `fdt` counts.
+    let blob = kho_v1(
+        MAP,
+        &[(
+            "memblock",
+            &[
+                ("blob-size", &[1, 2, 3]),
+                ("preserved-data", &le(0)),
+                ("fdt", &le(DATA)),
+            ],
+        )],
+    );
+    let fdt = KhoFdt::parse(&blob).unwrap();
+    let s = fdt.subtree("memblock").unwrap();
+    assert_eq!((s.data(), s.size()), (PhysAddr::new(DATA), None));
+    // A string list naming kho-v1 is kho-v1.
     let blob = raw_fdt(
         &[
-            ("compatible", b"kho-v1\0"),
+            ("compatible", b"vendor,kho\0kho-v1\0"),
             ("preserved-memory-map", &le(0)),
         ],
         &[],
     );
-    let err = KhoFdt::parse(&blob).unwrap_err();
-    assert_eq!(err, Error::LegacyVersion { offset: 76 });
-    assert!(err.to_string().starts_with("legacy kho-v1 not supported"));
+    assert_eq!(KhoFdt::parse(&blob).unwrap().version(), AbiVersion::V1);
+}
+
+/// Every kho-v1 child defect is a named error, and the lenient parse
+/// drops only that child.
+#[test]
+fn kho_v1_child_errors() {
+    let good: Child<'_> = ("kho_test", &[("fdt", &le(DATA + 0x1000))]);
+    // The child follows the root's properties at 104; "memblock" takes 12
+    // bytes, so its first property value is at 104 + 4 + 12 + 12.
+    let want = |i: usize| match i {
+        0 => Error::MissingV1Fdt {
+            node: "memblock".into(),
+            offset: 104,
+        },
+        1 => Error::BadV1FdtLength {
+            node: "memblock".into(),
+            len: 4,
+            offset: 132,
+        },
+        2 => Error::ZeroV1Fdt {
+            node: "memblock".into(),
+            offset: 132,
+        },
+        3 => Error::DuplicateSubtree {
+            name: "memblock".into(),
+            offset: Some(144),
+        },
+        _ => Error::MisalignedMemoryMap {
+            addr: PhysAddr::new(MAP + 8),
+            offset: 96,
+        },
+    };
+    let blobs = [
+        kho_v1(MAP, &[("memblock", &[("preserved-data", &le(DATA))]), good]),
+        kho_v1(
+            MAP,
+            &[("memblock", &[("fdt", &[0, 0x50, 0x24, 0x41])]), good],
+        ),
+        kho_v1(MAP, &[("memblock", &[("fdt", &le(0))]), good]),
+        kho_v1(
+            MAP,
+            &[
+                ("memblock", &[("fdt", &le(DATA))]),
+                ("memblock", &[("fdt", &le(DATA + 0x2000))]),
+                good,
+            ],
+        ),
+        kho_v1(MAP + 8, &[good]),
+    ];
+    for (i, blob) in blobs.iter().enumerate() {
+        assert_eq!(KhoFdt::parse(blob), Err(want(i)), "case {i}");
+        if i == 4 {
+            // A root defect refuses the whole FDT, lenient or not.
+            assert_eq!(KhoFdt::parse_lenient(blob), Err(want(i)));
+            continue;
+        }
+        let fdt = KhoFdt::parse_lenient(blob).unwrap();
+        let kept: Vec<_> = fdt.subtrees().map(|s| s.name()).collect();
+        let want_kept: &[&str] = if i == 3 {
+            &["memblock", "kho_test"]
+        } else {
+            &["kho_test"]
+        };
+        assert_eq!(kept, want_kept, "case {i}");
+        let rejected: Vec<_> = fdt.rejected().collect();
+        assert_eq!(rejected, [("memblock", &want(i))], "case {i}");
+    }
+    let blob = kho_v1(MAP, &[("memblock", &[("fdt", &le(0))])]);
+    assert_eq!(
+        KhoFdt::parse(&blob).unwrap_err().to_string(),
+        "fdt of kho-v1 KHO subtree \"memblock\" at offset 0x84 is zero"
+    );
+}
+
+/// The builder refuses what a kho-v1 FDT cannot say.
+#[test]
+fn kho_v1_builder_errors() {
+    let mut b = KhoFdtBuilder::new(AbiVersion::V1, PhysAddr::new(MAP));
+    assert_eq!(
+        b.add_subtree("memblock", PhysAddr::new(DATA), Some(4096)),
+        Err(Error::BlobSizeNotInVersion {
+            name: "memblock".into(),
+            version: AbiVersion::V1
+        })
+    );
+    assert!(b.is_empty());
+    assert_eq!(
+        b.add_subtree("memblock", PhysAddr::ZERO, None),
+        Err(Error::ZeroSubtreeData {
+            name: "memblock".into()
+        })
+    );
+    let b = KhoFdtBuilder::new(AbiVersion::V1, PhysAddr::new(MAP + 8));
+    assert_eq!(
+        b.build(),
+        Err(Error::InvalidMemoryMap {
+            addr: PhysAddr::new(MAP + 8)
+        })
+    );
+    // A zero map stays an error after kho-v1.
+    let b = KhoFdtBuilder::new(AbiVersion::V2, PhysAddr::ZERO);
+    assert_eq!(
+        b.build(),
+        Err(Error::InvalidMemoryMap {
+            addr: PhysAddr::ZERO
+        })
+    );
+    // Filling the page: `fdt` is 11 bytes shorter than `preserved-data` in
+    // the strings block only, so kho-v1 holds as many 40-byte children.
+    let mut b = KhoFdtBuilder::new(AbiVersion::V1, PhysAddr::new(MAP));
+    let (count, next) = fill(&mut b);
+    assert_eq!(count, 98);
+    assert!(matches!(next, Error::TooLarge { .. }));
+    assert_eq!(b.build().unwrap().len(), b.serialized_size());
 }
 
 #[test]

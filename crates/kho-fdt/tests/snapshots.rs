@@ -36,6 +36,17 @@ fn render_empty() {
     snapshot!("render_empty", render(&blob).unwrap());
 }
 
+/// kho-v1 as the engine writes it after finalize: children with `fdt`.
+#[test]
+fn render_v1_profile() {
+    let mut b = KhoFdtBuilder::new(AbiVersion::V1, MAP);
+    b.add_subtree("memblock", PhysAddr::new(0x4124_5000), None)
+        .unwrap();
+    b.add_subtree("kho_test", PhysAddr::new(0x4124_6000), None)
+        .unwrap();
+    snapshot!("render_v1_profile", render(&b.build().unwrap()).unwrap());
+}
+
 #[test]
 fn render_one_child() {
     let mut b = KhoFdtBuilder::new(AbiVersion::V2, MAP);
@@ -133,8 +144,6 @@ fn error_messages() {
         b[at..at + 4].copy_from_slice(&v.to_be_bytes());
         b
     };
-    let mut legacy = good.clone();
-    legacy[0x4c..0x52].copy_from_slice(b"kho-v1");
     let mut unknown = good.clone();
     unknown[0x4c..0x52].copy_from_slice(b"kho-v9");
     let mut big = patch(4, 8192);
@@ -151,7 +160,6 @@ fn error_messages() {
         ("struct block out of range", patch(8, 0x1000)),
         ("unknown token", patch(0x40, 7)),
         ("missing compatible", raw_fdt(&[map], &[])),
-        ("kho-v1", legacy),
         ("unknown compatible", unknown),
         ("missing memory map", raw_fdt(&[v2], &[])),
         (
@@ -162,6 +170,13 @@ fn error_messages() {
         (
             "child without preserved-data",
             raw_fdt(&[v2, map], &[("memblock", &[])]),
+        ),
+        (
+            "kho-v1 child without fdt",
+            raw_fdt(
+                &[("compatible", b"kho-v1\0"), map],
+                &[("memblock", &[("preserved-data", &le(0x4124_5000))])],
+            ),
         ),
         (
             "kho-v3 child without blob-size",

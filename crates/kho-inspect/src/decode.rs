@@ -239,7 +239,26 @@ impl<M: PhysMem> Decoder<'_, M> {
             rendered: Some(fdt.render()),
         });
 
-        let set = self.preserved(fdt.memory_map(), scratch.as_ref());
+        // kho-v1's memory map is a chunk list of bitmaps, not a radix
+        // tree: walking it as one would report nonsense. Not decoded yet
+        // (issue 17); the FDT and subtrees are.
+        let set = if fdt.version().uses_chunk_list() {
+            self.problem(
+                "v1-map-not-decoded",
+                Location::RootFdt {
+                    addr: handover.fdt.as_u64(),
+                    offset: None,
+                },
+                format!(
+                    "kho-v1 handover: its preserved-memory map (chunk list at {:#x}) is not \
+                     decoded by the inspector yet, so nothing is known to be preserved",
+                    fdt.memory_map().as_u64()
+                ),
+            );
+            None
+        } else {
+            self.preserved(fdt.memory_map(), scratch.as_ref())
+        };
         if let Some(set) = &set
             && !set.has_block(handover.fdt.as_u64(), 0)
         {
@@ -1317,6 +1336,9 @@ fn fdt_error_code(e: &kho_fdt::Error) -> &'static str {
         E::MissingPreservedData { .. }
         | E::BadPreservedDataLength { .. }
         | E::ZeroPreservedData { .. }
+        | E::MissingV1Fdt { .. }
+        | E::BadV1FdtLength { .. }
+        | E::ZeroV1Fdt { .. }
         | E::MissingBlobSize { .. }
         | E::BadBlobSizeLength { .. }
         | E::DuplicateSubtree { .. } => "fdt-subtree",
@@ -1345,6 +1367,9 @@ fn fdt_error_offset(e: &kho_fdt::Error) -> Option<usize> {
         | E::MissingPreservedData { offset, .. }
         | E::BadPreservedDataLength { offset, .. }
         | E::ZeroPreservedData { offset, .. }
+        | E::MissingV1Fdt { offset, .. }
+        | E::BadV1FdtLength { offset, .. }
+        | E::ZeroV1Fdt { offset, .. }
         | E::MissingBlobSize { offset, .. }
         | E::BadBlobSizeLength { offset, .. } => Some(*offset),
         E::DuplicateSubtree { offset, .. } => *offset,

@@ -37,7 +37,7 @@ use kho::Handover;
 use kho::handoff::dt;
 use kho_abi::AbiVersion;
 use kho_abi::chosen::PROP_KHO_FDT;
-use kho_abi::fdt::{COMPATIBLE_V1, FDT_HEADER_SIZE, FDT_MAGIC, FDT_VERSION, PROP_COMPATIBLE};
+use kho_abi::fdt::{FDT_HEADER_SIZE, FDT_MAGIC, FDT_VERSION, PROP_COMPATIBLE};
 use kho_abi::x86::{KHO_DATA_SIZE, KhoData, SETUP_DATA_HEADER_SIZE, SETUP_KEXEC_KHO};
 use kho_fdt::KhoFdt;
 use kho_fdt::dtb::{Dtb, MAX_DTB_SIZE};
@@ -513,17 +513,11 @@ impl<M: PhysMem> Scanner<'_, M> {
         }
         if root.abi_version.is_none() {
             let known = AbiVersion::ALL.map(|v| format!("{:?}", v.compatible()));
-            let message = if root.compatible == COMPATIBLE_V1 {
-                "compatible \"kho-v1\" (Linux 6.16's bitmaps), which kho-rs recognises but does \
-                 not read"
-                    .to_owned()
-            } else {
-                format!(
-                    "compatible {:?}, a KHO version kho-rs does not know (it reads {})",
-                    root.compatible,
-                    known.join(", ")
-                )
-            };
+            let message = format!(
+                "compatible {:?}, a KHO version kho-rs does not know (it reads {})",
+                root.compatible,
+                known.join(", ")
+            );
             self.problem(
                 "find-unknown-version",
                 Location::RootFdt { addr, offset: None },

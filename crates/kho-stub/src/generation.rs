@@ -356,7 +356,10 @@ pub fn run(boot: BootInfo) -> ! {
 
     let fault = cfg.fault.filter(|f| f.generation == g).map(|f| f.class);
     if let Some(class) = fault.filter(|c| !c.at_handoff()) {
-        crate::fault::corrupt_state(&mut mem, class, out.fdt(), out.tree().root(), &vmalloc)
+        radix_root(&out)
+            .and_then(|root| {
+                crate::fault::corrupt_state(&mut mem, class, out.fdt(), root, &vmalloc)
+            })
             .unwrap_or_else(|e| fail(g, &e));
     }
     let fdt = read_fdt(&mem, out.fdt()).unwrap_or_else(|e| fail(g, &e));
@@ -1296,9 +1299,17 @@ impl Runs {
 /// The stub's own account of its outgoing preserved set, for comparison
 /// with an outside reading of a memory dump (`cargo xtask inspect`): one
 /// line per run of adjacent blocks of one order, in key order, then totals.
+/// The outgoing radix root. The stub writes kho-v2 and later only (it
+/// refuses `kho_stub.abi=v1`), so there always is one.
+fn radix_root(out: &KhoOut) -> Result<PhysAddr, String> {
+    out.tree()
+        .map(|t| t.root())
+        .ok_or_else(|| String::from("kho-v1 has no radix tree to corrupt"))
+}
+
 fn report_preserved(mem: &StubMem, out: &KhoOut, g: u32) {
     let (mut blocks, mut pages, mut runs) = (0u64, 0u64, 0u64);
-    for item in out.tree().ranges(mem) {
+    for item in out.tree().into_iter().flat_map(|t| t.ranges(mem)) {
         match item {
             Ok(run) => {
                 say!(
@@ -1375,6 +1386,7 @@ fn corrupt_handoff(
         FaultClass::ScratchOverlapsPreserved => {
             let first = out
                 .tree()
+                .ok_or("kho-v1 has no radix tree")?
                 .ranges(mem)
                 .next()
                 .ok_or("nothing preserved")?
@@ -1406,7 +1418,7 @@ fn corrupt_handoff(
             crate::fault::corrupt_scratch_entry(mem, array, empty)
         }
         FaultClass::FdtPageUnpreserved => {
-            crate::fault::set_block_bit(mem, out.tree().root(), out.fdt(), 0, false)
+            crate::fault::set_block_bit(mem, radix_root(out)?, out.fdt(), 0, false)
         }
         FaultClass::RadixLeafInScratch | FaultClass::RadixNodeInScratch => {
             // Scratch area 1 (the global one), from the array the next
@@ -1422,16 +1434,16 @@ fn corrupt_handoff(
                 if block + (2 << 20) > start + size {
                     return Err(String::from("scratch area 1 holds no 2 MiB block"));
                 }
-                crate::fault::set_block_bit(mem, out.tree().root(), PhysAddr::new(block), 9, true)
+                crate::fault::set_block_bit(mem, radix_root(out)?, PhysAddr::new(block), 9, true)
             } else {
                 // Its last page: the next kernel allocates from the front.
                 let last = PhysAddr::new(start + size - 4096);
-                crate::fault::move_last_leaf(mem, out.tree().root(), last)
+                crate::fault::move_last_leaf(mem, radix_root(out)?, last)
             }
         }
         FaultClass::RadixLeafOutsideRam => {
             let block = PhysAddr::new(crate::fault::OUTSIDE_RAM / 2);
-            crate::fault::set_block_bit(mem, out.tree().root(), block, 9, true)
+            crate::fault::set_block_bit(mem, radix_root(out)?, block, 9, true)
         }
         c if c.arch_handoff() => arch::corrupt_handoff(mem, kexec, c),
         FaultClass::RadixOutsideRam
@@ -1441,7 +1453,7 @@ fn corrupt_handoff(
         | FaultClass::RadixMisalignedEntry
         | FaultClass::RadixSharedNode => {
             let none = VmallocDescriptor::default();
-            crate::fault::corrupt_state(mem, class, out.fdt(), out.tree().root(), &none)
+            crate::fault::corrupt_state(mem, class, out.fdt(), radix_root(out)?, &none)
         }
         _ => Err(String::from("not a hand-off-time fault")),
     }

@@ -1,7 +1,9 @@
 //! The engine's error type.
 
+use alloc::string::String;
 use core::fmt;
 
+use kho_abi::AbiVersion;
 use kho_mem::{Order, PhysAddr, PhysRange};
 
 /// Why a handover could not be built, accepted or used.
@@ -20,6 +22,9 @@ pub enum Error {
     Vmalloc(kho_vmalloc::Error),
     /// The memblock (`reserve_mem`) sub-blob could not be built or read.
     Memblock(kho_memblock::Error),
+    /// kho-v1's bitmap tracker refused an operation, or the incoming chunk
+    /// list is corrupt (a cycle, a chunk or bitmap outside RAM, …).
+    Bitmaps(kho_bitmaps::Error),
     /// The zero page lacks the boot-flag / "HdrS" magic.
     BadBootParams {
         /// Where the zero page was read.
@@ -151,6 +156,54 @@ pub enum Error {
         /// Its size.
         size: u64,
     },
+    /// kho-v1: the outgoing state is finalized (its bitmaps serialized and
+    /// its FDT written), so preserving, unpreserving and changing subtrees
+    /// are refused until [`KhoOut::abort`](crate::KhoOut::abort); a second
+    /// finalize too.
+    Finalized,
+    /// kho-v1: the outgoing FDT exists only after
+    /// [`KhoOut::finalize`](crate::KhoOut::finalize) (a handover or an
+    /// abort before it).
+    NotFinalized,
+    /// Something the handover's ABI version does not have (kho-v1 has no
+    /// `kexec-metadata` or radix tree; the engine does not preserve vmalloc
+    /// areas or memblock regions under kho-v1 yet).
+    NotInVersion {
+        /// What was asked for.
+        what: &'static str,
+        /// The version of the handover.
+        version: AbiVersion,
+    },
+    /// kho-v1: a subtree must name a client FDT (its child carries `fdt`,
+    /// and its size is the FDT header's `totalsize`), and the blob at
+    /// `addr` does not start with an FDT header.
+    SubtreeNotFdt {
+        /// The subtree name.
+        name: String,
+        /// The blob's address.
+        addr: PhysAddr,
+    },
+    /// kho-v1: the size given for a subtree is not its FDT's `totalsize`,
+    /// the only size a kho-v1 reader sees.
+    SubtreeSizeMismatch {
+        /// The subtree name.
+        name: String,
+        /// The size given.
+        size: u64,
+        /// The FDT header's `totalsize`.
+        totalsize: u64,
+    },
+    /// kho-v1: a page of the incoming chunk list (a chunk or a bitmap)
+    /// lies in a scratch area, where the new kernel allocates before it
+    /// has read the list.
+    MapPageInScratch {
+        /// The chunk or bitmap.
+        page: PhysRange,
+        /// Index of the scratch area.
+        index: usize,
+        /// The scratch area.
+        area: PhysRange,
+    },
 }
 
 /// Result with [`Error`] as the default error.
@@ -239,6 +292,38 @@ impl fmt::Display for Error {
                     "initrd at {addr:#x} (size or end {size:#x}) is not a range"
                 )
             }
+            Error::Bitmaps(e) => write!(f, "kho-v1 preserved-memory map: {e}"),
+            Error::Finalized => write!(
+                f,
+                "kho-v1 state is finalized: abort before preserving, unpreserving or changing subtrees"
+            ),
+            Error::NotFinalized => write!(
+                f,
+                "kho-v1 state is not finalized: the outgoing FDT exists only after finalize"
+            ),
+            Error::NotInVersion { what, version } => {
+                write!(f, "{what} is not available in a {version} handover")
+            }
+            Error::SubtreeNotFdt { name, addr } => write!(
+                f,
+                "subtree {name:?}: kho-v1 children name FDTs, and {addr} holds no FDT header"
+            ),
+            Error::SubtreeSizeMismatch {
+                name,
+                size,
+                totalsize,
+            } => write!(
+                f,
+                "subtree {name:?}: size {size:#x} is not its FDT's totalsize {totalsize:#x}"
+            ),
+            Error::MapPageInScratch { page, index, area } => write!(
+                f,
+                "kho-v1 map page {}+{:#x} lies in scratch area {index} [{}, +{:#x}): the next kernel allocates there before it reads the map",
+                page.start(),
+                page.size(),
+                area.start(),
+                area.size()
+            ),
             Error::BlobTooLarge { name, size } => {
                 write!(f, "subtree {name:?}: blob of {size:#x} bytes is too large")
             }
@@ -255,6 +340,7 @@ impl core::error::Error for Error {
             Error::Scratch(e) => Some(e),
             Error::Vmalloc(e) => Some(e),
             Error::Memblock(e) => Some(e),
+            Error::Bitmaps(e) => Some(e),
             _ => None,
         }
     }
@@ -287,6 +373,12 @@ impl From<kho_scratch::Error> for Error {
 impl From<kho_vmalloc::Error> for Error {
     fn from(e: kho_vmalloc::Error) -> Self {
         Error::Vmalloc(e)
+    }
+}
+
+impl From<kho_bitmaps::Error> for Error {
+    fn from(e: kho_bitmaps::Error) -> Self {
+        Error::Bitmaps(e)
     }
 }
 

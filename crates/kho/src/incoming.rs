@@ -5,8 +5,10 @@ use alloc::vec::Vec;
 use core::ops::ControlFlow;
 
 use kho_abi::metadata::{self, KexecMetadata};
+use kho_abi::v1::BitmapSize;
 use kho_abi::vmalloc::VmallocDescriptor;
 use kho_abi::{AbiVersion, PAGE_SIZE};
+use kho_bitmaps::{IncomingMap, ValidatedMap};
 use kho_fdt::KhoFdt;
 use kho_mem::{Order, PhysAddr, PhysMem, PhysRange};
 use kho_memblock::MemblockFdt;
@@ -46,6 +48,29 @@ use crate::{Error, Handover, Result};
 /// blocks of one order (128 MiB of order-0 pages, 4 TiB of 1 GiB folios),
 /// so a dense 16 GiB of 4 KiB pages needs 133 nodes (1.2 KiB), and
 /// `nodes <= 5 * blocks + 1` in any tree.
+///
+/// # kho-v1
+///
+/// A kho-v1 handover (Linux 6.16 – 6.19, [`KhoIn::version`] says
+/// [`AbiVersion::V1`]) is walked with [`KhoIn::reserve_preserved_v1`],
+/// told the bitmap size the previous kernel used (nothing in the handover
+/// says it). Its memory follows the same rule: the walk validates the
+/// whole chunk list first ([`kho_bitmaps::IncomingMap::validate`]: a cycle,
+/// a chunk or bitmap outside RAM, a bad order, shared pages, a block
+/// outside RAM are named errors before anything is reserved), using about
+/// 1.5 KiB of stack and the caller's buffer of one `u64` per chunk or
+/// bitmap page (`IncomingMap::words_for(bitmaps)`: a dense 16 GiB of 4 KiB
+/// pages is 128 page bitmaps and one chunk, 1.3 KiB with the slack for a
+/// partly filled chunk per order); a longer list is refused
+/// ([`kho_bitmaps::Error::TooManyPages`]), never a larger allocation.
+/// `KhoIn` then keeps 32 bytes ([`ValidatedMap`] and a count), and a
+/// restore clears the block's bit in its bitmap in place, so the bitmaps
+/// record what is left, as the radix leaves do: keep the map's pages
+/// (the buffer lists them after the walk) until the restores are done.
+/// A restore reads the chunk list to find the block's bitmap: O(entries),
+/// no memory. `kexec-metadata` does not exist in kho-v1
+/// ([`KhoIn::kexec_metadata`] is `None`), and a child's size is its FDT's
+/// own `totalsize` ([`KhoIn::subtree`] gives `None`).
 #[derive(Debug)]
 pub struct KhoIn {
     handover: Handover,
@@ -61,6 +86,10 @@ pub struct KhoIn {
     /// The walked tree, whose leaves say what is not restored yet; `None`
     /// until [`KhoIn::reserve_preserved`] succeeded.
     tree: Option<IncomingTree>,
+    /// kho-v1: the walked chunk list, whose bitmaps say what is not
+    /// restored yet, and how many blocks are left; `None` until
+    /// [`KhoIn::reserve_preserved_v1`] succeeded.
+    map: Option<(ValidatedMap, u64)>,
 }
 
 /// What [`KhoIn::reserve_preserved`] found.
@@ -72,7 +101,8 @@ pub struct WalkStats {
     pub pages: u64,
     /// Runs of adjacent blocks of one order (as the walk visits them).
     pub ranges: u64,
-    /// Radix nodes (tables and leaves) the walk read.
+    /// Radix nodes (tables and leaves) the walk read; under kho-v1, the
+    /// chunk and bitmap pages of the map.
     pub nodes: u64,
 }
 
@@ -173,6 +203,7 @@ impl KhoIn {
             memory_map,
             areas,
             tree: None,
+            map: None,
         })
     }
 
@@ -186,7 +217,8 @@ impl KhoIn {
         self.version
     }
 
-    /// Phys of the radix root.
+    /// Phys of the radix root (kho-v1: of the first chunk, 0 when nothing
+    /// was preserved).
     pub fn memory_map(&self) -> PhysAddr {
         self.memory_map
     }
@@ -211,12 +243,21 @@ impl KhoIn {
     ///
     /// On error the blocks already reported stay reserved (as in Linux) and
     /// the caller must treat the boot as a failed revival.
+    ///
+    /// A kho-v1 handover has no radix tree: [`Error::NotInVersion`] (walk
+    /// it with [`KhoIn::reserve_preserved_v1`]).
     pub fn reserve_preserved<M: PhysMem>(
         &mut self,
         mem: &M,
         visited: &mut VisitedSet<'_>,
         mut reserve: impl FnMut(PhysRange, Order) -> Result<()>,
     ) -> Result<WalkStats> {
+        if self.version.uses_chunk_list() {
+            return Err(Error::NotInVersion {
+                what: "a radix tree (reserve_preserved; use reserve_preserved_v1)",
+                version: self.version,
+            });
+        }
         let mut stats = WalkStats::default();
         let mut last: Option<(u64, Order)> = None;
         let areas = &self.areas;
@@ -280,6 +321,105 @@ impl KhoIn {
         result
     }
 
+    /// kho-v1's walk: validate the chunk list read with `size` bitmaps
+    /// (the previous kernel's: [`BitmapSize::Page`] from Linux 6.17.9 on,
+    /// [`BitmapSize::Bytes512`] before), then call `reserve` for every
+    /// preserved block in list order (orders ascending, as Linux's
+    /// `kho_mem_deserialize` reserves them).
+    ///
+    /// Nothing is reported unless the whole list is valid (errors:
+    /// [`Error::Bitmaps`] naming what and where, a cycle or a chunk outside
+    /// RAM included), every chunk and bitmap page lies outside scratch
+    /// ([`Error::MapPageInScratch`]), and then as in
+    /// [`KhoIn::reserve_preserved`]: a block overlapping scratch is an
+    /// error, and the root FDT page must be preserved
+    /// ([`Error::FdtNotPreserved`]). `buf` holds one `u64` per chunk or
+    /// bitmap page ([`IncomingMap::words_for`]); after the walk it lists
+    /// them (see [`KhoIn`], "kho-v1"). A handover of another version is
+    /// [`Error::NotInVersion`].
+    pub fn reserve_preserved_v1<M: PhysMem>(
+        &mut self,
+        mem: &M,
+        size: BitmapSize,
+        buf: &mut [u64],
+        mut reserve: impl FnMut(PhysRange, Order) -> Result<()>,
+    ) -> Result<WalkStats> {
+        if !self.version.uses_chunk_list() {
+            return Err(Error::NotInVersion {
+                what: "a kho-v1 chunk list (reserve_preserved_v1)",
+                version: self.version,
+            });
+        }
+        self.map = None;
+        let result = self.walk_v1(mem, size, buf, &mut reserve);
+        #[cfg(feature = "tracing")]
+        match &result {
+            Ok(s) => {
+                tracing::debug!(target: "kho",
+                    blocks = s.blocks,
+                    pages = s.pages,
+                    ranges = s.ranges,
+                    map_pages = s.nodes,
+                    "kho-v1 preserved memory reserved"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(target: "kho", error = %e, "the kho-v1 map failed: no revival");
+            }
+        }
+        result
+    }
+
+    fn walk_v1<M: PhysMem>(
+        &mut self,
+        mem: &M,
+        size: BitmapSize,
+        buf: &mut [u64],
+        reserve: &mut impl FnMut(PhysRange, Order) -> Result<()>,
+    ) -> Result<WalkStats> {
+        let map = IncomingMap::validate(mem, self.memory_map, size, buf)?;
+        for page in map.metadata() {
+            if let Err(kho_scratch::Error::PreservedInScratch { index, area, .. }) =
+                kho_scratch::check_no_overlap(&self.areas, [page])
+            {
+                return Err(Error::MapPageInScratch { page, index, area });
+            }
+        }
+        let mut stats = WalkStats::default();
+        let mut last: Option<(u64, Order)> = None;
+        let fdt = self.handover.fdt;
+        let mut fdt_preserved = false;
+        let areas = &self.areas;
+        let flow = map.walk(mem, |phys, order| {
+            let mut step = || -> Result<()> {
+                let range = PhysRange::try_new(phys, order.bytes())?;
+                kho_scratch::check_no_overlap(areas, [range])?;
+                fdt_preserved |= range.contains(fdt);
+                reserve(range, order)
+            };
+            if let Err(e) = step() {
+                return ControlFlow::Break(e);
+            }
+            stats.blocks += 1;
+            stats.pages += order.pages();
+            let adjacent = matches!(last, Some((end, o)) if o == order && end == phys.as_u64());
+            if !adjacent {
+                stats.ranges += 1;
+            }
+            last = Some((phys.as_u64().wrapping_add(order.bytes()), order));
+            ControlFlow::Continue(())
+        })?;
+        if let ControlFlow::Break(e) = flow {
+            return Err(e);
+        }
+        if !fdt_preserved {
+            return Err(Error::FdtNotPreserved { fdt });
+        }
+        stats.nodes = (map.chunks() + map.bitmaps()) as u64;
+        self.map = Some((map.validated(), stats.blocks));
+        Ok(stats)
+    }
+
     /// The incoming root FDT's view, read as Linux reads it: a malformed
     /// child (missing, zero or wrong-length `preserved-data`, bad
     /// `blob-size`, a second child of one name) is left out and listed by
@@ -291,7 +431,8 @@ impl KhoIn {
     }
 
     /// The client blob registered as `name`: its phys and, when the previous
-    /// kernel wrote `blob-size`, its size.
+    /// kernel wrote `blob-size`, its size (never under kho-v1, whose blobs
+    /// are FDTs sized by their own header).
     pub fn subtree(&self, name: &str) -> Option<(PhysAddr, Option<u64>)> {
         self.children
             .iter()
@@ -324,6 +465,17 @@ impl KhoIn {
         phys: PhysAddr,
         order: Order,
     ) -> Result<()> {
+        if let Some((map, left)) = self.map.as_mut() {
+            if map.take(mem, phys, order)? {
+                *left = left.saturating_sub(1);
+                return Ok(());
+            }
+            return Err(Error::NotRestorable {
+                addr: phys,
+                order,
+                preserved: map.find(&*mem, phys)?,
+            });
+        }
         let tree = self.tree.as_mut().ok_or(Error::NotWalked)?;
         let pfn = kho_mem::Pfn::try_from_phys(phys)?;
         match tree.take(mem, pfn, order) {
@@ -364,11 +516,16 @@ impl KhoIn {
         mem: &mut M,
         desc: &VmallocDescriptor,
     ) -> Result<VmallocArea> {
-        let tree = self.tree.as_ref().ok_or(Error::NotWalked)?;
-        let area = kho_vmalloc::restore_vmalloc_checked(&*mem, desc, |p, o| {
-            kho_mem::Pfn::try_from_phys(p)
+        let (tree, map) = (self.tree.as_ref(), self.map.map(|(m, _)| m));
+        if tree.is_none() && map.is_none() {
+            return Err(Error::NotWalked);
+        }
+        let area = kho_vmalloc::restore_vmalloc_checked(&*mem, desc, |p, o| match (tree, map) {
+            (Some(tree), _) => kho_mem::Pfn::try_from_phys(p)
                 .ok()
-                .is_some_and(|pfn| tree.contains(&*mem, pfn, o).unwrap_or(false))
+                .is_some_and(|pfn| tree.contains(&*mem, pfn, o).unwrap_or(false)),
+            (None, Some(map)) => map.contains(&*mem, p, o).unwrap_or(false),
+            (None, None) => false,
         })?;
         let order = area.order();
         area.for_each_mut(mem, |mem, piece| match piece {
@@ -396,23 +553,50 @@ impl KhoIn {
     /// How many preserved blocks nobody restored (yet): they stay reserved.
     /// Zero before a successful walk.
     pub fn unrestored_blocks(&self) -> u64 {
-        self.tree.as_ref().map_or(0, IncomingTree::remaining_blocks)
+        match self.map {
+            Some((_, left)) => left,
+            None => self.tree.as_ref().map_or(0, IncomingTree::remaining_blocks),
+        }
     }
 
     /// The blocks nobody restored, coalesced into runs: the incoming tree
     /// re-walked with every check (`visited` must hold as many nodes as the
-    /// first walk). Empty before a successful walk.
+    /// first walk). Empty before a successful walk. Under kho-v1 it yields
+    /// one [`Error::NotInVersion`]: use [`KhoIn::for_each_unrestored_v1`].
     pub fn unrestored<'a, 'b, M: PhysMem>(
         &self,
         mem: &'a M,
         visited: &'a mut VisitedSet<'b>,
     ) -> impl Iterator<Item = Result<PreservedRange>> + use<'a, 'b, M> {
+        let v1 = self
+            .version
+            .uses_chunk_list()
+            .then_some(Err(Error::NotInVersion {
+                what: "a radix tree (unrestored; use for_each_unrestored_v1)",
+                version: self.version,
+            }));
         self.tree
             .as_ref()
             .map(|t| t.remaining(mem, visited))
             .into_iter()
             .flatten()
             .map(|r| r.map_err(Error::from))
+            .chain(v1)
+    }
+
+    /// kho-v1: call `f` for every run of blocks nobody restored (the
+    /// chunk list walked again, bits restores cleared left out), in list
+    /// order; no memory. Nothing before a successful
+    /// [`KhoIn::reserve_preserved_v1`].
+    pub fn for_each_unrestored_v1<M: PhysMem, B>(
+        &self,
+        mem: &M,
+        f: impl FnMut(PreservedRange) -> ControlFlow<B>,
+    ) -> Result<ControlFlow<B>> {
+        match self.map {
+            Some((map, _)) => Ok(map.for_each_range(mem, f)?),
+            None => Ok(ControlFlow::Continue(())),
+        }
     }
 
     /// The kexec count from the `kexec-metadata` subtree, `None` if the
@@ -425,7 +609,13 @@ impl KhoIn {
     /// release and the kexec count), `None` if none was published. Checked
     /// as Linux checks it: `blob-size` present and at least the version
     /// field, version 1, then at least the 73 bytes of version 1.
+    ///
+    /// kho-v1 has no `kexec-metadata` (its children are FDTs without
+    /// `blob-size`): always `None`, whatever its children are called.
     pub fn kexec_metadata<M: PhysMem>(&self, mem: &M) -> Result<Option<KexecMetadata>> {
+        if !self.version.has_kexec_metadata() {
+            return Ok(None);
+        }
         let Some((data, size)) = self.subtree(metadata::SUBTREE_NAME) else {
             return Ok(None);
         };

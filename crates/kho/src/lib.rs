@@ -11,6 +11,11 @@
 //!   mapping, header, compatible, memory map, scratch array). It reserves
 //!   every preserved block by walking the untrusted tree, and lets clients
 //!   restore a block only with the order it was preserved with;
+//! - kho-v1 (Linux 6.16 – 6.19) in both directions: [`KhoOut::new_v1`]
+//!   tracks with per-order bitmaps and publishes at [`KhoOut::finalize`]
+//!   (undone by [`KhoOut::abort`]); [`KhoIn::reserve_preserved_v1`] walks
+//!   the validated chunk list. [`KhoIn::version`] says which version
+//!   arrived;
 //! - [`handoff`]: Linux's per-arch encodings of where that state is, x86_64's
 //!   zero page with a `setup_data` entry of type 10, and the boot DTB's
 //!   `/chosen` `linux,kho-fdt` / `linux,kho-scratch` of arm64.

@@ -132,11 +132,12 @@ fn one_generation_hands_over_to_the_next() {
     assert_eq!(left, 3);
 }
 
-/// Every version round-trips through the engine: the writer emits the
-/// version it was given and the reader reports it.
+/// Every version from kho-v2 on round-trips through the engine: the
+/// writer emits the version it was given and the reader reports it
+/// (kho-v1, with its finalize and bitmap walk, in tests/v1.rs).
 #[test]
 fn every_version_hands_over() {
-    for version in AbiVersion::ALL {
+    for version in AbiVersion::ALL.into_iter().filter(|v| !v.has_finalize()) {
         let (mut mem, areas) = setup();
         let (handover, folios) = hand_over_as(&mut mem, &areas, version);
         let mut page = [0u8; 4096];
@@ -608,7 +609,7 @@ fn vmalloc_chain_naming_unpreserved_memory_is_refused() {
 fn the_preserve_api_refuses_what_the_next_kernel_would() {
     let (mut mem, areas) = setup();
     let mut out = KhoOut::new(&mut mem, AbiVersion::V4).unwrap();
-    let before = out.tree().preserved_blocks();
+    let before = out.tree().unwrap().preserved_blocks();
     // Outside RAM.
     let outside = PhysAddr::new(0x10_0000_0000);
     assert_eq!(
@@ -651,7 +652,7 @@ fn the_preserve_api_refuses_what_the_next_kernel_would() {
         out.unpreserve_pages(&mut mem, r(fdt.as_u64(), 4096)),
         Err(Error::RootFdtPage { addr: fdt })
     );
-    assert_eq!(out.tree().preserved_blocks(), before);
+    assert_eq!(out.tree().unwrap().preserved_blocks(), before);
     // A good block still goes in.
     let p = mem.alloc_page().unwrap();
     out.preserve_folio(&mut mem, p, Order::ZERO).unwrap();

@@ -142,8 +142,8 @@ pub fn build_as(version: AbiVersion) -> Fixture {
         dt::write_chosen(&boot_dtb(BASE, SIZE, Some("kho=on")), Some(&handover), None).unwrap();
     mem.write(addr(dtb), &blob).unwrap();
 
-    let runs = out
-        .tree()
+    let tree = out.tree().expect("a kho-v2+ fixture has a radix tree");
+    let runs = tree
         .ranges(&mem)
         .map(|r| {
             let r = r.unwrap();
@@ -154,7 +154,7 @@ pub fn build_as(version: AbiVersion) -> Fixture {
     let area = kho_vmalloc::restore_vmalloc(&mem, &desc).unwrap();
     Fixture {
         fdt: out.fdt().as_u64(),
-        root: out.tree().root().as_u64(),
+        root: tree.root().as_u64(),
         scratch_array: (array.start().as_u64(), array.size()),
         boot_params,
         dtb,
