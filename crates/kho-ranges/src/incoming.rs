@@ -112,7 +112,7 @@ impl MemCache {
         if !mem.is_ram(scratch.start(), scratch.size()) {
             return Err(Error::BadScratch { scratch });
         }
-        if cache.size() % ENTRY != 0 {
+        if !cache.size().is_multiple_of(ENTRY) {
             return Err(Error::CacheLength { cache });
         }
         if !cache.is_empty() && !mem.is_ram(cache.start(), cache.size()) {
@@ -403,7 +403,7 @@ impl<'a> Incoming<'a> {
                         return Err(Error::DuplicateMem { offset });
                     }
                     has_mem |= bit;
-                    if value.len() % KHO_MEM_SIZE != 0 {
+                    if !value.len().is_multiple_of(KHO_MEM_SIZE) {
                         return Err(Error::MemLength {
                             offset,
                             len: value.len(),

@@ -80,7 +80,7 @@ impl MemRange {
         if len == 0 {
             return Err(Error::EmptyRange { at, addr });
         }
-        if len % PAGE != 0 {
+        if !len.is_multiple_of(PAGE) {
             return Err(Error::Misaligned { at, addr, len });
         }
         let range =
@@ -136,7 +136,10 @@ pub(crate) fn check_scratch(at: At, r: MemRange, scratch: PhysRange) -> Result<(
 
 /// Check a scratch region's shape: non-empty and page-aligned.
 pub(crate) fn check_scratch_shape(scratch: PhysRange) -> Result<()> {
-    if scratch.is_empty() || !scratch.start().is_page_aligned() || scratch.size() % PAGE != 0 {
+    if scratch.is_empty()
+        || !scratch.start().is_page_aligned()
+        || !scratch.size().is_multiple_of(PAGE)
+    {
         return Err(Error::BadScratch { scratch });
     }
     Ok(())
