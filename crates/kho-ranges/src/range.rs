@@ -92,6 +92,7 @@ impl MemRange {
     }
 
     /// Check a range a caller preserves.
+    #[cfg(feature = "alloc")]
     pub(crate) fn new(range: PhysRange, flags: MemFlags) -> Result<MemRange> {
         let at = At::Preserve;
         if !range.start().is_page_aligned() {
@@ -105,6 +106,7 @@ impl MemRange {
 
     /// One past the last byte (2^64 saturates to `u64::MAX`, which no
     /// page-aligned range can otherwise end at).
+    #[cfg(feature = "alloc")]
     pub(crate) fn end(self) -> u64 {
         self.range.end().map_or(u64::MAX, PhysAddr::as_u64)
     }
