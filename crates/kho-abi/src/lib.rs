@@ -58,6 +58,7 @@ pub mod fdt;
 pub mod memblock;
 pub mod metadata;
 pub mod radix;
+pub mod rfc2024;
 pub mod scratch;
 pub mod stub;
 pub mod v1;
