@@ -16,7 +16,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use plotters::prelude::*;
 
-use crate::util::project_root;
+use crate::util::{project_root, target_dir};
 
 /// The implementations drawn, as the bench names them, with their legend
 /// and colour.
@@ -68,7 +68,7 @@ fn case_bytes(case: &str, pages: u64) -> Option<u64> {
 
 /// Every benchmark of `group`: (implementation, case) → (pages, median ns).
 fn read_group(group: &str) -> Result<BTreeMap<(String, String), (u64, f64)>> {
-    let dir = project_root().join("target").join("criterion").join(group);
+    let dir = target_dir().join("criterion").join(group);
     let entries = fs::read_dir(&dir).with_context(|| {
         format!(
             "no benchmark results in {} (run `cargo bench -p kho-radix` first)",

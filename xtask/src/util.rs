@@ -18,12 +18,16 @@ pub(crate) fn shell() -> Result<Shell> {
     Ok(sh)
 }
 
+/// Cargo's target directory (`CARGO_TARGET_DIR` or `<root>/target`).
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"))
+}
+
 /// Where xtask writes its artifacts (never into the source tree).
 pub(crate) fn artifacts_dir(sub: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join("target"));
-    target.join("kho").join(sub)
+    target_dir().join("kho").join(sub)
 }
 
 /// Log to stderr; `RUST_LOG` overrides the default `info` level.

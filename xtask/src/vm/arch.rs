@@ -188,12 +188,7 @@ pub(crate) fn parse_arch(name: &str) -> Result<&'static ArchSpec, String> {
         .ok_or_else(|| format!("unknown arch `{name}` (known: {})", ArchSpec::names()))
 }
 
-/// Cargo's target directory (`CARGO_TARGET_DIR` or `<root>/target`).
-pub(crate) fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join("target"))
-}
+pub(crate) use crate::util::target_dir;
 
 #[cfg(test)]
 mod tests {
