@@ -1296,9 +1296,6 @@ impl Runs {
     }
 }
 
-/// The stub's own account of its outgoing preserved set, for comparison
-/// with an outside reading of a memory dump (`cargo xtask inspect`): one
-/// line per run of adjacent blocks of one order, in key order, then totals.
 /// The outgoing radix root. The stub writes kho-v2 and later only (it
 /// refuses `kho_stub.abi=v1`), so there always is one.
 fn radix_root(out: &KhoOut) -> Result<PhysAddr, String> {
@@ -1307,6 +1304,9 @@ fn radix_root(out: &KhoOut) -> Result<PhysAddr, String> {
         .ok_or_else(|| String::from("kho-v1 has no radix tree to corrupt"))
 }
 
+/// The stub's own account of its outgoing preserved set, for comparison
+/// with an outside reading of a memory dump (`cargo xtask inspect`): one
+/// line per run of adjacent blocks of one order, in key order, then totals.
 fn report_preserved(mem: &StubMem, out: &KhoOut, g: u32) {
     let (mut blocks, mut pages, mut runs) = (0u64, 0u64, 0u64);
     for item in out.tree().into_iter().flat_map(|t| t.ranges(mem)) {
