@@ -20,6 +20,7 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Display;
+use core::ops::ControlFlow;
 
 use kho::Handover;
 use kho::handoff::{dt, x86};
@@ -27,7 +28,9 @@ use kho_abi::PAGE_SIZE;
 use kho_abi::fdt as fdt_abi;
 use kho_abi::metadata::{self, KexecMetadata};
 use kho_abi::radix::{ROOT_LEVEL, TABLE_ENTRIES};
+use kho_abi::v1::BitmapSize;
 use kho_abi::x86::{SETUP_KEXEC_KHO, SetupDataHeader};
+use kho_bitmaps::IncomingMap;
 use kho_fdt::KhoFdt;
 use kho_mem::{PhysAddr, PhysMem, PhysRange};
 use kho_radix::VisitedSet;
@@ -37,8 +40,8 @@ use crate::Limits;
 use crate::budget::Metered;
 use crate::report::{
     Content, FdtInfo, HandoverInfo, Location, Part, Preserved, Problem, RadixNodes, RegionInfo,
-    Report, Run, ScratchInfo, Start, StubRecord, SubtreeInfo, TestFolio, Vmalloc, VmallocInfo,
-    causes_first,
+    Report, Run, ScratchInfo, Start, StubRecord, SubtreeInfo, TestFolio, V1Map, Vmalloc,
+    VmallocInfo, causes_first,
 };
 use crate::runs::RunSet;
 use crate::stub_blob;
@@ -239,23 +242,9 @@ impl<M: PhysMem> Decoder<'_, M> {
             rendered: Some(fdt.render()),
         });
 
-        // kho-v1's memory map is a chunk list of bitmaps, not a radix
-        // tree: walking it as one would report nonsense. Not decoded yet
-        // (issue 17); the FDT and subtrees are.
+        // kho-v1's memory map is a chunk list of bitmaps, not a radix tree.
         let set = if fdt.version().uses_chunk_list() {
-            self.problem(
-                "v1-map-not-decoded",
-                Location::RootFdt {
-                    addr: handover.fdt.as_u64(),
-                    offset: None,
-                },
-                format!(
-                    "kho-v1 handover: its preserved-memory map (chunk list at {:#x}) is not \
-                     decoded by the inspector yet, so nothing is known to be preserved",
-                    fdt.memory_map().as_u64()
-                ),
-            );
-            None
+            self.preserved_v1(fdt.memory_map(), scratch.as_ref())
         } else {
             self.preserved(fdt.memory_map(), scratch.as_ref())
         };
@@ -654,23 +643,7 @@ impl<M: PhysMem> Decoder<'_, M> {
             }
         }
         if let Some(areas) = scratch {
-            for run in &runs {
-                let Ok(range) = PhysRange::try_new(PhysAddr::new(run.addr), run.size) else {
-                    continue;
-                };
-                if let Err(e) = kho_scratch::check_no_overlap(areas, [range]) {
-                    self.problem(
-                        "preserved-in-scratch",
-                        Location::PreservedRun {
-                            order: run.order,
-                            addr: run.addr,
-                            size: run.size,
-                            blocks: run.blocks,
-                        },
-                        e,
-                    );
-                }
-            }
+            self.runs_in_scratch(&runs, areas);
         }
         if walk.end == WalkEnd::Complete {
             match count_nodes(&self.mem, root, walk.nodes) {
@@ -694,6 +667,178 @@ impl<M: PhysMem> Decoder<'_, M> {
         preserved.runs = runs;
         self.report.preserved = Some(preserved);
         set
+    }
+
+    /// kho-v1's preserved set: the chunk list validated by kho-bitmaps
+    /// (read with page bitmaps, then with 512-byte ones: nothing in the
+    /// handover says which the previous kernel used), its blocks coalesced
+    /// into runs within the `runs` limit, and its pages (which are not
+    /// preserved) checked against scratch. The `nodes` limit bounds the
+    /// list's pages.
+    fn preserved_v1(&mut self, first: PhysAddr, scratch: Option<&ScratchAreas>) -> Option<RunSet> {
+        let at = Location::V1Map {
+            first: first.as_u64(),
+        };
+        let words = IncomingMap::words_for(self.limits.nodes.min(usize::MAX / 4));
+        let mut buf = Vec::new();
+        if buf.try_reserve_exact(words).is_err() {
+            self.exceeded(
+                "nodes",
+                at,
+                "no memory for the chunk list's page records: the map is not decoded".to_owned(),
+            );
+            return None;
+        }
+        buf.resize(words, 0u64);
+        let page =
+            IncomingMap::validate(&self.mem, first, BitmapSize::Page, &mut buf).map(|m| m.blocks());
+        let small = IncomingMap::validate(&self.mem, first, BitmapSize::Bytes512, &mut buf)
+            .map(|m| m.blocks());
+        let (size, known) = match (page, small) {
+            (Ok(a), Ok(b)) if a == b => (BitmapSize::Page, false),
+            (Ok(a), Ok(b)) => {
+                self.problem(
+                    "v1-bitmap-size",
+                    at.clone(),
+                    format!(
+                        "the chunk list validates with both bitmap sizes but the sets differ: \
+                         page-sized bitmaps (Linux 6.17.9 on) give {a} blocks, 512-byte ones \
+                         (6.16 to 6.17.8) {b}; decoded with page-sized bitmaps"
+                    ),
+                );
+                (BitmapSize::Page, true)
+            }
+            (Ok(_), Err(_)) => (BitmapSize::Page, true),
+            (Err(_), Ok(_)) => (BitmapSize::Bytes512, true),
+            (Err(page_err), Err(small_err)) => {
+                self.v1_map_problem(at, &page_err, &small_err);
+                return None;
+            }
+        };
+        // Validated again with the size that won (the list is known good,
+        // and the buffer's page records are then that size's).
+        let Ok(list) = IncomingMap::validate(&self.mem, first, size, &mut buf) else {
+            return None;
+        };
+        let max_runs = self.limits.runs;
+        let mut runs = Vec::new();
+        let mut complete = true;
+        let walked = list.for_each_range(&self.mem, |r| {
+            if runs.len() >= max_runs {
+                complete = false;
+                return ControlFlow::Break(());
+            }
+            runs.push(Run {
+                order: r.order().get(),
+                addr: r.range().start().as_u64(),
+                size: r.range().size(),
+                blocks: r.blocks(),
+            });
+            ControlFlow::Continue(())
+        });
+        let info = V1Map {
+            first: first.as_u64(),
+            bitmap_bytes: known.then(|| list.bitmap_size().bytes()),
+            chunks: list.chunks() as u64,
+            bitmaps: list.bitmaps() as u64,
+        };
+        let pages: Vec<PhysRange> = list.metadata().collect();
+        if let Err(e) = walked {
+            // The list validated a moment ago: only a changed image gets here.
+            self.problem("v1-map", at.clone(), e);
+            complete = false;
+        }
+        if !complete && runs.len() >= self.limits.runs {
+            let n = self.limits.runs;
+            self.exceeded(
+                "runs",
+                at.clone(),
+                format!(
+                    "the preserved set has more than {n} runs (the `runs` limit); the first \
+                     {n} are listed, the rest and the preservation checks of the subtrees are \
+                     not decoded"
+                ),
+            );
+        }
+        if let Some(areas) = scratch {
+            self.runs_in_scratch(&runs, areas);
+            for page in &pages {
+                if let Err(e) = kho_scratch::check_no_overlap(areas, [*page]) {
+                    self.problem(
+                        "v1-map-in-scratch",
+                        Location::V1Map {
+                            first: first.as_u64(),
+                        },
+                        format!(
+                            "the chunk-list page or bitmap at {:#x}+{:#x} lies in scratch, \
+                             which the next kernel allocates from before it reads the map: {e}",
+                            page.start().as_u64(),
+                            page.size()
+                        ),
+                    );
+                }
+            }
+        }
+        let set = complete.then(|| RunSet::new(&runs));
+        self.report.preserved = Some(Preserved {
+            complete,
+            blocks: saturating_sum(runs.iter().map(|r| r.blocks)),
+            pages: saturating_sum(runs.iter().map(|r| r.size / PAGE)),
+            bytes: saturating_sum(runs.iter().map(|r| r.size)),
+            runs,
+            radix: None,
+            v1_map: Some(info),
+        });
+        set
+    }
+
+    /// A kho-v1 chunk list that validates with neither bitmap size.
+    fn v1_map_problem(
+        &mut self,
+        at: Location,
+        page_err: &kho_bitmaps::Error,
+        small_err: &kho_bitmaps::Error,
+    ) {
+        if let kho_bitmaps::Error::TooManyPages { capacity } = page_err {
+            self.exceeded(
+                "nodes",
+                at,
+                format!(
+                    "the chunk list has more pages than the `nodes` limit allows ({capacity} \
+                     page records); the map is not decoded"
+                ),
+            );
+            return;
+        }
+        self.problem(
+            "v1-map",
+            at,
+            format!(
+                "{page_err} (read with page-sized bitmaps, as Linux 6.17.9 on writes them; \
+                 read with 512-byte bitmaps, as 6.16 to 6.17.8 did: {small_err})"
+            ),
+        );
+    }
+
+    /// A problem for every run that overlaps scratch.
+    fn runs_in_scratch(&mut self, runs: &[Run], areas: &ScratchAreas) {
+        for run in runs {
+            let Ok(range) = PhysRange::try_new(PhysAddr::new(run.addr), run.size) else {
+                continue;
+            };
+            if let Err(e) = kho_scratch::check_no_overlap(areas, [range]) {
+                self.problem(
+                    "preserved-in-scratch",
+                    Location::PreservedRun {
+                        order: run.order,
+                        addr: run.addr,
+                        size: run.size,
+                        blocks: run.blocks,
+                    },
+                    e,
+                );
+            }
+        }
     }
 
     /// kho-radix's validating walk, coalesced into runs, within the `nodes`

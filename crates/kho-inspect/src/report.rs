@@ -111,8 +111,31 @@ pub struct Preserved {
     pub pages: u64,
     /// Bytes in the runs.
     pub bytes: u64,
-    /// Node accounting (`None` if the walk did not complete).
+    /// Node accounting (`None` if the walk did not complete, and for a
+    /// kho-v1 handover).
     pub radix: Option<RadixNodes>,
+    /// A kho-v1 handover's chunk list (`None` from kho-v2 on, and when the
+    /// list did not validate).
+    pub v1_map: Option<V1Map>,
+}
+
+/// kho-v1's preserved-memory map: a linked list of chunk pages naming
+/// per-order bitmaps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct V1Map {
+    /// The first chunk's physical address (0: nothing preserved).
+    pub first: u64,
+    /// Bytes per bitmap: 4096 (Linux 6.17.9 on) or 512 (6.16 to 6.17.8).
+    /// Nothing in the handover says which: the list is read both ways and
+    /// this is the one that validates; `None` when both do and give the
+    /// same blocks (the bytes past 512 of every bitmap are zero). When both
+    /// validate with different blocks, 4096 is used and a `v1-bitmap-size`
+    /// problem says so.
+    pub bitmap_bytes: Option<u64>,
+    /// Chunk pages in the list.
+    pub chunks: u64,
+    /// Bitmaps the chunks name.
+    pub bitmaps: u64,
 }
 
 /// A run of `blocks` adjacent blocks of `2^order` pages from `addr`.
@@ -358,6 +381,11 @@ pub enum Location {
         /// The array's length in bytes.
         array_len: u64,
     },
+    /// kho-v1's chunk list as a whole.
+    V1Map {
+        /// Its first chunk's physical address.
+        first: u64,
+    },
     /// The preserved-memory radix tree as a whole.
     RadixTree {
         /// Its root table's physical address.
@@ -562,6 +590,7 @@ impl fmt::Display for Location {
                 f,
                 "scratch entries {first} and {second} (scratch array at {array:#x}+{array_len:#x})"
             ),
+            Location::V1Map { first } => write!(f, "kho-v1 chunk list at {first:#x}"),
             Location::RadixTree { root } => write!(f, "radix tree at {root:#x}"),
             Location::RadixEntry {
                 level,

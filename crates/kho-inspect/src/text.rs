@@ -485,6 +485,17 @@ fn details(s: &mut String, r: &Report, lists: Lists) {
                 n.bytes
             );
         }
+        if let Some(m) = &p.v1_map {
+            let bytes = m.bitmap_bytes.map_or_else(
+                || "4096 or 512 bytes (both give this set)".to_owned(),
+                |b| format!("{b} bytes"),
+            );
+            let _ = writeln!(
+                s,
+                "kho-v1 chunk list: first chunk {:#x}, {} chunks, {} bitmaps of {bytes}",
+                m.first, m.chunks, m.bitmaps
+            );
+        }
     }
 
     if !r.subtrees.is_empty() {
