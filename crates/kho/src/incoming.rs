@@ -304,20 +304,7 @@ impl KhoIn {
             }
         };
         #[cfg(feature = "tracing")]
-        match &result {
-            Ok(s) => {
-                tracing::debug!(target: "kho",
-                    blocks = s.blocks,
-                    pages = s.pages,
-                    ranges = s.ranges,
-                    nodes = s.nodes,
-                    "preserved memory reserved"
-                );
-            }
-            Err(e) => {
-                tracing::warn!(target: "kho", error = %e, "the walk of the preserved memory failed: no revival");
-            }
-        }
+        trace_walk(&result, "radix tree");
         result
     }
 
@@ -353,20 +340,7 @@ impl KhoIn {
         self.map = None;
         let result = self.walk_v1(mem, size, buf, &mut reserve);
         #[cfg(feature = "tracing")]
-        match &result {
-            Ok(s) => {
-                tracing::debug!(target: "kho",
-                    blocks = s.blocks,
-                    pages = s.pages,
-                    ranges = s.ranges,
-                    map_pages = s.nodes,
-                    "kho-v1 preserved memory reserved"
-                );
-            }
-            Err(e) => {
-                tracing::warn!(target: "kho", error = %e, "the kho-v1 map failed: no revival");
-            }
-        }
+        trace_walk(&result, "kho-v1 chunk list");
         result
     }
 
@@ -639,5 +613,26 @@ impl KhoIn {
             });
         }
         Ok(Some(mem.read_obj::<KexecMetadata>(data)?))
+    }
+}
+
+/// The walk's outcome as a tracing event (`map`: what was walked; `nodes`
+/// counts its pages: radix nodes, or kho-v1's chunk and bitmap pages).
+#[cfg(feature = "tracing")]
+fn trace_walk(result: &Result<WalkStats>, map: &str) {
+    match result {
+        Ok(s) => {
+            tracing::debug!(target: "kho",
+                map,
+                blocks = s.blocks,
+                pages = s.pages,
+                ranges = s.ranges,
+                nodes = s.nodes,
+                "preserved memory reserved"
+            );
+        }
+        Err(e) => {
+            tracing::warn!(target: "kho", map, error = %e, "the walk of the preserved memory failed: no revival");
+        }
     }
 }
