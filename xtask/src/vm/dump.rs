@@ -567,6 +567,7 @@ KHO pause gen=2 fdt=0x56b000 scratch=0x1f000000+0x30 handoff=0x1f002000
                     leaves: 2,
                     bytes: 11 * 4096,
                 }),
+                v1_map: None,
             }),
             ..Report::default()
         }
