@@ -33,6 +33,11 @@ pub enum FaultClass {
     RadixOutsideRam,
     /// A radix table entry points back at the root.
     RadixCycle,
+    /// kho-v1 (`kho_stub.abi=v1`): the last chunk's `next` := the first
+    /// chunk, so the chunk list never ends.
+    V1ChunkCycle,
+    /// kho-v1: the first chunk's `next` := 0x10_0000_0000 (not RAM).
+    V1ChunkOutsideRam,
     /// The order-0 leaf (the tree's last) has every bit set: 32768 blocks,
     /// many of them memory nobody preserved.
     RadixFullLeaf,
@@ -142,7 +147,7 @@ pub enum FaultClass {
 
 impl FaultClass {
     /// Every class with its command-line name.
-    pub const ALL: [(FaultClass, &'static str); 54] = [
+    pub const ALL: [(FaultClass, &'static str); 56] = [
         (FaultClass::BadMagic, "bad-magic"),
         (FaultClass::Truncated, "truncated"),
         (FaultClass::Compatible, "compatible"),
@@ -153,6 +158,8 @@ impl FaultClass {
         (FaultClass::SubtreeDataZero, "subtree-data-zero"),
         (FaultClass::RadixOutsideRam, "radix-outside-ram"),
         (FaultClass::RadixCycle, "radix-cycle"),
+        (FaultClass::V1ChunkCycle, "v1-chunk-cycle"),
+        (FaultClass::V1ChunkOutsideRam, "v1-chunk-outside-ram"),
         (FaultClass::RadixFullLeaf, "radix-full-leaf"),
         (FaultClass::RadixOverlap, "radix-overlap"),
         (FaultClass::RadixMisalignedEntry, "radix-misaligned-entry"),
@@ -244,6 +251,8 @@ impl FaultClass {
                 self,
                 FaultClass::RadixOutsideRam
                     | FaultClass::RadixCycle
+                    | FaultClass::V1ChunkCycle
+                    | FaultClass::V1ChunkOutsideRam
                     | FaultClass::RadixFullLeaf
                     | FaultClass::RadixOverlap
                     | FaultClass::RadixMisalignedEntry

@@ -1635,6 +1635,9 @@ fn corrupt_handoff(
             let block = PhysAddr::new(crate::fault::OUTSIDE_RAM / 2);
             crate::fault::set_block_bit(mem, radix_root(out)?, block, 9, true)
         }
+        FaultClass::V1ChunkCycle | FaultClass::V1ChunkOutsideRam => {
+            crate::fault::corrupt_v1_chunks(mem, class, out.fdt())
+        }
         c if c.arch_handoff() => arch::corrupt_handoff(mem, kexec, c),
         FaultClass::RadixOutsideRam
         | FaultClass::RadixCycle

@@ -1174,6 +1174,8 @@ reason = "*kho-v9*"
             "subtree-data-zero",
             "radix-outside-ram",
             "radix-cycle",
+            "v1-chunk-cycle",
+            "v1-chunk-outside-ram",
             "radix-full-leaf",
             "radix-overlap",
             "radix-misaligned-entry",
