@@ -18,7 +18,6 @@ use kho_abi::AbiVersion;
 use kho_abi::v1::BitmapSize;
 use kho_abi::vmalloc::VmallocDescriptor;
 use kho_bitmaps::IncomingMap;
-use kho_fdt::dtb::Dtb;
 use kho_mem::{Order, PhysAddr, PhysMem, PhysRange};
 use kho_radix::VisitedSet;
 use kho_scratch::{AreaKind, BootUsage, MemRegion, ScratchAllocator, ScratchAreas, ScratchSizes};
@@ -236,10 +235,8 @@ pub fn run(boot: BootInfo) -> ! {
                 // are kept until every client restored its memory.
                 let listed = usize::try_from(stats.nodes).unwrap_or(usize::MAX);
                 for &word in v1_buf.get(..listed).unwrap_or_default() {
-                    let page = PhysRange::try_new(
-                        PhysAddr::new(word & !1),
-                        kho_mem::PAGE_SIZE as u64,
-                    )?;
+                    let page =
+                        PhysRange::try_new(PhysAddr::new(word & !1), kho_mem::PAGE_SIZE as u64)?;
                     mem.claim(page).map_err(|used| kho::Error::BlockInUse {
                         addr: page.start(),
                         size: page.size(),
@@ -687,9 +684,13 @@ fn verify(
         return Ok(v);
     };
     let located = if v1 {
-        unwrap_blob(mem, blob_at).map(|w| {
+        crate::wrapper::unwrap(mem, blob_at).map(|w| {
             v.kexec_count = w.kexec_count;
-            w.blob
+            StubBlob {
+                data: w.data,
+                size: w.size,
+                folio: (blob_at, order_for(w.total)),
+            }
         })
     } else {
         size.ok_or_else(|| String::from("kho-stub subtree has no blob-size"))
@@ -835,82 +836,6 @@ struct StubBlob {
     size: u64,
     /// The preserved block it lies in, with its order.
     folio: (PhysAddr, Order),
-}
-
-/// kho-v1: a child must itself be an FDT, so the stub wraps its blob in
-/// one: root `compatible = "kho-stub-blob"`, `kexec-count` (u32, the
-/// count the next kernel continues from, which kho-v2 and later carry in
-/// `kexec-metadata`) and `blob` (the blob's bytes, unchanged).
-const WRAPPER_COMPATIBLE: &str = "kho-stub-blob";
-/// Largest wrapper read back: the largest blob and a page of FDT around it.
-const MAX_WRAPPER: u64 = blob::blob_size(blob::MAX_RECORDS as usize) as u64 + 4096;
-
-/// A kho-v1 wrapper, read back.
-#[derive(Debug)]
-struct Unwrapped {
-    blob: StubBlob,
-    kexec_count: u32,
-}
-
-/// The kho-v1 wrapper of the stub's blob, as [`unwrap_blob`] reads it.
-fn wrap_blob(blob: &[u8], kexec_count: u32) -> Result<Vec<u8>, String> {
-    let build = || -> Result<Vec<u8>, vm_fdt::Error> {
-        let mut w = vm_fdt::FdtWriter::new()?;
-        let root = w.begin_node("")?;
-        w.property_string("compatible", WRAPPER_COMPATIBLE)?;
-        w.property_u32("kexec-count", kexec_count)?;
-        w.property("blob", blob)?;
-        w.end_node(root)?;
-        w.finish()
-    };
-    build().map_err(|e| format!("kho-stub blob wrapper: {e}"))
-}
-
-/// Read the kho-v1 wrapper at `at` (a sub-FDT whose size is its own
-/// `totalsize`, at most [`MAX_WRAPPER`]): where its `blob` lies and the
-/// `kexec-count`. Every malformation is a named error.
-fn unwrap_blob(mem: &StubMem, at: PhysAddr) -> Result<Unwrapped, String> {
-    let mut head = [0u8; 8];
-    mem.read(at, &mut head)
-        .map_err(|e| format!("kho-stub wrapper: {e}"))?;
-    let total = u64::from(u32::from_be_bytes([head[4], head[5], head[6], head[7]]));
-    if !(40..=MAX_WRAPPER).contains(&total) {
-        return Err(format!(
-            "kho-stub wrapper totalsize {total:#x} is not 0x28..={MAX_WRAPPER:#x}"
-        ));
-    }
-    let mut bytes = vec![0u8; total as usize];
-    mem.read(at, &mut bytes)
-        .map_err(|e| format!("kho-stub wrapper: {e}"))?;
-    let fdt = Dtb::parse(&bytes).map_err(|e| format!("kho-stub wrapper: {e}"))?;
-    let compatible = fdt
-        .property("/", "compatible")
-        .ok_or("kho-stub wrapper has no compatible")?;
-    if compatible.strip_suffix(&[0]) != Some(WRAPPER_COMPATIBLE.as_bytes()) {
-        return Err(format!(
-            "kho-stub wrapper is not {WRAPPER_COMPATIBLE}: {:?}",
-            String::from_utf8_lossy(compatible)
-        ));
-    }
-    let count = fdt
-        .property("/", "kexec-count")
-        .and_then(|v| <[u8; 4]>::try_from(v).ok())
-        .ok_or("kho-stub wrapper has no 4-byte kexec-count")?;
-    let data = fdt
-        .property("/", "blob")
-        .ok_or("kho-stub wrapper has no blob")?;
-    // The property's offset in the copy is its offset in memory.
-    let offset = (data.as_ptr() as usize)
-        .checked_sub(bytes.as_ptr() as usize)
-        .ok_or("kho-stub wrapper blob outside the wrapper")?;
-    Ok(Unwrapped {
-        blob: StubBlob {
-            data: at.checked_add(offset as u64).ok_or("kho-stub wrapper wraps")?,
-            size: data.len() as u64,
-            folio: (at, order_for(total)),
-        },
-        kexec_count: u32::from_be_bytes(count),
-    })
 }
 
 /// The vmalloc area: restored through its chunk chain, every page checked.
@@ -1414,7 +1339,7 @@ fn build_outgoing(
         // carries the kexec count.
         let mut bytes = Vec::from(header.as_bytes());
         bytes.extend_from_slice(records.as_bytes());
-        let wrapper = wrap_blob(&bytes, kexec_count.wrapping_add(1))?;
+        let wrapper = crate::wrapper::wrap(&bytes, kexec_count.wrapping_add(1))?;
         let len = wrapper.len() as u64;
         let order = order_for(len);
         let at = mem.alloc_pages(order).map_err(|e| format!("blob: {e}"))?;

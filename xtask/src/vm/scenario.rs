@@ -1005,20 +1005,36 @@ reason = "*kho-v9*"
             s.compose_cmdline(None),
             "kho=on kho_stub.generations=10 kho_stub.seed=0x5eed kho_stub.abi=v2 kho_scratch=16M,64M,32M reserve_mem=64K:4K:kho_log"
         );
-        let s = parse("a", &format!("{BASIC}abi = [\"v1\", \"v2\", \"v3\", \"v4\"]\n")).unwrap();
+        let s = parse(
+            "a",
+            &format!("{BASIC}abi = [\"v1\", \"v2\", \"v3\", \"v4\"]\n"),
+        )
+        .unwrap();
         assert_eq!(s.abi, ["v1", "v2", "v3", "v4"]);
-        assert!(s.compose_cmdline(None).contains(" kho_stub.abi=v1,v2,v3,v4 "));
+        assert!(
+            s.compose_cmdline(None)
+                .contains(" kho_stub.abi=v1,v2,v3,v4 ")
+        );
         for bad in ["v5", "kho-v4", "4", ""] {
             let e = err("a", &format!("{BASIC}abi = \"{bad}\"\n"));
-            assert!(e.contains("must be \"v1\", \"v2\", \"v3\" or \"v4\""), "{e}");
+            assert!(
+                e.contains("must be \"v1\", \"v2\", \"v3\" or \"v4\""),
+                "{e}"
+            );
             let e = err("a", &format!("{BASIC}abi = [\"v1\", \"{bad}\"]\n"));
-            assert!(e.contains("must be \"v1\", \"v2\", \"v3\" or \"v4\""), "{e}");
+            assert!(
+                e.contains("must be \"v1\", \"v2\", \"v3\" or \"v4\""),
+                "{e}"
+            );
         }
         let e = err("a", &format!("{BASIC}abi = []\n"));
         assert!(e.contains("a list of 1 to 64"), "{e}");
-        let eleven = vec!["\"v1\""; 11].join(", ");
+        let eleven = ["\"v1\""; 11].join(", ");
         let e = err("a", &format!("{BASIC}abi = [{eleven}]\n"));
-        assert!(e.contains("abi lists 11 versions for 10 generations"), "{e}");
+        assert!(
+            e.contains("abi lists 11 versions for 10 generations"),
+            "{e}"
+        );
     }
 
     #[test]
