@@ -218,9 +218,12 @@ pub fn run(boot: BootInfo) -> ! {
     let mut visited = VisitedSet::new(&mut walk_buf);
     // kho-v1's chunk and bitmap pages, listed by its walk (a fixed buffer:
     // a longer list is a failed revival, never a larger allocation).
-    let mut v1_buf = vec![0u64; IncomingMap::words_for(MAX_V1_BITMAPS)];
+    // Allocated only for a kho-v1 handover, so the heap of other
+    // generations is as before.
+    let mut v1_buf: Vec<u64> = Vec::new();
     let mut v1_pages = 0usize;
     if let Some(k) = incoming.as_mut().filter(|k| k.version() == AbiVersion::V1) {
+        v1_buf = vec![0u64; IncomingMap::words_for(MAX_V1_BITMAPS)];
         let view = mem.ram_view();
         let result = k
             .reserve_preserved_v1(&view, BitmapSize::Page, &mut v1_buf, |range, _| {
@@ -1226,7 +1229,7 @@ fn build_outgoing(
     // A vmalloc area of scattered pages: every other page, so no two
     // blocks are adjacent and the chain must list each one.
     // kho-v1 carries no vmalloc area, no memblock log and no
-    // kexec-metadata (docs/HANDOVER.md, "kho-v1"): none is written.
+    // kexec-metadata (docs/HANDOVER.md, "kho-v1 generations"): none is written.
     let v1 = cfg.abi == AbiVersion::V1;
     let vmalloc_pages = if v1 { 0 } else { cfg.vmalloc_pages };
     let mut vmalloc = VmallocDescriptor::default();
