@@ -33,6 +33,11 @@ pub enum FaultClass {
     RadixOutsideRam,
     /// A radix table entry points back at the root.
     RadixCycle,
+    /// kho-v1 (`kho_stub.abi=v1`): the last chunk's `next` := the first
+    /// chunk, so the chunk list never ends.
+    V1ChunkCycle,
+    /// kho-v1: the first chunk's `next` := 0x10_0000_0000 (not RAM).
+    V1ChunkOutsideRam,
     /// The order-0 leaf (the tree's last) has every bit set: 32768 blocks,
     /// many of them memory nobody preserved.
     RadixFullLeaf,
@@ -142,7 +147,7 @@ pub enum FaultClass {
 
 impl FaultClass {
     /// Every class with its command-line name.
-    pub const ALL: [(FaultClass, &'static str); 54] = [
+    pub const ALL: [(FaultClass, &'static str); 56] = [
         (FaultClass::BadMagic, "bad-magic"),
         (FaultClass::Truncated, "truncated"),
         (FaultClass::Compatible, "compatible"),
@@ -153,6 +158,8 @@ impl FaultClass {
         (FaultClass::SubtreeDataZero, "subtree-data-zero"),
         (FaultClass::RadixOutsideRam, "radix-outside-ram"),
         (FaultClass::RadixCycle, "radix-cycle"),
+        (FaultClass::V1ChunkCycle, "v1-chunk-cycle"),
+        (FaultClass::V1ChunkOutsideRam, "v1-chunk-outside-ram"),
         (FaultClass::RadixFullLeaf, "radix-full-leaf"),
         (FaultClass::RadixOverlap, "radix-overlap"),
         (FaultClass::RadixMisalignedEntry, "radix-misaligned-entry"),
@@ -244,6 +251,8 @@ impl FaultClass {
                 self,
                 FaultClass::RadixOutsideRam
                     | FaultClass::RadixCycle
+                    | FaultClass::V1ChunkCycle
+                    | FaultClass::V1ChunkOutsideRam
                     | FaultClass::RadixFullLeaf
                     | FaultClass::RadixOverlap
                     | FaultClass::RadixMisalignedEntry
@@ -323,9 +332,12 @@ pub struct Config {
     /// Hypervisor-scale guest memory, created once and kept by every
     /// generation (`kho_stub.guest=1g:N,2m:N,4k:N`; `guest.rs`).
     pub guest: crate::guest::GuestSpec,
-    /// The KHO ABI version of the outgoing root FDT (`kho_stub.abi=v2|v3|v4`,
-    /// default the newest, kho-v4). Incoming handovers of every version are
-    /// read whatever this says.
+    /// The KHO ABI version this generation's outgoing handover is written
+    /// in: `kho_stub.abi=v1|v2|v3|v4`, or a comma-separated list indexed by
+    /// generation whose last entry holds for every later generation
+    /// (`v1,v2,v3,v4`: generation 0 writes kho-v1, 1 kho-v2, 2 kho-v3, 3
+    /// and later kho-v4). Default the newest, kho-v4. Incoming handovers of
+    /// every version are read whatever this says.
     pub abi: AbiVersion,
 }
 
@@ -401,15 +413,32 @@ impl Default for Config {
     }
 }
 
-/// `v2`, `v3`, `v4`: the version whose compatible is `kho-` and the word.
-/// `v1` is refused like an unknown word: the engine writes kho-v1, but the
-/// stub's generation (radix fault injection, vmalloc, memblock, metadata)
-/// does not drive its finalize yet (issue 17).
+/// Most entries of a `kho_stub.abi=` list.
+pub const MAX_ABI_LIST: usize = 64;
+
+/// `v1`, `v2`, `v3`, `v4`: the version whose compatible is `kho-` and the
+/// word.
 fn parse_abi(s: &str) -> Option<AbiVersion> {
     AbiVersion::ALL
         .into_iter()
-        .filter(|v| !v.has_finalize())
         .find(|v| v.compatible().strip_prefix("kho-") == Some(s))
+}
+
+/// The version `generation` writes from a `kho_stub.abi=` value: one
+/// version, or a comma-separated list of at most [`MAX_ABI_LIST`] indexed
+/// by generation, its last entry for every generation past its end.
+fn parse_abi_list(s: &str, generation: u32) -> Option<AbiVersion> {
+    let mut chosen = None;
+    for (i, word) in s.split(',').enumerate() {
+        if i >= MAX_ABI_LIST {
+            return None;
+        }
+        let v = parse_abi(word)?;
+        if chosen.is_none() || i as u64 <= u64::from(generation) {
+            chosen = Some(v);
+        }
+    }
+    chosen
 }
 
 fn parse_u64(s: &str) -> Option<u64> {
@@ -428,6 +457,8 @@ impl Config {
             kho: kho_scratch::parse_cmdline(cmdline),
             ..Config::default()
         };
+        // `kho_stub.abi` depends on `kho_stub.gen`, which may come later.
+        let mut abi_word: Option<&str> = None;
         for word in cmdline.split_ascii_whitespace() {
             let Some((key, value)) = word.split_once('=') else {
                 continue;
@@ -479,9 +510,7 @@ impl Config {
                         ),
                     };
                 }
-                "kho_stub.abi" => {
-                    cfg.abi = parse_abi(value).ok_or_else(|| bad("not v2, v3 or v4"))?;
-                }
+                "kho_stub.abi" => abi_word = Some(word),
                 "kho_stub.next" => {
                     cfg.next = match value {
                         "linux" => Next::Linux,
@@ -520,6 +549,13 @@ impl Config {
                 k if k.starts_with("kho_stub.") => return Err(bad("unknown kho_stub parameter")),
                 _ => {}
             }
+        }
+        if let Some(word) = abi_word {
+            let value = word.split_once('=').map_or("", |(_, v)| v);
+            cfg.abi = parse_abi_list(value, cfg.generation).ok_or_else(|| ConfigError {
+                param: String::from(word),
+                reason: "not v1, v2, v3 or v4, or a list of at most 64 of them",
+            })?;
         }
         Ok(cfg)
     }
@@ -609,6 +645,7 @@ mod tests {
         assert_eq!((l.next, l.kho_test), (Next::Linux, true));
         assert_eq!(d.abi, AbiVersion::V4);
         for (word, abi) in [
+            ("v1", AbiVersion::V1),
             ("v2", AbiVersion::V2),
             ("v3", AbiVersion::V3),
             ("v4", AbiVersion::V4),
@@ -629,9 +666,22 @@ mod tests {
             ("kho_stub.bogus=1", "unknown kho_stub parameter"),
             ("kho_stub.next=bzimage", "not linux or exit"),
             ("kho_stub.kho_test=yes", "not 0 or 1"),
-            ("kho_stub.abi=v1", "not v2, v3 or v4"),
-            ("kho_stub.abi=kho-v4", "not v2, v3 or v4"),
-            ("kho_stub.abi=", "not v2, v3 or v4"),
+            (
+                "kho_stub.abi=v5",
+                "not v1, v2, v3 or v4, or a list of at most 64 of them",
+            ),
+            (
+                "kho_stub.abi=kho-v4",
+                "not v1, v2, v3 or v4, or a list of at most 64 of them",
+            ),
+            (
+                "kho_stub.abi=",
+                "not v1, v2, v3 or v4, or a list of at most 64 of them",
+            ),
+            (
+                "kho_stub.abi=v1,,v2",
+                "not v1, v2, v3 or v4, or a list of at most 64 of them",
+            ),
             (
                 "kho_stub.vmalloc_pages=99999999",
                 "not a page count up to 1048576",
@@ -649,6 +699,28 @@ mod tests {
                 .error
                 .is_some()
         );
+    }
+
+    #[test]
+    fn an_abi_list_is_indexed_by_generation_and_its_last_entry_holds() {
+        let at = |g: u32| {
+            Config::parse(&alloc::format!("kho_stub.abi=v1,v2,v3,v4 kho_stub.gen={g}"))
+                .unwrap()
+                .abi
+        };
+        assert_eq!(
+            [at(0), at(1), at(2), at(3), at(4), at(99)],
+            [
+                AbiVersion::V1,
+                AbiVersion::V2,
+                AbiVersion::V3,
+                AbiVersion::V4,
+                AbiVersion::V4,
+                AbiVersion::V4
+            ]
+        );
+        let long = alloc::vec!["v2"; MAX_ABI_LIST + 1].join(",");
+        assert!(Config::parse(&alloc::format!("kho_stub.abi={long}")).is_err());
     }
 
     #[test]

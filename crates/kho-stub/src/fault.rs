@@ -485,3 +485,40 @@ pub fn corrupt_scratch_entry(
     )
     .map_err(text)
 }
+
+/// Most chunks [`corrupt_v1_chunks`] follows to find the last one.
+const MAX_V1_CHUNKS: usize = 4096;
+
+/// kho-v1: corrupt the finalized chunk list named by the root FDT at
+/// `fdt_page`: the last chunk's `next` := the first chunk
+/// (`V1ChunkCycle`), or the first chunk's `next` := [`OUTSIDE_RAM`]
+/// (`V1ChunkOutsideRam`).
+pub fn corrupt_v1_chunks(
+    mem: &mut StubMem,
+    class: FaultClass,
+    fdt_page: PhysAddr,
+) -> Result<(), String> {
+    let mut page = [0u8; 4096];
+    mem.read(fdt_page, &mut page).map_err(text)?;
+    let parsed = KhoFdt::parse(&page).map_err(text)?;
+    let first = parsed.memory_map();
+    if first == PhysAddr::ZERO {
+        return Err(String::from("kho-v1 handover has no chunk list to corrupt"));
+    }
+    match class {
+        FaultClass::V1ChunkOutsideRam => mem.write_u64(first, OUTSIDE_RAM).map_err(text),
+        FaultClass::V1ChunkCycle => {
+            let mut last = first;
+            for _ in 0..MAX_V1_CHUNKS {
+                let mut next = [0u64; 1];
+                mem.read_u64s(last, &mut next).map_err(text)?;
+                if next[0] == 0 {
+                    return mem.write_u64(last, first.as_u64()).map_err(text);
+                }
+                last = PhysAddr::new(next[0]);
+            }
+            Err(String::from("kho-v1 chunk list does not end"))
+        }
+        _ => Err(String::from("not a kho-v1 chunk fault")),
+    }
+}

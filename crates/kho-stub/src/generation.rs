@@ -14,7 +14,10 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use kho::{KhoIn, KhoOut};
+use kho_abi::AbiVersion;
+use kho_abi::v1::BitmapSize;
 use kho_abi::vmalloc::VmallocDescriptor;
+use kho_bitmaps::IncomingMap;
 use kho_mem::{Order, PhysAddr, PhysMem, PhysRange};
 use kho_radix::VisitedSet;
 use kho_scratch::{AreaKind, BootUsage, MemRegion, ScratchAllocator, ScratchAreas, ScratchSizes};
@@ -52,6 +55,12 @@ const ORDERS: [u32; 4] = [0, 1, 3, 9];
 const KEEP_GENERATIONS: u32 = 3;
 /// Most radix nodes an incoming walk may visit.
 const MAX_WALK_NODES: usize = 16 * 1024;
+/// Most bitmaps an incoming kho-v1 chunk list may have: the walk's buffer
+/// is sized for this many (`IncomingMap::words_for`, about 8.5 KiB), and a
+/// longer list is `TooManyPages`, a failed revival. 1024 page bitmaps
+/// cover 128 GiB of densely preserved 4 KiB pages, far more than any
+/// scenario preserves.
+const MAX_V1_BITMAPS: usize = 1024;
 
 macro_rules! say {
     ($($arg:tt)*) => {{
@@ -207,7 +216,48 @@ pub fn run(boot: BootInfo) -> ! {
     // depends on the tree (bounded by MAX_WALK_NODES, not by the blocks).
     let mut walk_buf = vec![0u64; VisitedSet::words_for(MAX_WALK_NODES)];
     let mut visited = VisitedSet::new(&mut walk_buf);
-    if let Some(k) = incoming.as_mut() {
+    // kho-v1's chunk and bitmap pages, listed by its walk (a fixed buffer:
+    // a longer list is a failed revival, never a larger allocation).
+    // Allocated only for a kho-v1 handover, so the heap of other
+    // generations is as before.
+    let mut v1_buf: Vec<u64> = Vec::new();
+    let mut v1_pages = 0usize;
+    if let Some(k) = incoming.as_mut().filter(|k| k.version() == AbiVersion::V1) {
+        v1_buf = vec![0u64; IncomingMap::words_for(MAX_V1_BITMAPS)];
+        let view = mem.ram_view();
+        let result = k
+            .reserve_preserved_v1(&view, BitmapSize::Page, &mut v1_buf, |range, _| {
+                mem.claim(range).map_err(|used| kho::Error::BlockInUse {
+                    addr: range.start(),
+                    size: range.size(),
+                    used,
+                })
+            })
+            .and_then(|stats| {
+                // The map's pages (chunks tagged with bit 0, page bitmaps)
+                // are kept until every client restored its memory.
+                let listed = usize::try_from(stats.nodes).unwrap_or(usize::MAX);
+                for &word in v1_buf.get(..listed).unwrap_or_default() {
+                    let page =
+                        PhysRange::try_new(PhysAddr::new(word & !1), kho_mem::PAGE_SIZE as u64)?;
+                    mem.claim(page).map_err(|used| kho::Error::BlockInUse {
+                        addr: page.start(),
+                        size: page.size(),
+                        used,
+                    })?;
+                    v1_pages += 1;
+                }
+                Ok(stats)
+            });
+        match result {
+            Ok(stats) => walk = stats,
+            Err(e) => {
+                failure = Some(format!("{e}"));
+                incoming = None;
+            }
+        }
+    }
+    if let Some(k) = incoming.as_mut().filter(|k| k.version() != AbiVersion::V1) {
         // Each block is claimed as it is found: one overlapping the image,
         // boot data, scratch, the payload or another block is corrupt.
         let view = mem.ram_view();
@@ -313,6 +363,10 @@ pub fn run(boot: BootInfo) -> ! {
         for node in visited.nodes() {
             mem.free_page(node).unwrap_or_else(|e| fail(g, &e));
         }
+        for &word in v1_buf.get(..v1_pages).unwrap_or_default() {
+            mem.free_page(PhysAddr::new(word & !1))
+                .unwrap_or_else(|e| fail(g, &e));
+        }
     }
     let leaked = incoming.as_ref().map_or(0, |k| k.unrestored_blocks());
     let result = match &verified.partial {
@@ -352,6 +406,10 @@ pub fn run(boot: BootInfo) -> ! {
         &areas,
     )
     .unwrap_or_else(|e| fail(g, &e));
+    // kho-v1: everything is preserved and every subtree added; serialize
+    // the bitmaps and write the root FDT (nothing from kho-v2 on).
+    let mut out = out;
+    out.finalize(&mut mem).unwrap_or_else(|e| fail(g, &e));
     let build_ticks = arch::ticks() - t_build;
 
     let fault = cfg.fault.filter(|f| f.generation == g).map(|f| f.class);
@@ -588,6 +646,9 @@ fn verify(
     // kexec-metadata: without it the count starts again at 0, as Linux's
     // kho_in.kexec_count does.
     let mut release = String::new();
+    // kho-v1 has no kexec-metadata (its children have no blob-size): the
+    // stub's wrapped blob carries the count instead (below).
+    let v1 = k.version() == AbiVersion::V1;
     let meta = (|| -> Result<(u32, String), String> {
         let meta = k
             .kexec_metadata(mem)
@@ -604,6 +665,7 @@ fn verify(
         Ok((count, release))
     })();
     match meta {
+        _ if v1 => {}
         Ok((count, r)) => {
             v.kexec_count = count;
             release = r;
@@ -624,10 +686,29 @@ fn verify(
         }
         return Ok(v);
     };
-    match verify_blob(k, mem, cfg, blob_at, size, kept, &mut v) {
+    let located = if v1 {
+        crate::wrapper::unwrap(mem, blob_at).map(|w| {
+            v.kexec_count = w.kexec_count;
+            StubBlob {
+                data: w.data,
+                size: w.size,
+                folio: (blob_at, order_for(w.total)),
+            }
+        })
+    } else {
+        size.ok_or_else(|| String::from("kho-stub subtree has no blob-size"))
+            .map(|size| StubBlob {
+                data: blob_at,
+                size,
+                folio: (blob_at, order_for(size)),
+            })
+    };
+    match located.and_then(|b| verify_blob(k, mem, cfg, &b, kept, &mut v)) {
         Ok((writer, vmalloc, log_start)) => {
+            // A kho-v1 writer preserved no vmalloc area (the descriptor is
+            // zero), no log and no kexec-metadata: nothing is missing.
             verify_vmalloc(k, mem, cfg, writer, &vmalloc, &mut v);
-            if let Some(req) = cfg.log {
+            if let Some(req) = cfg.log.filter(|_| !v1) {
                 match verify_log(k, mem, cfg, req, log_start) {
                     Ok(l) => {
                         v.log_lines = l.lines;
@@ -676,13 +757,12 @@ fn verify_blob(
     k: &mut KhoIn,
     mem: &mut StubMem,
     cfg: &Config,
-    blob_at: PhysAddr,
-    size: Option<u64>,
+    located: &StubBlob,
     kept: &mut Vec<Record>,
     v: &mut Verified,
 ) -> Result<(u32, VmallocDescriptor, u32), String> {
     let g = cfg.generation;
-    let size = size.ok_or("kho-stub subtree has no blob-size")?;
+    let (blob_at, size) = (located.data, located.size);
     // Read in place, one record at a time: nothing here grows with the
     // blob, whose size is checked against its record count first.
     let header: Header = mem.read_obj(blob_at).map_err(text)?;
@@ -704,8 +784,6 @@ fn verify_blob(
                 header.log_start.get()
             )
         })?;
-    let blob_order = order_for(size);
-
     for index in 0..header.count.get() {
         let at = blob::record_at(blob_at.as_u64(), index)
             .map(PhysAddr::new)
@@ -746,9 +824,21 @@ fn verify_blob(
             mem.free_pages(phys, order).map_err(text)?;
         }
     }
-    k.restore_folio(mem, blob_at, blob_order).map_err(text)?;
-    mem.free_pages(blob_at, blob_order).map_err(text)?;
+    let (folio, order) = located.folio;
+    k.restore_folio(mem, folio, order).map_err(text)?;
+    mem.free_pages(folio, order).map_err(text)?;
     Ok((writer, header.vmalloc, log_start))
+}
+
+/// Where the stub's blob bytes are, and the preserved folio holding them.
+#[derive(Debug)]
+struct StubBlob {
+    /// The blob's first byte (its [`Header`]).
+    data: PhysAddr,
+    /// Its bytes.
+    size: u64,
+    /// The preserved block it lies in, with its order.
+    folio: (PhysAddr, Order),
 }
 
 /// The vmalloc area: restored through its chunk chain, every page checked.
@@ -1138,14 +1228,18 @@ fn build_outgoing(
 
     // A vmalloc area of scattered pages: every other page, so no two
     // blocks are adjacent and the chain must list each one.
+    // kho-v1 carries no vmalloc area, no memblock log and no
+    // kexec-metadata (docs/HANDOVER.md, "kho-v1 generations"): none is written.
+    let v1 = cfg.abi == AbiVersion::V1;
+    let vmalloc_pages = if v1 { 0 } else { cfg.vmalloc_pages };
     let mut vmalloc = VmallocDescriptor::default();
-    if cfg.vmalloc_pages > 0 {
+    if vmalloc_pages > 0 {
         // Pages and gaps alternate as the allocator hands them out; both are
         // kept as runs (start, count) of every-other-page, so the heap used
         // grows with the fragmentation of free memory, not with the area.
         let mut pages = Runs::default();
         let mut gaps = Runs::default();
-        for i in 0..cfg.vmalloc_pages {
+        for i in 0..vmalloc_pages {
             let p = mem.alloc_page().map_err(|e| format!("vmalloc page: {e}"))?;
             fill_block(mem, cfg.seed, g, VMALLOC_BLOCK_BASE + i, p, Order::ZERO)?;
             pages.push(p);
@@ -1168,7 +1262,17 @@ fn build_outgoing(
     // every generation, preserved with the memblock sub-blob.
     let mut log_lines = 0;
     let mut log_start = 0;
-    if let Some(req) = cfg.log {
+    if v1 && let Some(l) = &log {
+        // A downgrade that would drop a carried region: refused here,
+        // before the kexec, not discovered by the next kernel.
+        return Err(format!(
+            "kho-v1 cannot carry the {} reserve_mem region ({} lines since generation {}): refusing the downgrade",
+            crate::config::LOG_REGION,
+            l.lines,
+            l.first
+        ));
+    }
+    if let Some(req) = cfg.log.filter(|_| !v1) {
         let mut log = match log {
             Some(l) => l,
             None => {
@@ -1233,16 +1337,31 @@ fn build_outgoing(
         log_start: U64::new(u64::from(log_start)),
     };
     let size = blob::blob_size(records.len()) as u64;
-    let order = order_for(size);
-    let at = mem.alloc_pages(order).map_err(|e| format!("blob: {e}"))?;
-    mem.write(at, header.as_bytes()).map_err(text)?;
-    mem.write(at.checked_add(48).ok_or("blob wraps")?, records.as_bytes())
-        .map_err(text)?;
-    out.preserve_folio(mem, at, order).map_err(text)?;
-    out.add_subtree(mem, blob::SUBTREE_NAME, at, Some(size))
-        .map_err(text)?;
-    out.add_kexec_metadata(mem, kexec_count + 1, "kho-stub")
-        .map_err(text)?;
+    if v1 {
+        // A kho-v1 child is an FDT: the blob goes in a wrapper, which also
+        // carries the kexec count.
+        let mut bytes = Vec::from(header.as_bytes());
+        bytes.extend_from_slice(records.as_bytes());
+        let wrapper = crate::wrapper::wrap(&bytes, kexec_count.wrapping_add(1))?;
+        let len = wrapper.len() as u64;
+        let order = order_for(len);
+        let at = mem.alloc_pages(order).map_err(|e| format!("blob: {e}"))?;
+        mem.write(at, &wrapper).map_err(text)?;
+        out.preserve_folio(mem, at, order).map_err(text)?;
+        out.add_subtree(mem, blob::SUBTREE_NAME, at, Some(len))
+            .map_err(text)?;
+    } else {
+        let order = order_for(size);
+        let at = mem.alloc_pages(order).map_err(|e| format!("blob: {e}"))?;
+        mem.write(at, header.as_bytes()).map_err(text)?;
+        mem.write(at.checked_add(48).ok_or("blob wraps")?, records.as_bytes())
+            .map_err(text)?;
+        out.preserve_folio(mem, at, order).map_err(text)?;
+        out.add_subtree(mem, blob::SUBTREE_NAME, at, Some(size))
+            .map_err(text)?;
+        out.add_kexec_metadata(mem, kexec_count.wrapping_add(1), "kho-stub")
+            .map_err(text)?;
+    }
     // A kho_test subtree that came in goes on unchanged (its writer, Linux
     // or an earlier generation, verifies it in the end); else, when asked,
     // a fresh one.
@@ -1259,10 +1378,9 @@ fn build_outgoing(
         .iter()
         .map(|r| (4096u64 << r.order.get()) * u64::from(r.count.get().max(1)))
         .sum::<u64>()
-        + u64::from(cfg.vmalloc_pages) * kho_mem::PAGE_SIZE as u64;
+        + u64::from(vmalloc_pages) * kho_mem::PAGE_SIZE as u64;
     say!(
-        "KHO preserve gen={g} folios={folios} bytes={bytes} unpreserved=1 vmalloc-pages={} log-lines={log_lines} subtrees={subtrees} radix-tables={} radix-leaves={}",
-        cfg.vmalloc_pages,
+        "KHO preserve gen={g} folios={folios} bytes={bytes} unpreserved=1 vmalloc-pages={vmalloc_pages} log-lines={log_lines} subtrees={subtrees} radix-tables={} radix-leaves={}",
         out.node_stats().tables,
         out.node_stats().leaves
     );
@@ -1296,8 +1414,8 @@ impl Runs {
     }
 }
 
-/// The outgoing radix root. The stub writes kho-v2 and later only (it
-/// refuses `kho_stub.abi=v1`), so there always is one.
+/// The outgoing radix root: a named error under kho-v1 (bitmaps, no
+/// tree), so the radix fault classes cannot be injected there.
 fn radix_root(out: &KhoOut) -> Result<PhysAddr, String> {
     out.tree()
         .map(|t| t.root())
@@ -1444,6 +1562,9 @@ fn corrupt_handoff(
         FaultClass::RadixLeafOutsideRam => {
             let block = PhysAddr::new(crate::fault::OUTSIDE_RAM / 2);
             crate::fault::set_block_bit(mem, radix_root(out)?, block, 9, true)
+        }
+        FaultClass::V1ChunkCycle | FaultClass::V1ChunkOutsideRam => {
+            crate::fault::corrupt_v1_chunks(mem, class, out.fdt())
         }
         c if c.arch_handoff() => arch::corrupt_handoff(mem, kexec, c),
         FaultClass::RadixOutsideRam

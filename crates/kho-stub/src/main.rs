@@ -21,6 +21,7 @@ mod linux;
 mod memtype;
 mod payload;
 mod why;
+mod wrapper;
 
 #[cfg(target_os = "none")]
 mod arch;

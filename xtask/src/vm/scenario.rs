@@ -16,7 +16,9 @@
 //! subtrees = "max"              # optional: kho_stub.subtrees=N|max (extra client subtrees)
 //! vmalloc_pages = 5000          # optional: kho_stub.vmalloc_pages=N (default 600)
 //! guest = "1g:2,2m:400,4k:25000" # optional: kho_stub.guest= (guest memory kept by every generation)
-//! abi = "v3"                    # optional: kho_stub.abi=v2|v3|v4 (the stub's default is v4)
+//! abi = "v3"                    # optional: kho_stub.abi=v1|v2|v3|v4 (the stub's default is v4),
+//!                               # or a list indexed by generation whose last entry holds for
+//!                               # every later one: ["v1", "v2", "v3", "v4"] (at most 64)
 //! snapshot_generations = [0, 1] # optional: the generations snapshotted (default: all)
 //! generation_timeout = 30       # optional, seconds per generation (default 30)
 //! run_timeout = 330             # optional, seconds per run (default 30 + generations * generation_timeout)
@@ -52,6 +54,17 @@ use super::reason::{Reason, ReasonFile};
 /// Default seconds one generation may take.
 const DEFAULT_GENERATION_TIMEOUT: u64 = 30;
 
+/// `abi`: one version for every generation, or one per generation.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum AbiFile {
+    One(String),
+    PerGeneration(Vec<String>),
+}
+
+/// Most entries of an `abi` list (the stub's `MAX_ABI_LIST`).
+const MAX_ABI_LIST: usize = 64;
+
 /// The file as written (before validation).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,7 +83,7 @@ struct ScenarioFile {
     subtrees: Option<SubtreesFile>,
     vmalloc_pages: Option<u32>,
     guest: Option<String>,
-    abi: Option<String>,
+    abi: Option<AbiFile>,
     snapshot_generations: Option<Vec<u32>>,
     generation_timeout: Option<u64>,
     run_timeout: Option<u64>,
@@ -251,8 +264,10 @@ pub(crate) struct Scenario {
     pub(crate) vmalloc_pages: Option<u32>,
     /// `kho_stub.guest=`: `1g:N,2m:N,4k:N` of guest memory.
     pub(crate) guest: Option<String>,
-    /// `kho_stub.abi=`: the root FDT version the stub writes (`v2`..`v4`).
-    pub(crate) abi: Option<String>,
+    /// `kho_stub.abi=`: the ABI version each generation writes (`v1`..`v4`),
+    /// indexed by generation, the last entry for every later one; empty:
+    /// the stub's default (kho-v4).
+    pub(crate) abi: Vec<String>,
     /// The generations whose FDTs and protocol lines are snapshotted, ascending.
     pub(crate) snapshot_generations: Vec<u32>,
     /// One entry per generation.
@@ -515,18 +530,28 @@ fn validate(name: &str, mut f: ScenarioFile, text: &str) -> Result<Scenario> {
     });
     ensure!(run_timeout > 0, "run_timeout must be at least 1 second");
 
-    if let Some(abi) = &f.abi {
-        // kho-v1 is read and written by the engine, but the stub does not
-        // drive its finalize yet (issue 17), so a scenario cannot ask for it.
-        ensure!(
-            abi != "v1",
-            "abi = \"v1\": the stub does not write kho-v1 yet; must be \"v2\", \"v3\" or \"v4\""
-        );
+    let abi = match f.abi {
+        None => Vec::new(),
+        Some(AbiFile::One(v)) => vec![v],
+        Some(AbiFile::PerGeneration(list)) => {
+            ensure!(
+                !list.is_empty() && list.len() <= MAX_ABI_LIST,
+                "abi: a list of 1 to {MAX_ABI_LIST} versions, one per generation"
+            );
+            ensure!(
+                list.len() <= generations as usize,
+                "abi lists {} versions for {generations} generations",
+                list.len()
+            );
+            list
+        }
+    };
+    for v in &abi {
         ensure!(
             kho_abi::AbiVersion::ALL
                 .iter()
-                .any(|v| v.compatible().strip_prefix("kho-") == Some(abi.as_str())),
-            "abi = {abi:?}: must be \"v2\", \"v3\" or \"v4\""
+                .any(|a| a.compatible().strip_prefix("kho-") == Some(v.as_str())),
+            "abi = {v:?}: must be \"v1\", \"v2\", \"v3\" or \"v4\""
         );
     }
     let mut scenario = Scenario {
@@ -544,7 +569,7 @@ fn validate(name: &str, mut f: ScenarioFile, text: &str) -> Result<Scenario> {
         subtrees,
         vmalloc_pages: f.vmalloc_pages,
         guest: f.guest,
-        abi: f.abi,
+        abi,
         snapshot_generations,
         expect,
         scratch,
@@ -685,8 +710,8 @@ impl Scenario {
         if let Some(guest) = &self.guest {
             parts.push(format!("kho_stub.guest={guest}"));
         }
-        if let Some(abi) = &self.abi {
-            parts.push(format!("kho_stub.abi={abi}"));
+        if !self.abi.is_empty() {
+            parts.push(format!("kho_stub.abi={}", self.abi.join(",")));
         }
         if self.hands_to_linux() {
             // The last generation boots the peer (the stub's initrd), with
@@ -973,19 +998,43 @@ reason = "*kho-v9*"
 
     #[test]
     fn abi_is_passed_to_the_stub() {
-        assert_eq!(parse("b", BASIC).unwrap().abi, None);
+        assert!(parse("b", BASIC).unwrap().abi.is_empty());
         let s = parse("a", &format!("{BASIC}abi = \"v2\"\n")).unwrap();
-        assert_eq!(s.abi.as_deref(), Some("v2"));
+        assert_eq!(s.abi, ["v2"]);
         assert_eq!(
             s.compose_cmdline(None),
             "kho=on kho_stub.generations=10 kho_stub.seed=0x5eed kho_stub.abi=v2 kho_scratch=16M,64M,32M reserve_mem=64K:4K:kho_log"
         );
-        for bad in ["v1", "kho-v4", "4", ""] {
+        let s = parse(
+            "a",
+            &format!("{BASIC}abi = [\"v1\", \"v2\", \"v3\", \"v4\"]\n"),
+        )
+        .unwrap();
+        assert_eq!(s.abi, ["v1", "v2", "v3", "v4"]);
+        assert!(
+            s.compose_cmdline(None)
+                .contains(" kho_stub.abi=v1,v2,v3,v4 ")
+        );
+        for bad in ["v5", "kho-v4", "4", ""] {
             let e = err("a", &format!("{BASIC}abi = \"{bad}\"\n"));
-            assert!(e.contains("must be \"v2\", \"v3\" or \"v4\""), "{e}");
+            assert!(
+                e.contains("must be \"v1\", \"v2\", \"v3\" or \"v4\""),
+                "{e}"
+            );
+            let e = err("a", &format!("{BASIC}abi = [\"v1\", \"{bad}\"]\n"));
+            assert!(
+                e.contains("must be \"v1\", \"v2\", \"v3\" or \"v4\""),
+                "{e}"
+            );
         }
-        let e = err("a", &format!("{BASIC}abi = \"v1\"\n"));
-        assert!(e.contains("does not write kho-v1 yet"), "{e}");
+        let e = err("a", &format!("{BASIC}abi = []\n"));
+        assert!(e.contains("a list of 1 to 64"), "{e}");
+        let eleven = ["\"v1\""; 11].join(", ");
+        let e = err("a", &format!("{BASIC}abi = [{eleven}]\n"));
+        assert!(
+            e.contains("abi lists 11 versions for 10 generations"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1141,6 +1190,8 @@ reason = "*kho-v9*"
             "subtree-data-zero",
             "radix-outside-ram",
             "radix-cycle",
+            "v1-chunk-cycle",
+            "v1-chunk-outside-ram",
             "radix-full-leaf",
             "radix-overlap",
             "radix-misaligned-entry",
