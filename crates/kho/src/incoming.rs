@@ -26,9 +26,10 @@ use crate::{Error, Handover, Result};
 /// # Memory
 ///
 /// The incoming side's memory does not depend on what the previous kernel
-/// preserved. A `KhoIn` is `size_of::<KhoIn>()` bytes (about 4.9 KiB: the
-/// root FDT page it copied, the scratch array, and an
-/// [`IncomingTree`] of a few hundred bytes). [`populate`](KhoIn::populate)
+/// preserved. A `KhoIn` is `size_of::<KhoIn>()` bytes (6,256 on x86_64
+/// hosts: the root FDT page it copied, the scratch array, an
+/// [`IncomingTree`] of a few hundred bytes and kho-v1's 32-byte map
+/// handle). [`populate`](KhoIn::populate)
 /// parses that one-page FDT once: the parse's list of children (192 bytes
 /// for a typical handover) is freed before it returns, and `KhoIn` keeps
 /// 32 bytes per accepted child (at most one child per 32 bytes of the
