@@ -259,28 +259,23 @@ impl KhoIn {
                 version: self.version,
             });
         }
-        let mut stats = WalkStats::default();
-        let mut last: Option<(u64, Order)> = None;
+        let mut tally = Tally::default();
         let areas = &self.areas;
         self.tree = None;
-        let flow = IncomingTree::walk(mem, self.memory_map, visited, |phys, order| {
-            let mut step = || -> Result<()> {
-                let range = PhysRange::try_new(phys, order.bytes())?;
-                kho_scratch::check_no_overlap(areas, [range])?;
-                reserve(range, order)
-            };
-            if let Err(e) = step() {
-                return ControlFlow::Break(e);
-            }
-            stats.blocks += 1;
-            stats.pages += order.pages();
-            let adjacent = matches!(last, Some((end, o)) if o == order && end == phys.as_u64());
-            if !adjacent {
-                stats.ranges += 1;
-            }
-            last = Some((phys.as_u64().wrapping_add(order.bytes()), order));
-            ControlFlow::Continue(())
-        })?;
+        let flow =
+            IncomingTree::walk(
+                mem,
+                self.memory_map,
+                visited,
+                |phys, order| match reserve_block(areas, phys, order, &mut reserve) {
+                    Ok(_) => {
+                        tally.add(phys, order);
+                        ControlFlow::Continue(())
+                    }
+                    Err(e) => ControlFlow::Break(e),
+                },
+            )?;
+        let mut stats = tally.stats;
         let result = match flow {
             ControlFlow::Break(e) => Err(e),
             ControlFlow::Continue(tree) => {
@@ -360,30 +355,21 @@ impl KhoIn {
                 return Err(Error::MapPageInScratch { page, index, area });
             }
         }
-        let mut stats = WalkStats::default();
-        let mut last: Option<(u64, Order)> = None;
+        let mut tally = Tally::default();
         let fdt = self.handover.fdt;
         let mut fdt_preserved = false;
         let areas = &self.areas;
         let flow = map.walk(mem, |phys, order| {
-            let mut step = || -> Result<()> {
-                let range = PhysRange::try_new(phys, order.bytes())?;
-                kho_scratch::check_no_overlap(areas, [range])?;
-                fdt_preserved |= range.contains(fdt);
-                reserve(range, order)
-            };
-            if let Err(e) = step() {
-                return ControlFlow::Break(e);
+            match reserve_block(areas, phys, order, reserve) {
+                Ok(range) => {
+                    fdt_preserved |= range.contains(fdt);
+                    tally.add(phys, order);
+                    ControlFlow::Continue(())
+                }
+                Err(e) => ControlFlow::Break(e),
             }
-            stats.blocks += 1;
-            stats.pages += order.pages();
-            let adjacent = matches!(last, Some((end, o)) if o == order && end == phys.as_u64());
-            if !adjacent {
-                stats.ranges += 1;
-            }
-            last = Some((phys.as_u64().wrapping_add(order.bytes()), order));
-            ControlFlow::Continue(())
         })?;
+        let mut stats = tally.stats;
         if let ControlFlow::Break(e) = flow {
             return Err(e);
         }
@@ -635,5 +621,40 @@ fn trace_walk(result: &Result<WalkStats>, map: &str) {
         Err(e) => {
             tracing::warn!(target: "kho", map, error = %e, "the walk of the preserved memory failed: no revival");
         }
+    }
+}
+
+/// One block of either walk: refused if it overlaps scratch, else handed
+/// to the caller's `reserve`; returns its range.
+fn reserve_block(
+    areas: &ScratchAreas,
+    phys: PhysAddr,
+    order: Order,
+    reserve: &mut impl FnMut(PhysRange, Order) -> Result<()>,
+) -> Result<PhysRange> {
+    let range = PhysRange::try_new(phys, order.bytes())?;
+    kho_scratch::check_no_overlap(areas, [range])?;
+    reserve(range, order)?;
+    Ok(range)
+}
+
+/// [`WalkStats`] counted as the blocks arrive: a run is a block of the
+/// previous block's order that starts where it ended.
+#[derive(Default)]
+struct Tally {
+    stats: WalkStats,
+    /// (end, order) of the previous block.
+    last: Option<(u64, Order)>,
+}
+
+impl Tally {
+    fn add(&mut self, phys: PhysAddr, order: Order) {
+        self.stats.blocks += 1;
+        self.stats.pages += order.pages();
+        let adjacent = matches!(self.last, Some((end, o)) if o == order && end == phys.as_u64());
+        if !adjacent {
+            self.stats.ranges += 1;
+        }
+        self.last = Some((phys.as_u64().wrapping_add(order.bytes()), order));
     }
 }
