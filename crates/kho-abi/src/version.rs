@@ -127,16 +127,6 @@ impl AbiVersion {
             .into_iter()
             .find(|v| v.compatible() == compatible)
     }
-
-    /// Whether `compatible` names an older KHO format that kho-rs recognises
-    /// but whose handover the engine does not revive. None is left:
-    /// `"kho-v1"` became [`AbiVersion::V1`], which the engine reads and
-    /// writes, so this is `false` for every string. Kept so that code
-    /// asking still compiles.
-    pub fn is_known_legacy(compatible: &str) -> bool {
-        let _ = compatible;
-        false
-    }
 }
 
 impl core::fmt::Display for AbiVersion {
@@ -163,8 +153,6 @@ mod tests {
         assert_eq!(AbiVersion::from_compatible("kho-v5"), None);
         assert_eq!(AbiVersion::from_compatible("kho-v2\0"), None);
         assert_eq!(AbiVersion::from_compatible("kho-v4\0"), None);
-        assert!(!AbiVersion::is_known_legacy("kho-v1"));
-        assert!(!AbiVersion::is_known_legacy("kho-v4"));
         assert!(!AbiVersion::V2.requires_blob_size());
         assert!(AbiVersion::V3.requires_blob_size());
         assert!(AbiVersion::V4.requires_blob_size());

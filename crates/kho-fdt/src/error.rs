@@ -102,14 +102,6 @@ pub enum Error {
         /// Offset of the root node.
         offset: usize,
     },
-    /// The root `compatible` is `"kho-v1"` and kho-v1 is not read. Not
-    /// returned any more: kho-v1 is [`AbiVersion::V1`], which
-    /// [`KhoFdt::parse`](crate::KhoFdt::parse) reads; kept so that code
-    /// matching it still compiles.
-    LegacyVersion {
-        /// Offset of the `compatible` value.
-        offset: usize,
-    },
     /// The root `compatible` is not exactly one known version string.
     UnknownCompatible {
         /// The value found, NUL-terminator stripped, non-printable bytes
@@ -452,10 +444,6 @@ impl fmt::Display for Error {
                 f,
                 "KHO FDT root node (offset {offset:#x}) has no compatible property"
             ),
-            Error::LegacyVersion { offset } => write!(
-                f,
-                "legacy kho-v1 not supported (root compatible at offset {offset:#x})"
-            ),
             Error::UnknownCompatible { compatible, offset } => {
                 write!(
                     f,
@@ -631,7 +619,6 @@ mod tests {
     #[test]
     fn display_is_one_line() {
         let samples = [
-            Error::LegacyVersion { offset: 0x40 },
             Error::UnknownCompatible {
                 compatible: "kho-v9".into(),
                 offset: 0x40,
@@ -648,10 +635,6 @@ mod tests {
             let s = e.to_string();
             assert!(!s.contains('\n'), "{s}");
         }
-        assert_eq!(
-            Error::LegacyVersion { offset: 0x40 }.to_string(),
-            "legacy kho-v1 not supported (root compatible at offset 0x40)"
-        );
         assert_eq!(
             Error::UnknownCompatible {
                 compatible: "kho-v9".into(),

@@ -1471,9 +1471,7 @@ fn fdt_error_code(e: &kho_fdt::Error) -> &'static str {
     use kho_fdt::Error as E;
     match e {
         E::MalformedStructure { .. } => "fdt-structure",
-        E::MissingCompatible { .. } | E::LegacyVersion { .. } | E::UnknownCompatible { .. } => {
-            "fdt-compatible"
-        }
+        E::MissingCompatible { .. } | E::UnknownCompatible { .. } => "fdt-compatible",
         E::MissingMemoryMap { .. }
         | E::BadMemoryMapLength { .. }
         | E::ZeroMemoryMap { .. }
@@ -1503,7 +1501,6 @@ fn fdt_error_offset(e: &kho_fdt::Error) -> Option<usize> {
         E::UnterminatedMemReserveMap { offset }
         | E::MalformedStructure { offset, .. }
         | E::MissingCompatible { offset }
-        | E::LegacyVersion { offset }
         | E::UnknownCompatible { offset, .. }
         | E::MissingMemoryMap { offset }
         | E::BadMemoryMapLength { offset, .. }
