@@ -64,9 +64,33 @@ const MAX_V1_BITMAPS: usize = 1024;
 
 macro_rules! say {
     ($($arg:tt)*) => {{
-        let mut console = arch::console();
+        let mut console = Console(arch::console());
         let _ = writeln!(console, $($arg)*);
     }};
+}
+
+/// Ticks spent writing protocol lines this generation (`ticks-console`):
+/// the console is an emulated UART, one device access per byte.
+static CONSOLE_TICKS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The arch console, timed into [`CONSOLE_TICKS`].
+struct Console(arch::Serial);
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let t = arch::ticks();
+        let r = self.0.write_str(s);
+        CONSOLE_TICKS.fetch_add(
+            arch::ticks().wrapping_sub(t),
+            core::sync::atomic::Ordering::Relaxed,
+        );
+        r
+    }
+}
+
+/// The ticks [`Console`] has spent so far.
+fn console_ticks() -> u64 {
+    CONSOLE_TICKS.load(core::sync::atomic::Ordering::Relaxed)
 }
 
 /// A reason for a quoted protocol field: one line, no double quotes
@@ -94,7 +118,7 @@ pub fn fail(generation: u32, reason: &dyn core::fmt::Display) -> ! {
 }
 
 fn print_hex(verb: &str, generation: u32, bytes: &[u8]) {
-    let mut console = arch::console();
+    let mut console = Console(arch::console());
     let _ = write!(
         console,
         "KHO {verb} gen={generation} bytes={} hex=",
@@ -211,6 +235,7 @@ pub fn run(boot: BootInfo) -> ! {
     // kho_memory_init: reserve every preserved block before any allocation
     // outside scratch.
     let t_walk = arch::ticks();
+    let boot_ticks = t_walk - t0;
     let mut walk = kho::WalkStats::default();
     // The walk's node set: its buffer is the only incoming-side memory that
     // depends on the tree (bounded by MAX_WALK_NODES, not by the blocks).
@@ -410,7 +435,8 @@ pub fn run(boot: BootInfo) -> ! {
     // the bitmaps and write the root FDT (nothing from kho-v2 on).
     let mut out = out;
     out.finalize(&mut mem).unwrap_or_else(|e| fail(g, &e));
-    let build_ticks = arch::ticks() - t_build;
+    let t_prep = arch::ticks();
+    let build_ticks = t_prep - t_build;
 
     let fault = cfg.fault.filter(|f| f.generation == g).map(|f| f.class);
     if let Some(class) = fault.filter(|c| !c.at_handoff()) {
@@ -426,9 +452,11 @@ pub fn run(boot: BootInfo) -> ! {
     let to_linux = cfg.is_last() && cfg.next == Next::Linux;
     if cfg.is_last() && !to_linux {
         say!(
-            "KHO done gen={g} generations={} heap={} ticks-walk={walk_ticks} ticks-verify={verify_ticks} ticks-build={build_ticks} ticks-total={} result=ok",
+            "KHO done gen={g} generations={} heap={} ticks-boot={boot_ticks} ticks-walk={walk_ticks} ticks-verify={verify_ticks} ticks-build={build_ticks} ticks-prep={} ticks-console={} ticks-total={} result=ok",
             cfg.generations,
             crate::heap::high_water(),
+            arch::ticks() - t_prep,
+            console_ticks(),
             arch::ticks() - t0
         );
         arch::exit(true);
@@ -523,8 +551,10 @@ pub fn run(boot: BootInfo) -> ! {
     };
     let now = arch::ticks();
     say!(
-        "KHO kexec gen={g} next={next} heap={} ticks-walk={walk_ticks} ticks-verify={verify_ticks} ticks-build={build_ticks} ticks-total={}",
+        "KHO kexec gen={g} next={next} heap={} ticks-boot={boot_ticks} ticks-walk={walk_ticks} ticks-verify={verify_ticks} ticks-build={build_ticks} ticks-prep={} ticks-console={} ticks-total={}",
         crate::heap::high_water(),
+        now - t_prep,
+        console_ticks(),
         now - t0
     );
     crate::kexec::kexec(&kexec)
