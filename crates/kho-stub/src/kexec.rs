@@ -47,7 +47,10 @@ pub fn stage_image(
     let (image, whole) = image();
     let staging = alloc_in_one_area(mem, scratch, handover, whole.size(), arch::IMAGE_ALIGN)
         .map_err(|e| format!("image staging: {e}"))?;
-    copy(mem, image.start(), staging.start(), image.size()).map_err(|e| format!("image: {e}"))?;
+    // First fit puts it where the previous generation ran: the code there
+    // is the same, and only what differs is written (`copy_changed`).
+    mem.copy_changed(image.start(), staging.start(), image.size())
+        .map_err(|e| format!("image: {e}"))?;
     Ok(staging)
 }
 

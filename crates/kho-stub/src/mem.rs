@@ -143,6 +143,56 @@ impl StubMem {
     /// A copy of the RAM bounds that reads and writes memory exactly as
     /// this `StubMem` does but allocates nothing: lets a walk read memory
     /// while its callback reserves pages in the `StubMem`.
+    /// Make the `len` bytes of RAM at `dst` equal to those at `src`,
+    /// storing only the 8-byte words that differ (the ranges must not
+    /// overlap). Staging the next image over a slot an earlier generation
+    /// ran from rewrites nothing of its code: under TCG, each store into a
+    /// page that holds translated code takes QEMU's slow path until every
+    /// translation on the page is gone (and then the code must be
+    /// translated again), so an unconditional copy there cost 50 ms a
+    /// generation (docs/BENCHMARKS.md). On hardware it is one extra load a
+    /// word.
+    pub fn copy_changed(&mut self, src: PhysAddr, dst: PhysAddr, len: u64) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let from = self.checked(src, len)?;
+        let to = self.checked(dst, len)?;
+        let n = usize::try_from(len).map_err(|_| Error::Overflow {
+            addr: src.as_u64(),
+            len,
+        })?;
+        if PhysRange::try_new(src, len)?.overlaps(PhysRange::try_new(dst, len)?) {
+            return Err(Error::Overlap {
+                first: src.as_u64(),
+                second: dst.as_u64(),
+            });
+        }
+        let (words, tail) = (n / 8, n % 8);
+        for i in 0..words {
+            // SAFETY: `checked` proved both ranges are RAM inside the
+            // identity map, not containing address 0, and they do not
+            // overlap; word `i` lies within both. The stub owns all RAM,
+            // and callers write only memory they allocated.
+            unsafe {
+                let s = core::ptr::read_unaligned((from as *const u64).add(i));
+                let d = (to as *mut u64).add(i);
+                if core::ptr::read_unaligned(d) != s {
+                    core::ptr::write_unaligned(d, s);
+                }
+            }
+        }
+        // SAFETY: as above, for the last `tail` bytes of both ranges.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (from + words * 8) as *const u8,
+                (to + words * 8) as *mut u8,
+                tail,
+            )
+        };
+        Ok(())
+    }
+
     pub fn ram_view(&self) -> RamView {
         RamView {
             ram: self.ram,
