@@ -150,6 +150,14 @@ impl ArchSpec {
             .map_or(33, |(code, _, _)| *code)
     }
 
+    /// The QEMU status of a stub that reported a fatal error (`KHO fail`).
+    pub(crate) fn stub_failure_code(&self) -> i32 {
+        self.exit_codes
+            .iter()
+            .find(|(_, kind, _)| *kind == ExitKind::StubFailure)
+            .map_or(35, |(code, _, _)| *code)
+    }
+
     /// What a QEMU exit status means on this arch.
     pub(crate) fn describe_exit(&self, code: i32) -> &'static str {
         self.exit_codes

@@ -178,6 +178,21 @@ fn fatal_line(
             let g = line.generation();
             let at = g.map(|g| format!("generation {g}: ")).unwrap_or_default();
             match &line.verb {
+                // The refusal a `refuse =` scenario expects ends its last
+                // generation: news only if its reason is not the one.
+                Verb::Fail
+                    if g.is_some_and(|g| g + 1 == plan.generations)
+                        && plan.scenario.refuse.is_some() =>
+                {
+                    let reason = line.get("reason").unwrap_or("(no reason)");
+                    return match &plan.scenario.refuse {
+                        Some(want) if !want.matches(plan.arch.name, reason) => Some(format!(
+                            "{at}refused to hand over as expected, but the reason {reason:?} does not match {}",
+                            want.describe(plan.arch.name)
+                        )),
+                        _ => None,
+                    };
+                }
                 Verb::Fail => {
                     return Some(format!(
                         "{at}KHO fail: {}",
@@ -240,12 +255,16 @@ enum Ending {
     Next,
     Done,
     Linux,
+    /// The last generation refuses to hand over (`refuse =`): `KHO fail`.
+    Refused,
 }
 
 impl Plan<'_> {
     fn ending(&self, g: u32) -> Ending {
         if g + 1 < self.generations {
             Ending::Next
+        } else if self.scenario.refuse.is_some() {
+            Ending::Refused
         } else if self.scenario.hands_to_linux() {
             Ending::Linux
         } else {
@@ -260,7 +279,9 @@ fn required(expect: &Expect, ending: Ending, verb: &Verb) -> bool {
     match verb {
         Verb::Boot | Verb::Revival => true,
         Verb::FdtIn | Verb::Verify => expect.revives(),
-        Verb::Preserve | Verb::FdtOut | Verb::Kexec => ending != Ending::Done,
+        Verb::Preserve | Verb::FdtOut | Verb::Kexec => {
+            matches!(ending, Ending::Next | Ending::Linux)
+        }
         Verb::Done => ending == Ending::Done,
         _ => false,
     }
@@ -388,6 +409,9 @@ pub(crate) fn check(plan: &Plan<'_>, lines: &[String], end: &RunEnd) -> Report {
                         Ending::Done => "the last generation must finish with `KHO done`",
                         Ending::Linux => "the last generation must kexec the Linux peer",
                         Ending::Next => "only the last generation prints `KHO done`",
+                        Ending::Refused => {
+                            "the last generation must refuse to hand over (`KHO fail`)"
+                        }
                     };
                     fail(
                         &mut report,
@@ -589,6 +613,23 @@ pub(crate) fn check(plan: &Plan<'_>, lines: &[String], end: &RunEnd) -> Report {
                 report.done = true;
             }
         }
+        if ending == Ending::Refused {
+            // The reason was checked line by line (fatal_line).
+            if find(&Verb::Fail).is_some() {
+                report.done = true;
+            } else {
+                fail(
+                    &mut report,
+                    format!(
+                        "generation {g}: no `KHO fail` line: it must refuse to hand over ({})",
+                        plan.scenario
+                            .refuse
+                            .as_ref()
+                            .map_or_else(String::new, |r| r.describe(plan.arch.name))
+                    ),
+                );
+            }
+        }
         if let Some((n, done)) = find(&Verb::Done)
             && last
         {
@@ -618,7 +659,11 @@ pub(crate) fn check(plan: &Plan<'_>, lines: &[String], end: &RunEnd) -> Report {
 
     // How QEMU ended; a harness stop is the headline, it explains the rest.
     // After a kexec into Linux, the Linux part's checker judges the end.
-    let success = plan.arch.success_code();
+    let success = if plan.scenario.refuse.is_some() {
+        plan.arch.stub_failure_code()
+    } else {
+        plan.arch.success_code()
+    };
     match end {
         _ if plan.scenario.hands_to_linux() && report.done => {}
         RunEnd::Exited(code) if *code == success => {}
@@ -801,6 +846,7 @@ impl Wait {
         let verb = match plan.ending(g) {
             Ending::Done => Verb::Done,
             Ending::Next | Ending::Linux => Verb::Kexec,
+            Ending::Refused => Verb::Fail,
         };
         Wait {
             generation: g,
@@ -981,6 +1027,58 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn the_last_generation_can_be_expected_to_refuse() {
+        let text = "description = \"t\"\narches = [\"x86_64\"]\nmemory = \"512M\"\ncmdline = \"kho_scratch=16M,64M,32M\"\ngenerations = 2\nseed = 1\nrefuse = \"*not available in a kho-v1 handover\"\n";
+        let s = scenario::parse("t", text).unwrap();
+        let mut lines = transcript(&s);
+        // The transcript ends generation 1 with `KHO done`: a refusal
+        // instead, as the stub prints it.
+        let last = lines.len() - 1;
+        lines[last] =
+            "KHO fail gen=1 reason=\"reserve_mem regions is not available in a kho-v1 handover\"\r"
+                .to_owned();
+        let plan = Plan::new(&s, x86(), "");
+        let wait = Wait::for_generation(&plan, 1, Duration::from_secs(1));
+        assert_eq!(wait.describe(), "`KHO fail gen=1`");
+        assert_eq!(
+            wait.classify(&plan, protocol::clean(&lines[last])),
+            Some(Event::Success)
+        );
+        let r = run(&s, &lines, RunEnd::Exited(35));
+        assert!(r.passed(), "{:?}", r.failures);
+        assert!(r.done);
+        // QEMU's success code means the stub did not refuse as it exited.
+        assert_fails(
+            &run(&s, &lines, RunEnd::Exited(33)),
+            "QEMU exited with status 33",
+        );
+        // Another reason is a failure, at the line and in the wait.
+        let mut other = lines.clone();
+        other[last] = "KHO fail gen=1 reason=\"out of memory\"\r".to_owned();
+        assert_fails(
+            &run(&s, &other, RunEnd::Exited(35)),
+            "but the reason \"out of memory\" does not match",
+        );
+        assert!(matches!(
+            wait.classify(&plan, protocol::clean(&other[last])),
+            Some(Event::Failure(_))
+        ));
+        // Handing over instead of refusing is a failure.
+        let mut handed = lines.clone();
+        handed[last] = "KHO done gen=1 generations=2 heap=4096 result=ok".to_owned();
+        let r = run(&s, &handed, RunEnd::Exited(35));
+        assert_fails(&r, "unexpected `KHO done`");
+        assert_fails(&r, "no `KHO fail` line");
+        // A refusal scenario cannot be soaked, nor end in Linux.
+        let mut soak = s.clone();
+        assert!(soak.override_generations(10).is_err());
+        let linux = format!(
+            "{text}[linux]\nflow = \"stub-to-linux\"\nexpect = [\"x\"]\nsubtrees = [\"kho_test\"]\n"
+        );
+        assert!(scenario::parse("t", &linux).is_err());
     }
 
     #[test]

@@ -625,10 +625,12 @@ fn run_scenario(
         }
         (None, _, _) => {
             let left = run_deadline.saturating_duration_since(Instant::now());
-            console.finish(
-                s.generation_timeout.min(left),
-                "QEMU to exit after `KHO done`",
-            )?
+            let after = if s.refuse.is_some() {
+                "QEMU to exit after the expected `KHO fail`"
+            } else {
+                "QEMU to exit after `KHO done`"
+            };
+            console.finish(s.generation_timeout.min(left), after)?
         }
     };
     let lines = std::mem::take(&mut console.lines);

@@ -22,6 +22,8 @@
 //! snapshot_generations = [0, 1] # optional: the generations snapshotted (default: all)
 //! generation_timeout = 30       # optional, seconds per generation (default 30)
 //! run_timeout = 330             # optional, seconds per run (default 30 + generations * generation_timeout)
+//! refuse = "kho-v1 cannot carry *"  # optional: the last generation must refuse to hand over (`KHO fail`
+//!                               # with this reason pattern; QEMU exits with the failure code)
 //!
 //! [linux]                       # optional: a Linux peer kernel in the run (vm/peer.rs)
 //! flow = "stub-to-linux"        # "selftest" (Linux → Linux; no generations/seed then) | "stub-to-linux"
@@ -89,6 +91,7 @@ struct ScenarioFile {
     run_timeout: Option<u64>,
     #[serde(default)]
     expect: Vec<ExpectFile>,
+    refuse: Option<ReasonFile>,
     linux: Option<LinuxFile>,
 }
 
@@ -283,6 +286,11 @@ pub(crate) struct Scenario {
     /// generation by generation like any other but not snapshotted (the
     /// command line, and so every snapshot, names the count).
     pub(crate) soak: bool,
+    /// `refuse = "reason"`: the last generation must refuse to hand over
+    /// (`KHO fail` with this reason, before any kexec; QEMU exits with the
+    /// stub's failure code), as a downgrade to a version that cannot carry
+    /// what is preserved must.
+    pub(crate) refuse: Option<Reason>,
     /// A Linux peer in the run (`[linux]`).
     pub(crate) linux: Option<LinuxPhase>,
 }
@@ -554,6 +562,15 @@ fn validate(name: &str, mut f: ScenarioFile, text: &str) -> Result<Scenario> {
             "abi = {v:?}: must be \"v1\", \"v2\", \"v3\" or \"v4\""
         );
     }
+    let refuse = f
+        .refuse
+        .map(|r| Reason::from_file(r, &f.arches))
+        .transpose()
+        .context("refuse")?;
+    ensure!(
+        refuse.is_none() || linux.is_none(),
+        "refuse: the last generation fails before its kexec, so no [linux] peer can follow it"
+    );
     let mut scenario = Scenario {
         name: name.to_owned(),
         description: f.description,
@@ -577,6 +594,7 @@ fn validate(name: &str, mut f: ScenarioFile, text: &str) -> Result<Scenario> {
         generation_timeout: Duration::from_secs(generation_timeout),
         run_timeout: Duration::from_secs(run_timeout),
         soak: false,
+        refuse,
         linux,
     };
     super::dump::apply_override(&mut scenario, f.dump_at).context("dump_at")?;
@@ -663,6 +681,11 @@ impl Scenario {
                 d + 2
             );
         }
+        ensure!(
+            self.refuse.is_none(),
+            "scenario {}: its last generation must refuse to hand over, so --generations cannot change which one that is",
+            self.name
+        );
         let kept = n as usize;
         if let Some(g) = self.expect[kept.min(self.expect.len())..]
             .iter()

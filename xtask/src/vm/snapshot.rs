@@ -99,7 +99,11 @@ fn generation_text(s: &Scenario, report: &Report, g: u32) -> String {
         (
             "fdt-out",
             this.and_then(|r| r.fdt_out.as_ref()),
-            "(none: the last generation hands nothing over)",
+            if s.refuse.is_some() && g + 1 == s.generations {
+                "(none: the last generation refused to hand over)"
+            } else {
+                "(none: the last generation hands nothing over)"
+            },
         ),
     ] {
         out.push_str(&format!("\n// ==== {label}"));
