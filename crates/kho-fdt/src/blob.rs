@@ -1,15 +1,25 @@
-//! Container validation of any FDT: header, blocks and a bounds-checked token walk.
+//! Container validation of any FDT: header, blocks and one bounds-checked,
+//! allocation-free token walk of the structure block, public as
+//! [`FdtBlob::walk`].
+//!
+//! The walk reports each node and property as an [`Event`] with its
+//! absolute byte offset, so readers of other FDT shapes (kho-ranges' 2024
+//! `mem` properties in any node) share it instead of walking tokens
+//! themselves. [`crate::KhoFdt::parse`] reads everything it needs during
+//! that one walk.
 //!
 //! Everything the `fdt` 0.1.5 lookups would otherwise `unwrap`, `expect` or
 //! index out of bounds on is checked here first, so that [`ValidFdt::fdt`]
-//! only ever sees blobs on which its `find_node`, `children` and `properties`
-//! cannot panic: blocks inside `totalsize`, every token inside the structure
-//! block, names NUL-terminated printable ASCII, property values inside the
-//! structure block, name offsets inside the strings block, properties before
+//! (used by the renderer and [`crate::dtb`]) only ever sees blobs on which
+//! its `find_node`, `children` and `properties` cannot panic: blocks inside
+//! `totalsize`, every token inside the structure block, names
+//! NUL-terminated printable ASCII, property values inside the structure
+//! block, name offsets inside the strings block, properties before
 //! children, no `FDT_NOP` (see [`without_nops`]), one root with an empty
 //! name, `FDT_END` present.
 
 use alloc::vec::Vec;
+use core::ops::ControlFlow;
 
 use kho_abi::fdt::{FDT_HEADER_SIZE, FDT_MAGIC, FDT_VERSION};
 use zerocopy::big_endian::U32;
@@ -70,6 +80,146 @@ pub struct FdtHeader {
     pub size_dt_struct: u32,
 }
 
+/// What [`FdtBlob::walk`] does with `FDT_NOP` tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Nops {
+    /// Refuse them ([`Malformed::Nop`]), as [`crate::KhoFdt::parse`] and
+    /// [`crate::dtb::Dtb::parse`] do.
+    Refuse,
+    /// Skip them without an event, as libfdt does.
+    Skip,
+}
+
+/// One step of [`FdtBlob::walk`], in blob order.
+///
+/// Offsets are absolute byte offsets from the start of the blob, for error
+/// messages; depths count the root as 1. Every name has passed the walk's
+/// checks: printable ASCII without its NUL, a node name non-empty and
+/// without `/` (the root's empty), a property name non-empty (so
+/// `core::str::from_utf8` on any of them succeeds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Event<'a> {
+    /// A node opens.
+    Begin {
+        /// Offset of its `FDT_BEGIN_NODE` token.
+        offset: usize,
+        /// Its name (with any `@unit-address`; empty for the root).
+        name: &'a [u8],
+        /// Its depth: 1 for the root, 2 for a child of the root.
+        depth: usize,
+    },
+    /// A property of the innermost open node (properties come before that
+    /// node's children).
+    Prop {
+        /// Offset of its value (the `FDT_PROP` token is 12 bytes before).
+        offset: usize,
+        /// Its name, from the strings block.
+        name: &'a [u8],
+        /// Its value, inside the structure block.
+        value: &'a [u8],
+        /// Depth of the node it belongs to.
+        depth: usize,
+    },
+    /// The innermost open node closes.
+    End {
+        /// Offset of its `FDT_END_NODE` token.
+        offset: usize,
+        /// Depth of the node that closes (1: the root).
+        depth: usize,
+    },
+}
+
+/// An FDT whose header and blocks passed the container checks, ready to be
+/// walked: magic, version 17 (`last_comp_version` at most 17), `totalsize`
+/// within the slice and the caller's limit, every block inside
+/// `totalsize` and aligned, the memory reservation map terminated.
+///
+/// The structure block is checked as [`FdtBlob::walk`] goes. Nothing is
+/// allocated, and nothing is copied: the walk's names and values borrow
+/// the blob.
+///
+/// ```
+/// use core::ops::ControlFlow;
+/// use kho_fdt::{Event, FdtBlob, Nops};
+///
+/// # let mut b = kho_fdt::KhoFdtBuilder::new(
+/// #     kho_abi::AbiVersion::V3, kho_mem::PhysAddr::new(0x4123_4000));
+/// # b.add_subtree("memblock", kho_mem::PhysAddr::new(0x4124_5000), Some(4096))?;
+/// # let blob = b.build()?;
+/// let fdt = FdtBlob::new(&blob, 4096)?;
+/// let mut nodes = Vec::new();
+/// let flow = fdt.walk(Nops::Refuse, |e| {
+///     if let Event::Begin { name, depth, .. } = e {
+///         nodes.push((name, depth));
+///     }
+///     ControlFlow::<()>::Continue(())
+/// })?;
+/// assert!(flow.is_continue());
+/// assert_eq!(nodes, [(&b""[..], 1), (&b"memblock"[..], 2)]);
+/// # Ok::<(), kho_fdt::Error>(())
+/// ```
+#[derive(Clone, Copy)]
+pub struct FdtBlob<'a> {
+    /// The blob cut to `totalsize`.
+    bytes: &'a [u8],
+    header: FdtHeader,
+}
+
+impl core::fmt::Debug for FdtBlob<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FdtBlob")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> FdtBlob<'a> {
+    /// Checks the header and blocks of `blob` (see [`FdtBlob`]); `max_size`
+    /// bounds `totalsize` (`usize::MAX` for no limit beyond the slice).
+    /// Never panics; the first failure is returned.
+    pub fn new(blob: &'a [u8], max_size: usize) -> Result<FdtBlob<'a>> {
+        let (bytes, header, _) = check_container(blob, max_size, false)?;
+        Ok(FdtBlob { bytes, header })
+    }
+
+    /// The decoded header.
+    pub fn header(&self) -> &FdtHeader {
+        &self.header
+    }
+
+    /// The blob cut to its `totalsize`.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Walks the structure block once, calling `f` for every node opening,
+    /// property and node closing, in blob order; stops early when `f`
+    /// breaks, and returns what it broke with.
+    ///
+    /// Every token is checked before `f` sees it, and the first problem is
+    /// [`Error::MalformedStructure`] with the token's offset: tokens and
+    /// property values inside the structure block, node names
+    /// NUL-terminated printable ASCII without `/` (the root's empty),
+    /// property names inside the strings block and printable ASCII, no
+    /// property after a child node, nesting at most [`MAX_DEPTH`], one
+    /// root, balanced nodes, `FDT_END` present; `FDT_NOP` as `nops` says.
+    /// A walk that runs to the end has checked the whole block; one that
+    /// breaks has checked it up to the event it broke on, so a caller that
+    /// needs the whole blob valid (as [`crate::KhoFdt::parse`] does) never
+    /// breaks, and decides after the walk.
+    ///
+    /// Linear in the structure block (each step consumes at least 4 bytes),
+    /// allocation-free, with constant stack.
+    pub fn walk<B>(
+        &self,
+        nops: Nops,
+        f: impl FnMut(Event<'a>) -> ControlFlow<B>,
+    ) -> Result<ControlFlow<B>> {
+        let w = walker(self.bytes, &self.header, nops == Nops::Skip);
+        w.walk(f).map(|(_, flow)| flow)
+    }
+}
+
 /// A blob whose header and structure block passed [`validate`].
 #[derive(Clone, Copy)]
 pub(crate) struct ValidFdt<'a> {
@@ -88,12 +238,18 @@ impl core::fmt::Debug for ValidFdt<'_> {
 }
 
 impl<'a> ValidFdt<'a> {
-    /// Byte offset of `sub` (a slice of this blob, e.g. a property value or
-    /// node name returned by `fdt`) from the start of the blob.
-    pub(crate) fn offset_of(&self, sub: &[u8]) -> usize {
-        sub.as_ptr()
-            .addr()
-            .saturating_sub(self.bytes.as_ptr().addr())
+    /// The lookup view of a blob whose structure [`FdtBlob::walk`] (with
+    /// [`Nops::Refuse`]) has walked to the end without error.
+    pub(crate) fn from_walked(blob: FdtBlob<'a>) -> Result<ValidFdt<'a>> {
+        let FdtBlob { bytes, header } = blob;
+        let fdt = fdt::Fdt::new(bytes).map_err(|e| match e {
+            fdt::FdtError::BadMagic => Error::BadMagic { found: FDT_MAGIC },
+            _ => Error::Truncated {
+                len: bytes.len(),
+                needed: FDT_HEADER_SIZE,
+            },
+        })?;
+        Ok(ValidFdt { bytes, header, fdt })
     }
 
     /// The root node. Present in every validated blob.
@@ -132,16 +288,9 @@ fn be32_at(bytes: &[u8], at: usize) -> Option<u32> {
 ///
 /// `max_size` bounds `totalsize` (one page for a KHO root FDT).
 pub(crate) fn validate(blob: &[u8], max_size: usize) -> Result<ValidFdt<'_>> {
-    let (bytes, header, magic) = check_container(blob, max_size, false)?;
-    walker(bytes, &header, false).walk()?;
-    let fdt = fdt::Fdt::new(bytes).map_err(|e| match e {
-        fdt::FdtError::BadMagic => Error::BadMagic { found: magic },
-        _ => Error::Truncated {
-            len: bytes.len(),
-            needed: FDT_HEADER_SIZE,
-        },
-    })?;
-    Ok(ValidFdt { bytes, header, fdt })
+    let checked = FdtBlob::new(blob, max_size)?;
+    let _ = checked.walk(Nops::Refuse, |_| ControlFlow::<()>::Continue(()))?;
+    ValidFdt::from_walked(checked)
 }
 
 /// What [`normalize`] changed in a blob.
@@ -181,7 +330,7 @@ pub fn normalize(buf: &mut [u8], max_size: usize) -> Result<Normalized> {
     let (header, nops, compact) = {
         let (bytes, header, _) = check_container(buf, max_size, true)?;
         let w = walker(bytes, &header, true);
-        let nops = w.walk()?;
+        let (nops, _) = w.walk(|_| ControlFlow::<()>::Continue(()))?;
         if nops == 0 && header.version >= FDT_VERSION {
             return Ok(Normalized::default());
         }
@@ -214,7 +363,8 @@ pub fn normalize(buf: &mut [u8], max_size: usize) -> Result<Normalized> {
 pub(crate) fn without_nops(blob: &[u8], max_size: usize) -> Result<Option<Vec<u8>>> {
     let (bytes, header, _) = check_container(blob, max_size, true)?;
     // Copy only what needs a change (a boot DTB can be 1 MiB).
-    if walker(bytes, &header, true).walk()? == 0 && header.version >= FDT_VERSION {
+    let (nops, _) = walker(bytes, &header, true).walk(|_| ControlFlow::<()>::Continue(()))?;
+    if nops == 0 && header.version >= FDT_VERSION {
         return Ok(None);
     }
     let mut out = bytes.to_vec();
@@ -446,7 +596,7 @@ struct Walker<'a> {
     allow_nop: bool,
 }
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
     fn err(&self, pos: usize, reason: Malformed) -> Error {
         Error::MalformedStructure {
             offset: self.base + pos,
@@ -458,8 +608,18 @@ impl Walker<'_> {
         be32_at(self.structure, pos).ok_or_else(|| self.err(pos, Malformed::TruncatedToken))
     }
 
-    /// Walk the structure block; the number of `FDT_NOP` tokens skipped.
-    fn walk(&self) -> Result<usize> {
+    /// Walk the structure block, calling `f` per event (see
+    /// [`FdtBlob::walk`]); the number of `FDT_NOP` tokens skipped, and
+    /// whether `f` broke.
+    ///
+    /// Positions are relative to the structure block, which lies inside
+    /// `bytes` (`check_container`), so `base + pos` and `pos + 12` for a
+    /// `pos` inside the block cannot overflow; lengths read from the blob
+    /// are added with `checked_add`.
+    fn walk<B>(
+        &self,
+        mut f: impl FnMut(Event<'a>) -> ControlFlow<B>,
+    ) -> Result<(usize, ControlFlow<B>)> {
         debug_assert!(self.bytes.len() >= self.base + self.structure.len());
         let mut nops = 0usize;
         let mut pos = 0usize;
@@ -468,9 +628,9 @@ impl Walker<'_> {
         // Whether the previous token allows a property next: only right after
         // FDT_BEGIN_NODE or another property.
         let mut props_allowed = false;
-        // Name offsets already checked: a blob names few distinct
-        // properties, each many times (KHO's root FDT: 4 names).
-        let mut names_checked: [Option<u32>; 4] = [None; 4];
+        // Property names already checked, by name offset: a blob names few
+        // distinct properties, each many times (KHO's root FDT: 4 names).
+        let mut names_checked: [Option<(u32, &'a [u8])>; 4] = [None; 4];
         loop {
             let tok = self.token(pos)?;
             if tok == FDT_NOP && self.allow_nop {
@@ -484,10 +644,11 @@ impl Walker<'_> {
             if root_done && tok != FDT_END {
                 return Err(self.err(pos, Malformed::AfterRoot(tok)));
             }
-            if pos == 0 && tok != FDT_BEGIN_NODE {
+            // Before the root opens (the first token but for skipped NOPs).
+            if depth == 0 && !root_done && tok != FDT_BEGIN_NODE {
                 return Err(self.err(pos, Malformed::NoRootNode(tok)));
             }
-            match tok {
+            let event = match tok {
                 FDT_BEGIN_NODE => {
                     if depth >= MAX_DEPTH {
                         return Err(self.err(pos, Malformed::TooDeep));
@@ -508,15 +669,27 @@ impl Walker<'_> {
                     }
                     depth += 1;
                     props_allowed = true;
+                    let offset = self.base + pos;
                     pos = align4(name_start + nul + 1);
+                    Event::Begin {
+                        offset,
+                        name,
+                        depth,
+                    }
                 }
                 FDT_END_NODE => {
+                    let closed = depth;
                     depth = depth
                         .checked_sub(1)
                         .ok_or_else(|| self.err(pos, Malformed::UnbalancedEnd))?;
                     root_done = depth == 0;
                     props_allowed = false;
+                    let offset = self.base + pos;
                     pos += 4;
+                    Event::End {
+                        offset,
+                        depth: closed,
+                    }
                 }
                 FDT_PROP => {
                     if !props_allowed {
@@ -531,21 +704,43 @@ impl Walker<'_> {
                         .ok_or_else(|| {
                             self.err(pos, Malformed::PropertyValueOutOfBounds { len })
                         })?;
-                    if !names_checked.contains(&Some(nameoff)) {
-                        self.check_prop_name(pos, nameoff)?;
-                        names_checked.rotate_right(1);
-                        names_checked[0] = Some(nameoff);
-                    }
+                    let value = self
+                        .structure
+                        .get(value_start..value_end)
+                        .unwrap_or_default();
+                    let cached = names_checked
+                        .iter()
+                        .flatten()
+                        .find(|(off, _)| *off == nameoff)
+                        .map(|&(_, name)| name);
+                    let name = match cached {
+                        Some(name) => name,
+                        None => {
+                            let name = self.prop_name(pos, nameoff)?;
+                            names_checked.rotate_right(1);
+                            names_checked[0] = Some((nameoff, name));
+                            name
+                        }
+                    };
                     pos = align4(value_end);
+                    Event::Prop {
+                        offset: self.base + value_start,
+                        name,
+                        value,
+                        depth,
+                    }
                 }
                 FDT_NOP => return Err(self.err(pos, Malformed::Nop)),
                 FDT_END => {
                     if depth != 0 || !root_done {
                         return Err(self.err(pos, Malformed::UnbalancedEnd));
                     }
-                    return Ok(nops);
+                    return Ok((nops, ControlFlow::Continue(())));
                 }
                 other => return Err(self.err(pos, Malformed::UnknownToken(other))),
+            };
+            if let ControlFlow::Break(b) = f(event) {
+                return Ok((nops, ControlFlow::Break(b)));
             }
             if pos >= self.structure.len() {
                 return Err(self.err(pos, Malformed::MissingEnd));
@@ -583,7 +778,9 @@ impl Walker<'_> {
         out
     }
 
-    fn check_prop_name(&self, pos: usize, nameoff: u32) -> Result<()> {
+    /// The name at `nameoff` in the strings block, checked: inside the
+    /// block, NUL-terminated there, non-empty printable ASCII.
+    fn prop_name(&self, pos: usize, nameoff: u32) -> Result<&'a [u8]> {
         let rest = self
             .strings
             .get(nameoff as usize..)
@@ -597,7 +794,7 @@ impl Walker<'_> {
         if name.is_empty() || !name.iter().all(|b| b.is_ascii_graphic()) {
             return Err(self.err(pos, Malformed::BadPropertyName { nameoff }));
         }
-        Ok(())
+        Ok(name)
     }
 }
 
@@ -638,6 +835,81 @@ mod tests {
         assert_eq!(v.header.off_mem_rsvmap, 40);
         assert_eq!(v.header.off_dt_struct, 56);
         assert_eq!(v.mem_reservations().count(), 0);
+    }
+
+    /// The events of `minimal()`, with their absolute offsets; a breaking
+    /// callback stops the walk; `Nops::Skip` reports no event for a NOP.
+    #[test]
+    fn walk_events() {
+        let b = minimal();
+        let s = 56; // off_dt_struct
+        let fdt = FdtBlob::new(&b, 4096).unwrap();
+        let mut events = Vec::new();
+        let flow = fdt.walk(Nops::Refuse, |e| {
+            events.push(e);
+            ControlFlow::<()>::Continue(())
+        });
+        assert_eq!(flow, Ok(ControlFlow::Continue(())));
+        let want = [
+            Event::Begin {
+                offset: s,
+                name: b"",
+                depth: 1,
+            },
+            Event::Prop {
+                offset: s + 20,
+                name: b"p",
+                value: b"x\0",
+                depth: 1,
+            },
+            Event::Begin {
+                offset: s + 24,
+                name: b"c",
+                depth: 2,
+            },
+            Event::End {
+                offset: s + 32,
+                depth: 2,
+            },
+            Event::End {
+                offset: s + 36,
+                depth: 1,
+            },
+        ];
+        assert_eq!(events, want);
+        assert_eq!(fdt.as_bytes(), &b[..]);
+
+        let mut seen = 0;
+        let flow = fdt.walk(Nops::Refuse, |e| {
+            seen += 1;
+            match e {
+                Event::Prop { value, .. } => ControlFlow::Break(value),
+                _ => ControlFlow::Continue(()),
+            }
+        });
+        assert_eq!((flow, seen), (Ok(ControlFlow::Break(&b"x\0"[..])), 2));
+
+        // The child replaced by NOPs (its BEGIN_NODE, name and END_NODE
+        // words), as libfdt's fdt_nop_node leaves it.
+        let mut v = b.clone();
+        for at in [s + 24, s + 28, s + 32] {
+            set_be32(&mut v, at, FDT_NOP);
+        }
+        let fdt = FdtBlob::new(&v, 4096).unwrap();
+        let mut events = Vec::new();
+        let walked = fdt.walk(Nops::Skip, |e| {
+            events.push(e);
+            ControlFlow::<()>::Continue(())
+        });
+        assert_eq!(walked, Ok(ControlFlow::Continue(())));
+        assert_eq!(events, [want[0], want[1], want[4]]);
+        assert_eq!(
+            fdt.walk(Nops::Refuse, |_| ControlFlow::<()>::Continue(())),
+            Err(Error::MalformedStructure {
+                offset: s + 24,
+                reason: Malformed::Nop
+            })
+        );
     }
 
     #[test]

@@ -62,9 +62,14 @@
 //!
 //! # Robustness
 //!
-//! The incoming FDT comes from another kernel and is untrusted. Parsing first
-//! walks the whole structure block with a bounds-checked token walker of its
-//! own; only then does it use the `fdt` crate, and only its `Fdt::new`,
+//! The incoming FDT comes from another kernel and is untrusted. Every reader
+//! here starts with one bounds-checked, allocation-free token walk of the
+//! whole structure block, [`FdtBlob::walk`], which is public so that other
+//! readers of untrusted FDTs (kho-ranges' 2024 `mem` properties) share it:
+//! it reports each node and property as an [`Event`] with its byte offset.
+//! [`KhoFdt::parse`] reads everything it checks (the root's properties,
+//! every child's name, offset and properties) during that one walk. The
+//! renderer and [`dtb`] then use the `fdt` crate, and only its `Fdt::new`,
 //! `find_node`, `children` and `properties`, on blobs where the walk has
 //! proven they cannot panic (`fdt` 0.1.5's `chosen()`, `memory()`, `root()`
 //! and `cpus()` panic on a KHO FDT and are never called; `all_nodes` is not
@@ -91,7 +96,7 @@ mod error;
 mod parse;
 mod render;
 
-pub use blob::{FdtHeader, MAX_DEPTH, Normalized, normalize};
+pub use blob::{Event, FdtBlob, FdtHeader, MAX_DEPTH, Nops, Normalized, normalize};
 pub use build::{KhoFdtBuilder, MAX_NAME_LEN};
 pub use error::{Block, Error, Malformed, Result};
 pub use parse::{KhoFdt, Subtree};

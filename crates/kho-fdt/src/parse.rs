@@ -4,6 +4,7 @@ use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::Write as _;
+use core::ops::ControlFlow;
 
 use kho_abi::AbiVersion;
 use kho_abi::fdt::{
@@ -11,7 +12,7 @@ use kho_abi::fdt::{
 };
 use kho_mem::PhysAddr;
 
-use crate::blob::{FdtHeader, ValidFdt, validate};
+use crate::blob::{Event, FdtBlob, FdtHeader, Nops, ValidFdt};
 use crate::error::{Error, Result};
 
 /// A validated root KHO FDT.
@@ -22,7 +23,8 @@ use crate::error::{Error, Result};
 /// (they still appear in [`KhoFdt::render`]).
 #[derive(Clone, Debug)]
 pub struct KhoFdt<'a> {
-    pub(crate) blob: ValidFdt<'a>,
+    /// The blob, its structure walked to the end without error.
+    blob: FdtBlob<'a>,
     version: AbiVersion,
     memory_map: PhysAddr,
     subtrees: Vec<Subtree<'a>>,
@@ -35,7 +37,7 @@ pub struct KhoFdt<'a> {
 /// else is derived from them).
 impl PartialEq for KhoFdt<'_> {
     fn eq(&self, other: &Self) -> bool {
-        self.blob.bytes == other.blob.bytes
+        self.blob.as_bytes() == other.blob.as_bytes()
     }
 }
 
@@ -108,8 +110,11 @@ impl<'a> KhoFdt<'a> {
     /// sharing, child order and property order are not checked (Linux 7.2
     /// writes each child's `blob-size` before its `preserved-data`).
     ///
-    /// Cost: O(n log n) time for n children (duplicate names are found by
-    /// sorting, not by comparing every pair). The only memory allocated is
+    /// Cost: one walk of the structure block ([`crate::FdtBlob::walk`]),
+    /// which checks it and collects what checks 3–5 read, then O(n log n)
+    /// time for n children (duplicate names are found by sorting, not by
+    /// comparing every pair; a second walk runs only when some child is
+    /// refused, to list the refusals in blob order). The only memory allocated is
     /// the view's list of children, 48 bytes each: a one-page FDT holds
     /// fewer than 128 children with a `preserved-data` (32 bytes of
     /// structure each), so at most 6 KiB. [`KhoFdt::parse_lenient`] also
@@ -131,38 +136,13 @@ impl<'a> KhoFdt<'a> {
     }
 
     fn parse_with(blob: &'a [u8], lenient: bool) -> Result<KhoFdt<'a>> {
-        let valid = validate(blob, MAX_FDT_SIZE)?;
-        let root = valid.root()?;
-        let root_offset = valid.offset_of(root.name.as_bytes()).saturating_sub(4);
+        let fdt = FdtBlob::new(blob, MAX_FDT_SIZE)?;
 
-        let compatible = root
-            .property(PROP_COMPATIBLE)
-            .ok_or(Error::MissingCompatible {
-                offset: root_offset,
-            })?;
-        let version = version_of(compatible.value, valid.offset_of(compatible.value))?;
-
-        let map = root
-            .property(PROP_PRESERVED_MEMORY_MAP)
-            .ok_or(Error::MissingMemoryMap {
-                offset: root_offset,
-            })?;
-        let map_offset = valid.offset_of(map.value);
-        let map_addr = le64(map.value).ok_or(Error::BadMemoryMapLength {
-            len: map.value.len(),
-            offset: map_offset,
-        })?;
-        let memory_map = PhysAddr::new(map_addr);
-        if map_addr == 0 && !version.allows_empty_memory_map() {
-            return Err(Error::ZeroMemoryMap { offset: map_offset });
-        }
-        if !memory_map.is_page_aligned() {
-            return Err(Error::MisalignedMemoryMap {
-                addr: memory_map,
-                offset: map_offset,
-            });
-        }
-
+        // Checks 2 to 5 from one walk of the structure block: it validates
+        // every token (check 2) while it collects the root's properties and
+        // each child's (checks 3 and 4 come after it, so that a structure
+        // error is reported first whatever precedes it).
+        //
         // A child is accepted if it passes check 5 and no child of its
         // name was accepted before it, that is, if it is the first child of
         // its name to pass. Found in O(n log n) without any memory but
@@ -170,49 +150,79 @@ impl<'a> KhoFdt<'a> {
         // (then offset) and keep the first of each name.
         let mut subtrees: Vec<Subtree<'a>> = Vec::new();
         let mut children = 0usize;
-        for child in root.children() {
+        let (root, _) = scan(&fdt, |child, version| {
             children += 1;
-            if let Ok(subtree) = check_child(&valid, &child, version) {
+            if let Ok(subtree) = check_child(child, version) {
                 subtrees.push(subtree);
             }
+            ControlFlow::<()>::Continue(())
+        })?;
+
+        let compatible = root.compatible.ok_or(Error::MissingCompatible {
+            offset: root.offset,
+        })?;
+        let version = version_of(compatible.value, compatible.offset)?;
+
+        let map = root.memory_map.ok_or(Error::MissingMemoryMap {
+            offset: root.offset,
+        })?;
+        let map_addr = le64(map.value).ok_or(Error::BadMemoryMapLength {
+            len: map.value.len(),
+            offset: map.offset,
+        })?;
+        let memory_map = PhysAddr::new(map_addr);
+        if map_addr == 0 && !version.allows_empty_memory_map() {
+            return Err(Error::ZeroMemoryMap { offset: map.offset });
         }
+        if !memory_map.is_page_aligned() {
+            return Err(Error::MisalignedMemoryMap {
+                addr: memory_map,
+                offset: map.offset,
+            });
+        }
+
         subtrees.sort_unstable_by(|a, b| (a.name, a.offset).cmp(&(b.name, b.offset)));
         subtrees.dedup_by(|later, first| later.name == first.name);
 
         // Only if some child was refused: which, and why, in blob order (a
-        // duplicate is reported as one even if it fails check 5 too).
+        // duplicate is reported as one even if it fails check 5 too). A
+        // second walk, of a blob now known to be valid, on this cold path
+        // only.
         let mut rejected: Vec<(&'a str, Rc<Error>)> = Vec::new();
         if subtrees.len() != children {
-            for child in root.children() {
-                let offset = node_offset(&valid, &child);
+            let (_, refused) = scan(&fdt, |child, version| {
                 let first = subtrees
                     .binary_search_by(|s| s.name.cmp(child.name))
                     .ok()
                     .and_then(|i| subtrees.get(i))
                     .map(|s| s.offset);
                 let e = match first {
-                    Some(first) if first == offset => continue,
-                    Some(first) if first < offset => Error::DuplicateSubtree {
+                    Some(first) if first == child.offset => return ControlFlow::Continue(()),
+                    Some(first) if first < child.offset => Error::DuplicateSubtree {
                         name: child.name.to_string(),
-                        offset: Some(offset),
+                        offset: Some(child.offset),
                     },
                     // The first of its name to pass check 5 comes later,
                     // or none does: this one fails it.
-                    _ => match check_child(&valid, &child, version) {
+                    _ => match check_child(child, version) {
                         Err(e) => e,
-                        Ok(_) => continue,
+                        Ok(_) => return ControlFlow::Continue(()),
                     },
                 };
                 if !lenient {
-                    return Err(e);
+                    return ControlFlow::Break(e);
                 }
                 rejected.push((child.name, Rc::new(e)));
+                ControlFlow::Continue(())
+            })?;
+            if let ControlFlow::Break(e) = refused {
+                return Err(e);
             }
         }
         subtrees.sort_unstable_by_key(|s| s.offset);
 
         Ok(KhoFdt {
-            blob: valid,
+            blob: fdt,
             version,
             memory_map,
             subtrees,
@@ -234,17 +244,17 @@ impl<'a> KhoFdt<'a> {
 
     /// The header's `totalsize`: bytes the FDT occupies (at most one page).
     pub fn total_size(&self) -> usize {
-        self.blob.header.totalsize as usize
+        self.blob.header().totalsize as usize
     }
 
     /// The decoded FDT header.
     pub fn header(&self) -> &FdtHeader {
-        &self.blob.header
+        self.blob.header()
     }
 
     /// The FDT's bytes (the parsed slice cut to `totalsize`).
     pub fn as_bytes(&self) -> &'a [u8] {
-        self.blob.bytes
+        self.blob.as_bytes()
     }
 
     /// The root's children in blob order.
@@ -269,40 +279,133 @@ impl<'a> KhoFdt<'a> {
 
     /// The canonical text rendering (see [`crate::render`]).
     pub fn render(&self) -> String {
-        crate::render::render_valid(&self.blob, Some(self.version))
+        // The `fdt` lookups the renderer uses are set up here, not while
+        // parsing; they cannot fail on a blob parse accepted.
+        match ValidFdt::from_walked(self.blob) {
+            Ok(valid) => crate::render::render_valid(&valid, Some(self.version)),
+            Err(_) => String::new(),
+        }
     }
 }
 
-/// Byte offset of a child's `FDT_BEGIN_NODE` token in the blob.
-fn node_offset(valid: &ValidFdt<'_>, child: &fdt::node::FdtNode<'_, '_>) -> usize {
-    valid.offset_of(child.name.as_bytes()).saturating_sub(4)
+/// A property value and its byte offset in the blob.
+#[derive(Clone, Copy)]
+struct Prop<'a> {
+    value: &'a [u8],
+    offset: usize,
+}
+
+/// What [`scan`] collects of the root node: the first of each property
+/// (as libfdt's `fdt_getprop` finds it).
+struct Root<'a> {
+    /// Offset of its `FDT_BEGIN_NODE` token.
+    offset: usize,
+    compatible: Option<Prop<'a>>,
+    memory_map: Option<Prop<'a>>,
+}
+
+/// What [`scan`] collects of one child of the root: what check 5 reads.
+struct Child<'a> {
+    name: &'a str,
+    /// Offset of its `FDT_BEGIN_NODE` token.
+    offset: usize,
+    /// The first `preserved-data` (kho-v1: `fdt`).
+    data: Option<Prop<'a>>,
+    /// The first `blob-size`, unless the version defines none (kho-v1,
+    /// where it is ignored like any property the ABI does not define).
+    blob_size: Option<Prop<'a>>,
+}
+
+/// One validating walk of a root KHO FDT ([`FdtBlob::walk`], no `FDT_NOP`):
+/// collects the root's `compatible` and `preserved-memory-map`, and calls
+/// `done` as each child of the root closes, with what check 5 reads of it
+/// and the version the root's `compatible` names. Properties come before
+/// children (the walk checks it), so the version is known at the first
+/// child; if the `compatible` names none, `done` is not called (the parse
+/// fails at check 3). Deeper nodes are walked and ignored.
+fn scan<'a, B>(
+    fdt: &FdtBlob<'a>,
+    mut done: impl FnMut(&Child<'a>, AbiVersion) -> ControlFlow<B>,
+) -> Result<(Root<'a>, ControlFlow<B>)> {
+    let mut root = Root {
+        offset: fdt.header().off_dt_struct as usize,
+        compatible: None,
+        memory_map: None,
+    };
+    // Decided at the first child: `None` before it.
+    let mut version: Option<Option<AbiVersion>> = None;
+    let mut child: Option<Child<'a>> = None;
+    let flow = fdt.walk(Nops::Refuse, |e| {
+        match e {
+            Event::Begin {
+                offset, depth: 1, ..
+            } => root.offset = offset,
+            Event::Prop {
+                offset,
+                name,
+                value,
+                depth: 1,
+            } => {
+                let p = Some(Prop { value, offset });
+                if name == PROP_COMPATIBLE.as_bytes() {
+                    root.compatible = root.compatible.or(p);
+                } else if name == PROP_PRESERVED_MEMORY_MAP.as_bytes() {
+                    root.memory_map = root.memory_map.or(p);
+                }
+            }
+            Event::Begin {
+                offset,
+                name,
+                depth: 2,
+            } => {
+                let known = *version
+                    .get_or_insert_with(|| root.compatible.and_then(|c| known_version(c.value)));
+                if known.is_some() {
+                    child = Some(Child {
+                        // Printable ASCII (the walk checked it).
+                        name: core::str::from_utf8(name).unwrap_or_default(),
+                        offset,
+                        data: None,
+                        blob_size: None,
+                    });
+                }
+            }
+            Event::Prop {
+                offset,
+                name,
+                value,
+                depth: 2,
+            } => {
+                if let (Some(c), Some(Some(v))) = (child.as_mut(), version) {
+                    let p = Some(Prop { value, offset });
+                    if name == v.subtree_data_property().as_bytes() {
+                        c.data = c.data.or(p);
+                    } else if name == PROP_BLOB_SIZE.as_bytes() && v.allows_blob_size() {
+                        c.blob_size = c.blob_size.or(p);
+                    }
+                }
+            }
+            Event::End { depth: 2, .. } => {
+                if let (Some(c), Some(Some(v))) = (child.take(), version) {
+                    return done(&c, v);
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok((root, flow))
 }
 
 /// Check 5 of [`KhoFdt::parse`] for one child of the root, but for the
-/// name's uniqueness (which needs the other children).
-fn check_child<'a>(
-    valid: &ValidFdt<'a>,
-    child: &fdt::node::FdtNode<'_, 'a>,
-    version: AbiVersion,
-) -> Result<Subtree<'a>> {
+/// name's uniqueness (which needs the other children). kho-v1 defines no
+/// `blob-size` ([`scan`] leaves it out there).
+fn check_child<'a>(child: &Child<'a>, version: AbiVersion) -> Result<Subtree<'a>> {
     let name = child.name;
-    let node_offset = node_offset(valid, child);
-    let data_prop = version.subtree_data_property();
-    // One pass over the properties (each `property` lookup would parse
-    // them all again); the first of each name counts, as with `property`.
-    // kho-v1 defines no `blob-size`: there it is ignored like any unknown
-    // property.
-    let (mut data, mut blob_size) = (None, None);
-    for p in child.properties() {
-        if p.name == data_prop {
-            data = data.or(Some(p));
-        } else if p.name == PROP_BLOB_SIZE && version.allows_blob_size() {
-            blob_size = blob_size.or(Some(p));
-        }
-    }
+    let node_offset = child.offset;
     let v1 = version == AbiVersion::V1;
     let node = || name.to_string();
-    let data = data.ok_or_else(|| match v1 {
+    let data = child.data.ok_or_else(|| match v1 {
         true => Error::MissingV1Fdt {
             node: node(),
             offset: node_offset,
@@ -312,7 +415,7 @@ fn check_child<'a>(
             offset: node_offset,
         },
     })?;
-    let data_offset = valid.offset_of(data.value);
+    let data_offset = data.offset;
     let len = data.value.len();
     let data_addr = le64(data.value).ok_or_else(|| match v1 {
         true => Error::BadV1FdtLength {
@@ -338,11 +441,11 @@ fn check_child<'a>(
             },
         });
     }
-    let size = match blob_size {
+    let size = match child.blob_size {
         Some(p) => Some(le64(p.value).ok_or_else(|| Error::BadBlobSizeLength {
             node: name.to_string(),
             len: p.value.len(),
-            offset: valid.offset_of(p.value),
+            offset: p.offset,
         })?),
         None if version.requires_blob_size() => {
             return Err(Error::MissingBlobSize {
@@ -367,30 +470,35 @@ pub(crate) fn le64(value: &[u8]) -> Option<u64> {
     Some(kho_abi::Le64::from_bytes(bytes).get())
 }
 
-/// The version whose compatible string `value` is, exactly (one string, one
-/// NUL terminator).
+/// The version the root `compatible` value names ([`known_version`]), or
+/// the named error with the value quoted.
 fn version_of(value: &[u8], offset: usize) -> Result<AbiVersion> {
-    // A string list, as libfdt's `fdt_node_check_compatible` (Linux's
-    // check) reads it: any entry may match. The first entry naming a known
-    // version wins (a list goes from most to least specific).
-    let entries = || {
-        value
-            .strip_suffix(&[0])
-            .into_iter()
-            .flat_map(|list| list.split(|&b| b == 0))
-    };
-    let named = |v: &[u8]| {
-        AbiVersion::ALL
-            .into_iter()
-            .find(|k| k.compatible().as_bytes() == v)
-    };
-    if let Some(v) = entries().find_map(named) {
+    if let Some(v) = known_version(value) {
         return Ok(v);
     }
     Err(Error::UnknownCompatible {
         compatible: escape(value.strip_suffix(&[0]).unwrap_or(value)),
         offset,
     })
+}
+
+/// The version a root `compatible` value names, if any (allocation-free,
+/// for [`scan`]).
+///
+/// A string list, as libfdt's `fdt_node_check_compatible` (Linux's check)
+/// reads it: any entry may match. The first entry naming a known version
+/// wins (a list goes from most to least specific).
+fn known_version(value: &[u8]) -> Option<AbiVersion> {
+    let named = |v: &[u8]| {
+        AbiVersion::ALL
+            .into_iter()
+            .find(|k| k.compatible().as_bytes() == v)
+    };
+    value
+        .strip_suffix(&[0])
+        .into_iter()
+        .flat_map(|list| list.split(|&b| b == 0))
+        .find_map(named)
 }
 
 /// Printable ASCII as is; `"` and `\` backslash-escaped; NUL as `\0`; other

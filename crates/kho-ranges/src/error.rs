@@ -45,16 +45,24 @@ pub enum FdtProblem {
     BadMagic,
     /// The header's version is below 17 (or `last_comp_version` above 17).
     Version,
-    /// The structure or strings block lies outside `totalsize`, or the
-    /// structure block is not 4-byte aligned.
+    /// The memory reservation map, structure or strings block lies outside
+    /// `totalsize`, or is not aligned (8 bytes for the map, 4 for the
+    /// structure block); the offset is the header field's.
     BlockOutside,
     /// An unknown token.
     BadToken(u32),
     /// A token, name or property value runs past the structure block.
     PastStructure,
-    /// A property name offset points outside the strings block, or the
-    /// name is not NUL-terminated inside it.
+    /// A property name offset points outside the strings block, the name
+    /// is not NUL-terminated inside it, or it is empty or not printable
+    /// ASCII.
     BadName,
+    /// A node name is empty, contains `/` or is not printable ASCII.
+    BadNodeName,
+    /// A property follows a child node of the same node.
+    PropertyAfterChild,
+    /// The memory reservation map has no terminating all-zero entry.
+    ReserveMap,
     /// Nodes nest deeper than [`MAX_DEPTH`](crate::MAX_DEPTH).
     TooDeep,
     /// The structure does not start with one root node with an empty name.
@@ -63,6 +71,9 @@ pub enum FdtProblem {
     OutsideRoot,
     /// More end-node tokens than nodes, or `FDT_END` with nodes open.
     Unbalanced,
+    /// A problem kho-fdt's walk reports that this enum has no name for
+    /// (none today; kho-fdt's error enums are non-exhaustive).
+    Other,
 }
 
 impl fmt::Display for FdtProblem {
@@ -74,11 +85,15 @@ impl fmt::Display for FdtProblem {
             FdtProblem::BlockOutside => f.write_str("a block lies outside the blob"),
             FdtProblem::BadToken(t) => write!(f, "unknown token {t:#x}"),
             FdtProblem::PastStructure => f.write_str("runs past the structure block"),
-            FdtProblem::BadName => f.write_str("bad property name offset"),
+            FdtProblem::BadName => f.write_str("bad property name"),
+            FdtProblem::BadNodeName => f.write_str("bad node name"),
+            FdtProblem::PropertyAfterChild => f.write_str("a property after a child node"),
+            FdtProblem::ReserveMap => f.write_str("unterminated memory reservation map"),
             FdtProblem::TooDeep => f.write_str("nodes nest too deep"),
             FdtProblem::NoRoot => f.write_str("no root node"),
             FdtProblem::OutsideRoot => f.write_str("a token outside the root node"),
             FdtProblem::Unbalanced => f.write_str("unbalanced nodes"),
+            FdtProblem::Other => f.write_str("malformed"),
         }
     }
 }

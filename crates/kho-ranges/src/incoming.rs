@@ -427,7 +427,7 @@ impl<'a> Incoming<'a> {
                         }
                     }
                 }
-                Event::Prop { .. } => {}
+                Event::Prop { .. } | Event::End { .. } => {}
             }
             Ok(())
         });

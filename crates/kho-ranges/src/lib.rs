@@ -53,7 +53,10 @@
 //! [`MAX_DEPTH`].
 //!
 //! The crate is `no_std`, has no `unsafe`, and allocates only in the
-//! [`Tracker`].
+//! [`Tracker`]. The tree is walked by kho-fdt's allocation-free validating
+//! walk ([`kho_fdt::FdtBlob::walk`]), the workspace's one FDT structure
+//! walker; kho-fdt links the `alloc` crate, so a final binary needs a
+//! global allocator even without the `alloc` feature.
 //!
 //! # Example
 //!
@@ -120,8 +123,8 @@ mod range;
 mod tracker;
 
 pub use error::{At, Error, FdtProblem, Result};
-pub use fdt::MAX_DEPTH;
 pub use incoming::{Handover, Incoming, MemCache, TreeRange};
+pub use kho_fdt::MAX_DEPTH;
 pub use range::{MemFlags, MemRange};
 #[cfg(feature = "alloc")]
 pub use tracker::{MAX_NAME_LEN, Serialized, Tracker};

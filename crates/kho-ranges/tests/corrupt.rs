@@ -347,6 +347,51 @@ fn fdt_container_problems() {
     );
 }
 
+/// Checks kho-fdt's shared walk adds, and what it still accepts: a node
+/// name with `/` and a property after a child are named; `FDT_NOP`
+/// tokens (libfdt's in-place deletions) are skipped.
+#[test]
+fn fdt_walk_names_and_nops() {
+    let good = tree(&[("a", &[A]), ("b", &[B])]);
+    // The FDT_BEGIN_NODE token of "a", then its name.
+    let a = find(&good, &[0, 0, 0, 1, b'a', 0, 0, 0]);
+    let mut bad = good.clone();
+    bad[a + 4] = b'/';
+    assert_eq!(
+        check(&bad, &[A, B]),
+        Error::Fdt {
+            offset: a,
+            problem: FdtProblem::BadNodeName
+        }
+    );
+    // "b"'s FDT_BEGIN_NODE and name turned into a property of the root,
+    // after the child "a": a one-word name offset into the strings
+    // block and an empty value.
+    let b = find(&good, &[0, 0, 0, 1, b'b', 0, 0, 0]);
+    let mut bad = good.clone();
+    bad[b..b + 4].copy_from_slice(&3u32.to_be_bytes());
+    bad[b + 4..b + 8].copy_from_slice(&0u32.to_be_bytes());
+    assert_eq!(
+        check(&bad, &[A, B]),
+        Error::Fdt {
+            offset: b,
+            problem: FdtProblem::PropertyAfterChild
+        }
+    );
+    // A client property NOPed out in place is skipped.
+    let fdt = tree_with(kho_abi::rfc2024::COMPATIBLE, &[("a", &[A])], |_, w| {
+        w.property("client", &[0xab; 8]).unwrap();
+    });
+    let at = find(&fdt, &[0xab; 8]) - 12;
+    let mut nop = fdt.clone();
+    for w in (at..at + 20).step_by(4) {
+        nop[w..w + 4].copy_from_slice(&4u32.to_be_bytes());
+    }
+    let mut mem = mem();
+    let h = place(&mut mem, &nop, &entries(&[A]));
+    assert_eq!(read(&mem, &h).unwrap().len(), 1);
+}
+
 #[test]
 fn nodes_too_deep() {
     // 65 nested nodes, written by hand (vm-fdt stops at 64).
