@@ -10,7 +10,7 @@
 use core::ops::ControlFlow;
 
 use kho_mem::{HostMem, PhysAddr, PhysMem, PhysRange};
-use kho_ranges::{Handover, Incoming, MemFlags, Tracker};
+use kho_ranges::{Incoming, MemFlags, Tracker};
 use libfuzzer_sys::fuzz_target;
 
 const BASE: u64 = 0x4000_0000;
