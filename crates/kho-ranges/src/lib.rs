@@ -121,7 +121,7 @@ mod tracker;
 
 pub use error::{At, Error, FdtProblem, Result};
 pub use fdt::MAX_DEPTH;
-pub use incoming::{Handover, Incoming, MemCache, TreeRange};
+pub use incoming::{Handover, Incoming, MemCache, Tree, TreeItem, TreeRange};
 pub use range::{MemFlags, MemRange};
 #[cfg(feature = "alloc")]
 pub use tracker::{MAX_NAME_LEN, Serialized, Tracker};
