@@ -10,6 +10,11 @@
 //! runs from every start point, `find` scans the whole arena, and every
 //! report is rendered as text and JSON: never a panic (overflow checks are
 //! on), and the budget bounds the work.
+//!
+//! When the first byte has bit 7 set, the old kernel is the 2024 design's
+//! instead (kho-ranges' `Tracker`: ranges in nested nodes, NOINIT ones,
+//! client properties), handed over by a 48-byte `kho_data` in the
+//! `setup_data` entry, and damaged and decoded the same way.
 #![no_main]
 
 #[path = "common.rs"]
@@ -17,8 +22,8 @@ mod common;
 
 use kho::KhoOut;
 use kho::handoff::{dt, x86};
-use kho_abi::AbiVersion;
-use kho_abi::x86::e820;
+use kho_abi::x86::{SETUP_KEXEC_KHO, SetupDataHeader, boot_params as bp, e820};
+use kho_abi::{AbiVersion, Le32, Le64};
 use kho_inspect::report::{FindOutput, ImageInfo, Output};
 use kho_inspect::{Format, Limits, Start};
 use kho_mem::{HostMem, Order, PhysAddr, PhysMem, PhysRange};
@@ -35,6 +40,7 @@ const LIMITS: Limits = Limits {
     blocks: 2048,
     bytes: 1 << 20,
     problems: 64,
+    fdt_bytes: 1 << 16,
     root_fdts: 8,
     setup_data: 16,
     dtbs: 8,
@@ -51,10 +57,16 @@ struct Targets {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&ops_len, rest)) = data.split_first() else {
+    let Some((&first, rest)) = data.split_first() else {
         return;
     };
+    // Bit 7: the 2024 design; the rest counts the operations.
+    let ops_len = first & 0x7f;
     let (ops, damage) = rest.split_at((usize::from(ops_len) * 3).min(rest.len()));
+    if first & 0x80 != 0 {
+        rfc2024(ops, damage);
+        return;
+    }
     let mut mem = common::arena(&[]);
     let scratch_at = common::BASE + common::RAM - SCRATCH_PAGES * 4096;
     let Ok(scratch) = PhysRange::try_new(PhysAddr::new(scratch_at), SCRATCH_PAGES * 4096) else {
@@ -100,13 +112,34 @@ fuzz_target!(|data: &[u8]| {
         let _ = mem.write(PhysAddr::new(dtb), &blob);
     }
 
-    // Word-granular damage: 3 bytes a hit (word index, value kind).
-    let fdt = out.fdt().as_u64();
     // The radix root, or kho-v1's first chunk (named only by the FDT).
     let root = match out.tree() {
         Some(tree) => tree.root().as_u64(),
-        None => common::memory_map(&mem, out.fdt()).unwrap_or(fdt),
+        None => common::memory_map(&mem, out.fdt()).unwrap_or(out.fdt().as_u64()),
     };
+    damage_and_inspect(
+        &mut mem,
+        damage,
+        out.fdt().as_u64(),
+        root,
+        &targets,
+        [boot_params, entry, dtb],
+    );
+});
+
+/// Word-granular damage, 3 bytes a hit (word index, value kind), aimed at
+/// `fdt`, `root` and the `targets`; then the inspector from every start
+/// point (`starts`: zero page, `setup_data` entry, boot DTB) and the FDT,
+/// then `find`, every report rendered.
+fn damage_and_inspect(
+    mem: &mut HostMem,
+    damage: &[u8],
+    fdt: u64,
+    root: u64,
+    targets: &Targets,
+    starts: [u64; 3],
+) {
+    let [boot_params, entry, dtb] = starts;
     for hit in damage.chunks_exact(3) {
         let word = u64::from(u16::from_le_bytes([hit[0], hit[1]])) % (common::RAM / 8);
         let at = PhysAddr::new(common::BASE + word * 8);
@@ -141,7 +174,7 @@ fuzz_target!(|data: &[u8]| {
         Start::Dtb(dtb),
         Start::Fdt(fdt),
     ] {
-        let report = kho_inspect::inspect_with(&mem, start, LIMITS);
+        let report = kho_inspect::inspect_with(&*mem, start, LIMITS);
         let out = Output {
             image: info.clone(),
             start,
@@ -151,11 +184,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = kho_inspect::json::render(&out);
     }
     let ram: Vec<(u64, u64)> = mem.ram().map(|r| (r.start().as_u64(), r.size())).collect();
-    let found = kho_inspect::find::find(&mem, &ram, LIMITS);
+    let found = kho_inspect::find::find(&*mem, &ram, LIMITS);
     let out = FindOutput { image: info, found };
     let _ = kho_inspect::text::render_find(&out);
     let _ = kho_inspect::json::render(&out);
-});
+}
 
 /// The old kernel: 3 bytes an operation (kind, two arguments).
 fn old_kernel(mem: &mut HostMem, out: &mut KhoOut, ops: &[u8], t: &mut Targets) {
@@ -281,6 +314,99 @@ fn kho_test(mem: &mut HostMem, out: &mut KhoOut, folios: &[(PhysAddr, Order)]) -
     out.add_subtree(mem, "kho_test", at, Some(blob.len() as u64))
         .ok()?;
     Some(at.as_u64())
+}
+
+/// Node paths the 2024 design's old kernel preserves in: the root, nested
+/// nodes, a unit address.
+const NODES_2024: [&str; 5] = ["", "a", "a/b", "a/b/c", "d@1"];
+
+/// The 2024 design's old kernel: 3 bytes an operation (node and flags,
+/// page, length and NOINIT), then its FDT and mem cache placed in scratch
+/// and named by a 48-byte `kho_data` in the `setup_data` entry the zero
+/// page links; then the same damage and inspection.
+fn rfc2024(ops: &[u8], damage: &[u8]) {
+    let mut mem = common::arena(&[]);
+    let scratch_at = common::BASE + common::RAM - SCRATCH_PAGES * 4096;
+    let Ok(scratch) = PhysRange::try_new(PhysAddr::new(scratch_at), SCRATCH_PAGES * 4096) else {
+        return;
+    };
+    let Ok(mut tracker) = kho_ranges::Tracker::new(scratch) else {
+        return;
+    };
+    let mut targets = Targets { addrs: Vec::new() };
+    let pages = common::RAM / 4096 - SCRATCH_PAGES;
+    for op in ops.chunks_exact(3) {
+        let node = NODES_2024[usize::from(op[0] & 0x7f) % NODES_2024.len()];
+        if op[0] & 0x80 != 0 {
+            let _ = tracker.set_property(node, "client", &op[1..]);
+            continue;
+        }
+        let start = common::BASE + u64::from(op[1]) % pages * 4096;
+        let len = (u64::from(op[2] & 0x3) + 1) * 4096;
+        let flags = if op[2] & 0x80 != 0 {
+            kho_ranges::MemFlags::NOINIT
+        } else {
+            kho_ranges::MemFlags::NONE
+        };
+        if let Ok(range) = PhysRange::try_new(PhysAddr::new(start), len)
+            && tracker.preserve(node, range, flags).is_ok()
+        {
+            targets.addrs.push(start);
+        }
+    }
+    let Ok(out) = tracker.serialize() else {
+        return;
+    };
+    // Scratch: the FDT (two pages at most) and the cache, the zero page
+    // and its entry, as in the other path's layout.
+    let (fdt_at, cache_at) = (scratch_at + 0x4000, scratch_at + 0x6000);
+    if out.fdt().len() > 0x2000 || out.mem_cache().len() > 0x2000 {
+        return;
+    }
+    let (Ok(()), Ok(())) = (
+        mem.write(PhysAddr::new(fdt_at), out.fdt()),
+        mem.write(PhysAddr::new(cache_at), out.mem_cache()),
+    ) else {
+        return;
+    };
+    let Ok(handover) = out.handover(scratch, PhysAddr::new(fdt_at), PhysAddr::new(cache_at)) else {
+        return;
+    };
+    let (boot_params, entry, dtb) = (
+        scratch_at + 0x1000,
+        scratch_at + 0x2000,
+        scratch_at + 0x3000,
+    );
+    let memory = [x86::MemoryEntry {
+        range: PhysRange::try_new(PhysAddr::new(common::BASE), common::RAM).unwrap_or(scratch),
+        kind: e820::RAM,
+    }];
+    let params = x86::BootParamsOut {
+        memory: &memory,
+        cmdline: None,
+        kho: None,
+        acpi_rsdp: None,
+        ramdisk: None,
+        setup_header: None,
+    };
+    let _ = x86::write_boot_params(&mut mem, PhysAddr::new(boot_params), &params);
+    let header = SetupDataHeader {
+        next: Le64::new(0),
+        type_: Le32::new(SETUP_KEXEC_KHO),
+        len: Le32::new(kho_abi::rfc2024::KHO_DATA_SIZE as u32),
+    };
+    let _ = mem.write_obj(PhysAddr::new(entry), &header);
+    let _ = mem.write_obj(PhysAddr::new(entry + 16), &handover.to_kho_data());
+    let _ = mem.write_u64(PhysAddr::new(boot_params + bp::SETUP_DATA as u64), entry);
+    targets.addrs.push(entry);
+    damage_and_inspect(
+        &mut mem,
+        damage,
+        fdt_at,
+        cache_at,
+        &targets,
+        [boot_params, entry, dtb],
+    );
 }
 
 /// A minimal arm64-style boot DTB: 2+2 cells, a memory node, `/chosen`.

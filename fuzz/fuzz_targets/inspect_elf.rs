@@ -22,6 +22,7 @@ const LIMITS: Limits = Limits {
     blocks: 4096,
     bytes: 1 << 20,
     problems: 64,
+    fdt_bytes: 1 << 16,
     root_fdts: 8,
     setup_data: 16,
     dtbs: 8,

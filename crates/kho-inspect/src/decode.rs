@@ -46,6 +46,8 @@ use crate::report::{
 use crate::runs::RunSet;
 use crate::stub_blob;
 
+pub(crate) mod rfc2024;
+
 const PAGE: u64 = PAGE_SIZE as u64;
 
 /// Nodes the first radix walk may visit (1 << 14, 150 KiB of visited set);
@@ -199,7 +201,11 @@ impl<M: PhysMem> Decoder<'_, M> {
                 scratch_len: 0,
             },
             Start::X86BootParams(addr) => match self.x86_handover(addr) {
-                Some(h) => h,
+                Some(X86Kho::Kho(h)) => h,
+                Some(X86Kho::Rfc2024 { entry }) => {
+                    self.rfc2024_entry(entry, Some(addr));
+                    return;
+                }
                 None => return,
             },
             Start::Dtb(addr) => match self.dt_handover(addr) {
@@ -207,7 +213,11 @@ impl<M: PhysMem> Decoder<'_, M> {
                 None => return,
             },
             Start::X86SetupData(addr) => match self.x86_entry_handover(addr) {
-                Some(h) => h,
+                Some(X86Kho::Kho(h)) => h,
+                Some(X86Kho::Rfc2024 { entry }) => {
+                    self.rfc2024_entry(entry, None);
+                    return;
+                }
                 None => return,
             },
         };
@@ -228,6 +238,12 @@ impl<M: PhysMem> Decoder<'_, M> {
         };
         let fdt = match KhoFdt::parse(&page) {
             Ok(fdt) => fdt,
+            // From the FDT alone, a tree of the 2024 design (which has no
+            // one-page limit) is decoded as one.
+            Err(_) if matches!(start, Start::Fdt(_)) && rfc2024::looks_rfc2024(&page) => {
+                self.rfc2024_fdt_alone(handover.fdt, &page);
+                return;
+            }
             Err(e) => {
                 self.refused_fdt(handover.fdt, &page, &e);
                 self.despite_refusal(&page, scratch.as_ref());
@@ -274,7 +290,7 @@ impl<M: PhysMem> Decoder<'_, M> {
 
     // --- start points ------------------------------------------------------
 
-    fn x86_handover(&mut self, addr: u64) -> Option<Handover> {
+    fn x86_handover(&mut self, addr: u64) -> Option<X86Kho> {
         let at = Location::BootParams { addr };
         let params = match x86::read_boot_params(&self.mem, PhysAddr::new(addr)) {
             Ok(p) => p,
@@ -283,8 +299,20 @@ impl<M: PhysMem> Decoder<'_, M> {
                 return None;
             }
         };
-        match x86::find_kho(&self.mem, params.setup_data) {
-            Ok(Some(h)) => Some(h),
+        // As `find_kho` reads the chain, except that a 48-byte entry is the
+        // 2024 design's.
+        let found = x86::find_kho_entry(&self.mem, params.setup_data).and_then(|entry| {
+            entry
+                .map(|e| match e.len {
+                    rfc2024::SETUP_DATA_LEN => Ok(X86Kho::Rfc2024 {
+                        entry: e.at.as_u64(),
+                    }),
+                    _ => e.read_handover(&self.mem).map(X86Kho::Kho),
+                })
+                .transpose()
+        });
+        match found {
+            Ok(Some(kho)) => Some(kho),
             Ok(None) => {
                 self.problem(
                     "no-handover",
@@ -312,8 +340,9 @@ impl<M: PhysMem> Decoder<'_, M> {
     }
 
     /// One `setup_data` entry that must be the KHO entry itself (its zero
-    /// page unknown): read as `find_kho` reads the chain's KHO entry.
-    fn x86_entry_handover(&mut self, addr: u64) -> Option<Handover> {
+    /// page unknown): read as `find_kho` reads the chain's KHO entry, or as
+    /// the 2024 design's when its `len` is 48.
+    fn x86_entry_handover(&mut self, addr: u64) -> Option<X86Kho> {
         let at = Location::SetupData {
             addr,
             boot_params: None,
@@ -340,8 +369,11 @@ impl<M: PhysMem> Decoder<'_, M> {
             );
             return None;
         }
+        if header.len.get() == rfc2024::SETUP_DATA_LEN {
+            return Some(X86Kho::Rfc2024 { entry: addr });
+        }
         match x86::find_kho(&self.mem, addr) {
-            Ok(Some(h)) => Some(h),
+            Ok(Some(h)) => Some(X86Kho::Kho(h)),
             Ok(None) => {
                 self.problem("no-handover", at.clone(), "the entry is not a KHO entry");
                 None
@@ -1331,6 +1363,18 @@ impl<M: PhysMem> Decoder<'_, M> {
             vmalloc,
         }
     }
+}
+
+/// What an x86 KHO `setup_data` entry names.
+#[derive(Clone, Copy, Debug)]
+enum X86Kho {
+    /// kho-v2 and later: the `kho_data` read.
+    Kho(Handover),
+    /// The 2024 design (`len` 48): the entry, read by [`rfc2024`].
+    Rfc2024 {
+        /// The entry's physical address.
+        entry: u64,
+    },
 }
 
 /// A child of the root FDT, as the decoder needs it.

@@ -7,11 +7,13 @@
 //!
 //! - root KHO FDTs: an FDT at a page start whose root `compatible` starts
 //!   with `kho-v` (a known version, or an unknown one reported as a
-//!   problem). Linux keeps its root FDT in a preserved order-0 page at all
-//!   times, from `kho_init` on;
+//!   problem), or is `kho-2024` (the 2024 design, whose tree may be larger
+//!   than a page). Linux keeps its root FDT in a preserved order-0 page at
+//!   all times, from `kho_init` on;
 //! - x86 `setup_data` entries of type 10 at 8-byte boundaries (the 8-byte
 //!   word `type = 10, len = 32`), whose `kho_data` names the FDT and the
-//!   scratch array;
+//!   scratch array, or `len = 48`, the 2024 design's `kho_data` naming the
+//!   FDT, the scratch region and the mem cache;
 //! - boot DTBs at 8-byte boundaries whose `/chosen` has `linux,kho-fdt`.
 //!
 //! Every structure is recognised by the workspace's own readers
@@ -38,6 +40,7 @@ use kho::handoff::dt;
 use kho_abi::AbiVersion;
 use kho_abi::chosen::PROP_KHO_FDT;
 use kho_abi::fdt::{FDT_HEADER_SIZE, FDT_MAGIC, FDT_VERSION, PROP_COMPATIBLE};
+use kho_abi::rfc2024;
 use kho_abi::x86::{KHO_DATA_SIZE, KhoData, SETUP_DATA_HEADER_SIZE, SETUP_KEXEC_KHO};
 use kho_fdt::KhoFdt;
 use kho_fdt::dtb::{Dtb, MAX_DTB_SIZE};
@@ -47,8 +50,11 @@ use zerocopy::FromBytes;
 
 pub use crate::Limits;
 use crate::decode::inspect_with;
+use crate::decode::rfc2024::{SETUP_DATA_LEN as RFC2024_LEN, looks_rfc2024};
 use crate::image::{Fill, Image, ReadAt};
-use crate::report::{HandoverInfo, Location, Problem, Report, Start, serialize_problems};
+use crate::report::{
+    HandoverInfo, Location, Problem, Report, Rfc2024Handover, Start, serialize_problems,
+};
 
 const PAGE: u64 = kho_abi::PAGE_SIZE as u64;
 /// Bytes read at a time: physical-address aligned, so a page never spans
@@ -59,6 +65,12 @@ const CHUNK: u64 = 1 << 20;
 const SETUP_KHO_WORD: u64 = SETUP_KEXEC_KHO as u64 | ((KHO_DATA_SIZE as u64) << 32);
 /// A whole `setup_data` KHO entry: header and `kho_data`.
 const SETUP_ENTRY_LEN: usize = SETUP_DATA_HEADER_SIZE + KHO_DATA_SIZE;
+/// The same word for the 2024 design's entry: `len` = 48.
+const SETUP_KHO_2024_WORD: u64 = SETUP_KEXEC_KHO as u64 | ((RFC2024_LEN as u64) << 32);
+/// The 2024 design's whole entry.
+const SETUP_ENTRY_2024_LEN: usize = SETUP_DATA_HEADER_SIZE + rfc2024::KHO_DATA_SIZE;
+/// The 2024 design's root compatible, as `Candidate::RootFdt` names it.
+const RFC2024: &str = rfc2024::COMPATIBLE;
 /// What a zero page compares against (one `memcmp`).
 static ZERO_PAGE: [u8; PAGE as usize] = [0; PAGE as usize];
 
@@ -73,7 +85,8 @@ pub struct ScanInfo {
     pub nonzero_pages: u64,
     /// FDT magics at 8-byte boundaries (page starts included).
     pub fdt_magics: u64,
-    /// `setup_data` headers with `type` 10 and `len` 32.
+    /// `setup_data` headers with `type` 10 and `len` 32 (or 48: the 2024
+    /// design).
     pub setup_data_headers: u64,
     /// Device trees read whole to look at their `/chosen`.
     pub dtbs_read: u64,
@@ -110,6 +123,19 @@ pub enum Candidate {
         /// Whether `handover.fdt` is a root KHO FDT the scan found.
         names_root_fdt: bool,
     },
+    /// An x86 `setup_data` entry of type 10 and `len` 48: the 2024
+    /// design's `kho_data`.
+    #[serde(rename = "x86-setup-data-2024")]
+    X86SetupData2024 {
+        /// Its physical address.
+        addr: u64,
+        /// The FDT, scratch region and mem cache its `kho_data` names.
+        kho_data: Rfc2024Handover,
+        /// The version of the root FDT it names, if the scan found it.
+        abi_version: Option<String>,
+        /// Whether `kho_data.fdt` is a root KHO FDT the scan found.
+        names_root_fdt: bool,
+    },
     /// A boot DTB whose `/chosen` names a handover.
     Dtb {
         /// Its physical address.
@@ -131,6 +157,7 @@ impl Candidate {
         match *self {
             Candidate::RootFdt { addr, .. }
             | Candidate::X86SetupData { addr, .. }
+            | Candidate::X86SetupData2024 { addr, .. }
             | Candidate::Dtb { addr, .. } => addr,
         }
     }
@@ -277,7 +304,8 @@ fn scan<M: PhysMem>(
 struct Root {
     total_size: u64,
     compatible: String,
-    abi_version: Option<AbiVersion>,
+    /// The version it names, when kho-rs reads it.
+    abi_version: Option<String>,
     error: Option<String>,
     named_by: Vec<u64>,
 }
@@ -290,8 +318,10 @@ struct Scanner<'m, M> {
     found: Found,
     /// Root FDTs by address.
     roots: BTreeMap<u64, Root>,
-    /// `setup_data` KHO entries: address, handover.
-    setups: Vec<(u64, Handover)>,
+    /// `setup_data` KHO entries: address, handover, and for the 2024
+    /// design its whole `kho_data` (the handover then holds its FDT and
+    /// scratch region).
+    setups: Vec<(u64, Handover, Option<Rfc2024Handover>)>,
     /// DTBs naming a handover: address, totalsize, handover.
     dtbs: Vec<(u64, u64, Handover)>,
     dtb_bytes: u64,
@@ -422,6 +452,9 @@ impl<M: PhysMem> Scanner<'_, M> {
                 Some(&b) if b == SETUP_KEXEC_KHO as u8 && le64(word) == SETUP_KHO_WORD => {
                     self.setup_word(at + i as u64, buf, i);
                 }
+                Some(&b) if b == SETUP_KEXEC_KHO as u8 && le64(word) == SETUP_KHO_2024_WORD => {
+                    self.setup_word_2024(at + i as u64, buf, i);
+                }
                 _ => {}
             }
             i += 8;
@@ -448,7 +481,12 @@ impl<M: PhysMem> Scanner<'_, M> {
         let page = if page_start {
             // The page, or what the range holds of it.
             let end = i.saturating_add(PAGE as usize).min(buf.len());
-            match root_fdt(buf.get(i..end).unwrap_or_default()) {
+            let bytes = buf.get(i..end).unwrap_or_default();
+            if looks_rfc2024(bytes) {
+                self.rfc2024_root(addr, buf, i);
+                return;
+            }
+            match root_fdt(bytes) {
                 RootCheck::Root(root) => {
                     self.root(addr, root);
                     return;
@@ -490,6 +528,62 @@ impl<M: PhysMem> Scanner<'_, M> {
             }
         };
         self.skip(addr, reason);
+    }
+
+    /// A page start whose root compatible is the 2024 design's: read the
+    /// tree whole (it may be larger than a page) within the scan's
+    /// device-tree bounds and check its container and compatible.
+    fn rfc2024_root(&mut self, addr: u64, buf: &[u8], i: usize) {
+        let total = buf
+            .get(i.saturating_add(4)..i.saturating_add(8))
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, |b| u64::from(u32::from_be_bytes(b)));
+        let root = |error: Option<String>| Root {
+            total_size: total,
+            compatible: RFC2024.to_owned(),
+            abi_version: Some(RFC2024.to_owned()),
+            error,
+            named_by: Vec::new(),
+        };
+        // A page at most is in hand; a larger tree is a device tree read.
+        if total > PAGE {
+            let over = total > self.limits.fdt_bytes
+                || self.found.scan.dtbs_read >= self.limits.dtbs as u64
+                || self.dtb_bytes.saturating_add(total) > self.limits.dtb_bytes;
+            if over {
+                let (n, bytes) = (self.limits.dtbs, self.limits.dtb_bytes);
+                self.limit(
+                    "device trees",
+                    format!(
+                        "more device trees than the scan reads ({n}, {bytes:#x} bytes), or one \
+                         larger than the `fdt_bytes` limit; those past the limit were not read"
+                    ),
+                );
+                let why = format!("not read whole: {total} bytes, past the scan's limits");
+                self.root(addr, root(Some(why)));
+                return;
+            }
+            self.found.scan.dtbs_read += 1;
+            self.dtb_bytes += total;
+        }
+        // `total` ≤ fdt_bytes, which a usize holds when the test passed.
+        let Some(blob) = usize::try_from(total)
+            .ok()
+            .and_then(|n| self.bytes(addr, n, buf, Some(i)))
+        else {
+            self.skip(
+                addr,
+                format!("the 2024 design's root compatible, but its {total} bytes are not all RAM"),
+            );
+            return;
+        };
+        match kho_ranges::Tree::parse(&blob) {
+            Ok(_) => self.root(addr, root(None)),
+            Err(e @ kho_ranges::Error::Fdt { .. }) => {
+                self.skip(addr, format!("FDT magic, but not a device tree: {e}"));
+            }
+            Err(e) => self.root(addr, root(Some(e.to_string()))),
+        }
     }
 
     fn skip(&mut self, addr: u64, reason: String) {
@@ -627,7 +721,53 @@ impl<M: PhysMem> Scanner<'_, M> {
             return;
         }
         if self.setups.len() < self.limits.setup_data {
-            self.setups.push((entry, h));
+            self.setups.push((entry, h, None));
+        } else {
+            self.boot_limit();
+        }
+    }
+
+    /// The word `type = 10, len = 48` at `addr`: a 2024-design `setup_data`
+    /// header at `addr - 8`.
+    fn setup_word_2024(&mut self, addr: u64, buf: &[u8], i: usize) {
+        let Some(entry) = addr.checked_sub(8) else {
+            return;
+        };
+        self.found.scan.setup_data_headers += 1;
+        let Some(bytes) = self.bytes(entry, SETUP_ENTRY_2024_LEN, buf, i.checked_sub(8)) else {
+            return;
+        };
+        let Some(Ok(data)) = bytes
+            .get(SETUP_DATA_HEADER_SIZE..)
+            .map(rfc2024::KhoData::read_from_bytes)
+        else {
+            return;
+        };
+        // A pair that wraps names nothing.
+        let Ok(h) = kho_ranges::Handover::from_kho_data(&data) else {
+            return;
+        };
+        // Only an entry naming a page can name a root FDT.
+        let fdt = h.fdt.start();
+        if fdt.as_u64() == 0 || !fdt.as_u64().is_multiple_of(PAGE) {
+            return;
+        }
+        let handover = Handover {
+            fdt,
+            fdt_size: h.fdt.size(),
+            scratch: h.scratch.start(),
+            scratch_len: h.scratch.size(),
+        };
+        let kho_data = Rfc2024Handover {
+            fdt: fdt.as_u64(),
+            fdt_size: h.fdt.size(),
+            scratch: h.scratch.start().as_u64(),
+            scratch_size: h.scratch.size(),
+            mem_cache: h.mem_cache.start().as_u64(),
+            mem_cache_size: h.mem_cache.size(),
+        };
+        if self.setups.len() < self.limits.setup_data {
+            self.setups.push((entry, handover, Some(kho_data)));
         } else {
             self.boot_limit();
         }
@@ -640,15 +780,18 @@ impl<M: PhysMem> Scanner<'_, M> {
         let dtbs = core::mem::take(&mut self.dtbs);
         let structures = setups
             .into_iter()
-            .map(|(a, h)| (a, None, h))
-            .chain(dtbs.into_iter().map(|(a, t, h)| (a, Some(t), h)));
-        for (addr, dtb_size, h) in structures {
+            .map(|(a, h, k)| (a, None, h, k))
+            .chain(dtbs.into_iter().map(|(a, t, h)| (a, Some(t), h, None)));
+        for (addr, dtb_size, h, kho_data) in structures {
             let fdt = h.fdt.as_u64();
-            let plausible = dtb_size.is_some() || self.plausible(&h);
+            let plausible = match &kho_data {
+                Some(k) => self.plausible_2024(k),
+                None => dtb_size.is_some() || self.plausible(&h),
+            };
             let (names_root_fdt, abi_version) = match self.roots.get_mut(&fdt) {
                 Some(root) => {
                     root.named_by.push(addr);
-                    (true, root.abi_version.map(|v| v.to_string()))
+                    (true, root.abi_version.clone())
                 }
                 // A setup_data lookalike must look like a real handover to
                 // be listed when its FDT was not found (a DTB with
@@ -662,15 +805,21 @@ impl<M: PhysMem> Scanner<'_, M> {
                 scratch: h.scratch.as_u64(),
                 scratch_len: h.scratch_len,
             };
-            boot.push(match dtb_size {
-                Some(total_size) => Candidate::Dtb {
+            boot.push(match (dtb_size, kho_data) {
+                (_, Some(kho_data)) => Candidate::X86SetupData2024 {
+                    addr,
+                    kho_data,
+                    abi_version,
+                    names_root_fdt,
+                },
+                (Some(total_size), None) => Candidate::Dtb {
                     addr,
                     total_size,
                     handover,
                     abi_version,
                     names_root_fdt,
                 },
-                None => Candidate::X86SetupData {
+                (None, None) => Candidate::X86SetupData {
                     addr,
                     handover,
                     abi_version,
@@ -686,7 +835,7 @@ impl<M: PhysMem> Scanner<'_, M> {
                 addr,
                 total_size: r.total_size,
                 compatible: r.compatible,
-                abi_version: r.abi_version.map(|v| v.to_string()),
+                abi_version: r.abi_version,
                 error: r.error,
                 named_by: {
                     let mut n = r.named_by;
@@ -696,6 +845,23 @@ impl<M: PhysMem> Scanner<'_, M> {
             })
             .chain(boot)
             .collect();
+    }
+
+    /// Whether a 2024-design `setup_data` entry whose FDT was not found looks
+    /// like one kho-ranges writes: an FDT at least a header long and within
+    /// `fdt_bytes`, a page-aligned scratch region and a mem cache of whole
+    /// entries, all in the image.
+    fn plausible_2024(&self, k: &Rfc2024Handover) -> bool {
+        let ram = |addr: u64, len: u64| len == 0 || self.mem.is_ram(PhysAddr::new(addr), len);
+        (FDT_HEADER_SIZE as u64..=self.limits.fdt_bytes).contains(&k.fdt_size)
+            && ram(k.fdt, k.fdt_size)
+            && k.scratch_size != 0
+            && k.scratch.is_multiple_of(PAGE)
+            && k.scratch_size.is_multiple_of(PAGE)
+            && ram(k.scratch, k.scratch_size)
+            && k.mem_cache_size
+                .is_multiple_of(rfc2024::KHO_MEM_SIZE as u64)
+            && ram(k.mem_cache, k.mem_cache_size)
     }
 
     /// Whether a `setup_data` KHO entry whose FDT was not found looks like
@@ -754,9 +920,9 @@ fn root_fdt(page: &[u8]) -> RootCheck {
         ));
     }
     let (abi_version, error) = match KhoFdt::parse(dtb.as_bytes()) {
-        Ok(fdt) => (Some(fdt.version()), None),
+        Ok(fdt) => (Some(fdt.version().to_string()), None),
         Err(e) => (
-            AbiVersion::from_compatible(&compatible),
+            AbiVersion::from_compatible(&compatible).map(|v| v.to_string()),
             Some(e.to_string()),
         ),
     };
@@ -794,7 +960,12 @@ fn decode<M: PhysMem>(
         .collect();
     let boot_at = |addr: u64| -> Option<Start> {
         found.candidates.iter().find_map(|c| match *c {
-            Candidate::X86SetupData { addr: a, .. } if a == addr => Some(Start::X86SetupData(a)),
+            Candidate::X86SetupData { addr: a, .. }
+            | Candidate::X86SetupData2024 { addr: a, .. }
+                if a == addr =>
+            {
+                Some(Start::X86SetupData(a))
+            }
             Candidate::Dtb { addr: a, .. } if a == addr => Some(Start::Dtb(a)),
             _ => None,
         })
@@ -848,6 +1019,9 @@ fn decode<M: PhysMem>(
             let (start, fdt) = match *c {
                 Candidate::X86SetupData { addr, handover, .. } => {
                     (Start::X86SetupData(addr), handover.fdt)
+                }
+                Candidate::X86SetupData2024 { addr, kho_data, .. } => {
+                    (Start::X86SetupData(addr), kho_data.fdt)
                 }
                 Candidate::Dtb { addr, handover, .. } => (Start::Dtb(addr), handover.fdt),
                 Candidate::RootFdt { .. } => continue,

@@ -8,7 +8,9 @@
 //! the arch handoff (`kho`), the root FDT (`kho-fdt`), the scratch array
 //! (`kho-scratch`), the preserved-memory radix tree (`kho-radix`) and the
 //! clients' blobs (`kho-memblock`, `kho-vmalloc`, `kexec-metadata`, the
-//! stub's blob, lib/test_kho.c's `kho_test`). A kernel stops at the first
+//! stub's blob, lib/test_kho.c's `kho_test`); a handover of the 2024
+//! design (`kho-2024`: `mem` ranges in any node, the mem cache, one scratch
+//! region) with `kho-ranges` ([`Report::rfc2024`]). A kernel stops at the first
 //! failure; the decoder goes on wherever the rest can still be read, so a
 //! [`Report`] lists everything it could decode and every structural
 //! [`Problem`](report::Problem), each with a stable code and its location.

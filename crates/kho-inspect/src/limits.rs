@@ -24,7 +24,10 @@
 //!   walk of a tree at the node limit reads 4 GiB (its restarts with a
 //!   larger visited set included, about 4.6 GiB);
 //! - [`problems`](Limits::problems) 1024 problems listed; the rest are
-//!   counted.
+//!   counted;
+//! - [`fdt_bytes`](Limits::fdt_bytes) 64 MiB: the largest FDT of the 2024
+//!   design read whole (any node may carry `mem`, so the tree grows with
+//!   what is preserved: a million ranges are 16 MiB of `mem` entries).
 //!
 //! The remaining fields bound `--find`'s scan ([`crate::find`]). The scan
 //! reads each byte of the image's file once and skips the zero fill past
@@ -50,7 +53,8 @@ pub struct Limits {
     /// visits (`--max-nodes`).
     pub nodes: usize,
     /// Runs of the preserved set recorded (`--max-runs`): the walk stops
-    /// after this many.
+    /// after this many. For a 2024-design handover, the `mem` entries
+    /// listed and checked, and the mem cache entries checked.
     pub runs: usize,
     /// Blocks the decoder checks one at a time against the preserved set
     /// (`--max-blocks`): the stub's folio records and extents, the folios
@@ -60,6 +64,9 @@ pub struct Limits {
     pub bytes: u64,
     /// Problems listed in one report (`--max-problems`); more are counted.
     pub problems: usize,
+    /// Bytes of a 2024-design FDT read whole (its `dt_size`, or its
+    /// header's `totalsize` when decoded from the FDT alone).
+    pub fdt_bytes: u64,
     /// `--find`: root KHO FDTs listed.
     pub root_fdts: usize,
     /// `--find`: `setup_data` type-10 entries (and DTBs naming a handover)
@@ -89,6 +96,7 @@ impl Default for Limits {
             blocks: 1 << 22,
             bytes: 8 << 30,
             problems: 1024,
+            fdt_bytes: 64 << 20,
             root_fdts: 64,
             setup_data: 1024,
             dtbs: 256,

@@ -39,7 +39,8 @@ pub enum Start {
 pub struct Report {
     /// The handover as the arch handoff names it (`None` with `--fdt`).
     pub handover: Option<HandoverInfo>,
-    /// The root `compatible`: `kho-v2`, `kho-v3` or `kho-v4`.
+    /// The root `compatible`: `kho-v1` … `kho-v4`, or `kho-2024` for the
+    /// 2024 design ([`Report::rfc2024`]).
     pub abi_version: Option<String>,
     /// The root KHO FDT.
     pub fdt: Option<FdtInfo>,
@@ -49,6 +50,12 @@ pub struct Report {
     pub preserved: Option<Preserved>,
     /// The root FDT's children, in FDT order.
     pub subtrees: Vec<SubtreeInfo>,
+    /// A handover of the 2024 design: its scratch region, mem cache and
+    /// the tree's ranges by node (then `handover`, `scratch` and
+    /// `preserved` are `None` and `subtrees` empty: that design has none
+    /// of them). `None`, and absent from the JSON, for kho-v1 … kho-v4.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rfc2024: Option<Rfc2024>,
     /// Every structural problem: the causes in the order found, then the
     /// problems that follow from them ([`follows_from`]; in JSON each
     /// problem's `follows`).
@@ -69,6 +76,100 @@ pub struct HandoverInfo {
     pub scratch_len: u64,
 }
 
+/// What a 2024-design handover holds (docs/ABI.md, "The 2024 design"):
+/// one FDT whose nodes carry `mem` ranges, the mem cache (the same ranges,
+/// one sorted array) and one scratch region.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Rfc2024 {
+    /// The x86 `kho_data` it was read from (`None` from the FDT alone:
+    /// only that entry names the scratch region and the mem cache).
+    pub kho_data: Option<Rfc2024Handover>,
+    /// The mem cache (`None` from the FDT alone).
+    pub mem_cache: Option<MemCacheInfo>,
+    /// The tree's `mem` ranges by node (`None`: the FDT could not be read,
+    /// or is not a device tree with the root compatible `kho-2024`).
+    pub tree: Option<RangeTree>,
+    /// Whether the tree and the mem cache were compared and hold exactly
+    /// the same entries (`None`: not compared, because one is unknown,
+    /// failed its own checks first, or is past a limit).
+    pub agree: Option<bool>,
+}
+
+/// The 2024 design's x86 `kho_data` (48 bytes, `kho_abi::rfc2024::KhoData`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Rfc2024Handover {
+    /// Physical address of the FDT (`dt_addr`).
+    pub fdt: u64,
+    /// Its size in bytes (`dt_size`; the FDT's `totalsize` must fit in it).
+    pub fdt_size: u64,
+    /// The scratch region's first byte (`scratch_addr`).
+    pub scratch: u64,
+    /// Its size in bytes (`scratch_size`).
+    pub scratch_size: u64,
+    /// Physical address of the mem cache (`mem_cache_addr`).
+    pub mem_cache: u64,
+    /// Its size in bytes (`mem_cache_size`, 16 per entry).
+    pub mem_cache_size: u64,
+}
+
+/// The mem cache: what the next kernel reserves before it can read the
+/// FDT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct MemCacheInfo {
+    /// Its physical address.
+    pub addr: u64,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Whole 16-byte entries in it.
+    pub entries: u64,
+    /// Whether it passed `kho_ranges::MemCache::validate` (every entry RAM
+    /// outside scratch, sorted, disjoint); `None`: not checked (past the
+    /// `runs` limit).
+    pub valid: Option<bool>,
+}
+
+/// The `mem` ranges of a 2024-design tree, by node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RangeTree {
+    /// Whether every entry is listed (false: the walk stopped at a
+    /// problem, or at the `runs` limit).
+    pub complete: bool,
+    /// The nodes with at least one range, in FDT order.
+    pub nodes: Vec<NodeRanges>,
+    /// Ranges listed.
+    pub ranges: u64,
+    /// 4 KiB pages in them.
+    pub pages: u64,
+    /// Bytes in them.
+    pub bytes: u64,
+    /// How many have the NOINIT flag.
+    pub noinit: u64,
+}
+
+/// One node's `mem` property.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeRanges {
+    /// The node's path: `/` for the root, `/ftrace/cpu0`.
+    pub path: String,
+    /// Its ranges, in property order.
+    pub ranges: Vec<MemRangeInfo>,
+    /// 4 KiB pages in them.
+    pub pages: u64,
+    /// How many have the NOINIT flag.
+    pub noinit: u64,
+}
+
+/// One `mem` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct MemRangeInfo {
+    /// First byte (flags removed).
+    pub addr: u64,
+    /// Bytes.
+    pub size: u64,
+    /// The NOINIT flag: reserve, do not initialise page metadata.
+    pub noinit: bool,
+}
+
 /// The root KHO FDT.
 #[derive(Clone, Debug, Serialize)]
 pub struct FdtInfo {
@@ -79,7 +180,8 @@ pub struct FdtInfo {
     /// `preserved-memory-map` (`None` if the FDT was refused).
     pub memory_map: Option<u64>,
     /// The canonical rendering (`kho_fdt::render`); for a refused FDT that
-    /// is still a valid device tree, the plain rendering.
+    /// is still a valid device tree, and for a 2024-design tree of at most
+    /// 64 KiB, the plain rendering (`kho_fdt::render_blob`).
     pub rendered: Option<String>,
 }
 
@@ -436,6 +538,40 @@ pub enum Location {
         /// The part of the blob (`None`: the blob as a whole).
         part: Option<Part>,
     },
+    /// The 2024 design's scratch region.
+    ScratchRegion {
+        /// Its first byte.
+        addr: u64,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// The 2024 design's mem cache as a whole.
+    MemCache {
+        /// Its physical address.
+        addr: u64,
+        /// Its size in bytes.
+        len: u64,
+    },
+    /// One entry of the 2024 design's mem cache.
+    MemCacheEntry {
+        /// The entry's index.
+        index: usize,
+        /// The entry's physical address.
+        addr: u64,
+        /// The cache's physical address.
+        cache: u64,
+        /// The cache's size in bytes.
+        cache_len: u64,
+    },
+    /// One entry of a `mem` property of a 2024-design tree.
+    MemEntry {
+        /// The FDT's physical address.
+        fdt: u64,
+        /// The entry's byte offset in it (physical `fdt + offset`).
+        offset: u64,
+        /// The path of the node holding it, where the walk got there.
+        node: Option<String>,
+    },
     /// The image as a whole (the `bytes` budget).
     Image,
     /// The report as a whole (the `problems` budget).
@@ -629,6 +765,30 @@ impl fmt::Display for Location {
                     Some(Part::ArrayEntry { index }) => write!(f, ", array entry {index}"),
                     Some(Part::Folio { index }) => write!(f, ", folio {index}"),
                 }
+            }
+            Location::ScratchRegion { addr, size } => {
+                write!(f, "scratch region {addr:#x}+{size:#x}")
+            }
+            Location::MemCache { addr, len } => write!(f, "mem cache at {addr:#x}+{len:#x}"),
+            Location::MemCacheEntry {
+                index,
+                addr,
+                cache,
+                cache_len,
+            } => write!(
+                f,
+                "mem cache entry {index} at {addr:#x} (mem cache at {cache:#x}+{cache_len:#x})"
+            ),
+            Location::MemEntry { fdt, offset, node } => {
+                f.write_str("mem entry")?;
+                if let Some(node) = node {
+                    write!(f, " of node {node:?}")?;
+                }
+                write!(
+                    f,
+                    " (root FDT at {fdt:#x}, byte offset {offset:#x}, physical {:#x})",
+                    fdt.wrapping_add(*offset)
+                )
             }
             Location::Image => f.write_str("the image"),
             Location::Report => f.write_str("the report"),
@@ -900,6 +1060,31 @@ mod tests {
                 "subtree \"kho-stub\" at 0x5000, vmalloc descriptor at blob offset 24 (first chunk 0x6000)",
             ),
             (Location::Scan { bound: "decodes" }, "the scan (decodes)"),
+            (
+                Location::MemEntry {
+                    fdt: 0x1000,
+                    offset: 0x60,
+                    node: Some(String::from("/ftrace/cpu0")),
+                },
+                "mem entry of node \"/ftrace/cpu0\" (root FDT at 0x1000, byte offset 0x60, \
+                 physical 0x1060)",
+            ),
+            (
+                Location::MemCacheEntry {
+                    index: 2,
+                    addr: 0x8020,
+                    cache: 0x8000,
+                    cache_len: 0x50,
+                },
+                "mem cache entry 2 at 0x8020 (mem cache at 0x8000+0x50)",
+            ),
+            (
+                Location::ScratchRegion {
+                    addr: 0x4000_0000,
+                    size: 0x20_0000,
+                },
+                "scratch region 0x40000000+0x200000",
+            ),
         ];
         for (location, text) in cases {
             assert_eq!(location.to_string(), text);

@@ -19,8 +19,8 @@ use core::fmt::Write as _;
 
 use crate::find::{Candidate, Found};
 use crate::report::{
-    Content, FindOutput, HandoverInfo, ImageInfo, Output, Problem, Report, Start, Vmalloc,
-    follows_from,
+    Content, FindOutput, HandoverInfo, ImageInfo, Output, Problem, Report, Rfc2024,
+    Rfc2024Handover, Start, Vmalloc, follows_from,
 };
 
 /// How much of each long list (runs, folio records, folios) the text
@@ -75,6 +75,27 @@ pub fn render_report_with(r: &Report, lists: Lists) -> String {
 /// The verdict line of one report: sound, with what it holds, or how many
 /// problems and the first cause.
 fn verdict(s: &mut String, r: &Report) {
+    if r.problems.is_empty()
+        && let Some(x) = &r.rfc2024
+    {
+        let mut what = Vec::new();
+        if let Some(v) = &r.abi_version {
+            what.push(format!("{v} handover"));
+        }
+        if let Some(t) = &x.tree {
+            what.push(format!(
+                "{} range{} ({} page{}) preserved in {} node{}",
+                t.ranges,
+                plural(t.ranges as usize),
+                t.pages,
+                plural(t.pages as usize),
+                t.nodes.len(),
+                plural(t.nodes.len())
+            ));
+        }
+        let _ = writeln!(s, "verdict: sound: {}", what.join(", "));
+        return;
+    }
     if r.problems.is_empty() {
         let mut what = Vec::new();
         if let Some(v) = &r.abi_version {
@@ -192,6 +213,7 @@ pub fn render_find_with(out: &FindOutput, lists: Lists) -> String {
             r.handover
                 .map(|h| h.fdt)
                 .or(r.fdt.as_ref().map(|fdt| fdt.addr))
+                .or(r.rfc2024.as_ref().and_then(|x| x.kho_data).map(|k| k.fdt))
         })
         .collect();
     for c in &f.candidates {
@@ -334,6 +356,20 @@ fn candidate(s: &mut String, c: &Candidate, decoded: &[u64]) {
                 names(*names_root_fdt, abi_version)
             );
         }
+        Candidate::X86SetupData2024 {
+            addr,
+            kho_data,
+            abi_version,
+            names_root_fdt,
+        } => {
+            let _ = writeln!(
+                s,
+                "  x86 setup_data KHO entry at {addr:#x} (type 10, len 48: the 2024 design, at an \
+                 8-byte boundary): {}; {}",
+                rfc2024_handover(kho_data),
+                names(*names_root_fdt, abi_version)
+            );
+        }
         Candidate::Dtb {
             addr,
             total_size,
@@ -401,8 +437,131 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
+/// The 2024 design's `kho_data`, in one line.
+fn rfc2024_handover(k: &Rfc2024Handover) -> String {
+    format!(
+        "fdt={:#x} ({:#x} bytes) scratch region={:#x}+{:#x} mem cache={:#x}+{:#x}",
+        k.fdt, k.fdt_size, k.scratch, k.scratch_size, k.mem_cache, k.mem_cache_size
+    )
+}
+
+/// What a 2024-design report decoded: the handover, the tree rendered,
+/// the scratch region, the mem cache, whether tree and cache agree, and the
+/// ranges by node.
+fn rfc2024_details(s: &mut String, r: &Report, x: &Rfc2024, lists: Lists) {
+    if let Some(k) = &x.kho_data {
+        let _ = writeln!(s, "handover (2024 design): {}", rfc2024_handover(k));
+    }
+    if let Some(v) = &r.abi_version {
+        let _ = writeln!(s, "ABI version: {v}");
+    }
+    if let Some(fdt) = &r.fdt {
+        let _ = writeln!(
+            s,
+            "\nroot FDT at {:#x} ({} bytes):",
+            fdt.addr, fdt.total_size
+        );
+        match &fdt.rendered {
+            Some(text) => {
+                for line in text.lines() {
+                    let _ = writeln!(s, "  {line}");
+                }
+            }
+            None if x.tree.is_some() => {
+                s.push_str("  (not rendered: larger than 64 KiB; its ranges are listed below)\n");
+            }
+            None => s.push_str("  (not read, or not a device tree: see problems)\n"),
+        }
+    }
+
+    s.push('\n');
+    let unknown = "unknown (only the x86 setup_data entry names it: give --x86-boot-params)";
+    match &x.kho_data {
+        Some(k) => {
+            let _ = writeln!(s, "scratch region: {:#x}+{:#x}", k.scratch, k.scratch_size);
+        }
+        None => {
+            let _ = writeln!(s, "scratch region: {unknown}");
+        }
+    }
+    match &x.mem_cache {
+        Some(c) => {
+            let state = match c.valid {
+                Some(true) => "sound (sorted, disjoint, RAM outside scratch)",
+                Some(false) => "refused (see problems)",
+                None => "not checked (see problems)",
+            };
+            let _ = writeln!(
+                s,
+                "mem cache at {:#x}+{:#x}: {} entr{}, {state}",
+                c.addr,
+                c.size,
+                c.entries,
+                if c.entries == 1 { "y" } else { "ies" }
+            );
+        }
+        None => {
+            let _ = writeln!(s, "mem cache: {unknown}");
+        }
+    }
+    let agree = match x.agree {
+        Some(true) => "agree (every mem entry is in the cache, every cache entry in a node)",
+        Some(false) => "disagree (see problems)",
+        None if x.mem_cache.is_none() => "not compared (the mem cache is unknown)",
+        None => "not compared (one of them has a problem of its own, see problems)",
+    };
+    let _ = writeln!(s, "tree and mem cache: {agree}");
+
+    let Some(t) = &x.tree else {
+        s.push_str("\npreserved ranges: unknown (see problems)\n");
+        return;
+    };
+    let partial = if t.complete {
+        ""
+    } else {
+        " (incomplete: the walk stopped at a problem or a limit)"
+    };
+    let _ = writeln!(
+        s,
+        "\npreserved ranges{partial}: {} range{} in {} node{}, {} page{}, {:#x} bytes, {} NOINIT",
+        t.ranges,
+        plural(t.ranges as usize),
+        t.nodes.len(),
+        plural(t.nodes.len()),
+        t.pages,
+        plural(t.pages as usize),
+        t.bytes,
+        t.noinit
+    );
+    for n in &t.nodes {
+        let _ = writeln!(
+            s,
+            "  {}: {} range{}, {} page{}, {} NOINIT",
+            n.path,
+            n.ranges.len(),
+            plural(n.ranges.len()),
+            n.pages,
+            plural(n.pages as usize),
+            n.noinit
+        );
+        list(s, &n.ranges, lists, "ranges", |s, m| {
+            let _ = writeln!(
+                s,
+                "    {:#012x}+{:#x}{}",
+                m.addr,
+                m.size,
+                if m.noinit { " noinit" } else { "" }
+            );
+        });
+    }
+}
+
 /// What the report decoded, in the handover's order.
 fn details(s: &mut String, r: &Report, lists: Lists) {
+    if let Some(x) = &r.rfc2024 {
+        rfc2024_details(s, r, x, lists);
+        return;
+    }
     if let Some(h) = &r.handover {
         let _ = writeln!(
             s,

@@ -5,7 +5,8 @@
 //! FDT, so the cache is checked first and on its own ([`MemCache`]), then
 //! the tree is checked against it ([`Incoming`]). Memory: a fixed stack,
 //! the FDT in the caller's buffer, one bit per mem cache entry in the
-//! caller's `&mut [u64]`.
+//! caller's `&mut [u64]`. A reader with the FDT alone checks what it can
+//! without the cache with [`Tree`].
 
 use core::ops::ControlFlow;
 
@@ -379,61 +380,246 @@ impl<'a> Incoming<'a> {
         &self,
         mut f: impl FnMut(TreeRange<'a>) -> Result<ControlFlow<B>>,
     ) -> Result<ControlFlow<B>> {
-        let mut node: &'a [u8] = &[];
-        // Bit d - 1: the open node at depth d has a `mem` property.
-        let mut has_mem = 0u64;
-        let mut stop = None;
-        let walked = self.fdt.walk(|e| {
-            if stop.is_some() {
-                return Ok(());
-            }
-            match e {
-                Event::Begin { name, depth, .. } => {
-                    node = name;
-                    has_mem &= !(1u64 << (depth - 1));
-                }
-                Event::Prop {
-                    offset,
-                    name,
-                    value,
-                    depth,
-                } if name == PROP_MEM.as_bytes() => {
-                    let bit = 1u64 << (depth - 1);
-                    if has_mem & bit != 0 {
-                        return Err(Error::DuplicateMem { offset });
-                    }
-                    has_mem |= bit;
-                    if !value.len().is_multiple_of(KHO_MEM_SIZE) {
-                        return Err(Error::MemLength {
-                            offset,
-                            len: value.len(),
-                        });
-                    }
-                    let name = core::str::from_utf8(node).unwrap_or("?");
-                    for (i, entry) in value.chunks_exact(KHO_MEM_SIZE).enumerate() {
-                        let m = KhoMem::read_from_bytes(entry).unwrap_or_default();
-                        let offset = offset + i * KHO_MEM_SIZE;
-                        let range =
-                            MemRange::from_raw(At::Fdt { offset }, m.addr.get(), m.len.get())?;
-                        let t = TreeRange {
-                            node: name,
-                            depth,
-                            offset,
-                            range,
-                        };
-                        if let ControlFlow::Break(b) = f(t)? {
-                            stop = Some(b);
-                            break;
-                        }
-                    }
-                }
-                Event::Prop { .. } | Event::End { .. } => {}
-            }
-            Ok(())
-        });
-        walked?;
-        Ok(stop.map_or(ControlFlow::Continue(()), ControlFlow::Break))
+        walk_items(&self.fdt, |item| match item {
+            TreeItem::Range(t) => f(t),
+            TreeItem::Node { .. } => Ok(ControlFlow::Continue(())),
+        })
     }
+}
+
+/// One step of [`Tree::walk`], in FDT order: a node opens, or one `mem`
+/// entry of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TreeItem<'a> {
+    /// A node opens. A well-formed FDT lists a node's properties, so its
+    /// `mem` entries, before its subnodes.
+    Node {
+        /// Its name (`""` for the root; `"?"` if it is not UTF-8).
+        name: &'a str,
+        /// Its depth (the root is 1).
+        depth: usize,
+        /// Byte offset of its token in the FDT.
+        offset: usize,
+    },
+    /// One `mem` entry of the node open at `depth`.
+    Range(TreeRange<'a>),
+}
+
+/// The tree of a 2024-design handover checked on its own, without the mem
+/// cache: for a reader that has only the FDT (an inspector given its
+/// address, a tool reading a dump). What can be checked without the cache
+/// is: the container, the root `compatible`, each `mem` property (a whole
+/// number of entries, one per node), each entry (flags, alignment, no
+/// wrap-around, RAM, outside the scratch region when it is known) and that
+/// no two entries overlap, in one node or across nodes.
+///
+/// It allocates nothing: the overlap check sorts a copy of the entries in
+/// a caller buffer of one [`KhoMem`] per entry ([`Tree::ranges`] says how
+/// many).
+#[derive(Clone, Copy, Debug)]
+pub struct Tree<'a> {
+    fdt: Fdt<'a>,
+}
+
+impl<'a> Tree<'a> {
+    /// Check the FDT's container and its root `compatible` (`"kho-2024"`).
+    pub fn parse(fdt: &'a [u8]) -> Result<Tree<'a>> {
+        let fdt = Fdt::parse(fdt)?;
+        check_compatible(&fdt)?;
+        Ok(Tree { fdt })
+    }
+
+    /// The FDT (cut to its `totalsize`).
+    pub fn fdt(&self) -> &'a [u8] {
+        self.fdt.bytes()
+    }
+
+    /// Call `f` for every node and every `mem` entry, in FDT order. Each
+    /// `mem` property is checked (a multiple of 16 bytes, at most one per
+    /// node) and each entry's shape (flags, alignment, non-empty, no
+    /// wrap-around) before it is passed on; the walk stops at the first
+    /// problem, after the items before it.
+    pub fn walk<B>(
+        &self,
+        mut f: impl FnMut(TreeItem<'a>) -> ControlFlow<B>,
+    ) -> Result<ControlFlow<B>> {
+        walk_items(&self.fdt, |item| Ok(f(item)))
+    }
+
+    /// Entries in all `mem` properties (the walk's checks included).
+    pub fn ranges(&self) -> Result<usize> {
+        let mut n = 0usize;
+        let _ = self.walk(|item| {
+            if let TreeItem::Range(_) = item {
+                n = n.saturating_add(1);
+            }
+            ControlFlow::<()>::Continue(())
+        })?;
+        Ok(n)
+    }
+
+    /// Check every entry as [`Incoming::validate`] does, without the
+    /// cache: the walk's checks ([`Tree::walk`]), RAM, outside `scratch`
+    /// when it is known, and no two entries overlapping (the same range
+    /// twice included: [`Error::Overlap`] names the later entry in FDT
+    /// order). `buf` needs one entry per `mem` entry ([`Tree::ranges`]),
+    /// else [`Error::TooManyRanges`]; on success its first `n` entries are
+    /// the ranges sorted by address, and `n` is returned.
+    pub fn check<M: PhysMem + ?Sized>(
+        &self,
+        mem: &M,
+        scratch: Option<PhysRange>,
+        buf: &mut [KhoMem],
+    ) -> Result<usize> {
+        let mut n = 0usize;
+        let mut short = false;
+        // f never breaks: every problem is an error.
+        let _ = walk_items(&self.fdt, |item| {
+            let TreeItem::Range(t) = item else {
+                return Ok(ControlFlow::<()>::Continue(()));
+            };
+            let at = At::Fdt { offset: t.offset };
+            match scratch {
+                Some(scratch) => check_placement(mem, at, t.range, scratch)?,
+                None => {
+                    let range = t.range.range();
+                    if !mem.is_ram(range.start(), range.size()) {
+                        return Err(Error::NotRam { at, range });
+                    }
+                }
+            }
+            match buf.get_mut(n) {
+                Some(slot) => *slot = t.range.to_kho_mem(),
+                None => short = true,
+            }
+            n = n.saturating_add(1);
+            Ok(ControlFlow::Continue(()))
+        })?;
+        if short {
+            return Err(Error::TooManyRanges {
+                ranges: n,
+                capacity: buf.len(),
+            });
+        }
+        let sorted = buf.get_mut(..n).unwrap_or_default();
+        sorted.sort_unstable_by_key(|m| (m.start(), m.len.get(), m.flags()));
+        let overlap = sorted.windows(2).find_map(|pair| match pair {
+            [a, b] if overlaps(a, b) => Some((*a, *b)),
+            _ => None,
+        });
+        if let Some((a, b)) = overlap {
+            return Err(self.overlap_error(a, b));
+        }
+        Ok(n)
+    }
+
+    /// The [`Error::Overlap`] of entries `a` and `b`, told at the one that
+    /// comes later in FDT order.
+    fn overlap_error(&self, a: KhoMem, b: KhoMem) -> Error {
+        let mut later: Option<(usize, KhoMem)> = None;
+        let _ = self.walk(|item| {
+            if let TreeItem::Range(t) = item {
+                let m = t.range.to_kho_mem();
+                if m == a || m == b {
+                    later = Some((t.offset, m));
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        let (offset, range) = later.unwrap_or((0, b));
+        let other = if range == a { b } else { a };
+        let at = At::Fdt { offset };
+        // Both passed the walk's shape checks, so neither conversion fails.
+        let phys = |m: KhoMem| MemRange::from_raw(at, m.addr.get(), m.len.get()).map(|r| r.range());
+        match (phys(range), phys(other)) {
+            (Ok(range), Ok(other)) => Error::Overlap { at, range, other },
+            (Err(e), _) | (_, Err(e)) => e,
+        }
+    }
+}
+
+/// Whether two checked entries overlap (both non-empty; an end may be
+/// 2^64, hence the wider arithmetic).
+fn overlaps(a: &KhoMem, b: &KhoMem) -> bool {
+    let span = |m: &KhoMem| {
+        let start = u128::from(m.start());
+        (start, start + u128::from(m.len.get()))
+    };
+    let ((a0, a1), (b0, b1)) = (span(a), span(b));
+    a0 < b1 && b0 < a1
+}
+
+/// Walk the tree: every node, and every `mem` entry after checking its
+/// property's length, one `mem` per node, and the entry's shape.
+fn walk_items<'a, B>(
+    fdt: &Fdt<'a>,
+    mut f: impl FnMut(TreeItem<'a>) -> Result<ControlFlow<B>>,
+) -> Result<ControlFlow<B>> {
+    let mut node: &'a [u8] = &[];
+    // Bit d - 1: the open node at depth d has a `mem` property.
+    let mut has_mem = 0u64;
+    let mut stop = None;
+    let walked = fdt.walk(|e| {
+        if stop.is_some() {
+            return Ok(());
+        }
+        match e {
+            Event::Begin {
+                offset,
+                name,
+                depth,
+            } => {
+                node = name;
+                has_mem &= !(1u64 << (depth - 1));
+                let item = TreeItem::Node {
+                    name: core::str::from_utf8(name).unwrap_or("?"),
+                    depth,
+                    offset,
+                };
+                if let ControlFlow::Break(b) = f(item)? {
+                    stop = Some(b);
+                }
+            }
+            Event::Prop {
+                offset,
+                name,
+                value,
+                depth,
+            } if name == PROP_MEM.as_bytes() => {
+                let bit = 1u64 << (depth - 1);
+                if has_mem & bit != 0 {
+                    return Err(Error::DuplicateMem { offset });
+                }
+                has_mem |= bit;
+                if !value.len().is_multiple_of(KHO_MEM_SIZE) {
+                    return Err(Error::MemLength {
+                        offset,
+                        len: value.len(),
+                    });
+                }
+                let name = core::str::from_utf8(node).unwrap_or("?");
+                for (i, entry) in value.chunks_exact(KHO_MEM_SIZE).enumerate() {
+                    let m = KhoMem::read_from_bytes(entry).unwrap_or_default();
+                    let offset = offset + i * KHO_MEM_SIZE;
+                    let range = MemRange::from_raw(At::Fdt { offset }, m.addr.get(), m.len.get())?;
+                    let t = TreeRange {
+                        node: name,
+                        depth,
+                        offset,
+                        range,
+                    };
+                    if let ControlFlow::Break(b) = f(TreeItem::Range(t))? {
+                        stop = Some(b);
+                        break;
+                    }
+                }
+            }
+            Event::Prop { .. } | Event::End { .. } => {}
+        }
+        Ok(())
+    });
+    walked?;
+    Ok(stop.map_or(ControlFlow::Continue(()), ControlFlow::Break))
 }
 
 /// The root must have `compatible = "kho-2024"` (exactly one string).

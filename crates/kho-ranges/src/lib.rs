@@ -24,6 +24,8 @@
 //!   (what the next kernel reserves first), [`Incoming::validate`] (the
 //!   cache, the FDT, and that they agree exactly), then
 //!   [`Incoming::for_each_range`] and [`Incoming::for_each_tree_range`].
+//!   With the FDT alone, [`Tree`] walks its nodes and ranges
+//!   ([`TreeItem`]) and checks what it can without the cache.
 //!
 //! # Rules a handover must follow
 //!
@@ -123,7 +125,7 @@ mod range;
 mod tracker;
 
 pub use error::{At, Error, FdtProblem, Result};
-pub use incoming::{Handover, Incoming, MemCache, TreeRange};
+pub use incoming::{Handover, Incoming, MemCache, Tree, TreeItem, TreeRange};
 pub use kho_fdt::MAX_DEPTH;
 pub use range::{MemFlags, MemRange};
 #[cfg(feature = "alloc")]

@@ -292,15 +292,61 @@ pub fn read_boot_params_lenient<M: PhysMem>(
     Ok((params, defect))
 }
 
-/// Follow a `setup_data` chain from `head` and return the KHO entry's payload.
+/// The first KHO entry (type 10) of a `setup_data` chain: where it is and
+/// the payload length its header claims.
 ///
-/// A malformed chain or KHO entry is [`Error::BadSetupData`]: the caller
-/// reports it and boots cold.
+/// The length tells the layouts apart: 32 (or more) is the `kho_data` of
+/// kho-v2 and later ([`KhoEntry::read_handover`]); 48 is also the length
+/// of the 2024 design's `kho_data` (`kho_abi::rfc2024::KhoData`), which a
+/// reader of that design reads at [`KhoEntry::payload`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KhoEntry {
+    /// Physical address of the entry (its header).
+    pub at: PhysAddr,
+    /// The header's `len`: bytes of payload after the 16-byte header.
+    pub len: u32,
+}
+
+impl KhoEntry {
+    /// Physical address of the payload, right after the header.
+    pub fn payload(&self) -> Result<PhysAddr> {
+        self.at
+            .checked_add(SETUP_DATA_HEADER_SIZE as u64)
+            .ok_or(Error::BadSetupData {
+                at: self.at,
+                reason: "setup_data entry wraps",
+            })
+    }
+
+    /// Read the payload as kho-v2's `kho_data`, as [`find_kho`] does: `len`
+    /// must be at least 32, and only the first 32 bytes are read.
+    pub fn read_handover<M: PhysMem>(&self, mem: &M) -> Result<Handover> {
+        let at = self.at;
+        // Linux reads the first 32 bytes of a longer payload (a newer
+        // kernel may append fields); a shorter one would make it read
+        // past the entry, so it is refused here.
+        if (self.len as usize) < KHO_DATA_SIZE {
+            return Err(Error::BadSetupData {
+                at,
+                reason: "KHO setup_data shorter than 32 bytes",
+            });
+        }
+        let payload = self.payload()?;
+        let data: KhoData = mem.read_obj(payload).map_err(|_| Error::BadSetupData {
+            at,
+            reason: "kho_data outside RAM",
+        })?;
+        Ok(Handover::from_kho_data(&data))
+    }
+}
+
+/// Follow a `setup_data` chain from `head` to its first KHO entry (type
+/// 10), without reading the payload.
 ///
-/// Entries must be RAM; the walk stops after [`MAX_SETUP_DATA_ENTRIES`]
-/// (a longer chain is reported as a cycle); a type-10 entry must have
-/// `len >= 32` (only the first 32 bytes are read). The first KHO entry wins.
-pub fn find_kho<M: PhysMem>(mem: &M, head: u64) -> Result<Option<Handover>> {
+/// A malformed chain is [`Error::BadSetupData`]. Entries must be RAM; the
+/// walk stops after [`MAX_SETUP_DATA_ENTRIES`] (a longer chain is reported
+/// as a cycle). `Ok(None)`: the chain has no KHO entry.
+pub fn find_kho_entry<M: PhysMem>(mem: &M, head: u64) -> Result<Option<KhoEntry>> {
     let mut next = head;
     let mut seen = [0u64; MAX_SETUP_DATA_ENTRIES];
     for index in 0..MAX_SETUP_DATA_ENTRIES {
@@ -320,26 +366,10 @@ pub fn find_kho<M: PhysMem>(mem: &M, head: u64) -> Result<Option<Handover>> {
             reason: "setup_data entry outside RAM",
         })?;
         if header.type_.get() == SETUP_KEXEC_KHO {
-            // Linux reads the first 32 bytes of a longer payload (a newer
-            // kernel may append fields); a shorter one would make it read
-            // past the entry, so it is refused here.
-            if (header.len.get() as usize) < KHO_DATA_SIZE {
-                return Err(Error::BadSetupData {
-                    at,
-                    reason: "KHO setup_data shorter than 32 bytes",
-                });
-            }
-            let payload =
-                at.checked_add(SETUP_DATA_HEADER_SIZE as u64)
-                    .ok_or(Error::BadSetupData {
-                        at,
-                        reason: "setup_data entry wraps",
-                    })?;
-            let data: KhoData = mem.read_obj(payload).map_err(|_| Error::BadSetupData {
+            return Ok(Some(KhoEntry {
                 at,
-                reason: "kho_data outside RAM",
-            })?;
-            return Ok(Some(Handover::from_kho_data(&data)));
+                len: header.len.get(),
+            }));
         }
         next = header.next.get();
     }
@@ -347,6 +377,21 @@ pub fn find_kho<M: PhysMem>(mem: &M, head: u64) -> Result<Option<Handover>> {
         at: PhysAddr::new(next),
         reason: "setup_data chain longer than 64 entries",
     })
+}
+
+/// Follow a `setup_data` chain from `head` and return the KHO entry's payload.
+///
+/// A malformed chain or KHO entry is [`Error::BadSetupData`]: the caller
+/// reports it and boots cold.
+///
+/// Entries must be RAM; the walk stops after [`MAX_SETUP_DATA_ENTRIES`]
+/// (a longer chain is reported as a cycle); a type-10 entry must have
+/// `len >= 32` (only the first 32 bytes are read). The first KHO entry wins.
+/// It is [`find_kho_entry`] then [`KhoEntry::read_handover`].
+pub fn find_kho<M: PhysMem>(mem: &M, head: u64) -> Result<Option<Handover>> {
+    find_kho_entry(mem, head)?
+        .map(|entry| entry.read_handover(mem))
+        .transpose()
 }
 
 #[cfg(test)]
@@ -565,6 +610,72 @@ mod tests {
         assert!(
             matches!(find_kho(&m, 0x10_0000), Err(Error::BadSetupData { reason, .. }) if reason.contains("longer"))
         );
+    }
+
+    #[test]
+    fn find_kho_entry_names_the_first_kho_entry_and_its_len() {
+        let mut m = mem();
+        setup_entry(&mut m, 0x5000, 0x6000, 1, 0);
+        setup_entry(&mut m, 0x6000, 0x7000, SETUP_KEXEC_KHO, 48);
+        setup_entry(&mut m, 0x7000, 0, SETUP_KEXEC_KHO, 32);
+        let entry = find_kho_entry(&m, 0x5000).unwrap().unwrap();
+        assert_eq!(
+            entry,
+            KhoEntry {
+                at: PhysAddr::new(0x6000),
+                len: 48
+            }
+        );
+        assert_eq!(entry.payload().unwrap(), PhysAddr::new(0x6010));
+        assert_eq!(find_kho_entry(&m, 0).unwrap(), None);
+        // Not a KHO entry anywhere: none; the payload is never read, so a
+        // short entry is found as it is.
+        setup_entry(&mut m, 0x6000, 0, 1, 0);
+        assert_eq!(find_kho_entry(&m, 0x5000).unwrap(), None);
+        setup_entry(&mut m, 0x6000, 0, SETUP_KEXEC_KHO, 16);
+        let short = find_kho_entry(&m, 0x5000).unwrap().unwrap();
+        assert_eq!(short.len, 16);
+        assert!(matches!(
+            short.read_handover(&m),
+            Err(Error::BadSetupData { reason, .. }) if reason.contains("shorter than 32")
+        ));
+        // The same chain errors as find_kho.
+        setup_entry(&mut m, 0x6000, 0x5000, 1, 0);
+        assert!(matches!(
+            find_kho_entry(&m, 0x5000),
+            Err(Error::BadSetupData { reason, .. }) if reason.contains("cycle")
+        ));
+        setup_entry(&mut m, 0x6000, 0xa0000, 1, 0);
+        assert!(matches!(
+            find_kho_entry(&m, 0x5000),
+            Err(Error::BadSetupData { reason, .. }) if reason.contains("outside RAM")
+        ));
+        // An entry at the very top of the address space wraps.
+        let top = KhoEntry {
+            at: PhysAddr::new(u64::MAX - 7),
+            len: 48,
+        };
+        assert!(matches!(
+            top.payload(),
+            Err(Error::BadSetupData { reason, .. }) if reason.contains("wraps")
+        ));
+    }
+
+    #[test]
+    fn find_kho_reads_the_payload_of_the_entry_find_kho_entry_names() {
+        let mut m = mem();
+        setup_entry(&mut m, 0x6000, 0, SETUP_KEXEC_KHO, 32);
+        m.write_obj(PhysAddr::new(0x6010), &handover().to_kho_data())
+            .unwrap();
+        let entry = find_kho_entry(&m, 0x6000).unwrap().unwrap();
+        assert_eq!(entry.read_handover(&m).unwrap(), handover());
+        assert_eq!(find_kho(&m, 0x6000).unwrap(), Some(handover()));
+        // A payload outside RAM.
+        setup_entry(&mut m, 0x9_e000 + 0xff0, 0, SETUP_KEXEC_KHO, 32);
+        assert!(matches!(
+            find_kho(&m, 0x9_eff0),
+            Err(Error::BadSetupData { reason, .. }) if reason.contains("kho_data outside RAM")
+        ));
     }
 
     #[test]
