@@ -261,6 +261,13 @@ fn the_budget_flags_bound_the_decoder() {
     let out = inspect(&[&args[..], &["--max-nodes", "lots"]].concat());
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a count"));
+
+    // `--max-fdt-bytes` bounds only a 2024-design tree (kho-inspect's
+    // tests/rfc2024.rs exceeds it): a kho-v2 handover decodes as before.
+    let out = inspect(&[&args[..], &["--max-fdt-bytes", "4K"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let out = inspect(&[&args[..], &["--max-fdt-bytes", "lots"]].concat());
+    assert_eq!(out.status.code(), Some(2));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

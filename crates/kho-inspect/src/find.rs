@@ -556,7 +556,7 @@ impl<M: PhysMem> Scanner<'_, M> {
                     "device trees",
                     format!(
                         "more device trees than the scan reads ({n}, {bytes:#x} bytes), or one \
-                         larger than the `fdt_bytes` limit; those past the limit were not read"
+                         larger than the `fdt_bytes` limit (--max-fdt-bytes); those past the limit were not read"
                     ),
                 );
                 let why = format!("not read whole: {total} bytes, past the scan's limits");

@@ -65,7 +65,8 @@ pub struct Limits {
     /// Problems listed in one report (`--max-problems`); more are counted.
     pub problems: usize,
     /// Bytes of a 2024-design FDT read whole (its `dt_size`, or its
-    /// header's `totalsize` when decoded from the FDT alone).
+    /// header's `totalsize` when decoded from the FDT alone;
+    /// `--max-fdt-bytes`).
     pub fdt_bytes: u64,
     /// `--find`: root KHO FDTs listed.
     pub root_fdts: usize,

@@ -107,6 +107,10 @@ pub struct Budget {
     /// Most problems listed per handover (the rest are counted).
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub max_problems: Option<u64>,
+    /// Most bytes of a 2024-design FDT read whole (K/M/G/T suffixes:
+    /// 256M); its tree grows with what is preserved.
+    #[arg(long, value_name = "BYTES", value_parser = parse_count)]
+    pub max_fdt_bytes: Option<u64>,
     /// `--find`: most bytes of the image the scan reads (K/M/G/T
     /// suffixes: 256G); zero fill past an ELF segment's file bytes is free.
     #[arg(long, value_name = "BYTES", value_parser = parse_count)]
@@ -126,6 +130,7 @@ impl Budget {
             blocks: self.max_blocks.unwrap_or(d.blocks),
             bytes: self.max_bytes.unwrap_or(d.bytes),
             problems: size(self.max_problems, d.problems),
+            fdt_bytes: self.max_fdt_bytes.unwrap_or(d.fdt_bytes),
             scan_bytes: self.max_scan_bytes.unwrap_or(d.scan_bytes),
             ..d
         }

@@ -429,7 +429,7 @@ impl<M: PhysMem> Decoder<'_, M> {
                 at,
                 format!(
                     "the FDT is {size:#x} bytes ({what}), more than the {max:#x} bytes read whole \
-                     (the `fdt_bytes` limit); the tree is not decoded"
+                     (the `fdt_bytes` limit, --max-fdt-bytes); the tree is not decoded"
                 ),
             );
             return None;
