@@ -452,27 +452,12 @@ fn rfc2024_details(s: &mut String, r: &Report, x: &Rfc2024, lists: Lists) {
     if let Some(k) = &x.kho_data {
         let _ = writeln!(s, "handover (2024 design): {}", rfc2024_handover(k));
     }
-    if let Some(v) = &r.abi_version {
-        let _ = writeln!(s, "ABI version: {v}");
-    }
-    if let Some(fdt) = &r.fdt {
-        let _ = writeln!(
-            s,
-            "\nroot FDT at {:#x} ({} bytes):",
-            fdt.addr, fdt.total_size
-        );
-        match &fdt.rendered {
-            Some(text) => {
-                for line in text.lines() {
-                    let _ = writeln!(s, "  {line}");
-                }
-            }
-            None if x.tree.is_some() => {
-                s.push_str("  (not rendered: larger than 64 KiB; its ranges are listed below)\n");
-            }
-            None => s.push_str("  (not read, or not a device tree: see problems)\n"),
-        }
-    }
+    let unrendered = if x.tree.is_some() {
+        "(not rendered: larger than 64 KiB; its ranges are listed below)"
+    } else {
+        "(not read, or not a device tree: see problems)"
+    };
+    version_and_fdt(s, r, unrendered);
 
     s.push('\n');
     let unknown = "unknown (only the x86 setup_data entry names it: give --x86-boot-params)";
@@ -557,18 +542,9 @@ fn rfc2024_details(s: &mut String, r: &Report, x: &Rfc2024, lists: Lists) {
 }
 
 /// What the report decoded, in the handover's order.
-fn details(s: &mut String, r: &Report, lists: Lists) {
-    if let Some(x) = &r.rfc2024 {
-        rfc2024_details(s, r, x, lists);
-        return;
-    }
-    if let Some(h) = &r.handover {
-        let _ = writeln!(
-            s,
-            "handover: fdt={:#x} ({:#x} bytes) scratch={:#x}+{:#x}",
-            h.fdt, h.fdt_size, h.scratch, h.scratch_len
-        );
-    }
+/// The ABI version line and the root FDT, rendered (`unrendered` when it
+/// is not).
+fn version_and_fdt(s: &mut String, r: &Report, unrendered: &str) {
     if let Some(v) = &r.abi_version {
         let _ = writeln!(s, "ABI version: {v}");
     }
@@ -584,9 +560,26 @@ fn details(s: &mut String, r: &Report, lists: Lists) {
                     let _ = writeln!(s, "  {line}");
                 }
             }
-            None => s.push_str("  (not a device tree)\n"),
+            None => {
+                let _ = writeln!(s, "  {unrendered}");
+            }
         }
     }
+}
+
+fn details(s: &mut String, r: &Report, lists: Lists) {
+    if let Some(x) = &r.rfc2024 {
+        rfc2024_details(s, r, x, lists);
+        return;
+    }
+    if let Some(h) = &r.handover {
+        let _ = writeln!(
+            s,
+            "handover: fdt={:#x} ({:#x} bytes) scratch={:#x}+{:#x}",
+            h.fdt, h.fdt_size, h.scratch, h.scratch_len
+        );
+    }
+    version_and_fdt(s, r, "(not a device tree)");
 
     s.push('\n');
     match &r.scratch {
