@@ -180,10 +180,7 @@ fn fatal_line(
             match &line.verb {
                 // The refusal a `refuse =` scenario expects ends its last
                 // generation: news only if its reason is not the one.
-                Verb::Fail
-                    if g.is_some_and(|g| g + 1 == plan.generations)
-                        && plan.scenario.refuse.is_some() =>
-                {
+                Verb::Fail if g.is_some_and(|g| plan.ending(g) == Ending::Refused) => {
                     let reason = line.get("reason").unwrap_or("(no reason)");
                     return match &plan.scenario.refuse {
                         Some(want) if !want.matches(plan.arch.name, reason) => Some(format!(

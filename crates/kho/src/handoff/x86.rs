@@ -343,9 +343,9 @@ impl KhoEntry {
 /// Follow a `setup_data` chain from `head` to its first KHO entry (type
 /// 10), without reading the payload.
 ///
-/// A malformed chain is [`Error::BadSetupData`]. Entries must be RAM; the
-/// walk stops after [`MAX_SETUP_DATA_ENTRIES`] (a longer chain is reported
-/// as a cycle). `Ok(None)`: the chain has no KHO entry.
+/// A malformed chain is [`Error::BadSetupData`]: a cycle, an entry outside
+/// RAM, or more than [`MAX_SETUP_DATA_ENTRIES`] entries before the KHO
+/// one. `Ok(None)`: the chain has no KHO entry.
 pub fn find_kho_entry<M: PhysMem>(mem: &M, head: u64) -> Result<Option<KhoEntry>> {
     let mut next = head;
     let mut seen = [0u64; MAX_SETUP_DATA_ENTRIES];
@@ -385,7 +385,7 @@ pub fn find_kho_entry<M: PhysMem>(mem: &M, head: u64) -> Result<Option<KhoEntry>
 /// reports it and boots cold.
 ///
 /// Entries must be RAM; the walk stops after [`MAX_SETUP_DATA_ENTRIES`]
-/// (a longer chain is reported as a cycle); a type-10 entry must have
+/// (a longer chain is refused as too long); a type-10 entry must have
 /// `len >= 32` (only the first 32 bytes are read). The first KHO entry wins.
 /// It is [`find_kho_entry`] then [`KhoEntry::read_handover`].
 pub fn find_kho<M: PhysMem>(mem: &M, head: u64) -> Result<Option<Handover>> {
