@@ -95,19 +95,12 @@ fuzz_target!(|data: &[u8]| {
     let boot_params = scratch_at + 0x1000;
     let entry = scratch_at + 0x2000;
     let dtb = scratch_at + 0x3000;
-    let memory = [x86::MemoryEntry {
-        range: PhysRange::try_new(PhysAddr::new(common::BASE), common::RAM).unwrap_or(scratch),
-        kind: e820::RAM,
-    }];
-    let params = x86::BootParamsOut {
-        memory: &memory,
-        cmdline: None,
-        kho: Some((PhysAddr::new(entry), handover)),
-        acpi_rsdp: None,
-        ramdisk: None,
-        setup_header: None,
-    };
-    let _ = x86::write_boot_params(&mut mem, PhysAddr::new(boot_params), &params);
+    zero_page(
+        &mut mem,
+        boot_params,
+        scratch,
+        Some((PhysAddr::new(entry), handover)),
+    );
     if let Ok(blob) = dt::write_chosen(&boot_dtb(), Some(&handover), None) {
         let _ = mem.write(PhysAddr::new(dtb), &blob);
     }
@@ -377,19 +370,8 @@ fn rfc2024(ops: &[u8], damage: &[u8]) {
         scratch_at + 0x2000,
         scratch_at + 0x3000,
     );
-    let memory = [x86::MemoryEntry {
-        range: PhysRange::try_new(PhysAddr::new(common::BASE), common::RAM).unwrap_or(scratch),
-        kind: e820::RAM,
-    }];
-    let params = x86::BootParamsOut {
-        memory: &memory,
-        cmdline: None,
-        kho: None,
-        acpi_rsdp: None,
-        ramdisk: None,
-        setup_header: None,
-    };
-    let _ = x86::write_boot_params(&mut mem, PhysAddr::new(boot_params), &params);
+    // The 2024 entry is written by hand below: kho-v2's writer makes 32 bytes.
+    zero_page(&mut mem, boot_params, scratch, None);
     let header = SetupDataHeader {
         next: Le64::new(0),
         type_: Le32::new(SETUP_KEXEC_KHO),
@@ -407,6 +389,29 @@ fn rfc2024(ops: &[u8], damage: &[u8]) {
         &targets,
         [boot_params, entry, dtb],
     );
+}
+
+/// The x86 zero page at `at`: the arena's RAM in e820 (`fallback` if that
+/// range cannot be formed) and, when given, kho-v2's `setup_data` entry.
+fn zero_page(
+    mem: &mut HostMem,
+    at: u64,
+    fallback: PhysRange,
+    kho: Option<(PhysAddr, kho::Handover)>,
+) {
+    let memory = [x86::MemoryEntry {
+        range: PhysRange::try_new(PhysAddr::new(common::BASE), common::RAM).unwrap_or(fallback),
+        kind: e820::RAM,
+    }];
+    let params = x86::BootParamsOut {
+        memory: &memory,
+        cmdline: None,
+        kho,
+        acpi_rsdp: None,
+        ramdisk: None,
+        setup_header: None,
+    };
+    let _ = x86::write_boot_params(mem, PhysAddr::new(at), &params);
 }
 
 /// A minimal arm64-style boot DTB: 2+2 cells, a memory node, `/chosen`.
